@@ -1,0 +1,72 @@
+"""One module per ``cs336`` subcommand: each defines ``register(subparsers, parents)``.
+
+Commands are thin: they parse arguments, call the library, and print. The
+argument helpers here give every command the same spelling for shared options
+(``--config``/``--set``) and the same one-line errors for missing files.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cs336_basics.errors import UserError
+
+
+def existing_file(text: str) -> Path:
+    """argparse ``type=`` for an input file that must exist (usage error, exit 2, otherwise)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"file not found: {text}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a file but got a directory: {text}")
+    return path
+
+
+def existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"directory not found: {text}")
+    return path
+
+
+def existing_path(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"not found: {text}")
+    return path
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """``--config FILE`` (TOML/YAML) and repeatable ``--set section.key=value``."""
+    parser.add_argument("--config", "-c", type=existing_file, required=required, metavar="FILE",
+                        help="run config file (.toml or .yaml); see configs/")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set model.d_model=256 (repeatable)")
+
+
+def not_implemented(name: str):
+    def run(args: argparse.Namespace) -> int:
+        raise UserError(f"'cs336 {name}' is not implemented yet in this version")
+
+    return run

@@ -1,0 +1,9 @@
+"""`cs336 tokenize`: placeholder until its issue lands."""
+
+from cs336_basics.commands import not_implemented
+
+
+def register(subparsers, parents) -> None:
+    parser = subparsers.add_parser("tokenize", parents=parents, help="(not implemented yet)",
+                                   description="(not implemented yet)")
+    parser.set_defaults(func=not_implemented("tokenize"))

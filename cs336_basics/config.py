@@ -1,0 +1,294 @@
+"""Typed configuration: dataclasses per component, TOML/YAML files, ``--set`` overrides.
+
+A run is described by one :class:`RunConfig` with five sections, each a small
+dataclass owned by the package it configures:
+
+- ``model``     -> :class:`cs336_basics.model.config.ModelConfig`
+- ``optimizer`` -> :class:`cs336_basics.training.config.OptimizerConfig`
+- ``data``      -> :class:`cs336_basics.training.config.DataConfig`
+- ``train``     -> :class:`cs336_basics.training.config.TrainConfig`
+- ``logging``   -> :class:`cs336_basics.training.config.LoggingConfig`
+
+Files are TOML (``[model]`` tables) or YAML (a mapping per section). Overrides
+look like ``--set model.d_model=512``. Unknown keys and values of the wrong type
+are :class:`~cs336_basics.errors.ConfigError` naming the full key, in the spirit
+of nanoGPT's configurator but without ``exec``. No framework: the machinery is
+the ~150 lines below, driven by the dataclasses' type hints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+from cs336_basics.errors import ConfigError
+from cs336_basics.model.config import ModelConfig
+from cs336_basics.training.config import DataConfig, LoggingConfig, OptimizerConfig, TrainConfig
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a training run; written as ``config.toml`` into its run directory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The network's shape and variant choices."""
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    """AdamW hyper-parameters, learning-rate schedule and gradient clipping."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Where the token files and the tokenizer live."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Batch size, length of the run, evaluation/checkpoint cadence, device."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Console, metrics.jsonl, Weights & Biases and TensorBoard settings."""
+
+
+# ----------------------------------------------------------------------------- type coercion
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if tp is type(None):
+        return "None"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _parse_scalar_string(text: str) -> Any:
+    """Interpret a command-line value: JSON/TOML-ish literals first, else the raw string."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        pass
+    try:  # accepts 3e-4, 1_000, etc.
+        return int(text.replace("_", ""))
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against type ``tp`` (converting where lossless) or raise ConfigError naming ``key``."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise ConfigError(f"{key}: {value!r} is not one of {_type_name(tp)}")
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{key}: None is not allowed (expected {_type_name(tp)})")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: {value!r} is not a valid {_type_name(tp)}")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v != ""]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp, *_rest) = get_args(tp) or (Any,)
+        items = [coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table/mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table/mapping, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported config type {_type_name(tp)}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if key not in types_:
+            known = ", ".join(sorted(types_))
+            raise ConfigError(f"unknown config key '{full}' (known keys here: {known})")
+        kwargs[key] = coerce(value, types_[key], full)
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix or cls.__name__}: {exc}") from exc
+    return obj
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A plain nested dict (None values dropped, since TOML has no null)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(dataclasses.asdict(obj))
+
+
+def apply_override(cfg: T, assignment: str) -> T:
+    """Apply one ``section.key=value`` assignment to a (nested) dataclass, returning a new object."""
+    if "=" not in assignment:
+        raise ConfigError(f"override '{assignment}' must look like section.key=value")
+    dotted, raw = assignment.split("=", 1)
+    path = dotted.strip().split(".")
+    return _replace_path(cfg, path, _parse_scalar_string(raw), dotted.strip())
+
+
+def _replace_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
+    types_ = _field_types(type(obj))
+    head = path[0]
+    if head not in types_:
+        prefix = full[: len(full) - len(".".join(path))].rstrip(".")
+        where = f" in '{prefix}'" if prefix else ""
+        raise ConfigError(f"unknown config key '{full}'{where} (known keys: {', '.join(sorted(types_))})")
+    if len(path) == 1:
+        tp = types_[head]
+        # a string override such as model.position=none must stay a string when the type allows it
+        if value is None and get_origin(tp) is Literal and "none" in get_args(tp):
+            value = "none"
+        new_value = coerce(value, tp, full)
+    else:
+        child = getattr(obj, head)
+        if not dataclasses.is_dataclass(child):
+            raise ConfigError(f"config key '{full}': '{head}' is not a section")
+        new_value = _replace_path(child, path[1:], value, full)
+    try:
+        return dataclasses.replace(obj, **{head: new_value})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{full}: {exc}") from exc
+
+
+def apply_overrides(cfg: T, assignments: list[str] | None) -> T:
+    for assignment in assignments or []:
+        cfg = apply_override(cfg, assignment)
+    return cfg
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or YAML file into a dict, with one-line errors for missing or malformed files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"cannot parse {path}: {first}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, cls: type[T] = RunConfig) -> T:
+    """Load ``path`` (or the defaults when None) into ``cls`` and apply ``--set`` overrides."""
+    cfg = from_dict(cls, read_mapping(path)) if path is not None else cls()
+    return apply_overrides(cfg, overrides)
+
+
+def dump_config(cfg: Any, path: str | Path) -> Path:
+    """Write a config as TOML or YAML (by suffix), atomically."""
+    import tomli_w
+
+    path = Path(path)
+    data = to_dict(cfg)
+    text = yaml.safe_dump(data, sort_keys=False) if path.suffix in (".yaml", ".yml") else tomli_w.dumps(data)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def describe_fields(cls: type) -> list[tuple[str, str, Any, str]]:
+    """(key, type, default, docstring) for every field, recursing into sections: used by ``--help-config``."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                    docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    except (OSError, TypeError, SyntaxError):
+        pass
+    rows = []
+    defaults = cls()
+    for name, tp in _field_types(cls).items():
+        value = getattr(defaults, name)
+        if dataclasses.is_dataclass(tp):
+            rows += [(f"{name}.{k}", t, d, doc) for k, t, d, doc in describe_fields(tp)]
+        else:
+            rows.append((name, _type_name(tp), value, docs.get(name, "")))
+    return rows

@@ -1,0 +1,1 @@
+"""Loss, optimizer, schedules, data loading, checkpoints and the training loop (filled in by the training issue)."""

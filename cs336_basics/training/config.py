@@ -1,0 +1,106 @@
+"""Configs for the optimizer/schedule, the data, the training loop and logging.
+
+The original workflow's options map onto these: run name -> ``train.run_name``,
+dataset directory -> ``data.dataset_dir``, checkpoint path -> ``train.checkpoint``,
+training batch size -> ``train.batch_size``, total training tokens ->
+``train.total_tokens``, eval batch size -> ``train.eval_batch_size``, lr max/min
+-> ``optimizer.lr_max``/``optimizer.lr_min``, warmup iterations ->
+``optimizer.warmup_iters``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class OptimizerConfig:
+    lr_max: float = 1e-3
+    """Peak learning rate (reached at the end of warmup)."""
+    lr_min: float = 1e-4
+    """Final learning rate of the cosine/WSD decay."""
+    warmup_iters: int = 100
+    """Linear warmup steps from 0 to lr_max."""
+    schedule: Literal["cosine", "constant", "wsd"] = "cosine"
+    """Learning-rate schedule after warmup."""
+    cosine_cycle_iters: int | None = None
+    """Step at which the cosine reaches lr_min; None means the last training step."""
+    wsd_decay_fraction: float = 0.2
+    """WSD only: fraction of the run spent in the final decay."""
+    beta1: float = 0.9
+    """AdamW first-moment decay."""
+    beta2: float = 0.95
+    """AdamW second-moment decay."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay for matrices."""
+    decay_all: bool = False
+    """Also decay norms, biases and embeddings (by default they are in a no-decay group)."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip; 0 disables clipping."""
+
+
+@dataclass
+class DataConfig:
+    dataset_dir: str | None = None
+    """A dataset directory (data/NAME) holding train.npy, valid.npy and tokenizer/."""
+    train_path: str | None = None
+    """Training token file; defaults to DATASET_DIR/train.npy."""
+    valid_path: str | None = None
+    """Validation token file; defaults to DATASET_DIR/valid.npy."""
+    tokenizer_dir: str | None = None
+    """Tokenizer directory; defaults to DATASET_DIR/tokenizer."""
+
+
+@dataclass
+class TrainConfig:
+    run_name: str = "run"
+    """Name of the run directory under runs_dir."""
+    runs_dir: str = "runs"
+    """Parent folder of run directories."""
+    batch_size: int = 32
+    """Sequences per optimizer step (per process, before gradient accumulation is split)."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimizer step."""
+    total_steps: int | None = None
+    """Optimizer steps; derived from total_tokens when None."""
+    total_tokens: int | None = None
+    """Training tokens; steps = total_tokens / (batch_size * context_length)."""
+    eval_interval: int = 200
+    """Steps between validation passes."""
+    eval_batch_size: int = 32
+    """Sequences per validation batch."""
+    eval_tokens: int | None = None
+    """Validate on this fixed leading subset of the validation file during training (None: all of it)."""
+    checkpoint_interval: int = 1000
+    """Steps between checkpoints."""
+    checkpoint: str | None = None
+    """Explicit checkpoint path to start from (weights, optimizer and position)."""
+    keep_last: int = 3
+    """Checkpoints kept besides the best one."""
+    seed: int = 0
+    """Seed for initialisation, batch sampling and dropout."""
+    device: str = "auto"
+    """cuda, mps, cpu, or auto."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Autocast dtype; auto means bf16 on CUDA, float32 elsewhere."""
+    compile: bool = False
+    """Wrap the model in torch.compile."""
+    max_nonfinite: int = 5
+    """Consecutive non-finite losses/gradients before the run stops."""
+
+
+@dataclass
+class LoggingConfig:
+    log_interval: int = 10
+    """Steps between console/metrics.jsonl training-loss lines."""
+    wandb: bool = False
+    """Also log to Weights & Biases (honours WANDB_MODE)."""
+    wandb_project: str = "cs336"
+    """W&B project name."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files into the run directory."""
+    quiet: bool = False
+    """No progress bars."""

@@ -1,0 +1,81 @@
+"""Config loading, overrides and their errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from cs336_basics.config import RunConfig, apply_override, dump_config, from_dict, load_config
+from cs336_basics.errors import ConfigError
+
+
+def test_defaults_round_trip_through_toml_and_yaml(tmp_path):
+    cfg = RunConfig()
+    for suffix in (".toml", ".yaml"):
+        path = dump_config(cfg, tmp_path / f"c{suffix}")
+        assert load_config(path) == cfg
+
+
+def test_file_values_and_overrides(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[model]\nd_model = 128\nposition = "learned"\n[optimizer]\nlr_max = 3e-4\n')
+    cfg = load_config(path, ["model.num_layers=2", "optimizer.lr_max=1e-3", "train.total_steps=none",
+                             "model.position=none", "train.compile=true"])
+    assert cfg.model.d_model == 128
+    assert cfg.model.num_layers == 2
+    assert cfg.optimizer.lr_max == pytest.approx(1e-3)
+    assert cfg.train.total_steps is None
+    assert cfg.model.position == "none"
+    assert cfg.train.compile is True
+
+
+def test_yaml_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  d_model: 64\ntrain:\n  batch_size: 8\n")
+    cfg = load_config(path)
+    assert (cfg.model.d_model, cfg.train.batch_size) == (64, 8)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[model]\nd_modle = 1\n", "model.d_modle"),
+    ("[modle]\nd_model = 1\n", "modle"),
+    ("[model]\nd_model = 'big'\n", "model.d_model"),
+    ("[model]\nposition = 'alibi'\n", "model.position"),
+    ("[train]\ncompile = 1\n", "train.compile"),
+    ("[optimizer]\nlr_max = true\n", "optimizer.lr_max"),
+])
+def test_bad_file_names_the_key(tmp_path, text, key):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("model.nope=3", "model.nope"),
+    ("nosection.x=3", "nosection.x"),
+    ("model.d_model=abc", "model.d_model"),
+    ("model.d_model=1.5", "model.d_model"),
+    ("model.block=sideways", "model.block"),
+])
+def test_bad_override_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        apply_override(RunConfig(), override)
+
+
+def test_override_needs_equals_sign():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        apply_override(RunConfig(), "model.d_model")
+
+
+def test_int_accepted_for_float_but_not_bool_for_int():
+    cfg = from_dict(RunConfig, {"optimizer": {"lr_max": 1}})
+    assert isinstance(cfg.optimizer.lr_max, float)
+    with pytest.raises(ConfigError):
+        from_dict(RunConfig, {"model": {"d_model": True}})
+
+
+def test_unparseable_file_is_config_error(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[model\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_config(path)
