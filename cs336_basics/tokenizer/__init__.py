@@ -1,0 +1,1 @@
+"""Byte-level BPE: training (``train_bpe``), encoding (``Tokenizer``), file formats and token files."""
