@@ -1,0 +1,102 @@
+"""Pre-tokenization: special-token splitting and the GPT-2 regex split, plus the data C code needs to match it.
+
+BPE never merges across pre-token boundaries, so training and encoding both
+start by (1) cutting the text at special tokens (longest first, so that
+``<|endoftext|><|endoftext|>`` can be one token when it is itself special) and
+(2) splitting each remaining segment with the GPT-2 pattern.
+
+The slow path here uses the ``regex`` module and is the oracle. The fast paths
+(C extensions including ``pretok.h``) classify characters with
+:func:`char_class_table`, which is computed *from the regex module itself*, so
+``\\p{L}``, ``\\p{N}`` and ``\\s`` mean exactly what they mean to the oracle
+(Unicode version included). Invalid UTF-8 is handled the way
+``bytes.decode("utf-8", "surrogateescape")`` sees it: every undecodable byte
+becomes a lone surrogate U+DC80..U+DCFF, which is none of L/N/whitespace, i.e.
+a one-byte "other" character; encoding back with ``surrogateescape`` restores
+the exact bytes, so invalid input is kept as bytes, never dropped.
+
+Reference: Radford et al. 2019 (GPT-2) for the pattern; CS336 Assignment 1 handout, section 2.4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+import regex
+
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+# Bits of char_class_table(); pretok.h uses the same values.
+CLASS_LETTER = 1
+CLASS_NUMBER = 2
+CLASS_SPACE = 4
+
+
+@lru_cache(maxsize=8)
+def compiled_pattern(pattern: str = GPT2_PATTERN) -> "regex.Pattern[str]":
+    return regex.compile(pattern)
+
+
+def _ordered_specials(special_tokens: Iterable[str] | None) -> list[str]:
+    """Distinct special tokens, longest first (so a longer token wins over its prefix)."""
+    return sorted(set(special_tokens or ()), key=lambda s: (-len(s), s))
+
+
+@lru_cache(maxsize=32)
+def _special_regex(specials: tuple[str, ...]) -> "regex.Pattern[str]":
+    return regex.compile("|".join(regex.escape(s) for s in specials))
+
+
+@lru_cache(maxsize=32)
+def special_bytes_regex(specials: tuple[str, ...]) -> "regex.Pattern[bytes]":
+    """The bytes twin of the special-token alternation (longest first), for streaming over raw files."""
+    ordered = _ordered_specials(specials)
+    return regex.compile(b"|".join(regex.escape(s.encode("utf-8")) for s in ordered))
+
+
+def split_on_special(text: str, special_tokens: Iterable[str] | None) -> list[tuple[str, bool]]:
+    """Cut ``text`` at special tokens: ``[(segment, is_special), ...]`` in order, empty segments dropped."""
+    specials = _ordered_specials(special_tokens)
+    if not specials:
+        return [(text, False)] if text else []
+    out: list[tuple[str, bool]] = []
+    pos = 0
+    for m in _special_regex(tuple(specials)).finditer(text):
+        if m.start() > pos:
+            out.append((text[pos:m.start()], False))
+        out.append((m.group(), True))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], False))
+    return out
+
+
+def pretokenize_reference(text: str, pattern: str = GPT2_PATTERN) -> list[str]:
+    """The GPT-2 split of one special-free segment, with the regex module (the oracle)."""
+    return compiled_pattern(pattern).findall(text)
+
+
+def pretokenize_bytes(data: bytes, special_tokens: Sequence[str] | None = None,
+                      pattern: str = GPT2_PATTERN) -> list[bytes]:
+    """Pre-tokens of raw bytes (specials removed), each as the exact bytes it covers, invalid UTF-8 included."""
+    text = data.decode("utf-8", "surrogateescape")
+    out: list[bytes] = []
+    for segment, is_special in split_on_special(text, special_tokens):
+        if not is_special:
+            out.extend(t.encode("utf-8", "surrogateescape") for t in pretokenize_reference(segment, pattern))
+    return out
+
+
+@lru_cache(maxsize=1)
+def char_class_table() -> bytes:
+    """0x110000 bytes, one per code point: bit 1 = ``\\p{L}``, 2 = ``\\p{N}``, 4 = ``\\s``, as the regex module sees them."""
+    import numpy as np
+
+    # Every code point, surrogates included (they are what surrogateescape produces).
+    everything = "".join(map(chr, range(0x110000)))
+    table = np.zeros(0x110000, dtype=np.uint8)
+    for bit, pat in ((CLASS_LETTER, r"\p{L}+"), (CLASS_NUMBER, r"\p{N}+"), (CLASS_SPACE, r"\s+")):
+        for m in regex.finditer(pat, everything):
+            table[m.start():m.end()] |= bit
+    return table.tobytes()

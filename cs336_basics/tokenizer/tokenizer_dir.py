@@ -1,0 +1,123 @@
+"""A trained tokenizer on disk: one directory with vocab.json, merges.txt, tokenizer.json and meta.json.
+
+- ``vocab.json`` + ``merges.txt``: GPT-2's byte-to-unicode format (see gpt2_format.py), loadable by
+  Hugging Face ``tokenizers`` and by ``Tokenizer.from_files``.
+- ``tokenizer.json``: a complete Hugging Face ``tokenizers`` description (BPE model, a pre-tokenizer
+  that splits with the same GPT-2 regex then maps bytes to unicode, the ByteLevel decoder, special
+  tokens as added tokens), so ``tokenizers.Tokenizer.from_file`` encodes exactly like our encoder.
+- ``meta.json``: special tokens (in vocabulary order), the pattern, the training-data fingerprint,
+  timings, and anything else the trainer wants to record.
+
+The directory is written atomically: everything goes into a hidden temp directory beside the
+target, which is renamed into place only when complete, so a failure never leaves a half-written
+tokenizer under the final name (an existing one is replaced only at the very end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cs336_basics.errors import UserError
+from cs336_basics.tokenizer.gpt2_format import load_vocab_merges, save_vocab_merges, token_to_str
+from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN
+
+FILES = ("vocab.json", "merges.txt", "tokenizer.json", "meta.json")
+
+
+def hf_tokenizer_json(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: list[str],
+                      pattern: str = GPT2_PATTERN) -> dict[str, Any]:
+    """The Hugging Face ``tokenizers`` JSON for a byte-level BPE with our pre-tokenization."""
+    by_token = {tok: idx for idx, tok in vocab.items()}
+    added = []
+    for special in special_tokens:
+        idx = by_token.get(special.encode("utf-8"))
+        if idx is None:
+            raise UserError(f"special token {special!r} is not in the vocabulary")
+        added.append({"id": idx, "content": special, "single_word": False, "lstrip": False, "rstrip": False,
+                      "normalized": False, "special": True})
+    model_vocab = {token_to_str(tok): idx for idx, tok in sorted(vocab.items())}
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": None,
+        # Split isolates each regex match (GPT-2 pre-tokens); ByteLevel without its own regex only
+        # maps the bytes of each piece to GPT-2's printable characters.
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+        ]},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": model_vocab,
+                  "merges": [f"{token_to_str(a)} {token_to_str(b)}" for a, b in merges]},
+    }
+
+
+def save_tokenizer_dir(out_dir: str | Path, vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]],
+                       special_tokens: list[str], meta: dict[str, Any] | None = None) -> Path:
+    """Write the four files into ``out_dir`` atomically (temp dir + rename); return ``out_dir``."""
+    out_dir = Path(out_dir)
+    parent = out_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise UserError(f"cannot write tokenizer to {out_dir}: {exc.strerror}; choose another --out") from exc
+    if out_dir.exists() and not out_dir.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{out_dir} exists and is not a directory; choose another --out")
+    try:
+        save_vocab_merges(vocab, merges, tmp / "vocab.json", tmp / "merges.txt")
+        pattern = (meta or {}).get("pattern", GPT2_PATTERN)
+        hf = hf_tokenizer_json(vocab, merges, list(special_tokens), pattern)
+        (tmp / "tokenizer.json").write_text(json.dumps(hf, ensure_ascii=False), encoding="utf-8")
+        full_meta = {"format": 1, "special_tokens": list(special_tokens), "pattern": pattern,
+                     "vocab_size": len(vocab), "num_merges": len(merges), **(meta or {})}
+        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1, ensure_ascii=False), encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out_dir.exists():
+            # Swap: move the old directory aside, the new one in, then delete the old one.
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
+            os.rmdir(old)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"cannot write tokenizer to {out_dir}: {exc.strerror}; choose another --out") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def load_tokenizer_dir(directory: str | Path) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]], list[str], dict]:
+    """Read a directory written by :func:`save_tokenizer_dir`: ``(vocab, merges, special_tokens, meta)``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"tokenizer directory not found: {directory} (train one with 'cs336 tokenizer train')")
+    vocab, merges = load_vocab_merges(directory / "vocab.json", directory / "merges.txt")
+    meta_path = directory / "meta.json"
+    meta: dict[str, Any] = {}
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{meta_path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    specials = list(meta.get("special_tokens", []))
+    known = set(vocab.values())
+    missing = [s for s in specials if s.encode("utf-8") not in known]
+    if missing:
+        raise UserError(f"{meta_path}: special token {missing[0]!r} is not in vocab.json; retrain the tokenizer")
+    return vocab, merges, specials, meta
