@@ -1,0 +1,229 @@
+"""Reading finished (or running, or crashed) run directories: curves, summaries, config differences.
+
+Everything here reads only ``config.toml`` and ``metrics.jsonl`` (the run
+directory contract), so it works on runs made by ``cs336 train``, by a sweep,
+or by hand, and on runs still in progress (a torn last line is ignored).
+
+Metric values that were non-finite are stored as the strings ``"nan"``/``"inf"``
+in metrics.jsonl (JSON has no NaN); :func:`as_float` turns them back.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cs336_basics.errors import UserError
+from cs336_basics.rundir import read_jsonl
+
+# The plot/table x axes and the metrics.jsonl field each one reads.
+X_FIELDS = {"steps": "step", "tokens": "tokens", "wallclock": "wallclock"}
+
+# Keys that differ between runs without changing what was trained.
+IGNORED_KEYS = ("train.run_name", "train.runs_dir", "train.checkpoint", "logging.")
+
+
+def as_float(value: Any) -> float | None:
+    """A metrics.jsonl value as a float (``"nan"``/``"inf"`` strings included); None if not numeric."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dict -> ``{"model.d_model": 512, ...}``."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(flatten(value, full))
+        else:
+            out[full] = value
+    return out
+
+
+@dataclass
+class RunSummary:
+    """Final numbers of one run, read from its metrics.jsonl."""
+
+    steps: int | None = None
+    tokens: int | None = None
+    wallclock: float | None = None
+    final_train_loss: float | None = None
+    final_val_loss: float | None = None
+    best_val_loss: float | None = None
+    diverged: bool = False
+    finished: bool = False
+    stop_reason: str | None = None
+
+
+@dataclass
+class Run:
+    """One run directory loaded: its flattened config and its metric records."""
+
+    path: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def curve(self, metric: str, x: str = "steps") -> tuple[list[float], list[float]]:
+        """(xs, ys) for every record carrying ``metric`` (non-finite ys kept as nan/inf)."""
+        if x not in X_FIELDS:
+            raise UserError(f"unknown x axis {x!r}; choose one of {', '.join(X_FIELDS)}")
+        field_name = X_FIELDS[x]
+        xs, ys = [], []
+        for record in self.records:
+            if metric not in record:
+                continue
+            xv, yv = as_float(record.get(field_name)), as_float(record[metric])
+            if xv is None or yv is None:
+                continue
+            xs.append(xv)
+            ys.append(yv)
+        return xs, ys
+
+    def metrics_available(self) -> set[str]:
+        names: set[str] = set()
+        for record in self.records:
+            names.update(k for k, v in record.items() if as_float(v) is not None)
+        return names - {"time", "step", "tokens", "wallclock"}
+
+    def summary(self) -> RunSummary:
+        return summarize_records(self.records)
+
+
+def summarize_records(records: list[dict[str, Any]]) -> RunSummary:
+    """Final/best losses, extent and divergence of a run from its metric records."""
+    s = RunSummary()
+    val_losses: list[float] = []
+    for record in records:
+        step, tokens, wall = as_float(record.get("step")), as_float(record.get("tokens")), as_float(record.get("wallclock"))
+        if step is not None:
+            s.steps = max(s.steps or 0, int(step))
+        if tokens is not None:
+            s.tokens = max(s.tokens or 0, int(tokens))
+        if wall is not None and record.get("event") in ("train", "eval", "end"):
+            s.wallclock = max(s.wallclock or 0.0, wall)
+        event = record.get("event")
+        if event == "train" and "loss" in record:
+            loss = as_float(record["loss"])
+            s.final_train_loss = loss
+            if loss is not None and not math.isfinite(loss):
+                s.diverged = True
+        elif event == "eval" and "val_loss" in record:
+            loss = as_float(record["val_loss"])
+            if loss is not None:
+                s.final_val_loss = loss
+                if math.isfinite(loss):
+                    val_losses.append(loss)
+                else:
+                    s.diverged = True
+        elif event == "end":
+            s.finished = True
+            s.stop_reason = record.get("stop_reason") or record.get("reason")
+            if record.get("diverged"):
+                s.diverged = True
+            for key in ("final_val_loss", "val_loss"):
+                value = as_float(record.get(key))
+                if value is not None:
+                    s.final_val_loss = value
+                    if math.isfinite(value):
+                        val_losses.append(value)
+                    break
+    if s.stop_reason and "diverg" in str(s.stop_reason):
+        s.diverged = True
+    s.best_val_loss = min(val_losses) if val_losses else None
+    return s
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / "metrics.jsonl").exists() or (path / "config.toml").exists())
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a run directory; a one-line error when it is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"run directory not found: {path}")
+    if not is_run_dir(path):
+        raise UserError(f"{path} is not a run directory (no metrics.jsonl or config.toml); give runs/NAME")
+    config: dict[str, Any] = {}
+    if (path / "config.toml").exists():
+        try:
+            config = flatten(tomllib.loads((path / "config.toml").read_text(encoding="utf-8")))
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"cannot parse {path / 'config.toml'}: {exc}") from exc
+    return Run(path=path, config=config, records=read_jsonl(path / "metrics.jsonl"))
+
+
+def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
+    """Accept run directories and directories of runs (a sweep dir or runs/), in the given order."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if is_run_dir(path):
+            out.append(path)
+            continue
+        if not path.is_dir():
+            raise UserError(f"run directory not found: {path}")
+        inner = path / "runs" if (path / "runs").is_dir() else path
+        children = sorted(p for p in inner.iterdir() if is_run_dir(p))
+        if not children:
+            raise UserError(f"{path} holds no run directories (each needs metrics.jsonl or config.toml)")
+        out.extend(children)
+    return out
+
+
+def differing_keys(runs: list[Run]) -> list[str]:
+    """Config keys whose values are not the same in every run (ignoring names and logging)."""
+    if len(runs) < 2:
+        return []
+    keys = sorted(set().union(*(r.config for r in runs)))
+    missing = object()
+    out = []
+    for key in keys:
+        if any(key == k or (k.endswith(".") and key.startswith(k)) for k in IGNORED_KEYS):
+            continue
+        values = [r.config.get(key, missing) for r in runs]
+        if any(v != values[0] for v in values[1:]):
+            out.append(key)
+    return out
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Last dotted component of each key unless two keys share it."""
+    lasts = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (last if lasts.count(last) == 1 else k) for k, last in zip(keys, lasts)}
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def run_labels(runs: list[Run]) -> list[str]:
+    """Legend labels naming what differs between the runs (the run directory name if nothing does)."""
+    keys = differing_keys(runs)
+    if not keys:
+        return [r.name for r in runs]
+    short = short_names(keys)
+    labels = [", ".join(f"{short[k]}={format_value(r.config.get(k))}" for k in keys) for r in runs]
+    if len(set(labels)) != len(labels):  # e.g. only ignored keys differ
+        labels = [f"{r.name}: {label}" for r, label in zip(runs, labels)]
+    return labels
