@@ -1,0 +1,18 @@
+"""Text generation from a trained Transformer LM: sampling, KV-cache decoding, streaming, ``Sampler``.
+
+- :func:`generate` (:mod:`.generate`): batched prompts, temperature / top-k /
+  top-p / repetition penalty, stop at end-of-text and at stop strings, seeds,
+  streaming via ``on_token``.
+- :mod:`.sampling`: the next-token rules as pure functions on logits.
+- :mod:`.decoding`: uncached reference, sliding KV cache (RoPE/NoPE) and
+  re-encoding KV cache (learned/sinusoidal positions).
+- :mod:`.streaming`: incremental text with stop strings.
+- :class:`Sampler` (:mod:`.sampler`): fixed prompts and options, reused by
+  training and evaluation to write samples.
+"""
+
+from cs336_basics.generation.generate import GenerationResult, generate
+from cs336_basics.generation.sampler import DEFAULT_PROMPTS, Sampler, results_to_markdown
+from cs336_basics.generation.sampling import SamplingParams
+
+__all__ = ["generate", "GenerationResult", "Sampler", "SamplingParams", "DEFAULT_PROMPTS", "results_to_markdown"]

@@ -1,0 +1,180 @@
+"""``generate``: batched autoregressive sampling with a KV cache, stop conditions and streaming.
+
+One loop serves every use: the CLI (one prompt, streamed), the training loop's
+periodic samples (a few prompts, seeded) and evaluation. Per step it asks the
+decoding strategy (:mod:`.decoding`) for the next-token logits of every row,
+masks ids beyond the tokenizer's vocabulary, applies the repetition penalty,
+picks one id per row (:mod:`.sampling`), and feeds the id to the row's
+:class:`~.streaming.TextStream`. A row finishes at the end-of-text id ("eos"),
+when its text contains a stop string ("stop"), or after ``max_new_tokens``
+("length"); the loop ends when all rows have finished.
+
+Notable choices:
+
+- An empty prompt starts from the end-of-text token (documents in the training
+  data are separated by it, so the model has seen "start of a document" there).
+- Prompts longer than the context keep their last ``context_length`` tokens.
+- The model is put in eval mode under ``torch.inference_mode`` and its previous
+  mode restored afterwards.
+- With a seed, a private ``torch.Generator`` drives sampling, so the same seed
+  gives the same samples and the global RNG is untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from cs336_basics.errors import UserError
+from cs336_basics.generation.decoding import make_decoder
+from cs336_basics.generation.sampling import (
+    SamplingParams,
+    apply_repetition_penalty,
+    choose_next,
+    make_generator,
+    mask_beyond_vocab,
+)
+from cs336_basics.generation.streaming import TextStream
+
+
+@dataclass
+class GenerationResult:
+    """One generated continuation."""
+
+    prompt: str
+    text: str
+    """The generated text (without the prompt), cut before a stop string."""
+    token_ids: list[int]
+    """Generated ids; the end-of-text id is not included, the id that completed a stop string is."""
+    stopped_by: str
+    """"eos", "stop" or "length"."""
+    prompt_ids: list[int] = field(default_factory=list)
+    """The ids the model was conditioned on (after truncation to the context)."""
+    logits: torch.Tensor | None = None
+    """(len(token_ids) (+1 at eos), V) float: raw model logits at each step, only with ``return_logits=True``."""
+
+
+TokenCallback = Callable[[int, str], None]
+"""``on_token(row, text_piece)``: called with each new piece of completed text of row ``row``."""
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _encode_prompts(tokenizer, prompts: Sequence[str], context_length: int) -> list[list[int]]:
+    encoded = []
+    for prompt in prompts:
+        if not isinstance(prompt, str):
+            raise UserError(f"prompts must be strings, got {type(prompt).__name__}")
+        ids = list(tokenizer.encode(prompt))
+        if not ids:
+            if tokenizer.eos_id is None:
+                raise UserError("empty prompt and the tokenizer has no <|endoftext|> token to start from; give a prompt")
+            ids = [tokenizer.eos_id]
+        encoded.append(ids[-context_length:])
+    return encoded
+
+
+def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *, max_new_tokens: int = 256,
+             temperature: float = 1.0, top_p: float | None = None, top_k: int | None = None,
+             repetition_penalty: float = 1.0, stop: Sequence[str] | None = None, seed: int | None = None,
+             use_cache: bool = True, on_token: TokenCallback | None = None, device: str | torch.device | None = None,
+             stop_at_eos: bool = True, return_logits: bool = False) -> list[GenerationResult]:
+    """Continue each prompt; one :class:`GenerationResult` per prompt, in order.
+
+    ``temperature=0`` is greedy decoding. ``top_k``/``top_p`` restrict sampling
+    to the k most likely ids / the smallest set reaching probability p.
+    ``repetition_penalty`` > 1 discourages ids already in the row's sequence
+    (prompt included). ``stop`` strings end a row (its text is cut before the
+    stop string). ``seed`` makes sampling reproducible. ``on_token(row, piece)``
+    streams completed text. ``use_cache=False`` recomputes the whole context at
+    every step (the slow reference).
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        return []
+    if max_new_tokens < 0:
+        raise UserError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    params = SamplingParams(temperature=float(temperature), top_k=top_k, top_p=top_p,
+                            repetition_penalty=float(repetition_penalty))
+    cfg = model.config
+    vocab_size = tokenizer.vocab_size
+    if vocab_size > cfg.vocab_size:
+        raise UserError(f"tokenizer has {vocab_size} ids but the model only {cfg.vocab_size}; "
+                        "use the tokenizer the model was trained with (--tokenizer DIR)")
+    device = torch.device(device) if device is not None else _model_device(model)
+    eos_id = tokenizer.eos_id if stop_at_eos else None
+
+    histories = _encode_prompts(tokenizer, prompts, cfg.context_length)
+    results = [GenerationResult(prompt=p, text="", token_ids=[], stopped_by="length", prompt_ids=list(h))
+               for p, h in zip(prompts, histories)]
+    streams = [TextStream(tokenizer, list(stop or [])) for _ in prompts]
+    done = [False] * len(prompts)
+    step_logits: list[list[torch.Tensor]] = [[] for _ in prompts]
+    generator = make_generator(seed, device)
+    seen = None
+    if params.repetition_penalty != 1.0:
+        seen = torch.zeros((len(prompts), cfg.vocab_size), dtype=torch.bool, device=device)  # (B, V)
+        for row, ids in enumerate(histories):
+            seen[row, torch.tensor(ids, dtype=torch.long, device=device)] = True
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            decoder = make_decoder(model, use_cache, device)
+            logits = decoder.prefill(histories) if max_new_tokens > 0 else None
+            for step in range(max_new_tokens):
+                raw = logits.float()  # (B, V)
+                scores = mask_beyond_vocab(raw, vocab_size)
+                if seen is not None:
+                    scores = apply_repetition_penalty(scores, seen, params.repetition_penalty)
+                next_ids = choose_next(scores, params, generator)  # (B,)
+                if seen is not None:
+                    seen[torch.arange(len(prompts), device=device), next_ids] = True
+                for row, token in enumerate(next_ids.tolist()):
+                    histories[row].append(token)  # finished rows too, so every decoder sees aligned rows
+                    if done[row]:
+                        continue
+                    if return_logits:
+                        step_logits[row].append(raw[row].cpu())
+                    _advance_row(row, token, results[row], streams[row], eos_id, on_token)
+                    done[row] = results[row].stopped_by != "length"
+                if all(done) or step == max_new_tokens - 1:
+                    break
+                logits = decoder.step(next_ids, histories)
+    finally:
+        model.train(was_training)
+
+    for row, (result, stream) in enumerate(zip(results, streams)):
+        tail = stream.finish()
+        if tail and on_token is not None:
+            on_token(row, tail)
+        result.text = stream.text
+        if stream.stopped:
+            result.stopped_by = "stop"
+        if return_logits:
+            result.logits = torch.stack(step_logits[row]) if step_logits[row] else torch.empty(0, cfg.vocab_size)
+    return results
+
+
+def _advance_row(row: int, token: int, result: GenerationResult, stream: TextStream, eos_id: int | None,
+                 on_token: TokenCallback | None) -> None:
+    """Record one sampled id for a still-running row and stream its text."""
+    if token == eos_id:
+        result.stopped_by = "eos"
+        return
+    result.token_ids.append(token)
+    piece = stream.feed(token)
+    if piece and on_token is not None:
+        on_token(row, piece)
+    if stream.stopped:
+        result.stopped_by = "stop"
