@@ -1,9 +1,57 @@
-"""`cs336 download`: placeholder until its issue lands."""
+"""`cs336 download tinystories|owt`: fetch the published corpora (resumable, verified, atomic)."""
 
-from cs336_basics.commands import not_implemented
+from __future__ import annotations
+
+import argparse
+
+from cs336_basics.commands import positive_int
+
+
+def _size(text: str) -> int:
+    """``5000000``, ``5M``, ``200MB``, ``1G`` -> bytes (binary units: 1M = 2**20)."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned and cleaned[-1] in "KMG" else (cleaned, "")
+    try:
+        value = int(float(number) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 50M or 1000000, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return value
 
 
 def register(subparsers, parents) -> None:
-    parser = subparsers.add_parser("download", parents=parents, help="(not implemented yet)",
-                                   description="(not implemented yet)")
-    parser.set_defaults(func=not_implemented("download"))
+    from cs336_basics.datasets import BASE_URL_ENV, DATASETS
+
+    parser = subparsers.add_parser(
+        "download", parents=parents, help="download TinyStories or the OpenWebText sample",
+        description="Download the published TinyStoriesV2-GPT4 or OpenWebText-sample files into DEST/NAME/ "
+                    "(interrupted downloads resume; .gz files are decompressed; sizes and checksums are verified; "
+                    "finished files are recorded in DEST/NAME/downloads.json and skipped on reruns).")
+    parser.add_argument("dataset", choices=sorted(DATASETS), help="which corpus")
+    parser.add_argument("--dest", default="data", metavar="DIR", help="parent folder (default: data/)")
+    parser.add_argument("--split", default="train,valid", metavar="SPLITS",
+                        help="comma-separated splits to fetch (default: train,valid)")
+    parser.add_argument("--max-bytes", type=_size, default=None, metavar="N",
+                        help="fetch only a prefix of about N bytes (e.g. 50M), cut after the last <|endoftext|>")
+    parser.add_argument("--from-dir", default=None, metavar="DIR",
+                        help="offline: copy the published files from DIR instead of downloading")
+    parser.add_argument("--base-url", default=None, metavar="URL",
+                        help=f"download from URL/FILENAME instead of the published location (also env {BASE_URL_ENV}); "
+                             "a local directory works like --from-dir")
+    parser.add_argument("--force", action="store_true", help="download again even if the file is up to date")
+    parser.add_argument("--verify", action="store_true", help="re-hash files already present before skipping them")
+    parser.add_argument("--retries", type=positive_int, default=5, help="retries after a dropped connection (default 5)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cs336_basics.datasets import download_dataset
+
+    splits = [s.strip() for s in args.split.split(",") if s.strip()]
+    paths = download_dataset(args.dataset, args.dest, splits, max_bytes=args.max_bytes, base_url=args.base_url,
+                             from_dir=args.from_dir, force=args.force, verify=args.verify, retries=args.retries)
+    for split, path in paths.items():
+        print(f"{split}\t{path}")
+    return 0
