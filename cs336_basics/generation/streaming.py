@@ -44,9 +44,10 @@ class TextStream:
             return
         start = max(0, len(self.text) - self._longest_stop + 1)
         self.text += piece
-        cut = min((i for i in (self.text.find(s, start) for s in self.stop) if i >= 0), default=-1)
-        if cut >= 0:
-            self.text = self.text[:cut]
+        # the stop string that completes first wins (as if the text arrived one character at a time)
+        hits = [(i + len(s), i) for s in self.stop if (i := self.text.find(s, start)) >= 0]
+        if hits:
+            self.text = self.text[:min(hits)[1]]
             self.stopped = True
 
     def _release(self, final: bool) -> str:
