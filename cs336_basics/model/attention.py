@@ -1,0 +1,166 @@
+"""Scaled dot-product attention and causal multi-head self-attention with one fused QKV projection.
+
+Mask convention (the only one inside the library): a boolean tensor broadcastable
+to ``(..., queries, keys)`` where **True means "may attend"**. The course's 2024
+adapters (True = masked out) are translated in :mod:`cs336_basics.compat`.
+
+Masked scores are set to the most negative finite value of their dtype rather
+than ``-inf``: a row with at least one visible key gets exactly the same
+probabilities (``exp`` underflows to 0), and a row with none (a padding query)
+gets finite garbage instead of NaNs that would leak into other rows through
+the values of later layers.
+
+Attention kernels are sibling modules picked by name (``ModelConfig.attention``):
+
+- :class:`ReferenceAttention`: ours, written out (QK^T, mask, stable softmax, V);
+- :class:`SDPAAttention`: ``torch.nn.functional.scaled_dot_product_attention``,
+  PyTorch's fused kernel, used only as an optional fast path;
+- :class:`AutoAttention`: SDPA on CUDA, the reference elsewhere.
+
+Both are tested equal. The kernel receives ``mask=None, is_causal=True`` for
+plain causal attention so SDPA can use its causal fast path; causality is
+aligned bottom-right (the last query sees every key), which is what decoding
+with a KV cache needs.
+
+:class:`MultiHeadSelfAttention` keeps one ``qkv_proj`` Linear of shape
+``(3*d_model, d_model)`` whose rows are ``[W_q; W_k; W_v]``, each with heads
+contiguous (head ``h`` = rows ``h*d_head:(h+1)*d_head``), so separate q/k/v
+weights map onto it by concatenation. Reference: Vaswani et al. 2017.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from cs336_basics.model.kv_cache import LayerCache
+from cs336_basics.model.layers import Linear, dropout_or_identity, softmax
+from cs336_basics.model.positions import NoRotation
+
+
+def causal_mask(num_queries: int, num_keys: int, device=None) -> Tensor:
+    """``(num_queries, num_keys)`` bool, True where query ``i`` may see key ``j`` (bottom-right aligned)."""
+    ones = torch.ones(num_queries, num_keys, dtype=torch.bool, device=device)
+    return ones.tril(diagonal=num_keys - num_queries)
+
+
+def scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None = None,
+                                 dropout: nn.Module | None = None) -> Tensor:
+    """``softmax(Q K^T / sqrt(d_k)) V`` with an optional may-attend mask.
+
+    Shapes: Q ``(..., Tq, d_k)``, K ``(..., Tk, d_k)``, V ``(..., Tk, d_v)``, mask
+    broadcastable to ``(..., Tq, Tk)``; returns ``(..., Tq, d_v)``. The softmax runs
+    in float32 even when the inputs are bf16.
+    """
+    scale = 1.0 / math.sqrt(Q.shape[-1])
+    scores = (Q * scale) @ K.transpose(-2, -1)  # (..., Tq, Tk)
+    scores = scores.float()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = softmax(scores, dim=-1).to(V.dtype)  # (..., Tq, Tk)
+    if dropout is not None:
+        probs = dropout(probs)
+    return probs @ V  # (..., Tq, d_v)
+
+
+class ReferenceAttention(nn.Module):
+    """Our attention: :func:`scaled_dot_product_attention` with dropout on the probabilities."""
+
+    def __init__(self, attn_pdrop: float = 0.0) -> None:
+        super().__init__()
+        self.attn_dropout = dropout_or_identity(attn_pdrop)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
+        if is_causal and q.shape[-2] > 1:
+            mask = causal_mask(q.shape[-2], k.shape[-2], q.device)
+        return scaled_dot_product_attention(q, k, v, mask, self.attn_dropout)
+
+
+class SDPAAttention(nn.Module):
+    """PyTorch's fused ``scaled_dot_product_attention`` (flash / memory-efficient kernels): the fast path."""
+
+    def __init__(self, attn_pdrop: float = 0.0) -> None:
+        super().__init__()
+        self.attn_pdrop = attn_pdrop
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
+        import torch.nn.functional as F
+
+        k, v = k.to(q.dtype), v.to(q.dtype)  # a float32 cache under bf16 autocast
+        tq, tk = q.shape[-2], k.shape[-2]
+        if is_causal and tq != tk:
+            # SDPA's is_causal is top-left aligned; decoding needs bottom-right (tq == 1 needs no mask)
+            mask = causal_mask(tq, tk, q.device) if tq > 1 else None
+            is_causal = False
+        p = self.attn_pdrop if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
+
+
+class AutoAttention(nn.Module):
+    """The SDPA kernel on CUDA tensors, our reference kernel on every other device."""
+
+    def __init__(self, attn_pdrop: float = 0.0) -> None:
+        super().__init__()
+        self.reference = ReferenceAttention(attn_pdrop)
+        self.fused = SDPAAttention(attn_pdrop)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
+        kernel = self.fused if q.is_cuda else self.reference
+        return kernel(q, k, v, mask, is_causal)
+
+
+ATTENTION_KERNELS: dict[str, type[nn.Module]] = {
+    "reference": ReferenceAttention,
+    "sdpa": SDPAAttention,
+    "auto": AutoAttention,
+}
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Causal multi-head self-attention over ``x (..., T, d_model)``.
+
+    ``forward(x, positions=None, mask=None, cache=None)``:
+
+    - ``positions`` ``(T,)`` or ``(..., T)`` integer positions for the rotary
+      encoding (default ``0..T-1``);
+    - ``mask`` a may-attend mask broadcastable to ``(..., 1, T, S)``; None means
+      plain causal attention;
+    - ``cache`` a :class:`~cs336_basics.model.kv_cache.LayerCache`: the new keys
+      and values are appended and the queries attend over everything cached.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, rotary: nn.Module | None = None,
+                 kernel: nn.Module | None = None, device=None, dtype=None,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if d_model % num_heads:
+            from cs336_basics.errors import UserError
+
+            raise UserError(f"d_model {d_model} is not divisible by num_heads {num_heads} (choose a divisor)")
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.d_head = d_model // num_heads
+        self.qkv_proj = Linear(d_model, 3 * d_model, device=device, dtype=dtype, generator=generator)
+        self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype, generator=generator)
+        self.rotary = rotary if rotary is not None else NoRotation()
+        self.kernel = kernel if kernel is not None else ReferenceAttention()
+
+    def forward(self, x: Tensor, positions: Tensor | None = None, mask: Tensor | None = None,
+                cache: LayerCache | None = None) -> Tensor:
+        *lead, T, _ = x.shape
+        qkv = self.qkv_proj(x).view(*lead, T, 3, self.num_heads, self.d_head)  # (..., T, 3, H, D)
+        qkv = qkv.movedim(-4, -2)  # (..., 3, H, T, D)
+        q, k, v = qkv.unbind(dim=-4)  # (..., H, T, D) each
+        if positions is None:
+            positions = torch.arange(T, device=x.device)  # (T,)
+        elif positions.dim() > 1:
+            positions = positions.unsqueeze(-2)  # (..., 1, T): broadcast over heads
+        q = self.rotary(q, positions)
+        k = self.rotary(k, positions)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, H, S, D)
+        out = self.kernel(q, k, v, mask, mask is None)  # (..., H, T, D)
+        out = out.transpose(-3, -2).reshape(*lead, T, self.d_model)  # (..., T, H*D)
+        return self.output_proj(out)

@@ -1,0 +1,133 @@
+"""Position-wise feed-forward networks: GELU, SwiGLU, non-gated SiLU, and a mixture of SwiGLU experts.
+
+All map ``(..., d_model) -> (..., d_model)`` through a hidden width ``d_ff``
+with bias-free :class:`~cs336_basics.model.layers.Linear` layers named as in
+the course (``w1`` in, ``w2`` out, ``w3`` the gate of the gated variants):
+
+- :class:`GeluFFN` ``W2 GELU(W1 x)`` (GPT-2, spring 2024), ``d_ff = 4 d_model``;
+- :class:`SwiGLU` ``W2 (SiLU(W1 x) * W3 x)`` (Shazeer 2020; Llama, spring 2025),
+  ``d_ff ~ 8/3 d_model`` so it has as many parameters as a 4x GELU FFN;
+- :class:`SiLUFFN` ``W2 SiLU(W1 x)``: the gate ablation, parameter-matched to
+  SwiGLU by giving it ``d_ff = 4 d_model`` (two matrices of 4d vs three of 8/3 d);
+- :class:`MoEFFN` a router picks the top-k of E SwiGLU experts per token
+  (Shazeer et al. 2017; Fedus et al. 2021 for the load-balancing loss).
+
+Every FFN has ``aux_loss`` (the MoE load-balancing loss of its last forward,
+unscaled); dense FFNs report None so the model only sums real losses.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from cs336_basics.model.layers import Linear, gelu, silu, softmax
+
+
+class GeluFFN(nn.Module):
+    """``W2 GELU(W1 x)``."""
+
+    aux_loss: Tensor | None = None
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None, generator=None) -> None:
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype, generator=generator)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype, generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(gelu(self.w1(x)))
+
+
+class SiLUFFN(GeluFFN):
+    """``W2 SiLU(W1 x)``: SwiGLU without its gate."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(silu(self.w1(x)))
+
+
+class SwiGLU(nn.Module):
+    """``W2 (SiLU(W1 x) * W3 x)``."""
+
+    aux_loss: Tensor | None = None
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None, generator=None) -> None:
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype, generator=generator)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype, generator=generator)
+        self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype, generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(silu(self.w1(x)) * self.w3(x))
+
+
+class MoEFFN(nn.Module):
+    """Top-k routing over ``num_experts`` SwiGLU experts with a Switch-style load-balancing loss.
+
+    Each token's router probabilities ``p = softmax(W_r x)`` select its ``top_k``
+    experts; their outputs are mixed with the selected probabilities renormalised
+    to sum to 1 (Mixtral). Only the routed tokens go through each expert (gathered,
+    computed, scattered back with ``index_add``), so the compute is ``top_k`` dense
+    FFNs, not ``num_experts``.
+
+    ``aux_loss = E * sum_e f_e * P_e`` where ``f_e`` is the fraction of routing slots
+    (tokens x top_k) that chose expert e and ``P_e`` the mean router probability of
+    e; it is 1 for perfectly uniform routing and grows as routing collapses.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, num_experts: int, top_k: int, device=None, dtype=None,
+                 generator=None) -> None:
+        super().__init__()
+        from cs336_basics.errors import UserError
+
+        if not 1 <= top_k <= num_experts:
+            raise UserError(f"moe_top_k must be between 1 and num_experts ({num_experts}), got {top_k}")
+        self.num_experts = num_experts
+        self.top_k = top_k
+        self.router = Linear(d_model, num_experts, device=device, dtype=dtype, generator=generator)
+        self.experts = nn.ModuleList(SwiGLU(d_model, d_ff, device=device, dtype=dtype, generator=generator)
+                                     for _ in range(num_experts))
+        self.aux_loss: Tensor | None = None
+
+    def route(self, x_flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Router for ``(N, d)`` tokens: (probs ``(N, E)``, top-k weights ``(N, k)``, top-k experts ``(N, k)``)."""
+        probs = softmax(self.router(x_flat).float(), dim=-1)  # (N, E)
+        top_p, top_e = probs.topk(self.top_k, dim=-1)  # (N, k)
+        weights = top_p / top_p.sum(dim=-1, keepdim=True)
+        return probs, weights, top_e
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        x_flat = x.reshape(-1, shape[-1])  # (N, d)
+        probs, weights, top_e = self.route(x_flat)
+        out = torch.zeros_like(x_flat)
+        for e, expert in enumerate(self.experts):
+            token_idx, slot = (top_e == e).nonzero(as_tuple=True)  # tokens routed to e, and at which rank
+            if token_idx.numel() == 0:
+                continue
+            y = expert(x_flat[token_idx]) * weights[token_idx, slot].unsqueeze(-1).to(x.dtype)  # (n_e, d)
+            out = out.index_add(0, token_idx, y.to(out.dtype))
+        counts = torch.zeros(self.num_experts, device=x.device, dtype=torch.float32)
+        counts = counts.index_add(0, top_e.reshape(-1), torch.ones(top_e.numel(), device=x.device))
+        fraction = counts / top_e.numel()  # (E,)
+        self.aux_loss = self.num_experts * (fraction * probs.mean(dim=0)).sum()
+        return out.view(shape)
+
+
+def default_d_ff(ffn: str, d_model: int) -> int:
+    """The handouts' widths: ``4 d_model`` (gelu, silu), ``8/3 d_model`` to the nearest multiple of 64 (swiglu, moe)."""
+    if ffn in ("gelu", "silu"):
+        return 4 * d_model
+    return max(64, 64 * round(8 * d_model / 3 / 64))
+
+
+def build_ffn(name: str, d_model: int, d_ff: int, *, num_experts: int = 8, top_k: int = 2, device=None,
+              dtype=None, generator=None) -> nn.Module:
+    """The FFN called ``name`` (gelu, swiglu, silu, moe)."""
+    from cs336_basics.errors import UserError
+
+    if name == "moe":
+        return MoEFFN(d_model, d_ff, num_experts, top_k, device=device, dtype=dtype, generator=generator)
+    classes = {"gelu": GeluFFN, "swiglu": SwiGLU, "silu": SiLUFFN}
+    if name not in classes:
+        raise UserError(f"unknown ffn {name!r} (choose gelu, swiglu, silu or moe)")
+    return classes[name](d_model, d_ff, device=device, dtype=dtype, generator=generator)

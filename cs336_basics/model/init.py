@@ -1,0 +1,51 @@
+"""Weight initialisation, as in the CS336 spring-2025 handout, reproducible from a seed.
+
+- Linear weights: truncated normal, mean 0, ``sigma^2 = 2 / (d_in + d_out)``,
+  cut at +-3 sigma (a Xavier-style variance that keeps activations O(1)).
+- Embeddings: truncated normal, mean 0, ``sigma = 1`` cut at +-3. When the
+  embedding is tied to the LM head the model asks for ``sigma = d_model^-1/2``
+  instead, since the same matrix then produces logits from unit-RMS features and
+  ``sigma = 1`` would start training with logits of standard deviation
+  ``sqrt(d_model)``.
+- Normalisation gains: ones (biases of LayerNorm: zeros).
+
+Every function takes an optional ``torch.Generator``; the model builds one from
+its ``seed`` so the same seed gives the same weights regardless of the global
+RNG state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def trunc_normal_(tensor: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
+    """Fill ``tensor`` in place from N(0, std^2) truncated to [-3 std, 3 std]."""
+    with torch.no_grad():
+        return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-3.0 * std, b=3.0 * std, generator=generator)
+
+
+def linear_std(d_in: int, d_out: int) -> float:
+    return math.sqrt(2.0 / (d_in + d_out))
+
+
+def init_linear_(weight: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Handout init of a ``(d_out, d_in)`` weight."""
+    d_out, d_in = weight.shape[-2], weight.shape[-1]
+    return trunc_normal_(weight, linear_std(d_in, d_out), generator)
+
+
+def init_embedding_(weight: Tensor, std: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    return trunc_normal_(weight, std, generator)
+
+
+def make_generator(seed: int | None, device=None) -> torch.Generator | None:
+    """A CPU generator seeded with ``seed`` (None: use the global RNG)."""
+    if seed is None:
+        return None
+    gen = torch.Generator(device="cpu" if device is None else torch.device(device))
+    gen.manual_seed(seed)
+    return gen

@@ -1,0 +1,105 @@
+"""Position information: learned, sinusoidal, rotary (RoPE) or none (NoPE).
+
+Two families, each with an identity member so the model never branches on a flag:
+
+- *absolute* encodings are added to the token embeddings once, at the bottom:
+  :class:`LearnedPositionEmbedding` (a trained ``(context_length, d_model)``
+  table, GPT-2), :class:`SinusoidalPositionEmbedding` (the fixed table of
+  Vaswani et al. 2017) and :class:`NoAbsolutePosition`;
+- *relative* encodings rotate queries and keys inside every attention layer:
+  :class:`RotaryEmbedding` (Su et al. 2021) and :class:`NoRotation`.
+
+All take explicit integer ``positions`` so a KV cache or a left-padded batch
+can place tokens anywhere. RoPE rotates *adjacent* pairs ``(2i, 2i+1)`` by the
+angle ``position * theta^(-2i/d)`` (the convention of the CS336 handout and of
+the original paper; HF Llama rotates the two halves instead). Its angles are
+computed from the positions on the fly rather than read from a table, so RoPE
+and NoPE models have no maximum position (needed by sliding-window decoding).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from cs336_basics.errors import UserError
+from cs336_basics.model.layers import Embedding
+
+
+class LearnedPositionEmbedding(Embedding):
+    """A trained table of ``context_length`` position vectors; ``forward(x, positions)`` adds them to ``x``.
+
+    It is an :class:`Embedding` (weight ``(context_length, d_model)``) so optimizers treat it as one.
+    """
+
+    def forward(self, x: Tensor, positions: Tensor) -> Tensor:  # type: ignore[override]
+        return x + super().forward(positions)  # (..., T, d) + (T, d) or (B, T, d)
+
+
+class SinusoidalPositionEmbedding(nn.Module):
+    """The fixed encoding ``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(...)``, added to ``x``."""
+
+    def __init__(self, d_model: int, base: float = 10000.0) -> None:
+        super().__init__()
+        if d_model % 2:
+            raise UserError(f"sinusoidal positions need an even d_model, got {d_model} (choose an even width)")
+        inv_freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)  # (d/2,)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def encoding(self, positions: Tensor) -> Tensor:
+        angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (..., T, d/2)
+        return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # (..., T, d) interleaved
+
+    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        return x + self.encoding(positions).to(x.dtype)
+
+
+class NoAbsolutePosition(nn.Module):
+    """No absolute encoding (RoPE and NoPE models): returns ``x`` unchanged."""
+
+    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        return x
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE over the last dimension ``d_head`` of queries or keys.
+
+    ``forward(x (..., T, d_head), positions (..., T))`` where the leading dimensions of
+    ``positions`` broadcast against those of ``x`` (e.g. ``(T,)`` for every row, or
+    ``(B, 1, T)`` for per-row positions with a head dimension in ``x``).
+    ``max_seq_len`` is accepted for API symmetry with the handout and is not a limit.
+    """
+
+    def __init__(self, d_head: int, theta: float = 10000.0, max_seq_len: int | None = None, device=None) -> None:
+        super().__init__()
+        if d_head % 2:
+            raise UserError(f"RoPE needs an even head dimension, got {d_head} (change d_model or num_heads)")
+        self.d_head = d_head
+        self.theta = theta
+        self.max_seq_len = max_seq_len
+        inv_freq = theta ** (-torch.arange(0, d_head, 2, dtype=torch.float32, device=device) / d_head)  # (d/2,)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def cos_sin(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (..., T, d/2)
+        return angles.cos(), angles.sin()
+
+    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        cos, sin = self.cos_sin(positions)
+        pairs = x.unflatten(-1, (self.d_head // 2, 2))  # (..., T, d/2, 2)
+        x_even, x_odd = pairs[..., 0], pairs[..., 1]  # (..., T, d/2) each
+        if x.dtype != torch.float32:
+            cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)  # (..., T, d/2, 2)
+        return rotated.flatten(-2)  # (..., T, d)
+
+    def extra_repr(self) -> str:
+        return f"d_head={self.d_head}, theta={self.theta}"
+
+
+class NoRotation(nn.Module):
+    """No relative encoding: queries and keys pass through unchanged."""
+
+    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        return x
+
