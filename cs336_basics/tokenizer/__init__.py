@@ -1,1 +1,4 @@
 """Byte-level BPE: training (``train_bpe``), encoding (``Tokenizer``), file formats and token files."""
+
+from cs336_basics.tokenizer.tokenizer import Tokenizer  # noqa: E402
+from cs336_basics.tokenizer.token_files import open_token_file, read_manifest, tokenize_file  # noqa: E402

@@ -1,0 +1,297 @@
+"""Token files: a text corpus tokenized once into a memory-mappable ``.npy``, with a manifest that keeps it honest.
+
+Layout: ``train.npy`` (1-D, ``uint16`` when every id fits, else ``uint32``; ids
+>= 65536 are never written as uint16) and beside it
+``train.npy.manifest.json``::
+
+    {"format": 1, "tokenizer_fingerprint": "...", "vocab_size": 10000,
+     "special_tokens": ["<|endoftext|>"], "dtype": "uint16", "num_tokens": ...,
+     "num_bytes": ... (UTF-8 bytes of the source), "source": {"path", "size",
+     "mtime_ns", "mtime", "hash"}, "created": "...", "seconds": ..., "workers": ...}
+
+Why: the original workflow had to "manually delete the token files to ensure
+they are regenerated". Here ``tokenize_file`` rebuilds an output exactly when
+the tokenizer (fingerprint of vocab, merges, specials) or the source (size,
+mtime, content hash: whole file up to 64 MiB, else 64 sampled blocks) changed,
+and ``open_token_file`` refuses a token file whose manifest does not match the
+tokenizer or model in use.
+
+Parallelism: the file is cut into byte ranges at safe boundaries
+(``boundaries.find_byte_cut``), worker processes encode ranges into raw part
+files, and the parent assembles header + parts into a temp file that is renamed
+into place (no partial file ever carries the final name). Invalid UTF-8 in the
+source is kept as raw bytes (``Tokenizer.encode_bytes`` semantics), so the
+result equals ``tokenizer.encode_bytes(open(path, "rb").read())``, which is
+``tokenizer.encode(text)`` for a valid UTF-8 file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as _dt
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cs336_basics.errors import UserError
+from cs336_basics.progress import byte_progress
+from cs336_basics.rundir import atomic_write_text
+from cs336_basics.tokenizer.boundaries import find_byte_cut, safe_chunks
+
+FORMAT = 1
+MANIFEST_SUFFIX = ".manifest.json"
+FULL_HASH_LIMIT = 64 << 20
+SAMPLE_BLOCKS, SAMPLE_SIZE = 64, 1 << 16
+READ_BLOCK = 1 << 20  # bytes read per step inside a worker
+ENCODE_CHUNK = 1 << 20  # characters per encode call inside a worker
+MAX_RANGE = 16 << 20  # bytes per work item (progress granularity, load balance)
+
+
+def manifest_path(npy_path: str | Path) -> Path:
+    return Path(str(npy_path) + MANIFEST_SUFFIX)
+
+
+def dtype_for(vocab_size: int) -> np.dtype:
+    """uint16 when every id (< vocab_size) fits, else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def source_fingerprint(path: str | Path) -> dict[str, Any]:
+    """Size, mtime and a content hash (whole file up to 64 MiB, else sampled blocks) of a source file."""
+    path = Path(path)
+    st = path.stat()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if st.st_size <= FULL_HASH_LIMIT:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+            kind = "sha256"
+        else:
+            h.update(str(st.st_size).encode())
+            step = (st.st_size - SAMPLE_SIZE) / (SAMPLE_BLOCKS - 1)
+            for i in range(SAMPLE_BLOCKS):  # first and last block included
+                fh.seek(int(i * step))
+                h.update(fh.read(SAMPLE_SIZE))
+            kind = f"sha256-sampled-{SAMPLE_BLOCKS}x{SAMPLE_SIZE}"
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "mtime": _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc).isoformat(),
+            "hash": f"{kind}:{h.hexdigest()}"}
+
+
+def read_manifest(npy_path: str | Path) -> dict | None:
+    """The manifest beside ``npy_path``, or None when it is missing or unreadable."""
+    path = manifest_path(npy_path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def open_token_file(npy_path: str | Path, *, vocab_size: int | None = None,
+                    tokenizer_fingerprint: str | None = None) -> np.ndarray:
+    """Memory-map a token file, checking it against the tokenizer/model in use (UserError with the fix)."""
+    path = Path(npy_path)
+    rebuild = f"create it with 'cs336 tokenize --tokenizer DIR --input TEXT --out {path}'"
+    if not path.is_file():
+        raise UserError(f"token file not found: {path}; {rebuild}")
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{path} is not a readable .npy token file ({exc}); re-{rebuild[2:]} --force") from exc
+    if arr.ndim != 1 or arr.dtype.kind not in "ui":
+        raise UserError(f"{path} holds a {arr.ndim}-D {arr.dtype} array, not 1-D integer token ids; re-{rebuild[2:]}")
+    manifest = read_manifest(path)
+    if manifest is not None:
+        fp = manifest.get("tokenizer_fingerprint")
+        if tokenizer_fingerprint is not None and fp != tokenizer_fingerprint:
+            raise UserError(f"{path} was made with a different tokenizer (fingerprint {str(fp)[:12]}..., in use "
+                            f"{tokenizer_fingerprint[:12]}...); re-run 'cs336 tokenize' with the tokenizer in use")
+        if manifest.get("num_tokens") != arr.shape[0]:
+            raise UserError(f"{path} has {arr.shape[0]} tokens but its manifest says {manifest.get('num_tokens')} "
+                            f"(replaced or truncated); re-{rebuild[2:]} --force")
+        if vocab_size is not None and int(manifest.get("vocab_size", 0)) > vocab_size:
+            raise UserError(f"{path} uses a {manifest['vocab_size']}-token vocabulary but the model has vocab_size "
+                            f"{vocab_size}; set model.vocab_size >= {manifest['vocab_size']}")
+    elif vocab_size is not None and arr.shape[0]:
+        # No manifest (a file from elsewhere): check the ids themselves, chunk by chunk.
+        top = max(int(arr[i:i + (1 << 24)].max()) for i in range(0, arr.shape[0], 1 << 24))
+        if top >= vocab_size:
+            raise UserError(f"{path} contains token id {top} but the model has vocab_size {vocab_size}; "
+                            f"set model.vocab_size >= {top + 1} or re-tokenize")
+    return arr
+
+
+def staleness(tokenizer, input_path: str | Path, out_path: str | Path) -> str | None:
+    """Why ``out_path`` must be (re)built from ``input_path``, or None when it is up to date."""
+    out_path = Path(out_path)
+    manifest = read_manifest(out_path)
+    if not out_path.is_file():
+        return "no token file yet"
+    if manifest is None or manifest.get("format") != FORMAT:
+        return "no manifest"
+    if manifest.get("tokenizer_fingerprint") != tokenizer.fingerprint:
+        return "the tokenizer changed"
+    src, st = manifest.get("source") or {}, Path(input_path).stat()
+    if src.get("size") != st.st_size or src.get("mtime_ns") != st.st_mtime_ns:
+        return "the source file changed"
+    if src.get("hash") != source_fingerprint(input_path)["hash"]:
+        return "the source file's content changed"
+    try:
+        if np.load(out_path, mmap_mode="r").shape[0] != manifest.get("num_tokens"):
+            return "the token file does not match its manifest"
+    except (ValueError, OSError, EOFError):
+        return "the token file is unreadable"
+    return None
+
+
+# ----------------------------------------------------------------------------- parallel tokenization
+def plan_ranges(path: Path, size: int, pieces: int, specials: list[str]) -> list[tuple[int, int]]:
+    """Cut [0, size) into about ``pieces`` byte ranges at safe boundaries (fewer when none is found)."""
+    if pieces <= 1 or size < 2:
+        return [(0, size)] if size else []
+    special_bytes = [s.encode("utf-8") for s in specials]
+    back = max((len(s) for s in special_bytes), default=1)
+    cuts = [0]
+    with open(path, "rb") as fh:
+        for i in range(1, pieces):
+            target = max(size * i // pieces, cuts[-1] + 1)
+            for window in (1 << 16, 1 << 20):
+                start = max(0, target - back)
+                fh.seek(start)
+                data = fh.read(window)
+                k = find_byte_cut(data, special_bytes, lo=max(1, target - start))
+                if k >= 0:
+                    if start + k > cuts[-1]:
+                        cuts.append(start + k)
+                    break
+    cuts.append(size)
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def _range_text(path: Path, start: int, end: int) -> Iterator[str]:
+    """The bytes [start, end) as text pieces; invalid UTF-8 decoded with surrogateescape (kept as bytes)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        left = end - start
+        while left > 0:
+            block = fh.read(min(READ_BLOCK, left))
+            if not block:
+                break
+            left -= len(block)
+            yield decoder.decode(block, final=left <= 0)
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
+
+
+def encode_range(tokenizer, path: Path, start: int, end: int, out, dtype: np.dtype, on_bytes=None) -> int:
+    """Encode bytes [start, end) of ``path`` (a range cut at safe boundaries) into ``out``; return #tokens."""
+    count = 0
+    for chunk in safe_chunks(_range_text(path, start, end), tokenizer.special_tokens, ENCODE_CHUNK):
+        data = chunk.encode("utf-8", "surrogateescape")
+        ids = np.asarray(tokenizer.encode_bytes(data), dtype=np.int64)
+        if ids.size and int(ids.max()) > np.iinfo(dtype).max:  # defensive: never wrap an id
+            raise UserError(f"token id {int(ids.max())} does not fit {dtype}; this is a bug in dtype selection")
+        out.write(ids.astype(dtype).tobytes())
+        count += ids.size
+        if on_bytes is not None:
+            on_bytes(len(data))
+    return count
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(tokenizer) -> None:
+    _WORKER["tokenizer"] = tokenizer
+
+
+def _worker_task(task: tuple[int, str, int, int, str, str]) -> tuple[int, int, int]:
+    index, path, start, end, part, dtype = task
+    with open(part, "wb") as out:
+        count = encode_range(_WORKER["tokenizer"], Path(path), start, end, out, np.dtype(dtype))
+    return index, count, end - start
+
+
+def _write_npy(out_tmp: Path, parts: list[Path], counts: list[int], dtype: np.dtype) -> None:
+    total = sum(counts)
+    with open(out_tmp, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                  "fortran_order": False, "shape": (total,)})
+        for part in parts:
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 22)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, workers: int | None = None,
+                  force: bool = False) -> dict:
+    """Tokenize a text file into ``out_path`` (.npy) + manifest; skip when up to date. Returns the manifest.
+
+    The returned dict also carries ``"skipped"`` (True when nothing was done) and,
+    when rebuilt, ``"reason"``; neither is stored in the manifest file.
+    """
+    input_path, out_path = Path(input_path), Path(out_path)
+    if not input_path.is_file():
+        raise UserError(f"input text file not found: {input_path}")
+    if out_path.suffix != ".npy":
+        raise UserError(f"output must be a .npy file, got {out_path}; e.g. --out {out_path.with_suffix('.npy')}")
+    if out_path.resolve() == input_path.resolve():
+        raise UserError("the output would overwrite the input; choose another --out")
+    reason = "--force" if force else staleness(tokenizer, input_path, out_path)
+    if reason is None:
+        return {**read_manifest(out_path), "skipped": True}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    workers = max(1, workers or os.cpu_count() or 1)
+    source = source_fingerprint(input_path)
+    size = source["size"]
+    dtype = dtype_for(tokenizer.vocab_size)
+    n_pieces = 1 if workers == 1 else max(workers * 4, -(-size // MAX_RANGE))
+    ranges = plan_ranges(input_path, size, n_pieces, tokenizer.special_tokens)
+    work_dir = out_path.parent / f".{out_path.name}.{os.getpid()}.parts"
+    work_dir.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    try:
+        parts = [work_dir / f"{i:05d}.bin" for i in range(len(ranges))]
+        counts = [0] * len(ranges)
+        with byte_progress(size, f"tokenize {input_path.name}") as bar:
+            if workers == 1 or len(ranges) <= 1:
+                for i, (start, end) in enumerate(ranges):
+                    with open(parts[i], "wb") as out:
+                        counts[i] = encode_range(tokenizer, input_path, start, end, out, dtype, bar.update)
+            else:
+                tasks = [(i, str(input_path), a, b, str(parts[i]), dtype.str) for i, (a, b) in enumerate(ranges)]
+                ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
+                                                  else "spawn")
+                with ctx.Pool(min(workers, len(tasks)), initializer=_worker_init, initargs=(tokenizer,)) as pool:
+                    for i, count, nbytes in pool.imap_unordered(_worker_task, tasks):
+                        counts[i] = count
+                        bar.update(nbytes)
+        out_tmp = work_dir / "assembled.npy"
+        _write_npy(out_tmp, parts, counts, dtype)
+        # Drop the old manifest first: a crash after the rename then leaves "no manifest" (stale), never a lie.
+        manifest_path(out_path).unlink(missing_ok=True)
+        os.replace(out_tmp, out_path)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    manifest = {
+        "format": FORMAT, "tokenizer_fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size,
+        "special_tokens": list(tokenizer.special_tokens), "dtype": dtype.name, "num_tokens": int(sum(counts)),
+        "num_bytes": size, "source": source,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(elapsed, 3), "workers": workers,
+    }
+    atomic_write_text(manifest_path(out_path), json.dumps(manifest, indent=1))
+    return {**manifest, "skipped": False, "reason": reason}
