@@ -24,7 +24,7 @@ class ModelConfig:
     num_heads: int = 16
     """Attention heads; d_model must be divisible by it."""
     d_ff: int | None = None
-    """Hidden width of the feed-forward network; None picks 4*d_model (gelu) or 8/3*d_model rounded to 64 (swiglu/silu)."""
+    """Hidden width of the feed-forward network; None picks 4*d_model (gelu, and silu, which that parameter-matches to swiglu) or 8/3*d_model rounded to the nearest multiple of 64 (swiglu, moe experts)."""
     position: Literal["learned", "sinusoidal", "rope", "none"] = "rope"
     """Position information: learned absolute, fixed sinusoidal, rotary (RoPE) or none (NoPE)."""
     rope_theta: float = 10000.0
@@ -50,4 +50,4 @@ class ModelConfig:
     residual_pdrop: float = 0.0
     """Dropout on the embedding sum and on each sub-layer output before the residual add."""
     attention: Literal["auto", "reference", "sdpa"] = "auto"
-    """Attention kernel: our reference implementation, PyTorch's fused SDPA, or auto (SDPA on CUDA)."""
+    """Attention kernel: our reference implementation, PyTorch's fused SDPA (an optional fast path, tested equal), or auto (SDPA on CUDA, the reference elsewhere)."""
