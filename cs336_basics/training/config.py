@@ -6,6 +6,10 @@ training batch size -> ``train.batch_size``, total training tokens ->
 ``train.total_tokens``, eval batch size -> ``train.eval_batch_size``, lr max/min
 -> ``optimizer.lr_max``/``optimizer.lr_min``, warmup iterations ->
 ``optimizer.warmup_iters``.
+
+Cross-field checks (positive sizes, gradient accumulation dividing the batch)
+live in ``__post_init__`` so a bad file or ``--set`` fails at load time with a
+one-line error naming the key, not minutes into a run.
 """
 
 from __future__ import annotations
@@ -40,6 +44,16 @@ class OptimizerConfig:
     """Also decay norms, biases and embeddings (by default they are in a no-decay group)."""
     grad_clip: float = 1.0
     """Global gradient-norm clip; 0 disables clipping."""
+
+    def __post_init__(self) -> None:
+        if self.lr_max < 0 or self.lr_min < 0:
+            raise ValueError(f"optimizer.lr_max/lr_min must be >= 0, got {self.lr_max}/{self.lr_min}")
+        if self.warmup_iters < 0:
+            raise ValueError(f"optimizer.warmup_iters must be >= 0, got {self.warmup_iters}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"optimizer.beta1/beta2 must be in [0, 1), got {self.beta1}/{self.beta2}")
+        if not 0 <= self.wsd_decay_fraction <= 1:
+            raise ValueError(f"optimizer.wsd_decay_fraction must be in [0, 1], got {self.wsd_decay_fraction}")
 
 
 @dataclass
@@ -76,6 +90,8 @@ class TrainConfig:
     """Validate on this fixed leading subset of the validation file during training (None: all of it)."""
     checkpoint_interval: int = 1000
     """Steps between checkpoints."""
+    stop_at_step: int | None = None
+    """Save and stop after this many steps without changing the schedule (split a long run into jobs; --resume auto continues)."""
     checkpoint: str | None = None
     """Explicit checkpoint path to start from (weights, optimizer and position)."""
     keep_last: int = 3
@@ -89,7 +105,32 @@ class TrainConfig:
     compile: bool = False
     """Wrap the model in torch.compile."""
     max_nonfinite: int = 5
-    """Consecutive non-finite losses/gradients before the run stops."""
+    """Consecutive non-finite losses/gradients before the run stops (each such step skips its update)."""
+    divergence_loss: float | None = None
+    """Stop the run as diverged when the training loss exceeds this; None: 2 * ln(vocab_size); 0 disables."""
+    overwrite: bool = False
+    """Allow starting a fresh run in a run directory that already holds metrics or checkpoints (they are replaced)."""
+    samples: bool = True
+    """Write generated samples to samples/ at every evaluation (needs a tokenizer)."""
+    peak_tflops: float | None = None
+    """Peak TFLOP/s of the device for the MFU column; None: looked up for known GPUs, no MFU otherwise."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "grad_accum_steps", "eval_interval", "eval_batch_size", "checkpoint_interval",
+                     "max_nonfinite"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")
+        for name in ("total_steps", "total_tokens", "eval_tokens"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"train.{name} must be positive (or unset), got {value}")
+        if self.batch_size % self.grad_accum_steps:
+            raise ValueError(f"train.batch_size ({self.batch_size}) must be divisible by train.grad_accum_steps "
+                             f"({self.grad_accum_steps})")
+        if self.keep_last < 0:
+            raise ValueError(f"train.keep_last must be >= 0, got {self.keep_last}")
+        if not self.run_name or "/" in self.run_name or self.run_name in (".", ".."):
+            raise ValueError(f"train.run_name {self.run_name!r} must be a plain directory name")
 
 
 @dataclass
@@ -100,7 +141,13 @@ class LoggingConfig:
     """Also log to Weights & Biases (honours WANDB_MODE)."""
     wandb_project: str = "cs336"
     """W&B project name."""
+    wandb_entity: str | None = None
+    """W&B entity (user or team); None: your default."""
     tensorboard: bool = False
     """Also write TensorBoard event files into the run directory."""
     quiet: bool = False
     """No progress bars."""
+
+    def __post_init__(self) -> None:
+        if self.log_interval <= 0:
+            raise ValueError(f"logging.log_interval must be positive, got {self.log_interval}")

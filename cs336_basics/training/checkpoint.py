@@ -1,0 +1,373 @@
+"""Checkpoints: atomic saves, safe loads, keep-last-N/keep-best, safetensors export, and loading a trained model.
+
+- ``save_checkpoint(model, optimizer, iteration, out, **extra)`` / ``load_checkpoint(src, model, optimizer)``
+  are the handout's API and accept paths or file objects. A training checkpoint
+  adds (as ``extra``) the resolved config, the RNG states, the batch sampler
+  state, the best validation loss, tokens seen, the tokenizer fingerprint and
+  the W&B run id: everything a resumed run needs to continue bit-for-bit.
+- Writes to a path go to a temp file in the same directory, are fsynced and then
+  renamed over the final name, so a crash (or SIGKILL) mid-save leaves either the
+  old file or the new one, never half of one.
+- Loads use ``torch.load(weights_only=True)`` only: a checkpoint is data, and a
+  file that needs arbitrary unpickling is refused rather than executed.
+- State-dict keys never carry ``torch.compile``'s ``_orig_mod.`` or DDP's
+  ``module.`` prefix: the wrappers are removed before saving and the prefixes
+  are stripped again on load (for checkpoints written by other code).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cs336_basics.errors import UserError
+
+CHECKPOINT_FORMAT = 1
+_STEP_RE = re.compile(r"^step_(\d+)\.pt$")
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+# ----------------------------------------------------------------------------- state dicts
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module under DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def clean_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Strip wrapper prefixes (``_orig_mod.``, ``module.``) from every key, however they are nested."""
+    out = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        out[key] = value
+    return out
+
+
+def model_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    return clean_state_dict(unwrap_model(model).state_dict())
+
+
+# ----------------------------------------------------------------------------- atomic files
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not supported on every platform/filesystem; the rename itself is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temp file beside ``path``, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _atomic_link(src: Path, dst: Path) -> None:
+    """Make ``dst`` name the same file as ``src`` (a hard link, else a copy), atomically."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # filesystems without hard links
+        import shutil
+
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+# ----------------------------------------------------------------------------- save / load
+
+
+def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer | None, iteration: int,
+                    out: str | os.PathLike | IO[bytes], **extra: Any) -> None:
+    """Save model and optimizer state, the iteration and any ``extra`` entries (atomically when ``out`` is a path)."""
+    obj = {"format": CHECKPOINT_FORMAT, "model": model_state_dict(model),
+           "optimizer": optimizer.state_dict() if optimizer is not None else None,
+           "iteration": int(iteration), **extra}
+    if isinstance(out, (str, os.PathLike)):
+        atomic_torch_save(obj, out)
+    else:
+        torch.save(obj, out)
+
+
+def read_checkpoint(src: str | os.PathLike | IO[bytes], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``; one-line UserErrors for missing, corrupt or unsafe files."""
+    name = str(src) if isinstance(src, (str, os.PathLike)) else getattr(src, "name", "checkpoint")
+    if isinstance(src, (str, os.PathLike)) and not Path(src).is_file():
+        raise UserError(f"checkpoint not found: {src} (give a .pt file or a run directory)")
+    try:
+        obj = torch.load(src, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"refusing to load {name}: it needs unsafe unpickling ({first}); "
+                        "only checkpoints holding tensors and plain data are accepted") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise UserError(f"cannot read checkpoint {name}: it is corrupt or truncated ({type(exc).__name__}); "
+                        "use another checkpoint, e.g. an older step_*.pt") from exc
+    if isinstance(obj, dict) and "model" not in obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        obj = {"model": obj, "iteration": 0}  # a bare state dict
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise UserError(f"{name} is not a model checkpoint (no 'model' entry)")
+    obj["model"] = clean_state_dict(obj["model"])
+    return obj
+
+
+def load_checkpoint(src: str | os.PathLike | IO[bytes], model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None) -> int:
+    """Restore ``model`` (and ``optimizer``) from ``src``; return the saved iteration."""
+    obj = read_checkpoint(src)
+    load_model_weights(unwrap_model(model), obj["model"], str(src) if isinstance(src, (str, os.PathLike)) else "checkpoint")
+    if optimizer is not None:
+        if obj.get("optimizer") is None:
+            raise UserError(f"checkpoint {src} holds no optimizer state; load it without an optimizer")
+        optimizer.load_state_dict(obj["optimizer"])
+    return int(obj.get("iteration", 0))
+
+
+def load_model_weights(model: nn.Module, state: Mapping[str, torch.Tensor], name: str) -> None:
+    """``load_state_dict`` with a one-line error listing what does not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape mismatch(es), e.g. {k}: checkpoint {tuple(state[k].shape)} "
+                         f"vs model {tuple(own[k].shape)}")
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+        raise UserError(f"checkpoint {name} does not fit the model ({'; '.join(parts)}); "
+                        "use the model config the checkpoint was trained with")
+    model.load_state_dict(state)
+
+
+# ----------------------------------------------------------------------------- RNG state
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy (global), torch CPU and CUDA generator states, as weights_only-loadable data."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                    int(has_gauss), float(cached)],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    """random.setstate wants nested tuples; a checkpoint round trip may hand back lists."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuple(v) for v in value)
+    return value
+
+
+# ----------------------------------------------------------------------------- run directories
+
+
+class CheckpointManager:
+    """``checkpoints/step_XXXXXXX.pt`` files, ``latest.pt`` and ``best.pt`` (hard links where possible), pruning."""
+
+    def __init__(self, directory: str | Path, keep_last: int = 3) -> None:
+        self.dir = Path(directory)
+        self.keep_last = keep_last
+
+    def step_path(self, step: int) -> Path:
+        return self.dir / f"step_{step:07d}.pt"
+
+    @property
+    def latest_path(self) -> Path:
+        return self.dir / "latest.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.dir / "best.pt"
+
+    def step_files(self) -> list[tuple[int, Path]]:
+        if not self.dir.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.dir.iterdir() if (m := _STEP_RE.match(p.name))]
+        return sorted(found)
+
+    def save(self, state: dict[str, Any], step: int) -> Path:
+        """Write a step checkpoint, point latest.pt at it, and drop step files beyond keep_last."""
+        path = atomic_torch_save(state, self.step_path(step))
+        _atomic_link(path, self.latest_path)
+        self.prune()
+        return path
+
+    def save_best(self, state: dict[str, Any], step: int) -> Path:
+        """Make best.pt hold this state (a link to the step file when one was just written)."""
+        step_file = self.step_path(step)
+        if step_file.exists():
+            _atomic_link(step_file, self.best_path)
+        else:
+            atomic_torch_save(state, self.best_path)
+        return self.best_path
+
+    def prune(self) -> None:
+        if self.keep_last <= 0:
+            return
+        for _, path in self.step_files()[:-self.keep_last]:
+            path.unlink(missing_ok=True)
+
+    def latest(self) -> Path | None:
+        if self.latest_path.exists():
+            return self.latest_path
+        files = self.step_files()
+        return files[-1][1] if files else None
+
+
+def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write the model's weights as a safetensors file (tied weights stored once per name, contiguous)."""
+    from safetensors.torch import save_file
+
+    state = model_state_dict(model)
+    # safetensors refuses tensors that share storage (tied embeddings): give each name its own copy
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata or {})
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- trained models
+
+
+@dataclass
+class LoadedModel:
+    """A trained model ready for generation or evaluation, and where it came from."""
+
+    model: nn.Module
+    config: Any  # RunConfig
+    step: int
+    checkpoint_path: Path
+    run_dir: Path | None
+    tokenizer_dir: Path | None
+
+    def tokenizer(self):
+        """The run's tokenizer (``Tokenizer.from_dir``), or a UserError saying how to point at one."""
+        if self.tokenizer_dir is None:
+            raise UserError(f"no tokenizer found for {self.checkpoint_path}; set data.tokenizer_dir in the run config "
+                            "or pass the tokenizer directory explicitly")
+        from cs336_basics.tokenizer import Tokenizer
+
+        return Tokenizer.from_dir(self.tokenizer_dir)
+
+
+def find_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
+    """(checkpoint file, run directory or None) for a checkpoint file, a run directory or its checkpoints/."""
+    path = Path(path)
+    if path.is_dir():
+        run_dir = path.parent if path.name == "checkpoints" and not (path / "checkpoints").is_dir() else path
+        manager = CheckpointManager(run_dir / "checkpoints")
+        for candidate in (manager.best_path, manager.latest()):
+            if candidate is not None and candidate.exists():
+                return candidate, run_dir
+        raise UserError(f"no checkpoint in {run_dir} (expected checkpoints/best.pt, latest.pt or step_*.pt); "
+                        "train first with 'cs336 train'")
+    if not path.exists():
+        raise UserError(f"checkpoint not found: {path} (give a .pt file or a run directory)")
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path, run_dir if (run_dir / "config.toml").exists() else None
+
+
+def _resolve_existing(candidate: str | None, bases: list[Path]) -> Path | None:
+    if not candidate:
+        return None
+    p = Path(candidate)
+    if p.is_absolute():
+        return p if p.is_dir() else None
+    for base in [Path.cwd(), *bases]:
+        if (base / p).is_dir():
+            return (base / p).resolve()
+    return None
+
+
+def tokenizer_dir_for(cfg: Any, run_dir: Path | None) -> Path | None:
+    """The run's tokenizer directory: data.tokenizer_dir, else DATASET_DIR/tokenizer, looked up where it exists."""
+    bases = [run_dir, run_dir.parent, run_dir.parent.parent] if run_dir is not None else []
+    found = _resolve_existing(cfg.data.tokenizer_dir, bases)
+    if found is None and cfg.data.dataset_dir:
+        found = _resolve_existing(str(Path(cfg.data.dataset_dir) / "tokenizer"), bases)
+    return found
+
+
+def config_from_checkpoint(obj: Mapping[str, Any], run_dir: Path | None, name: str):
+    """The RunConfig stored in a checkpoint, else the run directory's config.toml."""
+    from cs336_basics.config import RunConfig, from_dict, load_config
+
+    if isinstance(obj.get("config"), dict):
+        return from_dict(RunConfig, obj["config"])
+    if run_dir is not None and (run_dir / "config.toml").exists():
+        return load_config(run_dir / "config.toml")
+    raise UserError(f"{name} carries no config and has no config.toml beside it; cannot rebuild the model")
+
+
+def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model for inference from a checkpoint file or a run directory (best.pt, else latest)."""
+    from cs336_basics.model import TransformerLM
+
+    ckpt_path, run_dir = find_checkpoint(path)
+    obj = read_checkpoint(ckpt_path)
+    cfg = config_from_checkpoint(obj, run_dir, str(ckpt_path))
+    model = TransformerLM(cfg.model)
+    load_model_weights(model, obj["model"], str(ckpt_path))
+    model.to(device).eval()
+    return LoadedModel(model=model, config=cfg, step=int(obj.get("iteration", 0)), checkpoint_path=ckpt_path,
+                       run_dir=run_dir, tokenizer_dir=tokenizer_dir_for(cfg, run_dir))

@@ -1,0 +1,552 @@
+"""The training loop: ``train(cfg, resume=None) -> TrainResult``, the engine behind ``cs336 train``.
+
+One optimizer step is: learning rate from the schedule (a pure function of the
+step), ``grad_accum_steps`` micro-batches forward/backward (DDP all-reduce only
+on the last one), global-norm clipping, a finiteness check, the AdamW update.
+Around it, at configured intervals: logging (metrics.jsonl always, progress
+bar, optional W&B/TensorBoard), validation over the validation file (engineer
+E's ``evaluate_loss``), generated samples, checkpoints.
+
+What makes the loop trustworthy:
+
+- **Exact resume.** A checkpoint holds the model, the optimizer, the step, the
+  batch sampler's RNG and every global RNG, so N steps + ``--resume auto`` + N
+  steps reproduces 2N uninterrupted steps bit for bit on CPU in float32.
+  metrics.jsonl records written after the checkpoint are dropped on resume, so
+  the log never holds two versions of a step.
+- **Divergence is a result, not a crash.** A non-finite loss or gradient skips
+  the update; ``train.max_nonfinite`` in a row, or a loss above
+  ``train.divergence_loss``, ends the run with ``diverged=True`` and a
+  ``stop_reason`` starting with ``diverged``; the last good checkpoint stays.
+- **Signals.** SIGINT/SIGTERM finish the step, save, and return
+  ``stop_reason="sigint"/"sigterm"`` (see :mod:`.signals` for exit codes).
+- **Only rank 0 writes** under DDP; every rank reaches the same skip/stop
+  decisions because they use the all-reduced loss and the (identical) clipped
+  gradient norm.
+
+stop_reason values: ``completed``, ``stop_at_step``, ``sigint``, ``sigterm``,
+``diverged_nonfinite``, ``diverged_loss``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cs336_basics.errors import UserError
+from cs336_basics.progress import info, progress
+from cs336_basics.rundir import MetricsLog, RunDir, atomic_write_text, read_jsonl
+from cs336_basics.training import runtime
+from cs336_basics.training.checkpoint import (CheckpointManager, export_safetensors, find_checkpoint,
+                                              load_model_weights, model_state_dict, read_checkpoint, rng_state,
+                                              set_rng_state, unwrap_model)
+from cs336_basics.training.clipping import clip_grad_norm
+from cs336_basics.training.data import BatchSampler, open_tokens
+from cs336_basics.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown_distributed
+from cs336_basics.training.loss import cross_entropy
+from cs336_basics.training.optimizer import build_optimizer, set_lr
+from cs336_basics.training.schedule import build_schedule
+from cs336_basics.training.signals import StopRequest
+from cs336_basics.training.trackers import Tracker, build_trackers
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run reports to its caller."""
+
+    run_dir: Path
+    steps: int
+    tokens: int
+    final_val_loss: float | None
+    best_val_loss: float | None
+    diverged: bool
+    stop_reason: str
+    wallclock: float
+    exit_code: int = 0
+    """What ``cs336 train`` exits with: 0 completed, 3 diverged, 130 SIGINT, 143 SIGTERM."""
+
+
+@dataclass
+class _Timings:
+    """Seconds spent per phase, to report the loop's overhead beside the model's compute."""
+
+    data: float = 0.0
+    compute: float = 0.0
+    logging: float = 0.0
+    checkpoint: float = 0.0
+    eval: float = 0.0
+    samples: float = 0.0
+
+    def overhead_fraction(self) -> float:
+        """(data + logging + checkpointing) / (that + compute): the loop's cost per step."""
+        overhead = self.data + self.logging + self.checkpoint
+        return overhead / max(overhead + self.compute, 1e-12)
+
+
+@dataclass
+class _State:
+    step: int = 0  # optimizer steps completed
+    tokens: int = 0
+    best_val_loss: float | None = None
+    final_val_loss: float | None = None
+    last_eval_step: int = -1
+    last_ckpt_step: int = -1
+    wallclock_offset: float = 0.0
+    nonfinite_in_a_row: int = 0
+    nonfinite_total: int = 0
+    wandb_run_id: str | None = None
+    window_losses: list[float] = field(default_factory=list)
+
+
+def _micro_batch(cfg) -> int:
+    return cfg.train.batch_size // cfg.train.grad_accum_steps
+
+
+def _resolve_data_paths(cfg) -> tuple[Path, Path | None, Path | None]:
+    """(train file, valid file or None, tokenizer dir or None) from data.* settings."""
+    data = cfg.data
+    base = Path(data.dataset_dir) if data.dataset_dir else None
+    if base is not None and not base.is_dir():
+        raise UserError(f"data.dataset_dir {base} is not a directory; create it with 'cs336 prepare' or fix the path")
+    if data.train_path:
+        train_path = Path(data.train_path)
+    elif base is not None:
+        train_path = base / "train.npy"
+    else:
+        raise UserError("no training data: set data.dataset_dir (or --dataset DIR) or data.train_path")
+    if data.valid_path:
+        valid_path: Path | None = Path(data.valid_path)
+        if not valid_path.exists():
+            raise UserError(f"data.valid_path {valid_path} not found; tokenize the validation text or unset it")
+    else:
+        valid_path = base / "valid.npy" if base is not None and (base / "valid.npy").exists() else None
+    tok = Path(data.tokenizer_dir) if data.tokenizer_dir else (base / "tokenizer" if base is not None else None)
+    if data.tokenizer_dir and not tok.is_dir():
+        raise UserError(f"data.tokenizer_dir {tok} is not a directory; train one with 'cs336 tokenizer train'")
+    return train_path, valid_path, tok if tok is not None and tok.is_dir() else None
+
+
+def _total_steps(cfg, world_size: int) -> int:
+    t = cfg.train
+    if t.total_steps is not None:
+        return t.total_steps
+    if t.total_tokens is not None:
+        per_step = t.batch_size * world_size * cfg.model.context_length
+        return max(1, t.total_tokens // per_step)
+    raise UserError("set train.total_steps or train.total_tokens (steps = tokens / (batch_size * context_length))")
+
+
+def _resume_source(cfg, run: RunDir, resume: str | None) -> Path | None:
+    if resume == "auto":
+        return CheckpointManager(run.checkpoints).latest()
+    if resume:
+        return find_checkpoint(resume)[0] if Path(resume).is_dir() else Path(resume)
+    if cfg.train.checkpoint:
+        return Path(cfg.train.checkpoint)
+    return None
+
+
+def _prepare_fresh_run_dir(run: RunDir, overwrite: bool) -> None:
+    has_ckpt = run.checkpoints.is_dir() and any(run.checkpoints.glob("*.pt"))
+    has_metrics = run.metrics_path.exists() and run.metrics_path.stat().st_size > 0
+    if not (has_ckpt or has_metrics):
+        return
+    if not overwrite:
+        raise UserError(f"run directory {run.root} already holds a run; continue it with --resume auto, "
+                        "pick another --run-name, or pass --set train.overwrite=true to replace it")
+    run.metrics_path.unlink(missing_ok=True)
+    for path in (run.checkpoints, run.samples):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records of steps after ``step`` (written after the checkpoint we resume from)."""
+    records = read_jsonl(path)
+    kept = [r for r in records if not (isinstance(r.get("step"), (int, float)) and r["step"] > step)]
+    if len(kept) != len(records):
+        import json
+
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+class Trainer:
+    """One run: builds everything from a RunConfig, then ``run()`` trains it. ``train()`` is the public entry."""
+
+    def __init__(self, cfg, resume: str | None = None) -> None:
+        self.cfg = cfg
+        t = cfg.train
+        self.device = runtime.resolve_device(t.device)
+        self.dist: DistInfo = init_distributed(self.device.type)
+        self._owns_group = self.dist.enabled
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.dtype = runtime.resolve_dtype(t.dtype, self.device)
+        runtime.configure_backends(self.device)
+        self.total_steps = _total_steps(cfg, self.dist.world_size)
+        self.tokens_per_step = t.batch_size * self.dist.world_size * cfg.model.context_length
+        self.run = RunDir(Path(t.runs_dir) / t.run_name)
+        self.main = self.dist.is_main
+
+        train_path, valid_path, tok_dir = _resolve_data_paths(cfg)
+        self.tokenizer = self._load_tokenizer(tok_dir)
+        fingerprint = getattr(self.tokenizer, "fingerprint", None)
+        vocab = cfg.model.vocab_size
+        if self.tokenizer is not None and self.tokenizer.vocab_size > vocab:
+            raise UserError(f"the tokenizer in {tok_dir} has {self.tokenizer.vocab_size} tokens but model.vocab_size "
+                            f"is {vocab}; set model.vocab_size={self.tokenizer.vocab_size}")
+        self.train_tokens = open_tokens(train_path, vocab_size=vocab, tokenizer_fingerprint=fingerprint,
+                                        what="training token file")
+        self.valid_tokens = (open_tokens(valid_path, vocab_size=vocab, tokenizer_fingerprint=fingerprint,
+                                         what="validation token file") if valid_path is not None else None)
+        from cs336_basics.evaluation import bytes_per_token_from_manifest
+        from cs336_basics.tokenizer.token_files import read_manifest
+
+        self.valid_bytes_per_token = (bytes_per_token_from_manifest(read_manifest(valid_path))
+                                      if valid_path is not None else None)
+        self.fingerprint = fingerprint
+
+        source = _resume_source(cfg, self.run, resume)
+        if source is None and resume not in (None, "auto"):
+            raise UserError(f"nothing to resume at {resume}")
+        if self.main:
+            if source is None:
+                _prepare_fresh_run_dir(self.run, t.overwrite)
+            self.run.create()
+            self.run.write_config(cfg)
+        barrier(self.dist)
+
+        from cs336_basics.model import TransformerLM
+
+        torch.manual_seed(t.seed)
+        self.model: nn.Module = TransformerLM(cfg.model).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg.optimizer)
+        self.schedule = build_schedule(cfg.optimizer, self.total_steps)
+        self.sampler = BatchSampler(self.train_tokens, _micro_batch(cfg), cfg.model.context_length, self.device,
+                                    seed=t.seed, rank=self.dist.rank, world_size=self.dist.world_size)
+        self.state = _State()
+        self.resumed_from = source
+        if source is not None:
+            self._restore(source)
+        self.ckpts = CheckpointManager(self.run.checkpoints, t.keep_last)
+        self.step_model = self._wrap(self.model)
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        self.flops_per_token = runtime.flops_per_token(cfg.model)
+        self.peak = runtime.peak_flops(self.device, self.dtype, t.peak_tflops)
+        limit = t.divergence_loss if t.divergence_loss is not None else 2.0 * math.log(cfg.model.vocab_size)
+        self.divergence_loss = limit if limit > 0 else math.inf
+        self.timings = _Timings()
+        self.stop = StopRequest(announce=self.main)
+
+    # ------------------------------------------------------------------ setup helpers
+
+    @staticmethod
+    def _load_tokenizer(tok_dir: Path | None):
+        if tok_dir is None:
+            return None
+        from cs336_basics.tokenizer import Tokenizer
+
+        return Tokenizer.from_dir(tok_dir)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.cfg.train.compile:
+            model = torch.compile(model)
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return model
+
+    def _restore(self, source: Path) -> None:
+        obj = read_checkpoint(source)
+        saved = obj.get("config")
+        if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
+            from cs336_basics.config import from_dict
+            from cs336_basics.model.config import ModelConfig
+
+            saved_model = from_dict(ModelConfig, saved["model"], prefix="model")
+            if saved_model != self.cfg.model:
+                diff = [f"model.{k}={getattr(saved_model, k)!r} (config says {getattr(self.cfg.model, k)!r})"
+                        for k in vars(saved_model) if getattr(saved_model, k) != getattr(self.cfg.model, k)]
+                raise UserError(f"checkpoint {source} was trained with {diff[0]}; resume with the same model config")
+        if self.fingerprint and obj.get("tokenizer_fingerprint") not in (None, self.fingerprint):
+            raise UserError(f"checkpoint {source} was trained with a different tokenizer than data.tokenizer_dir; "
+                            "resume with the run's original dataset")
+        load_model_weights(self.model, obj["model"], str(source))
+        if obj.get("optimizer") is not None:
+            self.optimizer.load_state_dict(obj["optimizer"])
+        s = self.state
+        s.step = int(obj.get("iteration", 0))
+        s.tokens = int(obj.get("tokens", s.step * self.tokens_per_step))
+        s.best_val_loss = obj.get("best_val_loss")
+        s.wallclock_offset = float(obj.get("wallclock", 0.0))
+        s.wandb_run_id = obj.get("wandb_run_id")
+        s.last_ckpt_step = s.last_eval_step = s.step
+        if "sampler" in obj:
+            self.sampler.load_state_dict(obj["sampler"])
+        if "rng" in obj:
+            set_rng_state(obj["rng"])
+        if s.step > self.total_steps:
+            raise UserError(f"checkpoint {source} is at step {s.step}, past the run's {self.total_steps} steps; "
+                            "raise train.total_steps/total_tokens to continue")
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        from cs336_basics.config import to_dict
+
+        s = self.state
+        return {"format": 1, "model": model_state_dict(self.model), "optimizer": self.optimizer.state_dict(),
+                "iteration": s.step, "tokens": s.tokens, "config": to_dict(self.cfg),
+                "lr": self.schedule(max(s.step - 1, 0)), "rng": rng_state(), "sampler": self.sampler.state_dict(),
+                "best_val_loss": s.best_val_loss, "tokenizer_fingerprint": self.fingerprint,
+                "wandb_run_id": s.wandb_run_id, "wallclock": self._wallclock()}
+
+    def _wallclock(self) -> float:
+        return self.state.wallclock_offset + (time.time() - self._started)
+
+    # ------------------------------------------------------------------ one step
+
+    def _train_step(self, step: int) -> tuple[float, float, float, float]:
+        """One optimizer step; returns (lr, loss, aux loss, pre-clip grad norm) with non-finite values possible."""
+        lr = self.schedule(step)
+        set_lr(self.optimizer, lr)
+        accum = self.cfg.train.grad_accum_steps
+        inner = unwrap_model(self.model)
+        loss_sum = torch.zeros((), device=self.device)
+        aux_sum = torch.zeros((), device=self.device)
+        for micro in range(accum):
+            t0 = time.perf_counter()
+            x, y = self.sampler.next()  # (B, T) each
+            t1 = time.perf_counter()
+            self.timings.data += t1 - t0
+            last = micro == accum - 1
+            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.step_model.no_sync()
+            with sync:
+                with runtime.autocast(self.device, self.dtype):
+                    logits = self.step_model(x)  # (B, T, V)
+                    loss = cross_entropy(logits, y)
+                    aux = getattr(inner, "aux_loss", None)
+                    total = loss + aux if isinstance(aux, torch.Tensor) else loss
+                scaled = total / accum
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            loss_sum += loss.detach().float()
+            if isinstance(aux, torch.Tensor):
+                aux_sum += aux.detach().float()
+            self.timings.compute += time.perf_counter() - t1
+        t2 = time.perf_counter()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.optimizer.grad_clip)
+        reduced = all_reduce_mean(torch.stack([loss_sum, aux_sum]) / accum, self.dist)
+        loss_value, aux_value = (float(v) for v in reduced.tolist())
+        finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skips the update itself on inf/nan gradients
+            self.scaler.update()
+        elif finite:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.timings.compute += time.perf_counter() - t2
+        return lr, loss_value, aux_value, grad_norm
+
+    # ------------------------------------------------------------------ periodic work
+
+    def _log(self, event: str, **values: Any) -> None:
+        if not self.main:
+            return
+        t0 = time.perf_counter()
+        record = self.metrics.log(event, step=self.state.step, tokens=self.state.tokens, wallclock=self._wallclock(),
+                                  **values)
+        for tracker in self.trackers:
+            tracker.log(event, self.state.step, record)
+        self.timings.logging += time.perf_counter() - t0
+
+    def _evaluate(self) -> None:
+        if self.valid_tokens is None:
+            return
+        t0 = time.perf_counter()
+        if self.main:
+            from cs336_basics.evaluation import evaluate_loss
+
+            # evaluation must not perturb the training RNG streams (dropout), or resume would not be exact
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                result = evaluate_loss(unwrap_model(self.model), self.valid_tokens, self.cfg.model.context_length,
+                                       self.cfg.train.eval_batch_size, self.device, max_tokens=self.cfg.train.eval_tokens,
+                                       bytes_per_token=self.valid_bytes_per_token,
+                                       autocast_dtype=None if self.dtype == torch.float32 else self.dtype,
+                                       show_progress=False)
+            s = self.state
+            s.final_val_loss = result.loss
+            improved = math.isfinite(result.loss) and (s.best_val_loss is None or result.loss < s.best_val_loss)
+            if improved:
+                s.best_val_loss = result.loss
+            self.timings.eval += time.perf_counter() - t0
+            self._log("eval", val_loss=result.loss, val_ppl=result.perplexity, val_bpb=result.bits_per_byte,
+                      val_top1=result.top1, val_top5=result.top5, val_tokens=result.num_tokens,
+                      best_val_loss=s.best_val_loss, eval_seconds=result.seconds)
+            if improved:
+                t1 = time.perf_counter()
+                self.ckpts.save_best(self._checkpoint_state(), s.step)
+                self.timings.checkpoint += time.perf_counter() - t1
+            self._write_samples()
+        self.state.last_eval_step = self.state.step
+        barrier(self.dist)
+
+    def _write_samples(self) -> None:
+        if not (self.cfg.train.samples and self.tokenizer is not None):
+            return
+        t0 = time.perf_counter()
+        from cs336_basics.evaluation.samples import write_training_samples
+
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                metrics = write_training_samples(unwrap_model(self.model), self.tokenizer, self.run, self.state.step,
+                                                 device=str(self.device))
+        except Exception as exc:  # noqa: BLE001 - a sampling bug must not end a long run; it is logged instead
+            info(f"warning: writing samples at step {self.state.step} failed: {type(exc).__name__}: {exc}")
+            self._log("samples_error", error=f"{type(exc).__name__}: {exc}")
+            return
+        self.timings.samples += time.perf_counter() - t0
+        self._log("samples", **{k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float, str))})
+
+    def _save(self) -> None:
+        if self.main:
+            t0 = time.perf_counter()
+            self.ckpts.save(self._checkpoint_state(), self.state.step)
+            self.timings.checkpoint += time.perf_counter() - t0
+        self.state.last_ckpt_step = self.state.step
+        barrier(self.dist)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> TrainResult:
+        cfg, s = self.cfg, self.state
+        self._started = time.time()
+        self.metrics: MetricsLog | None = None
+        self.trackers: list[Tracker] = []
+        stop_reason = "completed"
+        try:
+            if self.main:
+                if self.resumed_from is not None:
+                    _truncate_metrics(self.run.metrics_path, s.step)
+                self.metrics = MetricsLog(self.run.metrics_path, start_time=time.time() - s.wallclock_offset)
+                from cs336_basics.config import to_dict
+
+                self.trackers = build_trackers(cfg.logging, cfg.train.run_name, self.run.root, to_dict(cfg),
+                                               s.wandb_run_id)
+                s.wandb_run_id = next((t.run_id for t in self.trackers if t.run_id), s.wandb_run_id)
+                self._log("start" if self.resumed_from is None else "resume", total_steps=self.total_steps,
+                          world_size=self.dist.world_size, device=str(self.device), dtype=str(self.dtype),
+                          num_params=sum(p.numel() for p in self.model.parameters()),
+                          resumed_from=str(self.resumed_from) if self.resumed_from else None)
+                info(f"training {cfg.train.run_name}: {self.total_steps} steps x {self.tokens_per_step:,} tokens on "
+                     f"{self.device} ({str(self.dtype).replace('torch.', '')})"
+                     + (f", resuming at step {s.step}" if self.resumed_from else "") + f" -> {self.run.root}")
+            with self.stop, progress(total=self.total_steps, initial=s.step, desc=cfg.train.run_name, unit="step",
+                                     enabled=None if self.main and not cfg.logging.quiet else False) as bar:
+                stop_reason = self._loop(bar)
+            result = self._finish(stop_reason)
+        finally:
+            for tracker in self.trackers:
+                tracker.close()
+            if self.metrics is not None:
+                self.metrics.close()
+            if self._owns_group:
+                shutdown_distributed(self.dist)
+        return result
+
+    def _loop(self, bar) -> str:
+        cfg, s = self.cfg, self.state
+        log_every = cfg.logging.log_interval
+        window_start, window_tokens, skipped_in_window = time.perf_counter(), 0, 0
+        excluded = 0.0  # eval/sample time inside the logging window (not training throughput)
+        stop_at = cfg.train.stop_at_step
+        while s.step < self.total_steps:
+            lr, loss, aux, grad_norm = self._train_step(s.step)
+            s.step += 1
+            s.tokens += self.tokens_per_step
+            window_tokens += self.tokens_per_step
+            bar.update(1)
+            if math.isfinite(loss) and math.isfinite(grad_norm):
+                s.nonfinite_in_a_row = 0
+                s.window_losses.append(loss)
+            else:
+                s.nonfinite_in_a_row += 1
+                s.nonfinite_total += 1
+                skipped_in_window += 1
+                self._log("nonfinite", loss=loss, grad_norm=grad_norm, in_a_row=s.nonfinite_in_a_row)
+                if s.nonfinite_in_a_row >= cfg.train.max_nonfinite:
+                    info(f"stopping: {s.nonfinite_in_a_row} non-finite losses/gradients in a row at step {s.step} "
+                         f"(train.max_nonfinite); the last good checkpoint is kept. Try a lower optimizer.lr_max.")
+                    return "diverged_nonfinite"
+            if math.isfinite(loss) and loss > self.divergence_loss:
+                info(f"stopping: training loss {loss:.3f} at step {s.step} exceeds train.divergence_loss "
+                     f"{self.divergence_loss:.3f}; the run diverged. Try a lower optimizer.lr_max.")
+                self._log("train", loss=loss, lr=lr, grad_norm=grad_norm)
+                return "diverged_loss"
+            if s.step % log_every == 0 or s.step == self.total_steps:
+                elapsed = max(time.perf_counter() - window_start - excluded, 1e-9)
+                tok_s = window_tokens / elapsed
+                values: dict[str, Any] = {"loss": sum(s.window_losses) / len(s.window_losses) if s.window_losses
+                                          else float("nan"), "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tok_s}
+                if aux:
+                    values["aux_loss"] = aux
+                if skipped_in_window:
+                    values["skipped_steps"] = skipped_in_window
+                if self.flops_per_token and self.peak:
+                    values["mfu"] = self.flops_per_token * tok_s / self.peak
+                self._log("train", **values)
+                if bar.disable and self.main and not cfg.logging.quiet:
+                    info(f"step {s.step}/{self.total_steps} loss {values['loss']:.4f} lr {lr:.3g} "
+                         f"{tok_s:,.0f} tok/s")
+                bar.set_postfix_str(f"loss {values['loss']:.3f} lr {lr:.2e} {tok_s:,.0f} tok/s", refresh=False)
+                s.window_losses.clear()
+                window_start, window_tokens, skipped_in_window, excluded = time.perf_counter(), 0, 0, 0.0
+            t_extra = time.perf_counter()
+            if s.step % cfg.train.eval_interval == 0 and s.step < self.total_steps:
+                self._evaluate()
+            if s.step % cfg.train.checkpoint_interval == 0 and s.step < self.total_steps:
+                self._save()
+            excluded += time.perf_counter() - t_extra
+            if self.stop.requested:
+                self._save()
+                return self.stop.name.lower()
+            if stop_at is not None and s.step >= stop_at and s.step < self.total_steps:
+                self._save()
+                return "stop_at_step"
+        return "completed"
+
+    def _finish(self, stop_reason: str) -> TrainResult:
+        s = self.state
+        diverged = stop_reason.startswith("diverged")
+        if stop_reason == "completed":
+            if s.last_eval_step != s.step:
+                self._evaluate()
+            if s.last_ckpt_step != s.step:
+                self._save()
+            if self.main:
+                export_safetensors(self.model, self.run.root / "model.safetensors",
+                                   metadata={"step": str(s.step), "run_name": self.cfg.train.run_name})
+        t = self.timings
+        self._log("end", stop_reason=stop_reason, diverged=diverged, final_val_loss=s.final_val_loss,
+                  best_val_loss=s.best_val_loss, nonfinite_steps=s.nonfinite_total,
+                  time_data=t.data, time_compute=t.compute, time_logging=t.logging, time_checkpoint=t.checkpoint,
+                  time_eval=t.eval, time_samples=t.samples, overhead_fraction=t.overhead_fraction())
+        if self.main:
+            info(f"{self.cfg.train.run_name}: {stop_reason} at step {s.step} ({s.tokens:,} tokens); "
+                 f"val loss {s.final_val_loss if s.final_val_loss is not None else 'n/a'}; "
+                 f"loop overhead {100 * t.overhead_fraction():.1f}% of step time")
+        exit_code = {"sigint": 130, "sigterm": 143}.get(stop_reason, 3 if diverged else 0)
+        return TrainResult(run_dir=self.run.root, steps=s.step, tokens=s.tokens, final_val_loss=s.final_val_loss,
+                           best_val_loss=s.best_val_loss, diverged=diverged, stop_reason=stop_reason,
+                           wallclock=self._wallclock(), exit_code=exit_code)
+
+
+def train(cfg, resume: str | None = None) -> TrainResult:
+    """Train the model ``cfg`` describes; ``resume`` is None (fresh), ``"auto"`` (latest checkpoint of the run) or a path."""
+    return Trainer(cfg, resume).run()

@@ -1,0 +1,87 @@
+"""Where and in what precision a run executes: device auto-detection, autocast dtype, FLOP accounting for MFU.
+
+- device ``auto``: CUDA, else Apple MPS, else CPU.
+- dtype ``auto``: bfloat16 autocast on CUDA (parameters and optimizer state stay
+  float32), float32 elsewhere. On CUDA, TF32 matmuls are enabled too: a
+  float32 run then gets tensor-core speed at ~1e-3 relative precision, the
+  usual trade for training.
+- MFU (Chowdhery et al. 2022, PaLM appendix B): model FLOPs per token
+  ``6 N + 12 L d T`` (N = parameters in matmuls including the LM head, the 12LdT
+  term is attention's QK^T and AV forward+backward) times tokens/s over the
+  device's peak. The peak is ``train.peak_tflops`` when set, else a table of
+  dense bf16 peaks of common GPUs; unknown devices get no MFU rather than a guess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from cs336_basics.errors import UserError
+
+# dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets
+_BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0,
+                     "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"train.device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device is cuda but this torch build sees no CUDA GPU; use train.device=auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError("train.device is mps but MPS is not available here; use train.device=auto or cpu")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype for a run (float32 means no autocast)."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    if dtype == torch.float16 and device.type != "cuda":
+        raise UserError(f"train.dtype=float16 needs a CUDA device (got {device.type}); use bfloat16 or float32")
+    return dtype
+
+
+def configure_backends(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def flops_per_token(model_cfg) -> float | None:
+    """Training FLOPs per token, 6N + 12 L d T (None when the model's accounting is unavailable)."""
+    try:
+        from cs336_basics.model.accounting import matmul_params
+    except ImportError:
+        return None
+    n = matmul_params(model_cfg)
+    return 6.0 * n + 12.0 * model_cfg.num_layers * model_cfg.d_model * model_cfg.context_length
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype, configured_tflops: float | None) -> float | None:
+    """Peak FLOP/s for MFU: the configured value, else a known GPU's bf16 peak, else None."""
+    if configured_tflops:
+        return configured_tflops * 1e12
+    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+        name = torch.cuda.get_device_name(device)
+        for key, tflops in _BF16_PEAK_TFLOPS.items():
+            if key in name:
+                return tflops * 1e12
+    return None

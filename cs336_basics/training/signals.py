@@ -1,0 +1,65 @@
+"""Graceful stop on SIGINT/SIGTERM: finish the current step, save, exit with a documented code.
+
+The first SIGINT or SIGTERM only sets a flag; the training loop checks it after
+each optimizer step, writes a checkpoint and returns with
+``stop_reason="interrupted"``. ``cs336 train`` then exits with 128 + the signal
+number, the shell convention: **130** for SIGINT (Ctrl-C), **143** for SIGTERM
+(what schedulers such as Slurm send before killing a job). A second signal
+aborts at once (``KeyboardInterrupt``, exit 130, or ``SystemExit(143)``)
+without a checkpoint; the last one written stays valid because saves are atomic.
+
+Handlers can only be installed from the main thread; elsewhere (a sweep
+running ``train`` in a worker thread) the guard is inert and the host process's
+handling applies.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class StopRequest:
+    """Context manager that turns the first SIGINT/SIGTERM into a flag and the second into an immediate abort."""
+
+    def __init__(self, announce: bool = True) -> None:
+        self.signum: int | None = None
+        self.announce = announce
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signum, 1) if self.signum is not None else 0
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # second signal: abort now
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(EXIT_CODES.get(signum, 1))
+        self.signum = signum
+        if self.announce:
+            print(f"\n{signal.Signals(signum).name} received: finishing this step and saving a checkpoint "
+                  "(send it again to abort at once)", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in EXIT_CODES:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
