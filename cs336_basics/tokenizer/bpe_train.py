@@ -1,0 +1,158 @@
+"""Byte-level BPE training: ``train_bpe(input_path, vocab_size, special_tokens, **options)``.
+
+Two phases, each with a C fast path and an identical pure-Python fallback:
+
+1. counting (counting.py): the files are cut into chunks at safe positions, worker processes
+   pre-tokenize and count each chunk (C: ``_bpe_count``), the parent adds the tables;
+2. merging (merging.py): incremental pair counts over the distinct pre-tokens and a max-heap
+   (C: ``_bpe_merge``).
+
+Semantics (the course's, made exact): the initial vocabulary is the 256 single bytes; the corpus
+is split on the special tokens (longest first) before the GPT-2 regex split, so no pair touches a
+special token; each step merges the most frequent adjacent pair within pre-tokens, weighted by
+their counts, ties going to the lexicographically greatest ``(bytes, bytes)``; merges continue
+until ``vocab_size`` (specials included) is reached or no pair is left. Invalid UTF-8 is kept as
+bytes: an undecodable byte is a one-byte "other" character (surrogateescape semantics).
+
+Vocabulary layout: ids 0-255 = bytes, 256 + k = the k-th merge, then the special tokens in order.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cs336_basics.errors import UserError
+from cs336_basics.progress import progress
+from cs336_basics.tokenizer.counting import DEFAULT_CHUNK_BYTES, count_pretokens, native_count_available
+from cs336_basics.tokenizer.merging import merge, native_merge_available
+from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN
+
+INVALID_UTF8_POLICY = "kept as bytes (each undecodable byte is a one-byte 'other' character, as with surrogateescape)"
+
+
+@dataclass
+class TrainSummary:
+    input_bytes: int
+    distinct_pretokens: int
+    pretoken_occurrences: int
+    num_merges: int
+    vocab_size: int
+    workers: int
+    native_count: bool
+    native_merge: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    peak_rss_children_mb: float = 0.0
+    invalid_utf8: str = INVALID_UTF8_POLICY
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        phases = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        return (f"trained {self.num_merges:,} merges (vocab {self.vocab_size:,}) on {self.input_bytes / 1e6:,.1f} MB: "
+                f"{self.pretoken_occurrences:,} pre-tokens, {self.distinct_pretokens:,} distinct\n"
+                f"time: {phases}\n"
+                f"peak RSS: {self.peak_rss_mb:,.0f} MB (this process), {self.peak_rss_children_mb:,.0f} MB (largest worker)\n"
+                f"engines: counting {'C' if self.native_count else 'Python'}, merging {'C' if self.native_merge else 'Python'}"
+                f" ({self.workers} worker{'s' if self.workers != 1 else ''})\n"
+                f"invalid UTF-8: {self.invalid_utf8}")
+
+
+@dataclass
+class TrainResult:
+    vocab: dict[int, bytes]
+    merges: list[tuple[bytes, bytes]]
+    summary: TrainSummary
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _check_inputs(paths: list[Path], vocab_size: int, special_tokens: list[str]) -> None:
+    if not paths:
+        raise UserError("no input file given; pass --input FILE")
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"input file not found: {path}")
+        if path.is_dir():
+            raise UserError(f"input is a directory, not a file: {path}")
+        if path.stat().st_size == 0:
+            raise UserError(f"input file is empty: {path}; give a file with training text")
+    if any(not s for s in special_tokens):
+        raise UserError("a special token cannot be the empty string")
+    minimum = 256 + len(special_tokens)
+    if vocab_size < minimum:
+        raise UserError(f"vocab_size {vocab_size} is smaller than 256 bytes + {len(special_tokens)} special tokens; "
+                        f"use --vocab-size {minimum} or more")
+
+
+def _peak_rss_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: int, special_tokens: list[str] | None = None,
+                       *, workers: int | None = None, show_progress: bool | None = None, pattern: str = GPT2_PATTERN,
+                       memory_budget: int | None = None, chunk_bytes: int | None = None,
+                       native: bool | None = None) -> TrainResult:
+    """Train and also return a :class:`TrainSummary` (times per phase, peak memory, engines used)."""
+    paths = [Path(p) for p in (input_path if isinstance(input_path, (list, tuple)) else [input_path])]
+    specials = list(dict.fromkeys(special_tokens or []))
+    _check_inputs(paths, vocab_size, specials)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if chunk_bytes is None:
+        # Text in flight is about 2 chunks per worker (being read and being counted).
+        chunk_bytes = DEFAULT_CHUNK_BYTES if memory_budget is None else max(1 << 20, memory_budget // (4 * workers))
+    native_count = native_count_available(pattern) if native is None else (native and native_count_available(pattern))
+    native_merge = native_merge_available() if native is None else native
+
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    counts = count_pretokens(paths, specials, workers=workers, pattern=pattern, chunk_bytes=chunk_bytes,
+                             native=native_count, show_progress=show_progress)
+    seconds["counting"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    words = list(counts)
+    freqs = list(counts.values())
+    occurrences = sum(freqs)
+    distinct = len(words)
+    del counts
+    num_merges = vocab_size - 256 - len(specials)
+    with progress(total=num_merges, desc="merging", unit="merge", enabled=show_progress) as bar:
+        done = [0]
+
+        def on_merge(n: int) -> None:
+            bar.update(n - done[0])
+            done[0] = n
+
+        id_merges = merge(words, freqs, num_merges, on_merge=on_merge, native=native_merge)
+    del words, freqs
+    vocab = {i: bytes([i]) for i in range(256)}
+    merges: list[tuple[bytes, bytes]] = []
+    for a, b in id_merges:
+        merges.append((vocab[a], vocab[b]))
+        vocab[len(vocab)] = vocab[a] + vocab[b]
+    for special in specials:
+        vocab[len(vocab)] = special.encode("utf-8")
+    seconds["merging"] = time.perf_counter() - start
+
+    summary = TrainSummary(
+        input_bytes=sum(p.stat().st_size for p in paths), distinct_pretokens=distinct,
+        pretoken_occurrences=occurrences, num_merges=len(merges), vocab_size=len(vocab), workers=workers,
+        native_count=native_count, native_merge=native_merge, seconds=seconds,
+        peak_rss_mb=_peak_rss_mb(resource.RUSAGE_SELF), peak_rss_children_mb=_peak_rss_mb(resource.RUSAGE_CHILDREN))
+    return TrainResult(vocab, merges, summary)
+
+
+def train_bpe(input_path: str | Path | list[str | Path], vocab_size: int, special_tokens: list[str] | None = None,
+              **options: Any) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """Train a byte-level BPE tokenizer; options: workers, show_progress, pattern, memory_budget, chunk_bytes, native."""
+    result = train_bpe_detailed(input_path, vocab_size, special_tokens, **options)
+    return result.vocab, result.merges
