@@ -186,9 +186,8 @@ class Tokenizer:
         if native is not None:
             from cs336_basics.tokenizer.pretokenize import char_class_table
 
-            triples = [(a, b, m) for (a, b), (_, m) in sorted(self._pairs.items(), key=lambda kv: kv[1][0])]
-            ranks = [r for r, _ in sorted(self._pairs.values())]
-            self._native = native.Encoder(self._byte_ids, triples, ranks, char_class_table())
+            merges_ids = [(a, b, m, rank) for (a, b), (rank, m) in self._pairs.items()]
+            self._native = native.Encoder(self._byte_ids, merges_ids, char_class_table())
 
     # -- construction helpers
     @classmethod
