@@ -3,10 +3,10 @@
 Token files are ``.npy`` arrays written by ``cs336 tokenize`` with a manifest
 beside them (see :mod:`cs336_basics.tokenizer.token_files`). They are opened
 with ``np.load(mmap_mode="r")`` so a multi-gigabyte corpus costs no RAM, and
-checked against the run before the first step: vocabulary size, dtype and
-tokenizer fingerprint from the manifest, and the largest id actually present
-(an id >= vocab_size would otherwise index past the embedding table, a silent
-out-of-bounds read on CUDA).
+checked against the run before the first step (``open_token_file``: vocabulary
+size and tokenizer fingerprint from the manifest, or a scan for the largest id
+when there is no manifest, since an id >= vocab_size would index past the
+embedding table, a silent out-of-bounds read on CUDA; here also the dtype).
 
 Batches are random windows (``get_batch``, as in the CS336 handout). The
 :class:`BatchSampler` owns its own ``numpy.random.Generator`` whose state goes
@@ -26,8 +26,6 @@ import numpy as np
 import torch
 
 from cs336_basics.errors import UserError
-
-_SCAN_CHUNK = 1 << 24  # tokens per chunk when scanning for the largest id
 
 
 def get_batch(data: np.ndarray, batch_size: int, context_length: int, device: str | torch.device = "cpu",
@@ -87,34 +85,13 @@ class BatchSampler:
         self.batches_drawn = int(state["batches_drawn"])
 
 
-def max_token_id(tokens: np.ndarray) -> int:
-    """Largest id in a (possibly memory-mapped) token array, scanned in chunks to bound memory."""
-    best = -1
-    for start in range(0, len(tokens), _SCAN_CHUNK):
-        best = max(best, int(np.max(tokens[start:start + _SCAN_CHUNK])))
-    return best
-
-
-def open_tokens(path: str | Path, *, vocab_size: int, tokenizer_fingerprint: str | None = None,
-                what: str = "token file") -> np.ndarray:
-    """Open a token file for training: manifest checks (engineer B's ``open_token_file``) plus an id-range check."""
+def open_tokens(path: str | Path, *, vocab_size: int, tokenizer_fingerprint: str | None = None) -> np.ndarray:
+    """Open a token file for training: engineer B's manifest and id-range checks, plus the manifest's dtype."""
     from cs336_basics.tokenizer.token_files import open_token_file, read_manifest
 
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{what} not found: {path} (create it with 'cs336 tokenize' or set data.dataset_dir / "
-                        "data.train_path / data.valid_path)")
     tokens = open_token_file(path, vocab_size=vocab_size, tokenizer_fingerprint=tokenizer_fingerprint)
-    if tokens.ndim != 1:
-        raise UserError(f"{what} {path} holds a {tokens.ndim}-D array; expected a 1-D array of token ids")
-    if not np.issubdtype(tokens.dtype, np.integer):
-        raise UserError(f"{what} {path} has dtype {tokens.dtype}; expected integer token ids (re-run 'cs336 tokenize')")
-    manifest = read_manifest(path) or {}
-    top = manifest.get("max_id")
-    if not isinstance(top, int):
-        top = max_token_id(tokens)
-    if top >= vocab_size:
-        raise UserError(f"{what} {path} contains token id {top} but model.vocab_size is {vocab_size}; "
-                        f"set model.vocab_size >= {top + 1} or re-tokenize with the run's tokenizer")
+    declared = (read_manifest(path) or {}).get("dtype")
+    if declared is not None and np.dtype(declared) != tokens.dtype:
+        raise UserError(f"{path} holds {tokens.dtype} ids but its manifest says {declared} (replaced by other "
+                        "code?); re-run 'cs336 tokenize' with --force")
     return tokens
-

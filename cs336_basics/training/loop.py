@@ -192,7 +192,7 @@ class Trainer:
         runtime.configure_backends(self.device)
         self.total_steps = _total_steps(cfg, self.dist.world_size)
         self.tokens_per_step = t.batch_size * self.dist.world_size * cfg.model.context_length
-        self.run = RunDir(Path(t.runs_dir) / t.run_name)
+        self.rundir = RunDir(Path(t.runs_dir) / t.run_name)
         self.main = self.dist.is_main
 
         train_path, valid_path, tok_dir = _resolve_data_paths(cfg)
@@ -202,10 +202,9 @@ class Trainer:
         if self.tokenizer is not None and self.tokenizer.vocab_size > vocab:
             raise UserError(f"the tokenizer in {tok_dir} has {self.tokenizer.vocab_size} tokens but model.vocab_size "
                             f"is {vocab}; set model.vocab_size={self.tokenizer.vocab_size}")
-        self.train_tokens = open_tokens(train_path, vocab_size=vocab, tokenizer_fingerprint=fingerprint,
-                                        what="training token file")
-        self.valid_tokens = (open_tokens(valid_path, vocab_size=vocab, tokenizer_fingerprint=fingerprint,
-                                         what="validation token file") if valid_path is not None else None)
+        self.train_tokens = open_tokens(train_path, vocab_size=vocab, tokenizer_fingerprint=fingerprint)
+        self.valid_tokens = (open_tokens(valid_path, vocab_size=vocab, tokenizer_fingerprint=fingerprint)
+                             if valid_path is not None else None)
         from cs336_basics.evaluation import bytes_per_token_from_manifest
         from cs336_basics.tokenizer.token_files import read_manifest
 
@@ -213,14 +212,14 @@ class Trainer:
                                       if valid_path is not None else None)
         self.fingerprint = fingerprint
 
-        source = _resume_source(cfg, self.run, resume)
+        source = _resume_source(cfg, self.rundir, resume)
         if source is None and resume not in (None, "auto"):
             raise UserError(f"nothing to resume at {resume}")
         if self.main:
             if source is None:
-                _prepare_fresh_run_dir(self.run, t.overwrite)
-            self.run.create()
-            self.run.write_config(cfg)
+                _prepare_fresh_run_dir(self.rundir, t.overwrite)
+            self.rundir.create()
+            self.rundir.write_config(cfg)
         barrier(self.dist)
 
         from cs336_basics.model import TransformerLM
@@ -235,7 +234,7 @@ class Trainer:
         self.resumed_from = source
         if source is not None:
             self._restore(source)
-        self.ckpts = CheckpointManager(self.run.checkpoints, t.keep_last)
+        self.ckpts = CheckpointManager(self.rundir.checkpoints, t.keep_last)
         self.step_model = self._wrap(self.model)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         self.flops_per_token = runtime.flops_per_token(cfg.model)
@@ -405,7 +404,7 @@ class Trainer:
 
         try:
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                metrics = write_training_samples(unwrap_model(self.model), self.tokenizer, self.run, self.state.step,
+                metrics = write_training_samples(unwrap_model(self.model), self.tokenizer, self.rundir, self.state.step,
                                                  device=str(self.device))
         except Exception as exc:  # noqa: BLE001 - a sampling bug must not end a long run; it is logged instead
             info(f"warning: writing samples at step {self.state.step} failed: {type(exc).__name__}: {exc}")
@@ -433,11 +432,11 @@ class Trainer:
         try:
             if self.main:
                 if self.resumed_from is not None:
-                    _truncate_metrics(self.run.metrics_path, s.step)
-                self.metrics = MetricsLog(self.run.metrics_path, start_time=time.time() - s.wallclock_offset)
+                    _truncate_metrics(self.rundir.metrics_path, s.step)
+                self.metrics = MetricsLog(self.rundir.metrics_path, start_time=time.time() - s.wallclock_offset)
                 from cs336_basics.config import to_dict
 
-                self.trackers = build_trackers(cfg.logging, cfg.train.run_name, self.run.root, to_dict(cfg),
+                self.trackers = build_trackers(cfg.logging, cfg.train.run_name, self.rundir.root, to_dict(cfg),
                                                s.wandb_run_id)
                 s.wandb_run_id = next((t.run_id for t in self.trackers if t.run_id), s.wandb_run_id)
                 self._log("start" if self.resumed_from is None else "resume", total_steps=self.total_steps,
@@ -446,7 +445,7 @@ class Trainer:
                           resumed_from=str(self.resumed_from) if self.resumed_from else None)
                 info(f"training {cfg.train.run_name}: {self.total_steps} steps x {self.tokens_per_step:,} tokens on "
                      f"{self.device} ({str(self.dtype).replace('torch.', '')})"
-                     + (f", resuming at step {s.step}" if self.resumed_from else "") + f" -> {self.run.root}")
+                     + (f", resuming at step {s.step}" if self.resumed_from else "") + f" -> {self.rundir.root}")
             with self.stop, progress(total=self.total_steps, initial=s.step, desc=cfg.train.run_name, unit="step",
                                      enabled=None if self.main and not cfg.logging.quiet else False) as bar:
                 stop_reason = self._loop(bar)
@@ -530,7 +529,7 @@ class Trainer:
             if s.last_ckpt_step != s.step:
                 self._save()
             if self.main:
-                export_safetensors(self.model, self.run.root / "model.safetensors",
+                export_safetensors(self.model, self.rundir.root / "model.safetensors",
                                    metadata={"step": str(s.step), "run_name": self.cfg.train.run_name})
         t = self.timings
         self._log("end", stop_reason=stop_reason, diverged=diverged, final_val_loss=s.final_val_loss,
@@ -542,7 +541,7 @@ class Trainer:
                  f"val loss {s.final_val_loss if s.final_val_loss is not None else 'n/a'}; "
                  f"loop overhead {100 * t.overhead_fraction():.1f}% of step time")
         exit_code = {"sigint": 130, "sigterm": 143}.get(stop_reason, 3 if diverged else 0)
-        return TrainResult(run_dir=self.run.root, steps=s.step, tokens=s.tokens, final_val_loss=s.final_val_loss,
+        return TrainResult(run_dir=self.rundir.root, steps=s.step, tokens=s.tokens, final_val_loss=s.final_val_loss,
                            best_val_loss=s.best_val_loss, diverged=diverged, stop_reason=stop_reason,
                            wallclock=self._wallclock(), exit_code=exit_code)
 
