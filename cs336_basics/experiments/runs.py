@@ -22,6 +22,9 @@ from cs336_basics.rundir import read_jsonl
 # The plot/table x axes and the metrics.jsonl field each one reads.
 X_FIELDS = {"steps": "step", "tokens": "tokens", "wallclock": "wallclock"}
 
+# stop_reason values of runs that were stopped from outside and should be resumed, not recorded.
+INTERRUPTED = ("sigint", "sigterm")
+
 # Keys that differ between runs without changing what was trained.
 IGNORED_KEYS = ("train.run_name", "train.runs_dir", "train.checkpoint", "logging.")
 
@@ -132,8 +135,9 @@ def summarize_records(records: list[dict[str, Any]]) -> RunSummary:
                 else:
                     s.diverged = True
         elif event == "end":
-            s.finished = True
             s.stop_reason = record.get("stop_reason") or record.get("reason")
+            # an interrupted run logs "end" too, but it is not finished: a sweep resumes it
+            s.finished = s.stop_reason not in INTERRUPTED
             if record.get("diverged"):
                 s.diverged = True
             for key in ("final_val_loss", "val_loss"):

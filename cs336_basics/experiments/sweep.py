@@ -42,7 +42,7 @@ from cs336_basics.config import dump_config, load_config, to_dict
 from cs336_basics.errors import UserError
 from cs336_basics.experiments.grid import PlannedRun, SweepSpec, expand
 from cs336_basics.experiments.report import RESULTS_FILE, SPEC_FILE, read_results, write_sweep_report
-from cs336_basics.experiments.runs import flatten, summarize_records
+from cs336_basics.experiments.runs import INTERRUPTED, flatten, summarize_records
 from cs336_basics.progress import info
 from cs336_basics.rundir import atomic_write_text, read_jsonl
 
@@ -92,7 +92,8 @@ def _has_checkpoint(run_dir: Path) -> bool:
 
 def _result_from_train(result: Any) -> dict[str, Any]:
     diverged = bool(getattr(result, "diverged", False))
-    return {"status": "diverged" if diverged else "finished", "diverged": diverged,
+    interrupted = getattr(result, "stop_reason", None) in INTERRUPTED
+    return {"status": "interrupted" if interrupted else "diverged" if diverged else "finished", "diverged": diverged,
             "final_val_loss": getattr(result, "final_val_loss", None),
             "best_val_loss": getattr(result, "best_val_loss", None),
             "steps": getattr(result, "steps", None), "tokens": getattr(result, "tokens", None),
@@ -101,7 +102,8 @@ def _result_from_train(result: Any) -> dict[str, Any]:
 
 def _result_from_metrics(run_dir: Path) -> dict[str, Any]:
     s = summarize_records(read_jsonl(run_dir / "metrics.jsonl"))
-    return {"status": "diverged" if s.diverged else "finished", "diverged": s.diverged,
+    status = "interrupted" if s.stop_reason in INTERRUPTED else "diverged" if s.diverged else "finished"
+    return {"status": status, "diverged": s.diverged,
             "final_val_loss": s.final_val_loss, "best_val_loss": s.best_val_loss, "steps": s.steps,
             "tokens": s.tokens, "wallclock": s.wallclock, "stop_reason": s.stop_reason}
 
@@ -178,15 +180,17 @@ class SweepRunner:
             return {"status": status, "diverged": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
         return _result_from_train(result)
 
+    def child_command(self, cfg_path: Path, resume: bool) -> list[str]:
+        """The subprocess launcher's command for one run (tests substitute a stand-in trainer)."""
+        return [sys.executable, "-m", "cs336_basics", "train", "--config", str(cfg_path)] + (["--resume", "auto"] if resume else [])
+
     def _launch(self, run: PlannedRun, resume: bool, env_extra: dict[str, str]) -> subprocess.Popen:
         cfg_path = self.sweep_dir / "configs" / f"{run.name}.toml"
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
         dump_config(run.config, cfg_path)
         log_path = self.sweep_dir / "logs" / f"{run.name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "cs336_basics", "train", "--config", str(cfg_path)]
-        if resume:
-            cmd += ["--resume", "auto"]
+        cmd = self.child_command(cfg_path, resume)
         env = {**os.environ, "CS336_NO_PROGRESS": "1", **env_extra}
         log = open(log_path, "w", encoding="utf-8")
         log.write("$ " + shlex.join(cmd) + "\n")
@@ -199,6 +203,8 @@ class SweepRunner:
         proc._sweep_log.close()  # type: ignore[attr-defined]
         run_dir = run_dir_of(self.sweep_dir, run)
         outcome = _result_from_metrics(run_dir)
+        if proc.returncode in (130, 143, -2, -15):  # SIGINT/SIGTERM: resumable, not a result
+            return {**outcome, "status": "interrupted"}
         if proc.returncode == 0 or outcome["diverged"]:
             return outcome
         log_path = self.sweep_dir / "logs" / f"{run.name}.log"
@@ -240,6 +246,10 @@ class SweepRunner:
         return outcome
 
     def _finish(self, run: PlannedRun, result: dict[str, Any], outcome: SweepOutcome) -> None:
+        if result["status"] == "interrupted":
+            # stopped by a signal: its checkpoint is saved and the next invocation resumes it
+            info(f"  {run.name}: interrupted; rerun the same command to resume the sweep")
+            raise KeyboardInterrupt
         self._record(run, result)
         outcome.ran.append(run.name)
         if result["status"] in ("failed", "oom"):
