@@ -1,0 +1,103 @@
+"""pretok.h (through _bpe_count) splits exactly like the regex oracle, invalid UTF-8 included."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cs336_basics.tokenizer.counting import count_bytes, native_count_available
+from cs336_basics.tokenizer.pretokenize import (CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE, char_class_table,
+                                                pretokenize_bytes, pretokenize_reference, split_on_special)
+
+try:
+    from cs336_basics.tokenizer import _bpe_count
+except ImportError:
+    _bpe_count = None
+
+needs_native = pytest.mark.skipif(_bpe_count is None, reason="C extension not built")
+
+# Pieces chosen to hit every branch of pt_next and of strict UTF-8 decoding.
+PIECES = [b" ", b"  ", b"\n", b"\t", b"\r\n", b"'", b"s", b"ll", b"ve", b"re", b"'t", b"a", b"Z", b"1", b"42",
+          "\u00a0".encode(), "\u2003".encode(), "\u3000".encode(), "\u2028".encode(), "\u0085".encode(),
+          "é".encode(), "中".encode(), "٣".encode(), "😀".encode(), "\u0301".encode(), "Ⅻ".encode(),
+          b"\xff", b"\x80", b"\xe2\x82", b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xf0\x9f\x98",
+          b"-", b".", b"\x00", b"\x1c", b"\x0b", b"\x0c", b"\x85", b"<|endoftext|>"]
+
+
+def test_class_table_matches_regex_semantics():
+    table = char_class_table()
+    assert len(table) == 0x110000
+    assert table[ord("a")] == CLASS_LETTER and table[ord("é")] == CLASS_LETTER and table[ord("中")] == CLASS_LETTER
+    assert table[ord("7")] == CLASS_NUMBER and table[ord("٣")] == CLASS_NUMBER and table[ord("Ⅻ")] == CLASS_NUMBER
+    for ch in " \t\n\r\x0b\x0c\u00a0\u3000\u2028":
+        assert table[ord(ch)] == CLASS_SPACE, repr(ch)
+    assert table[ord("-")] == 0 and table[0xDCFF] == 0  # surrogateescape bytes are "other"
+
+
+def test_split_on_special_longest_first():
+    assert split_on_special("a<|x|><|x|>b<|x|>", ["<|x|>", "<|x|><|x|>"]) == [
+        ("a", False), ("<|x|><|x|>", True), ("b", False), ("<|x|>", True)]
+    assert split_on_special("", ["<|x|>"]) == []
+    assert split_on_special("plain", None) == [("plain", False)]
+
+
+def test_reference_matches_gpt2_examples():
+    assert pretokenize_reference("Hello, world! It's 2024.  ok\n\n") == [
+        "Hello", ",", " world", "!", " It", "'s", " 2024", ".", " ", " ok", "\n\n"]
+
+
+@needs_native
+def test_random_byte_strings_match_regex():
+    rng = random.Random(0)
+    table = char_class_table()
+    for _ in range(5000):
+        data = b"".join(rng.choice(PIECES) for _ in range(rng.randint(0, 24)))
+        assert _bpe_count.pretokenize(data, table) == pretokenize_bytes(data), data
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_arbitrary_text_matches_regex(text):
+    data = text.encode("utf-8")
+    assert _bpe_count.pretokenize(data, char_class_table()) == pretokenize_bytes(data)
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=60))
+def test_arbitrary_bytes_match_regex(data):
+    assert _bpe_count.pretokenize(data, char_class_table()) == pretokenize_bytes(data)
+
+
+@needs_native
+def test_real_text_matches_regex(tinystories_valid):
+    data = tinystories_valid.read_bytes()[:300_000]
+    assert _bpe_count.pretokenize(data, char_class_table()) == pretokenize_bytes(data)
+
+
+@pytest.mark.skipif(not native_count_available(), reason="C extension not built")
+def test_native_and_python_counts_are_identical(tinystories_valid):
+    data = tinystories_valid.read_bytes()[:300_000] + b"\xff\xfe tail \xe2\x82"
+    native = count_bytes(data, ["<|endoftext|>"], native=True)
+    python = count_bytes(data, ["<|endoftext|>"], native=False)
+    assert native == python
+    assert Counter(pretokenize_bytes(data, ["<|endoftext|>"])) == Counter(native)
+
+
+@needs_native
+def test_counter_update_adds_tables():
+    table = char_class_table()
+    a = _bpe_count.PretokenCounter()
+    a.feed(b"the cat the", table)
+    b = _bpe_count.PretokenCounter()
+    b.update(a.to_dict())
+    b.update({b" cat": 2**40})
+    assert b.to_dict() == {b"the": 1, b" cat": 2**40 + 1, b" the": 1}
+    assert a.distinct == 3 and a.total == 3
+    with pytest.raises(ValueError):
+        a.feed(b"x", b"short table")
