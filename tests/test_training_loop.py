@@ -199,17 +199,28 @@ def _cli_args(dataset: Path, runs: Path, *extra: str) -> list[str]:
     (["--set", "model.vocab_size=100"], "vocab_size"),
     (["--resume", "/nonexistent/ckpt.pt"], "not found"),
 ])
-def test_cli_config_errors_are_one_line_exit_2(dataset, tmp_path, extra, needle):
-    proc = run_cli(*_cli_args(dataset, tmp_path, "--total-steps", "2", *extra))
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr and needle in lines[0], proc.stderr
+def test_cli_config_errors_are_one_line_exit_2(dataset, tmp_path, extra, needle, capsys):
+    from cs336_basics.cli import main
+
+    code = main(_cli_args(dataset, tmp_path, "--total-steps", "2", *extra))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and needle in lines[-1] and lines[-1].startswith("cs336: error:"), err
+    assert not (tmp_path / "cli" / "checkpoints").exists() or not any((tmp_path / "cli" / "checkpoints").iterdir())
+
+
+def test_cli_missing_dataset_subprocess_exit_2(tmp_path):
+    proc = run_cli("train", "--dataset", str(tmp_path / "nope"), "--total-steps", "1")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "nope" in proc.stderr
 
 
 def test_cli_shortcuts_and_resolved_config_written(dataset, tmp_path):
-    proc = run_cli(*_cli_args(dataset, tmp_path, "--total-steps", "3", "--lr-max", "0.002", "--warmup-iters", "1",
-                              "--eval-batch-size", "3", "--quiet"))
-    assert proc.returncode == 0, proc.stderr
+    from cs336_basics.cli import main
+
+    code = main(_cli_args(dataset, tmp_path, "--total-steps", "3", "--lr-max", "0.002", "--warmup-iters", "1",
+                          "--eval-batch-size", "3", "--set", "logging.quiet=true"))
+    assert code == 0
     from cs336_basics.config import load_config
 
     cfg = load_config(tmp_path / "cli" / "config.toml")
@@ -218,6 +229,28 @@ def test_cli_shortcuts_and_resolved_config_written(dataset, tmp_path):
     assert cfg.data.dataset_dir == str(dataset)
 
 
+def test_sigint_in_process_finishes_the_step_and_saves(dataset, tmp_path):
+    import threading
+
+    cfg = tiny_config(dataset, tmp_path, "train.total_steps=100000", "train.checkpoint_interval=100000",
+                      "train.eval_interval=100000")
+    metrics = tmp_path / "tiny" / "metrics.jsonl"
+
+    def interrupt_after_three_steps():
+        deadline = time.time() + 120
+        while time.time() < deadline and sum(r["event"] == "train" for r in read_jsonl(metrics)) < 3:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_after_three_steps, daemon=True).start()
+    result = train(cfg)
+    assert (result.stop_reason, result.exit_code, result.diverged) == ("sigint", 130, False)
+    ckpt = torch.load(tmp_path / "tiny" / "checkpoints" / "latest.pt", weights_only=True)
+    assert ckpt["iteration"] == result.steps >= 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.slow
 def test_sigint_finishes_the_step_saves_and_exits_130_then_resume_completes(dataset, tmp_path):
     env = {**os.environ, "CS336_NO_PROGRESS": "1"}
     args = _cli_args(dataset, tmp_path, "--total-steps", "100000", "--set", "train.checkpoint_interval=100000",
