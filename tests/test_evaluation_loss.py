@@ -15,6 +15,16 @@ from cs336_basics.errors import UserError
 from cs336_basics.evaluation import evaluate_loss, plan_windows
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny matmuls on a shared 2-core machine: a second OpenMP thread only adds spin-waiting (100x slower
+    under load), so these tests use one thread and give the setting back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 class _Cfg:
     def __init__(self, vocab_size: int) -> None:
         self.vocab_size = vocab_size

@@ -26,7 +26,7 @@ from cs336_basics.evaluation.loss import (
     evaluation_mode,
     plan_windows,
 )
-from cs336_basics.evaluation.samples import DEFAULT_PROMPTS, read_samples, training_vocabulary, write_training_samples
+from cs336_basics.evaluation.samples import read_samples, training_vocabulary, write_training_samples
 from cs336_basics.evaluation.text_metrics import (
     distinct_n,
     generation_metrics,
@@ -37,7 +37,6 @@ from cs336_basics.evaluation.text_metrics import (
 )
 
 __all__ = [
-    "DEFAULT_PROMPTS",
     "EvalResult",
     "PlateauVerdict",
     "PowerLawFit",

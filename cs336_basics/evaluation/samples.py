@@ -26,14 +26,6 @@ from typing import Any
 from cs336_basics.evaluation.text_metrics import generation_metrics, word_vocabulary
 from cs336_basics.rundir import RunDir, atomic_write_text
 
-DEFAULT_PROMPTS = [
-    "Once upon a time",
-    "One day, a little girl named Lily",
-    "Tom and his dog went to the park.",
-    "The sun was shining and",
-]
-"""TinyStories-style openings: short enough for any context, generic enough for other corpora."""
-
 VOCAB_SOURCE_BYTES = 10_000_000
 VOCAB_SOURCE_TOKENS = 5_000_000
 
@@ -58,46 +50,56 @@ def _vocabulary_from_tokens(path: str, size: int, mtime: float, tokenizer) -> fr
     return _TOKEN_VOCAB_CACHE[key]
 
 
+def _first_file(relative: list[str], bases: list[Path]) -> Path | None:
+    for rel in relative:
+        path = Path(rel)
+        for candidate in ([path] if path.is_absolute() else [base / path for base in bases]):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
 def training_vocabulary(run_dir: RunDir | None, tokenizer=None, text_path: str | Path | None = None) -> set[str] | None:
-    """The word list of a run's training text (see the module docstring), or None when none can be found."""
-    candidates: list[Path] = []
-    token_file: Path | None = None
-    if text_path is not None:
-        candidates.append(Path(text_path))
+    """The word list of a run's training text (see the module docstring), or None when none can be found.
+
+    Relative paths in the run's config are looked up from the working directory and from the run
+    directory and its two parents (where ``cs336 train`` was probably started).
+    """
+    texts: list[str] = [str(text_path)] if text_path is not None else []
+    token_files: list[str] = []
+    bases = [Path.cwd()]
     if run_dir is not None and run_dir.config_path.exists():
         from cs336_basics.config import load_config
 
+        bases += [run_dir.root, run_dir.root.parent, run_dir.root.parent.parent]
         try:
-            cfg = load_config(run_dir.config_path)
+            data = load_config(run_dir.config_path).data
         except Exception:  # noqa: BLE001 - a missing word list only disables one metric
-            cfg = None
-        if cfg is not None and cfg.data.dataset_dir:
-            candidates.append(Path(cfg.data.dataset_dir) / "train.txt")
-        if cfg is not None:
-            train = cfg.data.train_path or (str(Path(cfg.data.dataset_dir) / "train.npy") if cfg.data.dataset_dir else None)
-            token_file = Path(train) if train else None
-    for path in candidates:
-        if path.is_file():
-            st = path.stat()
-            return set(_vocabulary_from_text(str(path.resolve()), st.st_size, st.st_mtime))
-    if token_file is not None and token_file.is_file() and tokenizer is not None:
+            data = None
+        if data is not None and data.dataset_dir:
+            texts.append(str(Path(data.dataset_dir) / "train.txt"))
+            token_files.append(str(Path(data.dataset_dir) / "train.npy"))
+        if data is not None and data.train_path:
+            token_files.insert(0, data.train_path)
+    text = _first_file(texts, bases)
+    if text is not None:
+        st = text.stat()
+        return set(_vocabulary_from_text(str(text.resolve()), st.st_size, st.st_mtime))
+    token_file = _first_file(token_files, bases)
+    if token_file is not None and tokenizer is not None:
         st = token_file.stat()
         return set(_vocabulary_from_tokens(str(token_file.resolve()), st.st_size, st.st_mtime, tokenizer))
     return None
 
 
-def _escape_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>")
+def samples_markdown(step: int, results, metrics: dict[str, Any], settings: dict[str, Any]) -> str:
+    """The metrics as a table, then the samples as rendered by the generation package."""
+    from cs336_basics.generation import results_to_markdown
 
-
-def samples_markdown(step: int, records: list[dict[str, Any]], metrics: dict[str, Any]) -> str:
-    lines = [f"# Samples at step {step}", "", "| metric | value |", "|---|---|"]
+    lines = [f"# Samples at step {step}", "", f"Settings: {settings}", "", "| metric | value |", "|---|---|"]
     for key, value in metrics.items():
         lines.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
-    for i, rec in enumerate(records):
-        lines += ["", f"## Sample {i + 1} ({rec['stopped_by']}, {rec['num_tokens']} tokens)", "",
-                  f"**Prompt:** {rec['prompt']}", "", "```text", rec["prompt"] + rec["text"], "```"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + results_to_markdown(results)
 
 
 def write_training_samples(model, tokenizer, run_dir: RunDir, step: int, *, prompts: list[str] | None = None,
@@ -109,12 +111,13 @@ def write_training_samples(model, tokenizer, run_dir: RunDir, step: int, *, prom
     The model's training flag is left as it was (generation runs in eval mode under no_grad).
     """
     from cs336_basics.evaluation.loss import evaluation_mode
-    from cs336_basics.generation import generate
+    from cs336_basics.generation import Sampler
 
-    prompts = list(prompts or DEFAULT_PROMPTS)
+    sampler = Sampler(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                      top_p=top_p, device=device)
+    prompts = sampler.prompts
     with evaluation_mode(model):
-        results = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                           top_p=top_p, seed=seed, device=device)
+        results = sampler.sample(seed=seed)
     if vocabulary is None:
         vocabulary = training_vocabulary(run_dir, tokenizer)
     ref_ppl = None
@@ -131,7 +134,7 @@ def write_training_samples(model, tokenizer, run_dir: RunDir, step: int, *, prom
     settings = {"seed": seed, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
     atomic_write_text(stem.with_suffix(".json"), json.dumps(
         {"step": step, "settings": settings, "metrics": metrics, "samples": records}, indent=1, ensure_ascii=False))
-    atomic_write_text(stem.with_suffix(".md"), samples_markdown(step, records, metrics))
+    atomic_write_text(stem.with_suffix(".md"), samples_markdown(step, results, metrics, settings))
     return metrics
 
 
