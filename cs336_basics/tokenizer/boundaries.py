@@ -82,8 +82,9 @@ def find_text_cut(text: str, specials: Sequence[str], lo: int = 1, hi: int | Non
     if hi is not None:
         end = min(end, hi)
     while end > lo:
-        m = _CUT.search(text, lo, end)
-        if m is None:
+        # Searching backwards, the regex module does not look behind ``pos``: start one character early.
+        m = _CUT.search(text, lo - 1, end)
+        if m is None or m.start() < lo:
             return -1
         k = m.start()
         if not specials or not _spans_special(text, k, specials):
