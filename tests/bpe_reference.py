@@ -55,7 +55,8 @@ def train_bpe_reference(data: bytes | str, vocab_size: int, special_tokens: list
         vocab[len(vocab)] = best[0] + best[1]
         merged: Counter = Counter()
         for word, count in words.items():
-            merged[merge_word(word, best)] += count
+            # a word without the left symbol cannot hold the pair: skip the (slow) rewrite
+            merged[merge_word(word, best) if best[0] in word else word] += count
         words = merged
     for special in special_tokens:
         vocab[len(vocab)] = special.encode("utf-8")

@@ -1,0 +1,113 @@
+"""The fast trainer equals the reference, merge for merge, on real text; input errors are one-liners."""
+
+from __future__ import annotations
+
+import lzma
+from functools import lru_cache
+
+import pytest
+
+from cs336_basics.errors import UserError
+from cs336_basics.tokenizer import train_bpe
+from cs336_basics.tokenizer.bpe_train import train_bpe_detailed
+from cs336_basics.tokenizer.counting import native_count_available
+from cs336_basics.tokenizer.merging import merge, native_merge_available
+from tests.bpe_reference import pretoken_counts_reference, train_bpe_reference
+from tests.conftest import shared_file
+
+EOT = "<|endoftext|>"
+NATIVE = [False] + ([True] if native_count_available() and native_merge_available() else [])
+
+
+def _english_slice(nbytes: int) -> bytes:
+    """Real web text (IMDb, newsgroups, news: many '----', '....' and space runs), cut at a document end."""
+    with lzma.open(shared_file("english/web_english.txt.xz"), "rb") as fh:
+        data = fh.read(nbytes + 100_000)
+    cut = data.find(EOT.encode(), nbytes)
+    return data[: cut if cut != -1 else nbytes]
+
+
+@lru_cache(maxsize=None)
+def _reference(data: bytes, vocab: int) -> tuple:
+    """The oracle's result, computed once per corpus for all parametrisations."""
+    return train_bpe_reference(data, vocab, [EOT])
+
+
+def _write(tmp_path, data: bytes):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("native", NATIVE)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tinystories_slice_equals_reference(tmp_path, tinystories_train, native, workers):
+    data = tinystories_train.read_bytes()[:120_000]
+    path = _write(tmp_path, data)
+    expected = _reference(data, 420)
+    got = train_bpe(path, 420, [EOT], workers=workers, native=native, chunk_bytes=16 << 10, show_progress=False)
+    assert got == expected
+
+
+@pytest.mark.parametrize("native", NATIVE)
+def test_web_text_with_symbol_runs_equals_reference(tmp_path, native):
+    data = _english_slice(60_000)
+    assert b"----" in data and b"...." in data and b"    " in data
+    path = _write(tmp_path, data)
+    expected = _reference(data, 380)
+    got = train_bpe(path, 380, [EOT], workers=2, native=native, chunk_bytes=20 << 10, show_progress=False)
+    assert got == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size,vocab", [(400_000, 500), (1_000_000, 320)])
+def test_bigger_real_text_equals_reference(tmp_path, size, vocab):
+    data = _english_slice(size)
+    path = _write(tmp_path, data)
+    expected = train_bpe_reference(data, vocab, [EOT])
+    assert train_bpe(path, vocab, [EOT], workers=2, chunk_bytes=256 << 10, show_progress=False) == expected
+
+
+@pytest.mark.skipif(not native_merge_available(), reason="C extension not built")
+def test_c_and_python_merge_engines_agree_on_many_merges():
+    data = _english_slice(400_000)
+    counts = pretoken_counts_reference(data, [EOT])
+    words, freqs = list(counts), list(counts.values())
+    assert merge(words, freqs, 3000, native=True) == merge(words, freqs, 3000, native=False)
+
+
+def test_training_stops_when_no_pair_is_left(tmp_path):
+    path = _write(tmp_path, b"ab ab ab")
+    vocab, merges = train_bpe(path, 10_000, [EOT], show_progress=False)
+    assert merges == [(b"a", b"b"), (b" ", b"ab")] and len(vocab) == 259
+
+
+def test_multiple_input_files_never_join_across_files(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"hello wor")
+    (tmp_path / "b.txt").write_bytes(b"ld hello")
+    vocab, merges = train_bpe([tmp_path / "a.txt", tmp_path / "b.txt"], 300, [EOT], show_progress=False)
+    expected = train_bpe_reference(b"hello wor" + EOT.encode() + b"ld hello", 300, [EOT])
+    assert (vocab, merges) == expected
+
+
+def test_summary_reports_phases_memory_and_invalid_utf8_policy(tmp_path):
+    path = _write(tmp_path, b"caf\xe9 caf\xe9 \xff\xff the the")
+    result = train_bpe_detailed(path, 300, [EOT], show_progress=False)
+    s = result.summary
+    assert set(s.seconds) == {"counting", "merging"} and s.peak_rss_mb > 0
+    assert s.distinct_pretokens == 5 and s.pretoken_occurrences == 7  # caf, \xe9, ' caf', ' \xff\xff', ' the'
+    assert "kept as bytes" in s.format()
+    assert (b"\xff", b"\xff") in result.merges
+
+
+@pytest.mark.parametrize("make,vocab,message", [
+    (None, 300, "not found"),
+    (b"", 300, "empty"),
+    (b"text", 256, "smaller than 256"),
+])
+def test_bad_input_is_a_user_error(tmp_path, make, vocab, message):
+    path = tmp_path / "in.txt"
+    if make is not None:
+        path.write_bytes(make)
+    with pytest.raises(UserError, match=message):
+        train_bpe(path, vocab, [EOT])
