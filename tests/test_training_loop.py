@@ -78,6 +78,24 @@ def test_run_directory_layout_metrics_and_result(dataset, tmp_path):
     assert lrs[0] == 0.0 and max(lrs) == pytest.approx(3e-3) and lrs[-1] == pytest.approx(3e-4)
 
 
+def test_load_trained_model_from_run_dir_and_file(dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    from cs336_basics.training.checkpoint import load_trained_model
+
+    result = train(tiny_config(dataset, tmp_path, "train.total_steps=10", "train.eval_interval=5"))
+    loaded = load_trained_model(result.run_dir)
+    assert loaded.checkpoint_path.name == "best.pt" and loaded.run_dir == result.run_dir
+    assert not loaded.model.training and loaded.config.model.d_model == 32
+    assert loaded.tokenizer_dir == (dataset / "tokenizer").resolve()
+    assert loaded.tokenizer().vocab_size == 257
+    by_file = load_trained_model(result.run_dir / "checkpoints" / "latest.pt")
+    assert by_file.step == 10 and by_file.run_dir == result.run_dir
+    exported = load_file(result.run_dir / "model.safetensors")
+    for key, value in by_file.model.state_dict().items():
+        assert torch.equal(exported[key], value)
+
+
 def test_resume_is_exact(dataset, tmp_path):
     straight = train(tiny_config(dataset, tmp_path, "train.run_name=straight"))
     first = train(tiny_config(dataset, tmp_path, "train.run_name=split", "train.stop_at_step=10",
