@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,16 +42,17 @@ from torch import nn
 
 from cs336_basics.errors import UserError
 from cs336_basics.progress import info, progress
-from cs336_basics.rundir import MetricsLog, RunDir, atomic_write_text, read_jsonl
+from cs336_basics.rundir import MetricsLog, RunDir
 from cs336_basics.training import runtime
-from cs336_basics.training.checkpoint import (CheckpointManager, export_safetensors, find_checkpoint,
-                                              load_model_weights, model_state_dict, read_checkpoint, rng_state,
+from cs336_basics.training.checkpoint import (CheckpointManager, export_safetensors, load_model_weights, model_state_dict, read_checkpoint, rng_state,
                                               set_rng_state, unwrap_model)
 from cs336_basics.training.clipping import clip_grad_norm
 from cs336_basics.training.data import BatchSampler, open_tokens
 from cs336_basics.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown_distributed
 from cs336_basics.training.loss import cross_entropy
 from cs336_basics.training.optimizer import build_optimizer, set_lr
+from cs336_basics.training.resolve import (micro_batch, prepare_fresh_run_dir, resolve_data_paths, resume_source,
+                                           total_steps, truncate_metrics)
 from cs336_basics.training.schedule import build_schedule
 from cs336_basics.training.signals import StopRequest
 from cs336_basics.training.trackers import Tracker, build_trackers
@@ -106,77 +106,6 @@ class _State:
     window_losses: list[float] = field(default_factory=list)
 
 
-def _micro_batch(cfg) -> int:
-    return cfg.train.batch_size // cfg.train.grad_accum_steps
-
-
-def _resolve_data_paths(cfg) -> tuple[Path, Path | None, Path | None]:
-    """(train file, valid file or None, tokenizer dir or None) from data.* settings."""
-    data = cfg.data
-    base = Path(data.dataset_dir) if data.dataset_dir else None
-    if base is not None and not base.is_dir():
-        raise UserError(f"data.dataset_dir {base} is not a directory; create it with 'cs336 prepare' or fix the path")
-    if data.train_path:
-        train_path = Path(data.train_path)
-    elif base is not None:
-        train_path = base / "train.npy"
-    else:
-        raise UserError("no training data: set data.dataset_dir (or --dataset DIR) or data.train_path")
-    if data.valid_path:
-        valid_path: Path | None = Path(data.valid_path)
-        if not valid_path.exists():
-            raise UserError(f"data.valid_path {valid_path} not found; tokenize the validation text or unset it")
-    else:
-        valid_path = base / "valid.npy" if base is not None and (base / "valid.npy").exists() else None
-    tok = Path(data.tokenizer_dir) if data.tokenizer_dir else (base / "tokenizer" if base is not None else None)
-    if data.tokenizer_dir and not tok.is_dir():
-        raise UserError(f"data.tokenizer_dir {tok} is not a directory; train one with 'cs336 tokenizer train'")
-    return train_path, valid_path, tok if tok is not None and tok.is_dir() else None
-
-
-def _total_steps(cfg, world_size: int) -> int:
-    t = cfg.train
-    if t.total_steps is not None:
-        return t.total_steps
-    if t.total_tokens is not None:
-        per_step = t.batch_size * world_size * cfg.model.context_length
-        return max(1, t.total_tokens // per_step)
-    raise UserError("set train.total_steps or train.total_tokens (steps = tokens / (batch_size * context_length))")
-
-
-def _resume_source(cfg, run: RunDir, resume: str | None) -> Path | None:
-    if resume == "auto":
-        return CheckpointManager(run.checkpoints).latest()
-    if resume:
-        return find_checkpoint(resume)[0] if Path(resume).is_dir() else Path(resume)
-    if cfg.train.checkpoint:
-        return Path(cfg.train.checkpoint)
-    return None
-
-
-def _prepare_fresh_run_dir(run: RunDir, overwrite: bool) -> None:
-    has_ckpt = run.checkpoints.is_dir() and any(run.checkpoints.glob("*.pt"))
-    has_metrics = run.metrics_path.exists() and run.metrics_path.stat().st_size > 0
-    if not (has_ckpt or has_metrics):
-        return
-    if not overwrite:
-        raise UserError(f"run directory {run.root} already holds a run; continue it with --resume auto, "
-                        "pick another --run-name, or pass --set train.overwrite=true to replace it")
-    run.metrics_path.unlink(missing_ok=True)
-    for path in (run.checkpoints, run.samples):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records of steps after ``step`` (written after the checkpoint we resume from)."""
-    records = read_jsonl(path)
-    kept = [r for r in records if not (isinstance(r.get("step"), (int, float)) and r["step"] > step)]
-    if len(kept) != len(records):
-        import json
-
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
 class Trainer:
     """One run: builds everything from a RunConfig, then ``run()`` trains it. ``train()`` is the public entry."""
 
@@ -190,12 +119,12 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.dtype = runtime.resolve_dtype(t.dtype, self.device)
         runtime.configure_backends(self.device)
-        self.total_steps = _total_steps(cfg, self.dist.world_size)
+        self.total_steps = total_steps(cfg, self.dist.world_size)
         self.tokens_per_step = t.batch_size * self.dist.world_size * cfg.model.context_length
         self.rundir = RunDir(Path(t.runs_dir) / t.run_name)
         self.main = self.dist.is_main
 
-        train_path, valid_path, tok_dir = _resolve_data_paths(cfg)
+        train_path, valid_path, tok_dir = resolve_data_paths(cfg)
         self.tokenizer = self._load_tokenizer(tok_dir)
         fingerprint = getattr(self.tokenizer, "fingerprint", None)
         vocab = cfg.model.vocab_size
@@ -212,12 +141,12 @@ class Trainer:
                                       if valid_path is not None else None)
         self.fingerprint = fingerprint
 
-        source = _resume_source(cfg, self.rundir, resume)
+        source = resume_source(cfg, self.rundir, resume)
         if source is None and resume not in (None, "auto"):
             raise UserError(f"nothing to resume at {resume}")
         if self.main:
             if source is None:
-                _prepare_fresh_run_dir(self.rundir, t.overwrite)
+                prepare_fresh_run_dir(self.rundir, t.overwrite)
             self.rundir.create()
             self.rundir.write_config(cfg)
         barrier(self.dist)
@@ -228,7 +157,7 @@ class Trainer:
         self.model: nn.Module = TransformerLM(cfg.model).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.optimizer)
         self.schedule = build_schedule(cfg.optimizer, self.total_steps)
-        self.sampler = BatchSampler(self.train_tokens, _micro_batch(cfg), cfg.model.context_length, self.device,
+        self.sampler = BatchSampler(self.train_tokens, micro_batch(cfg), cfg.model.context_length, self.device,
                                     seed=t.seed, rank=self.dist.rank, world_size=self.dist.world_size)
         self.state = _State()
         self.resumed_from = source
@@ -432,7 +361,7 @@ class Trainer:
         try:
             if self.main:
                 if self.resumed_from is not None:
-                    _truncate_metrics(self.rundir.metrics_path, s.step)
+                    truncate_metrics(self.rundir.metrics_path, s.step)
                 self.metrics = MetricsLog(self.rundir.metrics_path, start_time=time.time() - s.wallclock_offset)
                 from cs336_basics.config import to_dict
 

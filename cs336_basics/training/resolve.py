@@ -1,0 +1,89 @@
+"""Turning a RunConfig into concrete things before the first step.
+
+Data paths (``data.dataset_dir`` and the explicit overrides), the number of
+steps (``total_steps`` or ``total_tokens / (batch x world x context)``), which
+checkpoint a run resumes from (``--resume auto|PATH`` or ``train.checkpoint``),
+and the run directory's state: a fresh run refuses to mix itself into an
+existing one unless ``train.overwrite`` is set, and a resumed run drops the
+metrics records written after its checkpoint, so ``metrics.jsonl`` never holds
+two versions of a step.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from cs336_basics.errors import UserError
+from cs336_basics.rundir import RunDir, atomic_write_text, read_jsonl
+from cs336_basics.training.checkpoint import CheckpointManager, find_checkpoint
+
+
+def micro_batch(cfg) -> int:
+    return cfg.train.batch_size // cfg.train.grad_accum_steps
+
+
+def resolve_data_paths(cfg) -> tuple[Path, Path | None, Path | None]:
+    """(train file, valid file or None, tokenizer dir or None) from data.* settings."""
+    data = cfg.data
+    base = Path(data.dataset_dir) if data.dataset_dir else None
+    if base is not None and not base.is_dir():
+        raise UserError(f"data.dataset_dir {base} is not a directory; create it with 'cs336 prepare' or fix the path")
+    if data.train_path:
+        train_path = Path(data.train_path)
+    elif base is not None:
+        train_path = base / "train.npy"
+    else:
+        raise UserError("no training data: set data.dataset_dir (or --dataset DIR) or data.train_path")
+    if data.valid_path:
+        valid_path: Path | None = Path(data.valid_path)
+        if not valid_path.exists():
+            raise UserError(f"data.valid_path {valid_path} not found; tokenize the validation text or unset it")
+    else:
+        valid_path = base / "valid.npy" if base is not None and (base / "valid.npy").exists() else None
+    tok = Path(data.tokenizer_dir) if data.tokenizer_dir else (base / "tokenizer" if base is not None else None)
+    if data.tokenizer_dir and not tok.is_dir():
+        raise UserError(f"data.tokenizer_dir {tok} is not a directory; train one with 'cs336 tokenizer train'")
+    return train_path, valid_path, tok if tok is not None and tok.is_dir() else None
+
+
+def total_steps(cfg, world_size: int) -> int:
+    t = cfg.train
+    if t.total_steps is not None:
+        return t.total_steps
+    if t.total_tokens is not None:
+        per_step = t.batch_size * world_size * cfg.model.context_length
+        return max(1, t.total_tokens // per_step)
+    raise UserError("set train.total_steps or train.total_tokens (steps = tokens / (batch_size * context_length))")
+
+
+def resume_source(cfg, run: RunDir, resume: str | None) -> Path | None:
+    if resume == "auto":
+        return CheckpointManager(run.checkpoints).latest()
+    if resume:
+        return find_checkpoint(resume)[0] if Path(resume).is_dir() else Path(resume)
+    if cfg.train.checkpoint:
+        return Path(cfg.train.checkpoint)
+    return None
+
+
+def prepare_fresh_run_dir(run: RunDir, overwrite: bool) -> None:
+    has_ckpt = run.checkpoints.is_dir() and any(run.checkpoints.glob("*.pt"))
+    has_metrics = run.metrics_path.exists() and run.metrics_path.stat().st_size > 0
+    if not (has_ckpt or has_metrics):
+        return
+    if not overwrite:
+        raise UserError(f"run directory {run.root} already holds a run; continue it with --resume auto, "
+                        "pick another --run-name, or pass --set train.overwrite=true to replace it")
+    run.metrics_path.unlink(missing_ok=True)
+    for path in (run.checkpoints, run.samples):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop records of steps after ``step`` (written after the checkpoint we resume from)."""
+    records = read_jsonl(path)
+    kept = [r for r in records if not (isinstance(r.get("step"), (int, float)) and r["step"] > step)]
+    if len(kept) != len(records):
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
