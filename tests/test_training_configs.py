@@ -1,0 +1,43 @@
+"""The presets in configs/ load, describe the models the assignment specifies, and build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cs336_basics.config import load_config
+from cs336_basics.training.resolve import total_steps
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
+def test_every_top_level_config_loads_and_has_a_length(name):
+    cfg = load_config(CONFIGS / name)
+    assert total_steps(cfg, world_size=1) > 0
+
+
+@pytest.mark.parametrize("name, ffn, d_ff", [("tinystories.toml", "swiglu", 1344), ("tinystories_gelu.toml", "gelu", 2048)])
+def test_assignment_tinystories_models(name, ffn, d_ff):
+    cfg = load_config(CONFIGS / name)
+    m = cfg.model
+    assert (m.vocab_size, m.context_length, m.d_model, m.num_layers, m.num_heads) == (10000, 256, 512, 4, 16)
+    assert (m.ffn, m.d_ff) == (ffn, d_ff)
+    assert cfg.train.total_tokens == 327_680_000
+    assert total_steps(cfg, world_size=1) * cfg.train.batch_size * m.context_length == 327_680_000
+
+
+def test_owt_and_cpu_presets():
+    owt = load_config(CONFIGS / "owt.toml")
+    assert owt.model.vocab_size == 32000 and owt.model.d_model == 512 and owt.train.total_tokens == 327_680_000
+    cpu = load_config(CONFIGS / "tinystories_cpu.toml")
+    assert cpu.train.device == "cpu" and cpu.model.d_model < 512
+
+
+def test_tinystories_model_builds_with_the_expected_size():
+    from cs336_basics.model import TransformerLM
+
+    cfg = load_config(CONFIGS / "tinystories.toml")
+    model = TransformerLM(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) == 22_696_448
