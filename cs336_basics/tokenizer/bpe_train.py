@@ -28,7 +28,8 @@ from typing import Any
 
 from cs336_basics.errors import UserError
 from cs336_basics.progress import progress
-from cs336_basics.tokenizer.counting import DEFAULT_CHUNK_BYTES, count_pretokens, native_count_available
+from cs336_basics.tokenizer.counting import (DEFAULT_CHUNK_BYTES, count_pretokens, native_count_available,
+                                             safe_cut_at_or_after)
 from cs336_basics.tokenizer.merging import merge, native_merge_available
 from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN
 
@@ -49,6 +50,8 @@ class TrainSummary:
     peak_rss_mb: float = 0.0
     peak_rss_children_mb: float = 0.0
     invalid_utf8: str = INVALID_UTF8_POLICY
+    heldout: dict[str, Any] | None = None
+    """{"path", "start", "end"}: the tail of the last file kept out of training (holdout_bytes)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,8 +103,12 @@ def _peak_rss_mb(who: int) -> float:
 def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: int, special_tokens: list[str] | None = None,
                        *, workers: int | None = None, show_progress: bool | None = None, pattern: str = GPT2_PATTERN,
                        memory_budget: int | None = None, chunk_bytes: int | None = None,
-                       native: bool | None = None) -> TrainResult:
-    """Train and also return a :class:`TrainSummary` (times per phase, peak memory, engines used)."""
+                       native: bool | None = None, holdout_bytes: int = 0) -> TrainResult:
+    """Train and also return a :class:`TrainSummary` (times per phase, peak memory, engines used).
+
+    ``holdout_bytes > 0`` keeps about that many bytes at the end of the last file out of training
+    (cut at a safe boundary), for measuring compression on unseen text; see ``summary.heldout``.
+    """
     paths = [Path(p) for p in (input_path if isinstance(input_path, (list, tuple)) else [input_path])]
     specials = list(dict.fromkeys(special_tokens or []))
     _check_inputs(paths, vocab_size, specials)
@@ -112,10 +119,20 @@ def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: in
     native_count = native_count_available(pattern) if native is None else (native and native_count_available(pattern))
     native_merge = native_merge_available() if native is None else native
 
+    ends, heldout = {}, None
+    if holdout_bytes > 0:
+        last = paths[-1]
+        size = last.stat().st_size
+        with open(last, "rb") as fh:
+            cut = safe_cut_at_or_after(fh, max(1, size - holdout_bytes), size, tuple(specials))
+        if 0 < cut < size:
+            ends[str(last)] = cut
+            heldout = {"path": str(last), "start": cut, "end": size}
+
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     counts = count_pretokens(paths, specials, workers=workers, pattern=pattern, chunk_bytes=chunk_bytes,
-                             native=native_count, show_progress=show_progress)
+                             native=native_count, show_progress=show_progress, ends=ends)
     seconds["counting"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -144,15 +161,22 @@ def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: in
     seconds["merging"] = time.perf_counter() - start
 
     summary = TrainSummary(
-        input_bytes=sum(p.stat().st_size for p in paths), distinct_pretokens=distinct,
+        input_bytes=sum(p.stat().st_size for p in paths) - (heldout["end"] - heldout["start"] if heldout else 0), distinct_pretokens=distinct,
         pretoken_occurrences=occurrences, num_merges=len(merges), vocab_size=len(vocab), workers=workers,
         native_count=native_count, native_merge=native_merge, seconds=seconds,
-        peak_rss_mb=_peak_rss_mb(resource.RUSAGE_SELF), peak_rss_children_mb=_peak_rss_mb(resource.RUSAGE_CHILDREN))
+        peak_rss_mb=_peak_rss_mb(resource.RUSAGE_SELF), peak_rss_children_mb=_peak_rss_mb(resource.RUSAGE_CHILDREN),
+        heldout=heldout)
     return TrainResult(vocab, merges, summary)
 
 
 def train_bpe(input_path: str | Path | list[str | Path], vocab_size: int, special_tokens: list[str] | None = None,
               **options: Any) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
-    """Train a byte-level BPE tokenizer; options: workers, show_progress, pattern, memory_budget, chunk_bytes, native."""
+    """Train a byte-level BPE tokenizer.
+
+    Options: ``workers`` (processes for counting; default all CPUs), ``show_progress`` (None = on a TTY),
+    ``pattern`` (pre-tokenization regex; the C path only for the GPT-2 one), ``memory_budget`` (bytes of
+    text in flight, sets the chunk size), ``chunk_bytes``, ``native`` (False forces the Python paths),
+    ``holdout_bytes``.
+    """
     result = train_bpe_detailed(input_path, vocab_size, special_tokens, **options)
     return result.vocab, result.merges

@@ -87,41 +87,47 @@ def _safe_cut_in(buf: bytes, start: int, at_eof: bool, specials: tuple[str, ...]
     return min(candidates) if candidates else None
 
 
-def chunk_boundaries(path: str | Path, chunk_bytes: int, specials: Sequence[str]) -> list[int]:
-    """Offsets ``[0, ..., size]`` cutting ``path`` into chunks of about ``chunk_bytes`` at safe positions."""
-    size = os.path.getsize(path)
-    cuts = [0]
-    specials = tuple(specials)
+def safe_cut_at_or_after(fh, target: int, size: int, specials: tuple[str, ...]) -> int:
+    """The first safe boundary at or after ``target`` in the open binary file ``fh`` (``size`` if none)."""
     longest = max((len(s.encode("utf-8")) for s in specials), default=0)
+    window = _WINDOW
+    # Read a little before the target: the byte preceding a newline, and any special-token
+    # occurrence that could cover the candidate.
+    lo = max(0, target - max(1, longest))
+    while True:
+        fh.seek(lo)
+        buf = fh.read(target - lo + window)
+        at_eof = lo + len(buf) >= size
+        rel = _safe_cut_in(buf, target - lo, at_eof, specials)
+        if rel is not None:
+            return min(size, lo + rel)
+        if at_eof:
+            return size
+        window *= 2
+
+
+def chunk_boundaries(path: str | Path, chunk_bytes: int, specials: Sequence[str], end: int | None = None) -> list[int]:
+    """Offsets ``[0, ..., end]`` cutting ``path`` (up to ``end``, a safe cut) into chunks of about ``chunk_bytes``."""
+    size = os.path.getsize(path) if end is None else end
+    cuts = [0]
     with open(path, "rb") as fh:
         target = chunk_bytes
         while target < size:
-            window = _WINDOW
-            cut = None
-            # Read a little before the target: the byte preceding a newline, and any special-token
-            # occurrence that could cover the candidate.
-            lo = max(0, target - max(1, longest))
-            while cut is None:
-                fh.seek(lo)
-                buf = fh.read(target - lo + window)
-                at_eof = lo + len(buf) >= size
-                rel = _safe_cut_in(buf, target - lo, at_eof, specials)
-                cut = None if rel is None else lo + rel
-                if cut is None and at_eof:
-                    break
-                window *= 2
-            if cut is None or cut >= size:
+            cut = safe_cut_at_or_after(fh, target, size, tuple(specials))
+            if cut >= size:
                 break
             cuts.append(cut)
-            target = max(cut + 1, cut + chunk_bytes)
+            target = cut + chunk_bytes
     cuts.append(size)
     return cuts
 
 
-def plan_chunks(paths: Sequence[str | Path], chunk_bytes: int, specials: Sequence[str]) -> list[tuple[str, int, int]]:
+def plan_chunks(paths: Sequence[str | Path], chunk_bytes: int, specials: Sequence[str],
+                ends: dict[str, int] | None = None) -> list[tuple[str, int, int]]:
+    """(path, start, end) tasks; ``ends`` optionally stops a file early (at a safe cut, e.g. a held-out tail)."""
     tasks = []
     for path in paths:
-        cuts = chunk_boundaries(path, chunk_bytes, specials)
+        cuts = chunk_boundaries(path, chunk_bytes, specials, (ends or {}).get(str(path)))
         tasks.extend((str(path), a, b) for a, b in zip(cuts, cuts[1:]) if b > a)
     return tasks
 
@@ -187,11 +193,12 @@ class _Totals:
 
 def count_pretokens(paths: Sequence[str | Path], specials: Sequence[str], *, workers: int = 1,
                     pattern: str = GPT2_PATTERN, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                    native: bool | None = None, show_progress: bool | None = None) -> dict[bytes, int]:
+                    native: bool | None = None, show_progress: bool | None = None,
+                    ends: dict[str, int] | None = None) -> dict[bytes, int]:
     """Counts of every distinct pre-token over all files (the chunked, parallel result equals one pass)."""
     use_native = native_count_available(pattern) if native is None else native
     specials = tuple(specials)
-    tasks = plan_chunks(paths, chunk_bytes, specials)
+    tasks = plan_chunks(paths, chunk_bytes, specials, ends)
     total_bytes = sum(end - start for _, start, end in tasks)
     jobs = [(path, start, end, specials, pattern, use_native) for path, start, end in tasks]
     totals = _Totals(use_native)
