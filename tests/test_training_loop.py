@@ -199,6 +199,41 @@ def test_token_file_made_by_another_tokenizer_is_rejected(dataset, tmp_path):
         train(tiny_config(dataset, tmp_path, "model.vocab_size=100"))
 
 
+@pytest.mark.parametrize("key, package", [("logging.wandb", "wandb"), ("logging.tensorboard", "tensorboard")])
+def test_missing_tracker_package_is_a_clear_error_before_any_work(dataset, tmp_path, key, package):
+    import importlib.util
+
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here")
+    with pytest.raises(UserError, match=f"{package} is not installed"):
+        train(tiny_config(dataset, tmp_path, f"{key}=true"))
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_trackers_receive_every_logged_event(dataset, tmp_path, monkeypatch):
+    import cs336_basics.training.loop as loop
+    from cs336_basics.training.trackers import Tracker
+
+    seen = []
+
+    class Recorder(Tracker):
+        run_id = "abc123"
+
+        def log(self, event, step, values):
+            seen.append((event, step, values.get("loss"), values.get("val_loss")))
+
+        def close(self):
+            seen.append(("closed", None, None, None))
+
+    monkeypatch.setattr(loop, "build_trackers", lambda *a, **k: [Recorder()])
+    result = train(tiny_config(dataset, tmp_path, "train.total_steps=4", "train.eval_interval=2",
+                               "logging.log_interval=2"))
+    assert [e for e, *_ in seen] == ["start", "train", "eval", "train", "eval", "end", "closed"]
+    assert [s for e, s, *_ in seen if e == "train"] == [2, 4]
+    ckpt = torch.load(result.run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert ckpt["wandb_run_id"] == "abc123"  # a resumed run continues the same W&B run
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -55,7 +55,7 @@ from cs336_basics.training.resolve import (micro_batch, prepare_fresh_run_dir, r
                                            total_steps, truncate_metrics)
 from cs336_basics.training.schedule import build_schedule
 from cs336_basics.training.signals import StopRequest
-from cs336_basics.training.trackers import Tracker, build_trackers
+from cs336_basics.training.trackers import Tracker, build_trackers, require_available
 
 
 @dataclass
@@ -112,6 +112,7 @@ class Trainer:
     def __init__(self, cfg, resume: str | None = None) -> None:
         self.cfg = cfg
         t = cfg.train
+        require_available(cfg.logging)
         self.device = runtime.resolve_device(t.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         self._owns_group = self.dist.enabled

@@ -66,7 +66,7 @@ class AdamW(torch.optim.Optimizer):
                 v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
                 bias1 = 1.0 - beta1**t
                 bias2 = 1.0 - beta2**t
-                denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)
+                denom = v.sqrt().div_(math.sqrt(bias2)).add_(eps)  # one temporary, updated in place
                 p.addcdiv_(m, denom, value=-lr / bias1)
         return loss
 

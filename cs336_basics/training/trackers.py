@@ -33,12 +33,19 @@ def _numeric(values: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def require_available(logging_cfg) -> None:
+    """Fail before any work when a requested tracker's package is missing."""
+    if logging_cfg.wandb and importlib.util.find_spec("wandb") is None:
+        raise UserError("logging.wandb is true but wandb is not installed; "
+                        "pip install 'cs336_basics[wandb]' or set logging.wandb=false")
+    if logging_cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UserError("logging.tensorboard is true but tensorboard is not installed; "
+                        "pip install tensorboard or set logging.tensorboard=false")
+
+
 class WandbTracker(Tracker):
     def __init__(self, project: str, entity: str | None, name: str, run_dir: Path, config: dict[str, Any],
                  run_id: str | None) -> None:
-        if importlib.util.find_spec("wandb") is None:
-            raise UserError("logging.wandb is true but wandb is not installed; "
-                            "pip install 'cs336_basics[wandb]' or set logging.wandb=false")
         import wandb
 
         self._wandb = wandb
@@ -56,9 +63,6 @@ class WandbTracker(Tracker):
 
 class TensorBoardTracker(Tracker):
     def __init__(self, log_dir: Path) -> None:
-        if importlib.util.find_spec("tensorboard") is None:
-            raise UserError("logging.tensorboard is true but tensorboard is not installed; "
-                            "pip install tensorboard or set logging.tensorboard=false")
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(log_dir))
@@ -74,6 +78,7 @@ class TensorBoardTracker(Tracker):
 
 def build_trackers(logging_cfg, run_name: str, run_dir: Path, config: dict[str, Any],
                    wandb_run_id: str | None) -> list[Tracker]:
+    require_available(logging_cfg)
     trackers: list[Tracker] = []
     if logging_cfg.wandb:
         trackers.append(WandbTracker(logging_cfg.wandb_project, logging_cfg.wandb_entity, run_name, run_dir, config,
