@@ -1,0 +1,160 @@
+"""Parameter/FLOP/memory accounting against the handout's numbers, built models, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cs336_basics.model import Linear, TiedLMHead, TransformerLM, preset
+from cs336_basics.model.accounting import (
+    activation_elements,
+    count_parameters,
+    flops_per_token,
+    matmul_params,
+    memory_bytes,
+)
+from cs336_basics.cli import main
+from tests.conftest import run_cli
+from tests.test_model_layers import _one_thread  # noqa: F401 - autouse: single-threaded tests
+
+TINY = dict(vocab_size=50, context_length=16, d_model=32, num_layers=3, num_heads=4)
+
+
+def test_gpt2_xl_parameter_count_from_the_handout():
+    assert count_parameters(preset("gpt2-xl"))["total"] == 1_637_176_000
+
+
+@pytest.mark.parametrize("name, total", [("gpt2-small", 162_935_040), ("gpt2-medium", 406_014_976),
+                                         ("gpt2-large", 837_850_880)])
+def test_gpt2_shapes_by_hand(name, total):
+    cfg = preset(name)
+    d, L, V = cfg.d_model, cfg.num_layers, cfg.vocab_size
+    by_hand = V * d + 1024 * d + L * (4 * d * d + 8 * d * d + 2 * d) + d + d * V
+    assert by_hand == total
+    assert count_parameters(cfg)["total"] == total
+
+
+def test_gpt2_small_tied_is_openai_count_minus_biases():
+    # OpenAI's 124,439,808 has a tied head plus 102,144 bias/LayerNorm-bias parameters we do not have
+    cfg = preset("gpt2-small", tie_embeddings=True)
+    assert count_parameters(cfg)["total"] == 124_439_808 - 102_144
+
+
+def test_tinystories_non_embedding_count_both_ways():
+    counts = count_parameters(preset("tinystories"))
+    assert round(counts["non_embedding"] / 1e6, 2) == 17.71  # the handout's "17.70 M": head in, embeddings out
+    assert counts["non_embedding"] == 17_707_520
+    assert counts["non_embedding_no_head"] == 17_707_520 - 512 * 10000
+    assert counts["embedding"] == 10000 * 512 + 256 * 512
+
+
+VARIANT_KWARGS = [dict(), dict(ffn="moe", num_experts=3, moe_top_k=2), dict(block="parallel", norm="layernorm"),
+                  dict(block="nonorm"), dict(tie_embeddings=True), dict(ffn="silu", position="sinusoidal"),
+                  dict(block="postnorm", position="none"), dict(ffn="gelu", position="learned")]
+
+
+@pytest.mark.parametrize("kwargs", VARIANT_KWARGS)
+def test_counts_match_built_models(kwargs):
+    cfg = preset("llama", **TINY, **kwargs)
+    model = TransformerLM(cfg)
+    counts = count_parameters(cfg)
+    assert counts["total"] == model.num_parameters()
+    assert counts["total"] - counts["embedding"] == model.num_parameters(exclude_embeddings=True)
+    # every matmul a token goes through: all Linear weights (MoE: router + top_k experts) + the head
+    linears = [m for m in model.modules() if isinstance(m, Linear)]
+    dense = sum(m.weight.numel() for m in linears)
+    if cfg.ffn == "moe":
+        expert = sum(p.numel() for p in model.layers[0].ffn.experts[0].parameters())
+        dense -= cfg.num_layers * (cfg.num_experts - cfg.moe_top_k) * expert
+    if isinstance(model.lm_head, TiedLMHead):
+        dense += model.lm_head.weight.numel()
+    assert matmul_params(cfg) == dense
+
+
+def test_flops_are_twice_matmul_params_plus_attention_scores():
+    cfg = preset("tinystories")
+    flops = flops_per_token(cfg)
+    T, d, L = 256, 512, 4
+    assert flops["attention_scores"] == L * 4 * T * d
+    assert flops["total"] == 2 * matmul_params(cfg) + flops["attention_scores"]
+    assert flops["train"] == 3 * flops["total"]
+    assert flops["lm_head"] == 2 * d * 10000
+    assert flops_per_token(cfg, seq_len=128)["attention_scores"] == flops["attention_scores"] // 2
+
+
+def test_memory_components():
+    cfg = preset("llama", **TINY)
+    params = count_parameters(cfg)["total"]
+    mem = memory_bytes(cfg, batch_size=2)
+    assert mem["parameters"] == mem["gradients"] == 4 * params
+    assert mem["adamw_state"] == 8 * params
+    acts = activation_elements(cfg, 2)
+    assert mem["activations"] == 4 * acts["total"]
+    assert acts["layers.scores_and_softmax"] == 3 * 2 * 2 * 4 * 16 * 16
+    assert acts["logits_and_cross_entropy"] == 2 * 2 * 16 * 50
+    assert activation_elements(cfg, 4)["total"] == 2 * acts["total"]
+
+
+def test_activation_estimate_is_in_the_right_range_of_saved_tensors():
+    """The handout-style estimate vs the bytes autograd really saves (our code adds some temporaries)."""
+    cfg = preset("llama", **TINY)
+    model = TransformerLM(cfg)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    ids = torch.randint(0, 50, (2, 16))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = model(ids)
+        torch.nn.functional.cross_entropy(logits.reshape(-1, 50), ids.reshape(-1))
+    params = {p.data_ptr() for p in model.parameters()}
+    real = sum({t.data_ptr(): t.numel() for t in saved if t.data_ptr() not in params}.values())
+    estimate = activation_elements(cfg, 2)["total"]
+    assert 0.3 < estimate / real < 3.0, (estimate, real)
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``cs336 ARGS`` in-process (a subprocess costs seconds of imports); return (code, stdout, stderr)."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_model_info_prints_counts(capsys):
+    code, out, err = _cli(capsys, "model", "info", "--preset", "gpt2-xl", "--batch-size", "2")
+    assert code == 0, err
+    assert "1,637,176,000" in out
+    assert "attention_scores" in out and "adamw_state" in out
+
+
+def test_cli_model_info_config_set_and_json(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('[model]\nd_model = 256\nnum_heads = 8\n[train]\nbatch_size = 3\n')
+    code, out, err = _cli(capsys, "model", "info", "--config", str(config), "--set", "model.num_layers=2", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["batch_size"] == 3
+    assert data["model"]["num_layers"] == 2 and data["model"]["d_model"] == 256
+    expected = preset("llama", vocab_size=10000, context_length=256, d_model=256, num_layers=2, num_heads=8)
+    assert data["parameters"]["total"] == count_parameters(expected)["total"]
+
+
+@pytest.mark.parametrize("args", [("--set", "model.num_heads=7"), ("--preset", "nope"), ("--set", "model.bogus=1")])
+def test_cli_model_info_bad_input_one_line_exit_2(args, capsys):
+    code, out, err = _cli(capsys, "model", "info", *args)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_model_info_subprocess_error_contract():
+    proc = run_cli("model", "info", "--set", "model.d_model=100", "--set", "model.num_heads=3")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("cs336: error:") and "divisible" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
