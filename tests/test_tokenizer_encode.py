@@ -69,6 +69,16 @@ def test_equals_reference_loop_on_any_unicode(small, native, text):
 
 
 @pytest.mark.parametrize("native", PATHS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet="aeb1 9", min_size=30, max_size=400))
+def test_long_pre_tokens_equal_reference_loop(small, native, text):
+    """Runs longer than the scan threshold go through the heap (Python) or the bucket (C) merge."""
+    text = text.replace(" ", "") + " " + text
+    vocab, merges = small
+    assert small_tok(small, native, [EOT]).encode(text) == reference_encode(text, vocab, merges, [EOT])
+
+
+@pytest.mark.parametrize("native", PATHS)
 def test_equals_reference_loop_on_real_text(small, native, tinystories_valid):
     vocab, merges = small
     text = tinystories_valid.read_text(encoding="utf-8")[:6000]
@@ -121,8 +131,8 @@ def test_scan_heap_and_native_merges_agree(seed, n):
     with native_disabled(False):
         fast = Tokenizer(vocab, merges)
     if fast._native is not None:
-        assert fast._native.merge(ids, False) == expected
-        assert fast._native.merge(ids, True) == expected
+        for algorithm in (0, 1):  # scan, buckets
+            assert fast._native.merge(ids, algorithm) == expected
 
 
 # ----------------------------------------------------------------------------- tiktoken equality (GPT-2)

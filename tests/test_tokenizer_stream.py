@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cs336_basics.tokenizer import tokenizer as tokenizer_module
-from cs336_basics.tokenizer.boundaries import SafeChunker, find_byte_cut, find_text_cut
+import regex
+
+from cs336_basics.tokenizer.boundaries import SafeChunker, cut_candidates, find_byte_cut, find_text_cut
 from tests.conftest import REPO, shared_file
 from tests.encode_reference import gpt2_tokenizer
 
@@ -60,6 +62,18 @@ def test_every_proposed_byte_cut_is_a_true_boundary(data):
     while (k := find_byte_cut(data, specials, lo)) >= 0:
         assert tok.encode_bytes(data[:k]) + tok.encode_bytes(data[k:]) == whole, (data, k)
         lo = k + 1
+
+
+# The rules R1/R2 of boundaries.py written as a regex: the oracle for the vectorised candidate finder.
+CUT_ORACLE = regex.compile(r"(?<=\S)(?= )|(?<=\p{L})(?=[^\s\p{L}])|(?<=\p{N})(?=[^\s\p{N}])"
+                           r"|(?<=[^\s\p{L}\p{N}'])(?=[\p{L}\p{N}])")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(text_st, st.text(alphabet=st.characters(blacklist_categories=()), max_size=60)))
+def test_vectorised_cut_candidates_match_the_rules(text):
+    expected = [m.start() for m in CUT_ORACLE.finditer(text) if m.start() >= 1]
+    assert cut_candidates(text, 1, len(text)).tolist() == expected
 
 
 def test_cuts_are_found_where_expected():

@@ -46,23 +46,44 @@ ranges decode to exactly the two halves of the whole decoded text.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 
+import numpy as np
 import regex
 
-# Zero-width matches at safe cut positions, searched backwards ((?r)) to find the last one.
-_CUT = regex.compile(
-    r"(?r)(?<=\S)(?= )"  # R1
-    r"|(?<=\p{L})(?=[^\s\p{L}])|(?<=\p{N})(?=[^\s\p{N}])|(?<=[^\s\p{L}\p{N}'])(?=[\p{L}\p{N}])"  # R2
-)
+from cs336_basics.tokenizer.pretokenize import char_class_table
+
 _BYTE_CUT = regex.compile(rb"(?<=[\x21-\x7e])(?= )")
+_APOSTROPHE, _SPACE = ord("'"), ord(" ")
+
+
+@lru_cache(maxsize=1)
+def _classes() -> np.ndarray:
+    """Class of every code point (1 letter, 2 number, 4 whitespace, 0 other), as the regex module sees it."""
+    return np.frombuffer(char_class_table(), dtype=np.uint8) & 7
+
+
+def cut_candidates(text: str, lo: int, end: int) -> np.ndarray:
+    """Positions k in [lo, end) that satisfy R1 or R2 (ignoring special tokens), ascending; lo >= 1.
+
+    Vectorised over code points with the pre-tokenizer's own class table, so a
+    long stretch without any cut costs ~10 ns per character, not a regex step.
+    """
+    if end <= lo:
+        return np.zeros(0, dtype=np.int64)
+    cp = np.frombuffer(text[lo - 1:end].encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    cls = _classes()[cp]
+    prev, cur = cls[:-1], cls[1:]
+    r1 = (cp[1:] == _SPACE) & ((prev & 4) == 0)
+    r2 = (((prev | cur) & 4) == 0) & (prev != cur) & (cp[:-1] != _APOSTROPHE)
+    return np.flatnonzero(r1 | r2) + lo
 
 
 def _spans_special(text, k: int, specials: Sequence) -> bool:
     """Does an occurrence of a special token start before ``k`` and end after it?"""
     for s in specials:
         n = len(s)
-        lo = max(0, k - n + 1)
-        pos = text.find(s, lo, k + n - 1)
+        pos = text.find(s, max(0, k - n + 1), k + n - 1)
         while pos != -1 and pos < k:
             if pos + n > k:
                 return True
@@ -81,15 +102,9 @@ def find_text_cut(text: str, specials: Sequence[str], lo: int = 1, hi: int | Non
     end = len(text) - max(lookahead, 0)
     if hi is not None:
         end = min(end, hi)
-    while end > lo:
-        # Searching backwards, the regex module does not look behind ``pos``: start one character early.
-        m = _CUT.search(text, lo - 1, end)
-        if m is None or m.start() < lo:
-            return -1
-        k = m.start()
+    for k in cut_candidates(text, max(lo, 1), end)[::-1].tolist():
         if not specials or not _spans_special(text, k, specials):
             return k
-        end = k
     return -1
 
 

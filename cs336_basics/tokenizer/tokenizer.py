@@ -94,8 +94,9 @@ def merge_heap(ids: list[int], pairs: dict[tuple[int, int], tuple[int, int]]) ->
     """Same result as :func:`merge_scan` in O(n log n): a heap of (rank, position) over a linked list.
 
     Ties in rank pop leftmost first, which equals merging all occurrences left to
-    right (a merge cannot create a new occurrence of the same pair). Stale heap
-    entries are detected by re-checking the two symbols when popped.
+    right (a merge cannot create a new occurrence of its own pair). Heap items are
+    single ints ``rank << 32 | position`` (no tuples: nothing for the cyclic GC to
+    walk); an item is stale when the pair now at its position has another rank.
     """
     n = len(ids)
     tok = list(ids)
@@ -106,14 +107,19 @@ def merge_heap(ids: list[int], pairs: dict[tuple[int, int], tuple[int, int]]) ->
     for i in range(n - 1):
         hit = pairs.get((tok[i], tok[i + 1]))
         if hit is not None:
-            heap.append((hit[0], i, tok[i], tok[i + 1], hit[1]))
+            heap.append(hit[0] << 32 | i)
     heapq.heapify(heap)
-    last = -1
+    last, mask = -1, (1 << 32) - 1
     while heap:
-        rank, i, a, b, merged = heapq.heappop(heap)
+        item = heapq.heappop(heap)
+        rank, i = item >> 32, item & mask
         j = nxt[i]
-        if tok[i] != a or j < 0 or tok[j] != b or rank < last:
+        if j < 0 or tok[i] < 0 or rank < last:
             continue
+        hit = pairs.get((tok[i], tok[j]))
+        if hit is None or hit[0] != rank:
+            continue
+        merged = hit[1]
         tok[i], tok[j] = merged, -1
         k = nxt[j]
         nxt[i] = k
@@ -124,11 +130,11 @@ def merge_heap(ids: list[int], pairs: dict[tuple[int, int], tuple[int, int]]) ->
         if p >= 0:
             hit = pairs.get((tok[p], merged))
             if hit is not None:
-                heapq.heappush(heap, (hit[0], p, tok[p], merged, hit[1]))
+                heapq.heappush(heap, hit[0] << 32 | p)
         if k >= 0:
             hit = pairs.get((merged, tok[k]))
             if hit is not None:
-                heapq.heappush(heap, (hit[0], i, merged, tok[k], hit[1]))
+                heapq.heappush(heap, hit[0] << 32 | i)
     out, i = [], 0
     while i >= 0:
         out.append(tok[i])

@@ -1,0 +1,93 @@
+"""Pathological inputs run in linear time: time(2n)/time(n) < 2.5 and each run under 10 s.
+
+Timings use the best of three runs per size, so a noisy shared machine rarely
+breaks the ratio; an O(n^2) merge would show a ratio near 4. The results are
+also checked for exactness (against tiktoken on GPT-2) so speed never hides a
+wrong answer.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from cs336_basics.tokenizer.boundaries import safe_chunks
+from tests.conftest import shared_file
+from tests.encode_reference import gpt2_tiktoken, gpt2_tokenizer
+
+EOT = "<|endoftext|>"
+
+
+def timed(fn, arg) -> float:
+    start = time.perf_counter()
+    fn(arg)
+    return time.perf_counter() - start
+
+
+def assert_linear(fn, make, n: int, repeats: int = 3) -> None:
+    """Best of ``repeats`` for n and 2n, interleaved so that a load spike hits both sizes alike."""
+    small, large = make(n), make(2 * n)
+    t1 = t2 = float("inf")
+    for _ in range(repeats):
+        t1 = min(t1, timed(fn, small))
+        t2 = min(t2, timed(fn, large))
+    assert t2 < 10, f"{t2:.1f}s for {len(large)} characters"
+    assert t2 / max(t1, 1e-3) < 2.5, f"time(2n)/time(n) = {t2 / t1:.2f} ({t1:.3f}s -> {t2:.3f}s)"
+
+
+def gpt2(native: bool):
+    tok = gpt2_tokenizer(shared_file("gpt2/vocab.json").parent, native)
+    if native and not tok.uses_native:
+        pytest.skip("C encoder not built")
+    return tok
+
+
+@pytest.mark.parametrize("char", [pytest.param(c, marks=[] if c == "a" else pytest.mark.slow)
+                                  for c in (" ", "\n", "a", "9", "^")])
+def test_one_repeated_character_native(char):
+    """n = 512 KiB and 2n = 1 MiB of one character: each a single pre-token merged by the bucket merge."""
+    tok = gpt2(True)
+    assert_linear(tok.encode, lambda n: char * n, 1 << 19)
+    assert tok.encode(char * 5000) == gpt2_tiktoken(str(shared_file("gpt2/vocab.json").parent)).encode(char * 5000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("char", [" ", "a", "9"])
+def test_one_repeated_character_python(char):
+    tok = gpt2(False)
+    assert_linear(tok.encode, lambda n: char * n, 1 << 16)
+
+
+def _no_space_line(n: int) -> str:
+    rng = random.Random(n)
+    pieces = ["abc", "XYZ", "123", "!!", "é", "中文", "😀", "'s", "_", "-", "http://", ".com/"]
+    out, size = [], 0
+    while size < n:
+        p = rng.choice(pieces)
+        out.append(p)
+        size += len(p)
+    return "".join(out)
+
+
+@pytest.mark.slow
+def test_10mb_line_without_spaces_native():
+    tok = gpt2(True)
+    assert_linear(tok.encode, _no_space_line, 5 << 20)
+
+
+@pytest.mark.slow
+def test_long_digit_runs_native():
+    tok = gpt2(True)
+    assert_linear(tok.encode, lambda n: ("1234567890" * (n // 10) + " x ") * 2, 1 << 19)
+
+
+def test_streaming_a_run_without_any_safe_cut_is_linear():
+    """The chunker searches only new text for a cut, so an uncuttable megabytes-long run is not quadratic."""
+    def stream(text):
+        pieces = (text[i:i + 4096] for i in range(0, len(text), 4096))
+        return sum(len(c) for c in safe_chunks(pieces, [EOT], min_chunk=4096))
+
+    assert_linear(stream, lambda n: "a" * n, 1 << 21)
+    assert stream("a" * 100_000) == 100_000
