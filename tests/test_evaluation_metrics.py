@@ -23,6 +23,7 @@ from cs336_basics.evaluation.text_metrics import (
     word_vocabulary,
     words,
 )
+from tests.evaluation_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
 # ----------------------------------------------------------------------------- text metrics
 

@@ -20,16 +20,8 @@ from cs336_basics.evaluation.report import write_run_report
 from cs336_basics.model import ModelConfig, TransformerLM
 from cs336_basics.rundir import MetricsLog, RunDir
 from cs336_basics.cli import main
+from tests.evaluation_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny matmuls on a shared 2-core machine: a second OpenMP thread only adds spin-waiting (100x slower
-    under load), so these tests use one thread and give the setting back afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 TEXT = ("Once upon a time there was a little dog named Max. Max liked to run in the park with his friend Sam. "
         "One day they found a big red ball under a tree.\n<|endoftext|>\n") * 40
@@ -109,23 +101,6 @@ def test_reference_perplexity_in_samples(tiny_run):
     assert 1.0 < metrics["reference_ppl"] < 257 * 4
 
 
-def test_run_report_sections_plots_and_fit(tiny_run):
-    run = tiny_run["run"]
-    out = write_run_report(run.root)
-    text = out.read_text(encoding="utf-8")
-    for heading in ("## Summary", "## Learning curves", "## Convergence", "## Samples", "## Configuration"):
-        assert heading in text
-    for name in ("loss_vs_steps.png", "loss_vs_wallclock.png", "lr_vs_steps.png", "grad_norm_vs_steps.png",
-                 "tokens_per_s_vs_steps.png", "convergence.png"):
-        assert f"plots/{name}" in text
-        assert (run.plots / name).stat().st_size > 1000
-    # the validation curve is exactly 2 + 30 t^-0.35: the report's fit must say so
-    row = next(line for line in text.splitlines() if line.startswith("| asymptote E"))
-    assert float(row.split("|")[2]) == pytest.approx(2.0, abs=0.01)
-    assert "**Plateau verdict:** improving" in text
-    assert "| 1000 |" in text or "| 500 |" in text  # the sample-metrics table has the steps
-
-
 def _cli(capsys, *args, cwd=None, monkeypatch=None):
     """Run the CLI in this process (a subprocess costs a torch import); returns (code, stdout, stderr)."""
     if cwd is not None:
@@ -140,13 +115,25 @@ def _assert_one_line_error(code, err):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
-def test_report_cli_and_errors(tiny_run, tmp_path, capsys):
-    code, _, err = _cli(capsys, "report", str(tiny_run["run"].root), "--out", str(tmp_path / "r.md"))
+def test_report_cli_sections_plots_fit_and_errors(tiny_run, tmp_path, capsys):
+    run = tiny_run["run"]
+    page = tmp_path / "r.md"
+    code, stdout, err = _cli(capsys, "report", str(run.root), "--out", str(page))
     assert code == 0, err
-    text = (tmp_path / "r.md").read_text(encoding="utf-8")
-    link = next(line for line in text.splitlines() if "convergence.png" in line)
-    target = link[link.index("(") + 1: link.index(")")]
-    assert (tmp_path / target).resolve().exists()  # links are relative to the page
+    assert stdout.strip() == str(page)
+    text = page.read_text(encoding="utf-8")
+    for heading in ("## Summary", "## Learning curves", "## Convergence", "## Samples", "## Configuration"):
+        assert heading in text
+    for name in ("loss_vs_steps.png", "loss_vs_wallclock.png", "lr_vs_steps.png", "grad_norm_vs_steps.png",
+                 "tokens_per_s_vs_steps.png", "convergence.png"):
+        link = next(line for line in text.splitlines() if line.startswith("![") and name in line)
+        target = (tmp_path / link[link.index("(") + 1: link.index(")")]).resolve()  # relative to the page
+        assert target == (run.plots / name).resolve() and target.stat().st_size > 1000
+    # the validation curve is exactly 2 + 30 t^-0.35: the report's fit must say so
+    row = next(line for line in text.splitlines() if line.startswith("| asymptote E"))
+    assert float(row.split("|")[2]) == pytest.approx(2.0, abs=0.01)
+    assert "**Plateau verdict:** improving" in text
+    assert "| 500 |" in text and "| 1000 |" in text  # the sample-metrics table has both sample steps
     empty = tmp_path / "empty"
     empty.mkdir()
     _assert_one_line_error(*_cli(capsys, "report", str(empty))[::2])

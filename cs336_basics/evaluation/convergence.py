@@ -178,14 +178,10 @@ def convergence_report(tokens, losses, **fit_options) -> dict[str, Any]:
 
 
 def plot_convergence(tokens, losses, fit: PowerLawFit | None, out_stem: str | Path, title: str = "validation loss") -> list[Path]:
-    """Data, the fitted curve extended to 10× the tokens and the asymptote E; PNG + SVG."""
-    import matplotlib
+    """Data, the fitted curve extended to 10× the tokens and the asymptote E; returns [PNG path]."""
+    from cs336_basics.evaluation.figures import pyplot, save_figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    out_stem = Path(out_stem)
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
     t = np.asarray(tokens, dtype=np.float64)
     y = np.asarray(losses, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(7.0, 4.5))
@@ -204,12 +200,4 @@ def plot_convergence(tokens, losses, fit: PowerLawFit | None, out_stem: str | Pa
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    paths = []
-    for suffix in (".png", ".svg"):
-        path = out_stem.with_suffix(suffix)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format=suffix[1:], dpi=110)
-        tmp.replace(path)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_stem)

@@ -52,18 +52,15 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def _plot_two(run, x: str, out_stem: Path) -> Path | None:
-    """Train loss and validation loss of one run against ``x`` on shared axes (PNG + SVG)."""
+    """Train loss and validation loss of one run against ``x`` on shared axes (PNG)."""
     train = run.curve("loss", x)
     val = run.curve("val_loss", x)
     if not train[0] and not val[0]:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    from cs336_basics.evaluation.figures import pyplot, save_figure
     from cs336_basics.experiments.plotting import X_LABELS
 
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.3))
     if train[0]:
         ax.plot(train[0], train[1], linewidth=1.0, alpha=0.8, label="train loss")
@@ -78,16 +75,7 @@ def _plot_two(run, x: str, out_stem: Path) -> Path | None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for suffix in (".png", ".svg"):
-        path = out_stem.with_suffix(suffix)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format=suffix[1:], dpi=110)
-        tmp.replace(path)
-        paths.append(path)
-    plt.close(fig)
-    return paths[0]
+    return save_figure(fig, out_stem)[0]
 
 
 def _last(records: list[dict[str, Any]], event: str, key: str) -> Any:
