@@ -182,3 +182,16 @@ def test_kernels_agree_on_decoding_shapes():
         a = ReferenceAttention()(q, k, v, None, True)
         b = SDPAAttention()(q, k, v, None, True)
         assert (a - b).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_masked_softmax_gradient_is_exact(masked):
+    from cs336_basics.model.attention import MaskedSoftmax
+    from cs336_basics.model.layers import softmax
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    mask = (torch.rand(5, 6) > 0.3) | torch.eye(5, 6, dtype=torch.bool) if masked else None
+    assert torch.autograd.gradcheck(lambda t: MaskedSoftmax.apply(t, mask), (x,))
+    expected = softmax(x if mask is None else x.masked_fill(~mask, float("-inf")), dim=-1)
+    torch.testing.assert_close(MaskedSoftmax.apply(x, mask), expected)

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from cs336_basics.model.kv_cache import LayerCache
-from cs336_basics.model.layers import Linear, dropout_or_identity, softmax
+from cs336_basics.model.layers import Linear, dropout_or_identity
 from cs336_basics.model.positions import NoRotation
 
 
@@ -44,6 +44,35 @@ def causal_mask(num_queries: int, num_keys: int, device=None) -> Tensor:
     """``(num_queries, num_keys)`` bool, True where query ``i`` may see key ``j`` (bottom-right aligned)."""
     ones = torch.ones(num_queries, num_keys, dtype=torch.bool, device=device)
     return ones.tril(diagonal=num_keys - num_queries)
+
+
+class MaskedSoftmax(torch.autograd.Function):
+    """Softmax over the last dimension of attention scores, with an optional may-attend mask, in one node.
+
+    Same maths as :func:`~cs336_basics.model.layers.softmax` (max-subtracted), but
+    autograd keeps only the output ``y`` and the backward is the closed form
+    ``dx = y * (g - sum(g * y))``: a masked entry has ``y = 0`` and so gets no
+    gradient without a separate masking step. Saves several ``(B, H, T, T)``
+    passes and buffers per layer compared with differentiating the primitive ops.
+    """
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            y = scores.sub_(scores.amax(dim=-1, keepdim=True))
+        else:
+            y = scores - scores.amax(dim=-1, keepdim=True)
+        y = y.exp_()
+        y = y.div_(y.sum(dim=-1, keepdim=True))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (y,) = ctx.saved_tensors
+        inner = (grad * y).sum(dim=-1, keepdim=True)  # (..., Tq, 1)
+        return (grad - inner).mul_(y), None
 
 
 def scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None = None,
@@ -56,10 +85,7 @@ def scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor |
     """
     scale = 1.0 / math.sqrt(Q.shape[-1])
     scores = (Q * scale) @ K.transpose(-2, -1)  # (..., Tq, Tk)
-    scores = scores.float()
-    if mask is not None:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    probs = softmax(scores, dim=-1).to(V.dtype)  # (..., Tq, Tk)
+    probs = MaskedSoftmax.apply(scores.float(), mask).to(V.dtype)  # (..., Tq, Tk)
     if dropout is not None:
         probs = dropout(probs)
     return probs @ V  # (..., Tq, d_v)

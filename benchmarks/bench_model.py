@@ -1,0 +1,168 @@
+"""Forward+backward throughput of our TransformerLM vs a standard PyTorch GPT of the same shape.
+
+The anchor, :class:`StandardLM`, is the Llama-style model written the usual
+way with PyTorch's own building blocks (``nn.Embedding``, ``nn.Linear``,
+``nn.RMSNorm``, ``F.silu``, ``F.scaled_dot_product_attention`` with
+``is_causal``, ``F.cross_entropy``) and RoPE from cached cos/sin tables.
+Contenders, run interleaved by ``benchmarks/harness.py`` in the same process:
+
+- ``ours``: TransformerLM with the from-scratch attention (``attention="reference"``);
+- ``ours-sdpa``: TransformerLM with the fused-SDPA fast path (``attention="sdpa"``);
+- ``standard``: the anchor;
+- with ``--compile``, also ``ours-compiled`` and ``standard-compiled`` (torch.compile).
+
+Each run is ``--steps`` optimizer-free training steps (forward, cross-entropy,
+backward, zero grads) on a fixed random batch. Reported: median seconds, tokens/s
+and the ratio tokens/s ours / standard.
+
+Usage::
+
+    python benchmarks/bench_model.py --d-model 256 512 --context 256 --batch 8 --steps 3 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Contender, compare  # noqa: E402
+
+from cs336_basics.model import TransformerLM, preset  # noqa: E402
+
+
+class StandardAttention(nn.Module):
+    def __init__(self, d_model: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.proj = nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x, cos, sin):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k = _rope(q, cos, sin), _rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+def _rope(x, cos, sin):
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+class StandardBlock(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, d_ff: int) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.RMSNorm(d_model, eps=1e-5), nn.RMSNorm(d_model, eps=1e-5)
+        self.attn = StandardAttention(d_model, num_heads)
+        self.w1 = nn.Linear(d_model, d_ff, bias=False)
+        self.w3 = nn.Linear(d_model, d_ff, bias=False)
+        self.w2 = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x, cos, sin):
+        x = x + self.attn(self.ln1(x), cos, sin)
+        h = self.ln2(x)
+        return x + self.w2(F.silu(self.w1(h)) * self.w3(h))
+
+
+class StandardLM(nn.Module):
+    def __init__(self, vocab: int, context: int, d_model: int, layers: int, heads: int, d_ff: int,
+                 theta: float = 10000.0) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d_model)
+        self.blocks = nn.ModuleList(StandardBlock(d_model, heads, d_ff) for _ in range(layers))
+        self.ln_f = nn.RMSNorm(d_model, eps=1e-5)
+        self.head = nn.Linear(d_model, vocab, bias=False)
+        dh = d_model // heads
+        inv = theta ** (-torch.arange(0, dh, 2).float() / dh)
+        angles = torch.arange(context).float()[:, None] * inv  # (T, dh/2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, ids):
+        T = ids.shape[1]
+        x = self.emb(ids)
+        cos, sin = self.cos[:T], self.sin[:T]
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.head(self.ln_f(x))
+
+
+def _train_steps(model, ids, targets, steps: int, vocab: int):
+    def run():
+        for _ in range(steps):
+            logits = model(ids)
+            loss = F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
+            loss.backward()
+            for p in model.parameters():
+                p.grad = None
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--d-model", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--context", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--vocab", type=int, default=10000)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--compile", action="store_true", help="also benchmark torch.compile'd models")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, batch {args.batch}, "
+          f"context {args.context}, {args.layers} layers, vocab {args.vocab}, {args.steps} steps per run")
+    for d_model in args.d_model:
+        heads = max(1, d_model // 64) * 2  # head size 32
+        cfg = preset("llama", vocab_size=args.vocab, context_length=args.context, d_model=d_model,
+                     num_layers=args.layers, num_heads=heads)
+        d_ff = TransformerLM(cfg).layers[0].ffn.w1.weight.shape[0]
+        torch.manual_seed(0)
+        ids = torch.randint(0, args.vocab, (args.batch, args.context), device=args.device)
+        targets = torch.roll(ids, -1, dims=1)
+        models = {
+            "ours": TransformerLM(cfg, seed=0).to(args.device),
+            "ours-sdpa": TransformerLM(preset("llama", **{**cfg.__dict__, "attention": "sdpa"}), seed=0).to(args.device),
+            "standard": StandardLM(args.vocab, args.context, d_model, args.layers, heads, d_ff).to(args.device),
+        }
+        if args.compile:
+            models["ours-compiled"] = torch.compile(TransformerLM(cfg, seed=0).to(args.device))
+            models["ours-sdpa-compiled"] = torch.compile(TransformerLM(
+                preset("llama", **{**cfg.__dict__, "attention": "sdpa"}), seed=0).to(args.device))
+            models["standard-compiled"] = torch.compile(
+                StandardLM(args.vocab, args.context, d_model, args.layers, heads, d_ff).to(args.device))
+        n_ours = sum(p.numel() for p in models["ours"].parameters())
+        n_std = sum(p.numel() for p in models["standard"].parameters())
+        assert n_ours == n_std, (n_ours, n_std)
+        tokens = args.steps * args.batch * args.context
+        contenders = [Contender(name, _train_steps(m, ids, targets, args.steps, args.vocab), work=tokens,
+                                work_unit="tok") for name, m in models.items()]
+        print(f"\n## d_model {d_model}, {heads} heads, d_ff {d_ff}, {n_ours / 1e6:.2f} M parameters", flush=True)
+        results = compare(contenders, repeats=args.repeats, warmup=1, verbose=False)
+        base = {r.name: r for r in results}
+        print("| contender | median s | tokens/s | ratio vs standard (tokens/s) | min..max s |")
+        print("|---|---:|---:|---:|---:|")
+        for r in results:
+            anchor = base["standard-compiled" if r.name.endswith("compiled") and "standard-compiled" in base
+                          else "standard"]
+            print(f"| {r.name} | {r.median:.3f} | {r.rate:,.0f} | {anchor.median / r.median:.3f} "
+                  f"(vs {anchor.name}) | {min(r.times):.3f}..{max(r.times):.3f} |", flush=True)
+        spread = statistics.pstdev(base["standard"].times) / base["standard"].median
+        if spread > 0.1 or math.isnan(spread):
+            print(f"(noisy: the anchor's run-to-run deviation is {spread:.0%})")
+
+
+if __name__ == "__main__":
+    main()
