@@ -213,3 +213,275 @@ def prepare_dataset(data_dir: str | Path, vocab_size: int, special_tokens: list[
     if built:
         info(f"prepared {root} ({timer.summary()})")
     return PreparedDataset(root, ds.tokenizer, token_paths, built, checks, manifests)
+
+
+# ----------------------------------------------------------------------------- quickstart
+
+QUICKSTART_PROMPTS = ("Once upon a time", "Lily and Ben went to the park", "The little dog was sad because")
+QUICKSTART_TRAIN_BYTES = 20 * 2**20
+QUICKSTART_VALID_BYTES = 2 * 2**20
+QUICKSTART_MINUTES = 9.0
+
+
+def quickstart_config_path() -> Path:
+    """configs/quickstart.toml of this checkout (the preset the quickstart trains)."""
+    path = Path(__file__).resolve().parents[1] / "configs" / "quickstart.toml"
+    if not path.is_file():
+        raise UserError(f"the quickstart preset {path} is missing; pass --config FILE")
+    return path
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Place ``src`` at ``dst`` without duplicating a possibly large corpus (symlink; copy where links fail)."""
+    from cs336_basics.datasets import copy_prefix
+
+    src = src.resolve()
+    if dst.is_symlink() or dst.exists():
+        if dst.is_symlink() and dst.resolve() == src:
+            return
+        dst.unlink()
+    try:
+        dst.symlink_to(src)
+    except OSError:
+        copy_prefix(src, dst, None)
+
+
+def split_off_validation(src: Path, train_dst: Path, valid_dst: Path, fraction: float = 0.05) -> None:
+    """Hold out the last ``fraction`` of ``src``'s documents (cut at an <|endoftext|>) as validation text."""
+    from cs336_basics.datasets import DOC_DELIMITER
+    from cs336_basics.rundir import atomic_write_bytes
+
+    data = src.read_bytes()
+    cut = data.rfind(DOC_DELIMITER, 0, int(len(data) * (1 - fraction)))
+    if cut < 0:
+        raise UserError(f"{src} has no <|endoftext|> document separators; pass a validation file with --valid")
+    cut += len(DOC_DELIMITER)
+    atomic_write_bytes(train_dst, data[:cut])
+    atomic_write_bytes(valid_dst, data[cut:].lstrip(b"\n"))
+
+
+def gather_data(data_root: Path, data: Path | None, valid: Path | None, max_bytes: int | None) -> None:
+    """Put train.txt / valid.txt into ``data_root``: linked local files, a split of one file, or a download."""
+    from cs336_basics.datasets import DATASETS, download_dataset
+
+    data_root.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        info("no --data given: downloading a TinyStories prefix (use --data FILE for a local file)")
+        limit = max_bytes or QUICKSTART_TRAIN_BYTES
+        downloads = data_root.parent / "downloads"
+        train = download_dataset("tinystories", downloads, ["train"], max_bytes=limit)["train"]
+        valid_path = valid or download_dataset("tinystories", downloads, ["valid"],
+                                               max_bytes=min(limit, QUICKSTART_VALID_BYTES))["valid"]
+        _link_or_copy(train, data_root / "train.txt")
+        _link_or_copy(Path(valid_path), data_root / "valid.txt")
+        return
+    if valid is not None:
+        _link_or_copy(data, data_root / "train.txt")
+        _link_or_copy(valid, data_root / "valid.txt")
+        return
+    if Path(data).name == DATASETS["tinystories"]["train"].local_name:
+        sibling = Path(data).with_name(DATASETS["tinystories"]["valid"].local_name)
+        if sibling.is_file():
+            _link_or_copy(data, data_root / "train.txt")
+            _link_or_copy(sibling, data_root / "valid.txt")
+            return
+    # One file only: hold out its tail. Rewritten only when the source changed, so reruns stay up to date.
+    stamp = data_root / ".split_source"
+    key = f"{Path(data).resolve()} {Path(data).stat().st_size} {Path(data).stat().st_mtime_ns}"
+    if not (stamp.is_file() and stamp.read_text() == key and (data_root / "valid.txt").is_file()):
+        for name in ("train.txt", "valid.txt"):
+            if (data_root / name).is_symlink():
+                (data_root / name).unlink()
+        split_off_validation(Path(data), data_root / "train.txt", data_root / "valid.txt")
+        stamp.write_text(key)
+
+
+@dataclass
+class UnigramBaseline:
+    """Cross-entropy of a context-free token-frequency model (add-one smoothed train counts)."""
+
+    loss: float
+    bits_per_byte: float | None
+
+
+def unigram_baseline(train_tokens: np.ndarray, valid_tokens: np.ndarray, vocab_size: int,
+                     bytes_per_token: float | None) -> UnigramBaseline:
+    counts = np.zeros(vocab_size, dtype=np.float64)
+    chunk = 1 << 24
+    for start in range(0, len(train_tokens), chunk):
+        counts += np.bincount(np.asarray(train_tokens[start:start + chunk], dtype=np.int64), minlength=vocab_size)
+    log_probs = np.log(counts + 1.0) - np.log(counts.sum() + vocab_size)
+    targets = np.asarray(valid_tokens[1:], dtype=np.int64)  # the same targets the model is scored on
+    loss = float(-log_probs[targets].mean())
+    bpb = loss / np.log(2) / bytes_per_token if bytes_per_token else None
+    return UnigramBaseline(loss, bpb)
+
+
+@dataclass
+class QuickstartResult:
+    out: Path
+    run_dir: Path
+    val_loss: float
+    val_bpb: float | None
+    unigram_loss: float
+    unigram_bpb: float | None
+    samples: list[str]
+    report: Path | None
+    seconds: dict[str, float]
+
+    @property
+    def gain_over_unigram(self) -> float:
+        return self.unigram_loss - self.val_loss
+
+
+def measure_step_seconds(cfg, train_tokens: np.ndarray, steps: int = 2, warmup: int = 1) -> float:
+    """Mean wall time of one optimizer step of ``cfg``'s model on this machine, right now.
+
+    Few steps on purpose: on a slow or busy machine every calibration step is time the
+    budget no longer has, and the first (warm-up) step is not counted.
+    """
+    import time
+
+    import torch
+
+    from cs336_basics.model import TransformerLM
+    from cs336_basics.training.data import get_batch
+    from cs336_basics.training.loss import cross_entropy
+    from cs336_basics.training.optimizer import build_optimizer
+    from cs336_basics.training.runtime import resolve_device
+
+    device = resolve_device(cfg.train.device)
+    model = TransformerLM(cfg.model).to(device)
+    optimizer = build_optimizer(model, cfg.optimizer)
+    times = []
+    for i in range(warmup + steps):
+        x, y = get_batch(train_tokens, cfg.train.batch_size, cfg.model.context_length, str(device))
+        start = time.perf_counter()
+        loss = cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(np.mean(times))
+
+
+def _override(cfg, **sections):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)
+                                       for name, values in sections.items()})
+
+
+def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = None, valid: str | Path | None = None, *,
+                   minutes: float | None = QUICKSTART_MINUTES, config: str | Path | None = None, overrides: list[str] | None = None,
+                   max_bytes: int | None = None, workers: int | None = None, max_new_tokens: int = 160,
+                   seed: int = 0) -> QuickstartResult:
+    """Data -> tokenizer + token files -> trained model -> evaluation, baseline, samples and report under ``out``.
+
+    ``minutes`` is a time budget for the whole command: the step time is measured on this machine
+    first and the step count (and so the cosine schedule) is fitted to what is left after data
+    preparation. ``minutes=None``, or a ``train.total_steps``/``train.total_tokens`` override, trains
+    the fixed number of steps instead (reproducible, however long it takes).
+    """
+    import json
+    import time
+
+    from cs336_basics.config import load_config
+    from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
+    from cs336_basics.generation import generate
+    from cs336_basics.rundir import atomic_write_text
+    from cs336_basics.tokenizer import Tokenizer
+    from cs336_basics.tokenizer.token_files import open_token_file, read_manifest
+    from cs336_basics.training.checkpoint import load_trained_model
+    from cs336_basics.training.loop import train
+
+    started = time.perf_counter()
+    timer = Timer()
+    out = Path(out)
+    data_root = out / "data"
+    for path in (data, valid):
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"data file not found: {path}")
+    cfg = load_config(config or quickstart_config_path(), overrides)
+    with timer.phase("data"):
+        gather_data(data_root, None if data is None else Path(data), None if valid is None else Path(valid), max_bytes)
+    with timer.phase("prepare"):
+        prepared = prepare_dataset(data_root, cfg.model.vocab_size, workers=workers)
+    tokenizer = Tokenizer.from_dir(prepared.tokenizer_dir)
+    train_tokens = open_token_file(prepared.token_files["train"])
+    cfg = _override(cfg, data={"dataset_dir": str(data_root.resolve())},
+                    model={"vocab_size": max(cfg.model.vocab_size, tokenizer.vocab_size)},
+                    train={"runs_dir": str((out / "runs").resolve()), "overwrite": True, "seed": seed})
+    fixed = any(o.split("=")[0].strip() in ("train.total_steps", "train.total_tokens") for o in overrides or [])
+    if minutes is not None and not fixed:
+        with timer.phase("calibrate"):
+            step_s = measure_step_seconds(cfg, train_tokens)
+        # keep ~15% of the budget for evaluation passes, the final evaluation, samples and the report
+        left = minutes * 60 * 0.85 - (time.perf_counter() - started)
+        steps = max(20, int(left / step_s))
+        info(f"time budget {minutes:g} min: {step_s:.3f} s/step measured -> {steps} steps")
+        cfg = _override(cfg, train={"total_steps": steps, "eval_interval": max(1, steps // 4),
+                                    "checkpoint_interval": max(1, steps // 2)},
+                        optimizer={"warmup_iters": min(cfg.optimizer.warmup_iters, max(1, steps // 10))})
+    with timer.phase("train"):
+        result = train(cfg)
+    if result.diverged:
+        raise UserError(f"quickstart training diverged ({result.stop_reason}); try --set optimizer.lr_max=1e-3")
+    if result.stop_reason != "completed":
+        raise UserError(f"quickstart training stopped early ({result.stop_reason}); rerun to start again")
+
+    loaded = load_trained_model(result.run_dir)
+    model = loaded.model
+    valid_path = prepared.token_files.get("valid")
+    if valid_path is None:
+        raise UserError(f"no validation text in {data_root}; pass --valid FILE")
+    valid_tokens = open_token_file(valid_path)
+    bytes_per_token = bytes_per_token_from_manifest(read_manifest(valid_path))
+    with timer.phase("evaluate"):
+        ev = evaluate_loss(model, valid_tokens, cfg.model.context_length, cfg.train.eval_batch_size,
+                           bytes_per_token=bytes_per_token)
+        uni = unigram_baseline(train_tokens, valid_tokens, cfg.model.vocab_size, bytes_per_token)
+    with timer.phase("generate"):
+        gens = generate(model, tokenizer, list(QUICKSTART_PROMPTS), max_new_tokens=max_new_tokens, temperature=0.8,
+                        top_p=0.95, seed=seed)
+    samples = [g.prompt + g.text for g in gens]
+    report = None
+    with timer.phase("report"):
+        try:
+            from cs336_basics.evaluation.report import write_run_report
+
+            report = write_run_report(result.run_dir)
+        except Exception as exc:  # noqa: BLE001 - the model and metrics are already saved; say what failed
+            info(f"warning: the run report could not be written ({type(exc).__name__}: {exc})")
+    seconds = {**{k: round(v, 1) for k, v in timer.phases.items()}, "total": round(time.perf_counter() - started, 1)}
+    qs = QuickstartResult(out, result.run_dir, ev.loss, ev.bits_per_byte, uni.loss, uni.bits_per_byte, samples,
+                          report, seconds)
+    summary = {"val_loss": ev.loss, "val_bpb": ev.bits_per_byte, "val_tokens": ev.num_tokens,
+               "unigram_loss": uni.loss, "unigram_bpb": uni.bits_per_byte, "gain_over_unigram": qs.gain_over_unigram,
+               "steps": result.steps, "train_tokens": result.tokens, "checkpoint": str(loaded.checkpoint_path),
+               "seconds": seconds, "samples": samples, "config": str(result.run_dir / "config.toml")}
+    atomic_write_text(out / "quickstart.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "quickstart.md", quickstart_markdown(qs, result.steps, result.tokens))
+    return qs
+
+
+def quickstart_markdown(qs: QuickstartResult, steps: int, tokens: int) -> str:
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    lines = ["# Quickstart result", "",
+             f"Trained {steps} steps ({tokens:,} tokens); run directory `{qs.run_dir}`.", "",
+             "| model | loss (nats/token) | bits per byte |", "|---|---:|---:|",
+             f"| trained Transformer | {fmt(qs.val_loss)} | {fmt(qs.val_bpb)} |",
+             f"| unigram (token frequencies) | {fmt(qs.unigram_loss)} | {fmt(qs.unigram_bpb)} |", "",
+             f"The model is {qs.gain_over_unigram:.2f} nats/token below the unigram baseline.", "",
+             "Seconds per phase: " + ", ".join(f"{k} {v}" for k, v in qs.seconds.items()), "",
+             "## Samples", ""]
+    for sample in qs.samples:
+        lines += ["```text", sample.strip(), "```", ""]
+    if qs.report is not None:
+        lines += [f"Full report with plots: `{qs.report}`", ""]
+    return "\n".join(lines)

@@ -1,9 +1,73 @@
-"""`cs336 quickstart`: placeholder until its issue lands."""
+"""`cs336 quickstart`: from text (or nothing) to a trained model, its scores, stories and a report."""
 
-from cs336_basics.commands import not_implemented
+from __future__ import annotations
+
+import argparse
+
+from cs336_basics.commands import add_config_args, existing_file, positive_int
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"the time budget must be a positive number of minutes, got {text!r}")
+    return value
 
 
 def register(subparsers, parents) -> None:
-    parser = subparsers.add_parser("quickstart", parents=parents, help="(not implemented yet)",
-                                   description="(not implemented yet)")
-    parser.set_defaults(func=not_implemented("quickstart"))
+    from cs336_basics.commands.download import _size
+    from cs336_basics.pipeline import QUICKSTART_MINUTES
+
+    parser = subparsers.add_parser(
+        "quickstart", parents=parents, help="download, prepare, train, evaluate and sample in one command",
+        description="The whole pipeline on a CPU-sized model: get TinyStories text (download a prefix, or --data), "
+                    "train a tokenizer and tokenize (OUT/data), train configs/quickstart.toml (OUT/runs/quickstart), "
+                    "print validation bits per byte next to the unigram baseline, print generated stories, and "
+                    "write OUT/quickstart.md plus the run report with plots.")
+    parser.add_argument("--data", type=existing_file, default=None, metavar="FILE",
+                        help="local training text (documents separated by <|endoftext|>); default: download")
+    parser.add_argument("--valid", type=existing_file, default=None, metavar="FILE",
+                        help="validation text (default: the published validation file, or the last 5%% of --data)")
+    parser.add_argument("--out", default="quickstart", metavar="DIR", help="output folder (default: quickstart/)")
+    parser.add_argument("--minutes", type=_minutes, default=QUICKSTART_MINUTES, metavar="M",
+                        help="total time budget: the training step count is fitted to it after measuring a step on "
+                             f"this machine (default {QUICKSTART_MINUTES:g})")
+    parser.add_argument("--fixed-steps", action="store_true",
+                        help="train the preset's fixed train.total_steps instead of fitting a time budget "
+                             "(reproducible; also implied by --set train.total_steps=N)")
+    parser.add_argument("--max-bytes", type=_size, default=None, metavar="N",
+                        help="size of the TinyStories prefix to download (default 20M)")
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help="processes for tokenizer training and tokenizing")
+    parser.add_argument("--seed", type=int, default=0, help="seed for training and sampling (default 0)")
+    add_config_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cs336_basics.pipeline import run_quickstart
+
+    result = run_quickstart(args.out, args.data, args.valid, minutes=None if args.fixed_steps else args.minutes,
+                            config=args.config, overrides=args.overrides, max_bytes=args.max_bytes,
+                            workers=args.workers, seed=args.seed)
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print()
+    for i, sample in enumerate(result.samples, 1):
+        print(f"--- story {i} ---")
+        print(sample.strip())
+    print()
+    print(f"validation:        {fmt(result.val_loss)} nats/token, {fmt(result.val_bpb)} bits/byte")
+    print(f"unigram baseline:  {fmt(result.unigram_loss)} nats/token, {fmt(result.unigram_bpb)} bits/byte")
+    print(f"improvement:       {result.gain_over_unigram:.2f} nats/token below the unigram baseline")
+    print("time (s):          " + ", ".join(f"{k} {v}" for k, v in result.seconds.items()))
+    print(f"summary:           {result.out / 'quickstart.md'}")
+    if result.report is not None:
+        print(f"report:            {result.report}")
+    print(f"next:              cs336 generate --checkpoint {result.run_dir} --prompt 'Once upon a time'")
+    return 0

@@ -1,0 +1,100 @@
+"""`cs336 quickstart`: data gathering, the unigram baseline (against an oracle), and the whole pipeline (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cs336_basics.datasets import copy_prefix
+from cs336_basics.errors import UserError
+from cs336_basics.pipeline import gather_data, split_off_validation, unigram_baseline
+from tests.conftest import run_cli
+
+
+def _unigram_oracle(train: list[int], valid: list[int], vocab: int) -> float:
+    counts = Counter(train)
+    total = len(train) + vocab
+    return -sum(math.log((counts[t] + 1) / total) for t in valid[1:]) / (len(valid) - 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 19), min_size=1, max_size=200), st.lists(st.integers(0, 19), min_size=2, max_size=50))
+def test_unigram_baseline_matches_oracle(train, valid):
+    result = unigram_baseline(np.array(train, dtype=np.uint16), np.array(valid, dtype=np.uint16), 20, 4.0)
+    expected = _unigram_oracle(train, valid, 20)
+    assert result.loss == pytest.approx(expected, rel=1e-9)
+    assert result.bits_per_byte == pytest.approx(expected / math.log(2) / 4.0, rel=1e-9)
+
+
+def test_split_off_validation_cuts_at_a_document_boundary(tmp_path):
+    docs = [f"story number {i} " * 5 for i in range(100)]
+    src = tmp_path / "all.txt"
+    src.write_text("\n<|endoftext|>\n".join(docs), encoding="utf-8")
+    split_off_validation(src, tmp_path / "train.txt", tmp_path / "valid.txt", fraction=0.1)
+    train = (tmp_path / "train.txt").read_text(encoding="utf-8")
+    valid = (tmp_path / "valid.txt").read_text(encoding="utf-8")
+    assert train.endswith("<|endoftext|>") and valid.startswith("story number")
+    assert train + "\n" + valid == src.read_text(encoding="utf-8")
+    assert 0.05 < len(valid) / len(train) < 0.15
+    (tmp_path / "plain.txt").write_text("no separators at all", encoding="utf-8")
+    with pytest.raises(UserError, match="--valid"):
+        split_off_validation(tmp_path / "plain.txt", tmp_path / "t.txt", tmp_path / "v.txt")
+
+
+def test_gather_data_links_local_files_and_reruns_idempotently(tmp_path, tinystories_train, tinystories_valid):
+    root = tmp_path / "data"
+    gather_data(root, tinystories_train, tinystories_valid, None)
+    assert (root / "train.txt").resolve() == tinystories_train.resolve()
+    assert (root / "valid.txt").read_bytes() == tinystories_valid.read_bytes()
+    gather_data(root, tinystories_train, tinystories_valid, None)  # second time: nothing changes, no error
+    single = tmp_path / "single.txt"
+    copy_prefix(tinystories_train, single, 200_000)
+    gather_data(tmp_path / "d2", single, None, None)
+    stamp = (tmp_path / "d2" / ".split_source").read_text()
+    gather_data(tmp_path / "d2", single, None, None)
+    assert (tmp_path / "d2" / ".split_source").read_text() == stamp
+    assert (tmp_path / "d2" / "valid.txt").stat().st_size > 0
+
+
+def test_quickstart_bad_input_is_one_line(tmp_path):
+    proc = run_cli("quickstart", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "qs"))
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "missing.txt" in proc.stderr
+
+
+TINY = ["model.vocab_size=300", "model.d_model=32", "model.num_layers=1", "model.num_heads=2",
+        "model.context_length=32", "train.batch_size=8", "train.total_steps=24", "train.eval_interval=12",
+        "train.eval_tokens=2048", "train.checkpoint_interval=12", "optimizer.warmup_iters=4",
+        "train.eval_batch_size=16", "logging.log_interval=6"]
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_on_a_small_slice(tmp_path, tinystories_train, tinystories_valid):
+    """The whole command on ~150 KB: every output exists and the scores are sane (tiny model, fixed steps)."""
+    train = tmp_path / "train.txt"
+    valid = tmp_path / "valid.txt"
+    copy_prefix(tinystories_train, train, 150_000)
+    copy_prefix(tinystories_valid, valid, 30_000)
+    args = ["quickstart", "--data", str(train), "--valid", str(valid), "--out", str(tmp_path / "qs"), "--workers", "1"]
+    for assignment in TINY:
+        args += ["--set", assignment]
+    proc = run_cli(*args, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "unigram baseline:" in proc.stdout and "bits/byte" in proc.stdout and "--- story 1 ---" in proc.stdout
+    out = tmp_path / "qs"
+    summary = json.loads((out / "quickstart.json").read_text())
+    assert summary["steps"] == 24
+    assert 0 < summary["val_bpb"] < 8 and summary["unigram_bpb"] > 0
+    # even 24 steps of a tiny model learn something beyond a uniform guess over the vocabulary
+    assert summary["val_loss"] < math.log(300)
+    assert len(summary["samples"]) == 3
+    for name in ("data/tokenizer/vocab.json", "data/train.npy", "data/valid.npy", "quickstart.md",
+                 "runs/quickstart/config.toml", "runs/quickstart/metrics.jsonl"):
+        assert (out / name).exists(), name
+    assert (out / "runs" / "quickstart" / "report.md").exists()
