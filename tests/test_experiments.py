@@ -13,7 +13,6 @@ import json
 import math
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from cs336_basics.experiments import (Ablation, SweepSpec, differing_keys, expan
                                       plot_runs, run_sweep, summarize_records, write_sweep_report)
 from cs336_basics.experiments.sweep import SweepRunner
 from cs336_basics.rundir import MetricsLog, RunDir, read_jsonl
+from cs336_basics.training.loop import TrainResult
 from tests.conftest import run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -34,18 +34,6 @@ DIVERGE_LR = 0.05
 
 
 # ----------------------------------------------------------------------------- stand-ins
-
-
-@dataclass
-class FakeResult:
-    run_dir: Path
-    steps: int
-    tokens: int
-    final_val_loss: float | None
-    best_val_loss: float | None
-    diverged: bool
-    stop_reason: str
-    wallclock: float
 
 
 def synthetic_losses(lr: float, steps: int) -> list[float]:
@@ -56,7 +44,7 @@ def synthetic_losses(lr: float, steps: int) -> list[float]:
 
 
 def write_run(root: Path, cfg: RunConfig, *, start: int = 0, stop: int | None = None, end: bool = True,
-              stop_reason: str | None = None) -> FakeResult:
+              stop_reason: str | None = None) -> TrainResult:
     """Write (or continue) a run directory the way the training loop does."""
     run = RunDir(root).create()
     if start:  # resuming: like the loop, drop what was logged after the checkpoint (the "end" of the interruption)
@@ -83,7 +71,7 @@ def write_run(root: Path, cfg: RunConfig, *, start: int = 0, stop: int | None = 
         stop_reason = stop_reason or ("diverged_nonfinite" if diverged else "completed")
         if end:
             log.log("end", step=t + 1, tokens=(t + 1) * per_step, diverged=diverged, stop_reason=stop_reason)
-    return FakeResult(root, t + 1, (t + 1) * per_step, vals[-1] if vals else None, min(vals) if vals else None,
+    return TrainResult(root, t + 1, (t + 1) * per_step, vals[-1] if vals else None, min(vals) if vals else None,
                       diverged, stop_reason, 0.1 * (t + 1))
 
 
@@ -95,7 +83,7 @@ class FakeTrain:
         self.interrupt = set(interrupt)
         self.fail = fail or {}
 
-    def __call__(self, cfg: RunConfig, resume: str | None = None) -> FakeResult:
+    def __call__(self, cfg: RunConfig, resume: str | None = None) -> TrainResult:
         name = cfg.train.run_name
         self.calls.append((name, resume))
         root = Path(cfg.train.runs_dir) / name
