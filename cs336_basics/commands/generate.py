@@ -1,9 +1,162 @@
-"""`cs336 generate`: placeholder until its issue lands."""
+"""`cs336 generate`: sample text from a trained checkpoint, printed as it is produced.
 
-from cs336_basics.commands import not_implemented
+The checkpoint may be a ``.pt`` file or a run directory (best.pt, else the
+latest); the tokenizer is found from the run's config (``data.tokenizer_dir``
+or ``DATASET_DIR/tokenizer``) or given with ``--tokenizer DIR`` (the original
+workflow's "tokenizer directory + checkpoint file" style). Prompts come from
+``--prompt`` (repeatable; ``-`` reads all of stdin as one prompt) or
+``--prompt-file`` (one prompt per line). Without ``--batch`` each sample is
+streamed to stdout token by token; with it all samples are generated as one
+batch and printed at the end. Statistics go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from cs336_basics.commands import existing_dir, existing_file, existing_path, non_negative_float, positive_int
+from cs336_basics.errors import UserError
+from cs336_basics.progress import info
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
 
 
 def register(subparsers, parents) -> None:
-    parser = subparsers.add_parser("generate", parents=parents, help="(not implemented yet)",
-                                   description="(not implemented yet)")
-    parser.set_defaults(func=not_implemented("generate"))
+    parser = subparsers.add_parser(
+        "generate", parents=parents, help="sample text from a trained model (streams tokens as they come)",
+        description="Sample text from a trained checkpoint with a KV cache; tokens are printed as they are produced.",
+        epilog="Examples: cs336 generate --checkpoint runs/tinystories --prompt 'Once upon a time' --temperature 0.8 "
+               "--top-p 0.95 | cs336 generate --checkpoint runs/x/checkpoints/best.pt --tokenizer data/ts/tokenizer "
+               "--prompt-file prompts.txt --num-samples 3 --seed 0")
+    parser.add_argument("--checkpoint", required=True, type=existing_path, metavar="PATH_OR_RUN",
+                        help="a checkpoint .pt file or a run directory (uses best.pt, else the latest checkpoint)")
+    parser.add_argument("--tokenizer", type=existing_dir, metavar="DIR",
+                        help="tokenizer directory (default: the one named by the run's config)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--prompt", action="append", metavar="TEXT",
+                        help="prompt text (repeatable); '-' reads all of stdin as one prompt; "
+                             "default: an empty prompt (start of a new document)")
+    source.add_argument("--prompt-file", type=existing_file, metavar="FILE",
+                        help="a UTF-8 text file with one prompt per line (blank lines skipped)")
+    parser.add_argument("--max-tokens", type=int, default=256, metavar="N", help="new tokens per sample (default 256)")
+    parser.add_argument("--temperature", type=non_negative_float, default=1.0, metavar="T",
+                        help="softmax temperature; 0 = greedy (default 1.0)")
+    parser.add_argument("--top-p", type=_probability, default=None, metavar="P",
+                        help="nucleus sampling: smallest set of tokens whose probability reaches P")
+    parser.add_argument("--top-k", type=positive_int, default=None, metavar="K", help="sample among the K likeliest tokens")
+    parser.add_argument("--repetition-penalty", type=non_negative_float, default=1.0, metavar="R",
+                        help="CTRL-style penalty for tokens already in the text; > 1 discourages repeats (default 1.0)")
+    parser.add_argument("--stop", action="append", default=[], metavar="S",
+                        help="stop when the text contains S (cut before it); repeatable")
+    parser.add_argument("--seed", type=int, default=None, metavar="S",
+                        help="random seed; sample i uses S + i (default: nondeterministic)")
+    parser.add_argument("--num-samples", type=positive_int, default=1, metavar="N", help="samples per prompt (default 1)")
+    parser.add_argument("--device", default="auto", metavar="D", help="cpu, cuda, cuda:N, mps or auto (default)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute the whole context every step (slow reference)")
+    parser.add_argument("--ignore-eos", action="store_true", help="keep generating past the end-of-text token")
+    parser.add_argument("--batch", action="store_true",
+                        help="generate all samples as one batch and print them at the end (faster, not streamed)")
+    parser.set_defaults(func=run)
+
+
+def read_prompts(args: argparse.Namespace) -> list[str]:
+    """The prompts from --prompt / --prompt-file / stdin, with one-line errors for unusable input."""
+    if args.prompt_file is not None:
+        try:
+            text = Path(args.prompt_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"prompt file {args.prompt_file} is not UTF-8 text; convert it to UTF-8") from None
+        prompts = [line for line in text.splitlines() if line.strip()]
+        if not prompts:
+            raise UserError(f"prompt file {args.prompt_file} has no non-blank line; write one prompt per line")
+        return prompts
+    if not args.prompt:
+        return [""]
+    prompts = []
+    for prompt in args.prompt:
+        if prompt == "-":
+            data = sys.stdin.buffer.read()
+            try:
+                prompt = data.decode("utf-8").rstrip("\n")
+            except UnicodeDecodeError:
+                raise UserError("stdin is not UTF-8 text; pipe a UTF-8 prompt into --prompt -") from None
+        prompts.append(prompt)
+    return prompts
+
+
+def _device(name: str):
+    from cs336_basics.training.runtime import resolve_device
+
+    try:
+        return resolve_device(name)
+    except UserError as exc:
+        raise UserError(str(exc).replace("train.device", "--device")) from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    from cs336_basics.generation import generate
+    from cs336_basics.training.checkpoint import load_trained_model
+
+    if args.max_tokens < 0:
+        raise UserError(f"--max-tokens must be >= 0, got {args.max_tokens}")
+    prompts = read_prompts(args)
+    device = _device(args.device)
+    loaded = load_trained_model(args.checkpoint, device=device)
+    if args.tokenizer is not None:
+        from cs336_basics.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_dir(args.tokenizer)
+    else:
+        tokenizer = loaded.tokenizer()
+    info(f"model: {loaded.checkpoint_path} (step {loaded.step}), tokenizer: {args.tokenizer or loaded.tokenizer_dir}, "
+         f"device: {device}")
+
+    jobs = [(prompt, i) for prompt in prompts for i in range(args.num_samples)]
+    options = dict(max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                   repetition_penalty=args.repetition_penalty, stop=args.stop, use_cache=not args.no_cache,
+                   device=device, stop_at_eos=not args.ignore_eos)
+    out = sys.stdout
+    many = len(jobs) > 1
+    if args.batch:
+        start = time.perf_counter()
+        results = generate(loaded.model, tokenizer, [p for p, _ in jobs], seed=args.seed, **options)
+        elapsed = time.perf_counter() - start
+        for n, result in enumerate(results):
+            if many:
+                out.write(f"=== sample {n + 1}/{len(jobs)} ===\n")
+            out.write(result.prompt + result.text + "\n")
+        total = sum(len(r.token_ids) for r in results)
+        info(f"{total} tokens in {elapsed:.2f}s ({total / max(elapsed, 1e-9):.1f} tokens/s, batch of {len(jobs)})")
+        out.flush()
+        return 0
+
+    for n, (prompt, _) in enumerate(jobs):
+        if many:
+            out.write(f"=== sample {n + 1}/{len(jobs)} ===\n")
+        out.write(prompt)
+        out.flush()
+
+        def show(row: int, piece: str) -> None:
+            out.write(piece)
+            out.flush()
+
+        start = time.perf_counter()
+        seed = None if args.seed is None else args.seed + n
+        result, = generate(loaded.model, tokenizer, prompt, seed=seed, on_token=show, **options)
+        elapsed = time.perf_counter() - start
+        out.write("\n")
+        out.flush()
+        count = len(result.token_ids)
+        info(f"[{count} tokens in {elapsed:.2f}s, {count / max(elapsed, 1e-9):.1f} tokens/s, stopped by {result.stopped_by}]")
+    return 0

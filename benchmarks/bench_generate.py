@@ -1,0 +1,190 @@
+"""Generation speed: KV cache vs full recomputation, and vs a standard past_key_values loop.
+
+Measures tokens/s for ``--new`` (512) new tokens from a ``--prompt-len`` (16)
+token prompt, batch 1 and 8, on a CPU-sized Llama-style model (d_model 256,
+4 layers, 8 heads, context 1024 so 528 tokens fit without sliding; random
+weights: speed does not depend on what the weights say). Contenders, run
+interleaved by ``benchmarks/harness.py`` (medians of ``--repeats``):
+
+- ``ours cached``: :func:`cs336_basics.generation.generate` with the KV cache;
+- ``ours uncached``: the same with ``use_cache=False`` (whole context every step);
+- ``hf-style``: :func:`hf_style_generate` below, a minimal greedy loop written
+  the way Hugging Face models do it: every layer returns its keys/values, the
+  loop carries them as ``past_key_values`` and each step ``torch.cat``s the new
+  token's keys/values onto them; the forward is plain functional torch
+  (``F.linear``, ``F.scaled_dot_product_attention``) on the *same weights*.
+
+All contenders decode greedily, so their tokens must be identical; the script
+checks that before timing. It also records the time of every decoding step of
+``ours cached`` (a forward hook) and reports the mean of the last 64 steps over
+the first 64 (flat per-token latency means ~1.0).
+
+Run: ``python benchmarks/bench_generate.py`` (``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Contender, compare, print_table  # noqa: E402
+
+from cs336_basics.generation import generate  # noqa: E402
+from cs336_basics.model import ModelConfig, TransformerLM  # noqa: E402
+from cs336_basics.tokenizer import Tokenizer  # noqa: E402
+
+# ----------------------------------------------------------------------------- the anchor
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent pairs (2i, 2i+1), the convention our model uses. x (B, H, T, D), cos/sin (B, 1, T, D/2)."""
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
+
+
+def hf_forward(w: dict[str, torch.Tensor], cfg: ModelConfig, input_ids: torch.Tensor, position_ids: torch.Tensor,
+               past_key_values: list[tuple[torch.Tensor, torch.Tensor]] | None):
+    """One forward in the Hugging Face style; returns (logits (B, T, V), new past_key_values)."""
+    B, T = input_ids.shape
+    H, D = cfg.num_heads, cfg.d_model // cfg.num_heads
+    inv_freq = cfg.rope_theta ** (-torch.arange(0, D, 2, dtype=torch.float32) / D)
+    angles = position_ids[:, None, :, None].float() * inv_freq  # (B, 1, T, D/2)
+    cos, sin = angles.cos(), angles.sin()
+    x = F.embedding(input_ids, w["token_embeddings.weight"])  # (B, T, d)
+    presents = []
+    for i in range(cfg.num_layers):
+        p = f"layers.{i}."
+        h = _rms_norm(x, w[p + "ln1.weight"], cfg.norm_eps)
+        q, k, v = F.linear(h, w[p + "attn.qkv_proj.weight"]).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # (B, H, T, D)
+        q, k = _rope(q, cos, sin), _rope(k, cos, sin)
+        if past_key_values is not None:
+            past_k, past_v = past_key_values[i]
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # (B, H, S, D)
+        presents.append((k, v))
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=past_key_values is None)  # (B, H, T, D)
+        x = x + F.linear(attn.transpose(1, 2).reshape(B, T, cfg.d_model), w[p + "attn.output_proj.weight"])
+        h = _rms_norm(x, w[p + "ln2.weight"], cfg.norm_eps)
+        x = x + F.linear(F.silu(F.linear(h, w[p + "ffn.w1.weight"])) * F.linear(h, w[p + "ffn.w3.weight"]),
+                         w[p + "ffn.w2.weight"])
+    logits = F.linear(_rms_norm(x, w["ln_final.weight"], cfg.norm_eps), w["lm_head.weight"])
+    return logits, presents
+
+
+@torch.inference_mode()
+def hf_style_generate(w: dict[str, torch.Tensor], cfg: ModelConfig, input_ids: torch.Tensor, max_new_tokens: int,
+                      vocab_limit: int) -> torch.Tensor:
+    """Greedy decoding with past_key_values (prompts of equal length, as in the benchmark)."""
+    B, T = input_ids.shape
+    position_ids = torch.arange(T).expand(B, T)
+    logits, past = hf_forward(w, cfg, input_ids, position_ids, None)
+    out = []
+    for step in range(max_new_tokens):
+        next_ids = logits[:, -1, :vocab_limit].argmax(-1, keepdim=True)  # (B, 1)
+        out.append(next_ids)
+        if step == max_new_tokens - 1:
+            break
+        position_ids = position_ids[:, -1:] + 1
+        logits, past = hf_forward(w, cfg, next_ids, position_ids, past)
+    return torch.cat(out, dim=1)
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def byte_tokenizer() -> Tokenizer:
+    return Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"])
+
+
+def prompts_of(batch: int, length: int) -> list[str]:
+    words = "Once upon a time there was a little dog named Max who loved to run in the park"
+    return [(words[i:] + words)[:length] for i in range(batch)]  # `length` ASCII bytes = `length` tokens
+
+
+class StepClock:
+    """Forward hook recording when every forward of the model finishes."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.times: list[float] = []
+        model.register_forward_hook(lambda *_: self.times.append(time.perf_counter()))
+
+    def step_latencies(self) -> list[float]:
+        return [b - a for a, b in zip(self.times, self.times[1:])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new", type=int, default=512)
+    parser.add_argument("--prompt-len", type=int, default=16)
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--uncached-repeats", type=int, default=1, help="the slow reference is timed fewer times")
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--vocab", type=int, default=10000)
+    parser.add_argument("--context", type=int, default=1024)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    parser.add_argument("--no-uncached", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.new, args.repeats, args.d_model, args.layers, args.vocab, args.context = 64, 1, 64, 2, 1000, 128
+
+    cfg = ModelConfig(vocab_size=args.vocab, context_length=args.context, d_model=args.d_model,
+                      num_layers=args.layers, num_heads=args.heads, position="rope", ffn="swiglu")
+    model = TransformerLM(cfg, seed=0).eval()
+    weights = {k: v.detach() for k, v in model.state_dict().items()}
+    tok = byte_tokenizer()
+    print(f"model: d_model {cfg.d_model}, {cfg.num_layers} layers, {cfg.num_heads} heads, vocab {cfg.vocab_size}, "
+          f"context {cfg.context_length}, {model.num_parameters() / 1e6:.1f}M parameters; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; {args.new} new tokens from a {args.prompt_len}-token prompt\n")
+
+    def ours(prompts, use_cache=True):
+        return generate(model, tok, prompts, max_new_tokens=args.new, temperature=0.0, stop_at_eos=False,
+                        use_cache=use_cache)
+
+    for batch in [int(b) for b in args.batches.split(",")]:
+        prompts = prompts_of(batch, args.prompt_len)
+        input_ids = torch.tensor([tok.encode(p) for p in prompts])  # (B, prompt_len)
+        assert input_ids.shape == (batch, args.prompt_len)
+        # correctness first: the anchor and our cached/uncached decoding must agree token for token
+        mine = [r.token_ids for r in ours(prompts)]
+        anchor = hf_style_generate(weights, cfg, input_ids, args.new, tok.vocab_size).tolist()
+        assert mine == anchor, "hf-style loop and generate() disagree: not the same computation"
+        work = batch * args.new
+        contenders = [
+            Contender("ours cached", lambda: ours(prompts), work=work, work_unit="tok"),
+            Contender("hf-style past_key_values", lambda: hf_style_generate(weights, cfg, input_ids, args.new,
+                                                                             tok.vocab_size),
+                      work=work, work_unit="tok"),
+        ]
+        print(f"## batch {batch}\n")
+        results = compare(contenders, repeats=args.repeats, warmup=1)
+        print_table(results, baseline="hf-style past_key_values")
+        cached = results[0]
+        if not args.no_uncached:
+            uncached = compare([Contender("ours uncached", lambda: ours(prompts, use_cache=False), work=work,
+                                          work_unit="tok")], repeats=args.uncached_repeats)[0]
+            print(f"\nuncached: median {uncached.median:.2f}s ({uncached.rate:.1f} tok/s); "
+                  f"cache speed-up {uncached.median / cached.median:.1f}x")
+        clock = StepClock(model)
+        generate(model, tok, prompts, max_new_tokens=args.new, temperature=0.0, stop_at_eos=False)
+        steps = clock.step_latencies()  # decode steps after the prefill
+        first, last = statistics.mean(steps[:64]), statistics.mean(steps[-64:])
+        print(f"per-token latency: first 64 steps {first * 1e3:.2f} ms, last 64 {last * 1e3:.2f} ms, "
+              f"ratio {last / first:.2f}\n")
+        model._forward_hooks.clear()
+
+
+if __name__ == "__main__":
+    main()
