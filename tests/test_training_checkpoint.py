@@ -175,3 +175,29 @@ def test_safetensors_export_round_trip_with_tied_weights(tmp_path):
     loaded = load_file(tmp_path / "m.safetensors")
     assert set(loaded) == {"emb.weight", "head.weight"}
     assert torch.equal(loaded["emb.weight"], net["emb"].weight.detach())
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_extras = st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k not in ("model", "optimizer", "iteration",
+                                                                                    "format")),
+                          st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=False), st.text(max_size=10),
+                                    st.none(), st.lists(st.integers(0, 9), max_size=4)), max_size=4)
+
+
+@settings(max_examples=15, deadline=None)
+@given(iteration=st.integers(0, 10**9), extra=_extras, shapes=st.lists(st.lists(st.integers(1, 4), max_size=3),
+                                                                      min_size=1, max_size=4))
+def test_checkpoint_round_trip_property(iteration, extra, shapes):
+    net = nn.ParameterDict({f"p{i}": nn.Parameter(torch.randn(tuple(shape))) for i, shape in enumerate(shapes)})
+    buf = io.BytesIO()
+    save_checkpoint(net, None, iteration, buf, **extra)
+    buf.seek(0)
+    obj = read_checkpoint(buf)
+    assert obj["iteration"] == iteration and obj["optimizer"] is None
+    assert {k: obj[k] for k in extra} == extra
+    twin = nn.ParameterDict({f"p{i}": nn.Parameter(torch.zeros(tuple(shape))) for i, shape in enumerate(shapes)})
+    buf.seek(0)
+    assert load_checkpoint(buf, twin) == iteration
+    _assert_same(net, twin)

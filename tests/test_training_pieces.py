@@ -230,10 +230,28 @@ def test_clip_grad_norm_matches_torch_and_returns_pre_clip_norm():
         assert total_after <= max_norm * (1 + 1e-5) or total_after == pytest.approx(norm)
 
 
-def test_clip_grad_norm_leaves_nonfinite_gradients_for_the_caller():
+def test_clip_grad_norm_reports_nonfinite_gradients():
     p = torch.nn.Parameter(torch.ones(3))
     p.grad = torch.tensor([1.0, float("nan"), 2.0])
     assert math.isnan(clip_grad_norm([p], 1.0))
+    q = torch.nn.Parameter(torch.ones(2))
+    q.grad = torch.tensor([float("inf"), 0.0])
+    assert clip_grad_norm([q], 0.0) == float("inf")  # max_norm 0: measure only
+
+
+def test_clip_grad_norm_tensor_variant_agrees_and_skips_paramless_lists():
+    from cs336_basics.training.clipping import clip_grad_norm_tensor
+
+    a, b = _small_net(4), _small_net(4)
+    x = torch.randn(8, 6)
+    for net in (a, b):
+        net(x).pow(2).sum().backward()
+    norm_t = clip_grad_norm_tensor(a.parameters(), 0.5)
+    assert isinstance(norm_t, torch.Tensor) and norm_t.shape == ()
+    assert float(norm_t) == clip_grad_norm(b.parameters(), 0.5)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa.grad, pb.grad)
+    assert clip_grad_norm([torch.nn.Parameter(torch.ones(2))], 1.0) == 0.0
 
 
 # ----------------------------------------------------------------------------- batches

@@ -2,9 +2,14 @@
 
 One norm over all gradients together; when it exceeds ``max_norm`` every
 gradient is scaled by ``max_norm / (norm + 1e-6)`` (the CS336 handout's eps).
-Parameters without a gradient are skipped. The pre-clip norm is returned as a
-float so the caller can log it and detect non-finite gradients with the same
-single device sync.
+Parameters without a gradient are skipped.
+
+Two entry points over one implementation: :func:`clip_grad_norm` returns the
+pre-clip norm as a float (the handout's API); :func:`clip_grad_norm_tensor`
+returns it as a 0-dim tensor without a device sync, which lets the training
+loop fetch loss and norm from the GPU in a single transfer. The scale factor is
+computed on the device (``min(1, max_norm / (norm + eps))``), so a non-finite
+norm turns the gradients non-finite too; the loop skips such steps anyway.
 """
 
 from __future__ import annotations
@@ -28,15 +33,17 @@ def global_grad_norm(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
-    """Scale gradients in place so their global L2 norm is at most ``max_norm``; return the pre-clip norm.
-
-    ``max_norm <= 0`` only measures. A non-finite norm leaves the gradients untouched (the caller skips the step).
-    """
+def clip_grad_norm_tensor(params: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clip in place (``max_norm <= 0`` only measures); return the pre-clip norm as a 0-dim tensor."""
     params = [p for p in params if p.grad is not None]
-    total = float(global_grad_norm(params))
-    if max_norm > 0 and total > max_norm and total == total and total != float("inf"):
-        scale = max_norm / (total + EPS)
+    norm = global_grad_norm(params)
+    if max_norm > 0 and params:
+        scale = torch.clamp(max_norm / (norm + EPS), max=1.0).to(params[0].grad.device)
         for p in params:
-            p.grad.mul_(scale)
-    return total
+            p.grad.mul_(scale.to(p.grad.dtype))
+    return norm
+
+
+def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
+    """Scale gradients in place so their global L2 norm is at most ``max_norm``; return the pre-clip norm."""
+    return float(clip_grad_norm_tensor(params, max_norm))

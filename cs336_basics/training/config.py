@@ -95,7 +95,7 @@ class TrainConfig:
     checkpoint: str | None = None
     """Explicit checkpoint path to start from (weights, optimizer and position)."""
     keep_last: int = 3
-    """Checkpoints kept besides the best one."""
+    """Step checkpoints kept (best.pt and latest.pt are extra); 0 keeps all."""
     seed: int = 0
     """Seed for initialisation, batch sampling and dropout."""
     device: str = "auto"

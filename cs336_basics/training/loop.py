@@ -44,11 +44,13 @@ from cs336_basics.errors import UserError
 from cs336_basics.progress import info, progress
 from cs336_basics.rundir import MetricsLog, RunDir
 from cs336_basics.training import runtime
-from cs336_basics.training.checkpoint import (CheckpointManager, export_safetensors, load_model_weights, model_state_dict, read_checkpoint, rng_state,
+from cs336_basics.training.checkpoint import (CheckpointManager, export_safetensors, load_model_weights,
+                                              model_state_dict, read_checkpoint, rng_state,
                                               set_rng_state, unwrap_model)
-from cs336_basics.training.clipping import clip_grad_norm
+from cs336_basics.training.clipping import clip_grad_norm_tensor
 from cs336_basics.training.data import BatchSampler, open_tokens
-from cs336_basics.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown_distributed
+from cs336_basics.training.distributed import (DistInfo, all_reduce_mean, any_rank, barrier, init_distributed,
+                                               shutdown_distributed)
 from cs336_basics.training.loss import cross_entropy
 from cs336_basics.training.optimizer import build_optimizer, set_lr
 from cs336_basics.training.resolve import (micro_batch, prepare_fresh_run_dir, resolve_data_paths, resume_source,
@@ -104,6 +106,16 @@ class _State:
     nonfinite_total: int = 0
     wandb_run_id: str | None = None
     window_losses: list[float] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Run a block (evaluation, sampling) without changing any global RNG stream the training steps use."""
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
 
 
 class Trainer:
@@ -214,6 +226,7 @@ class Trainer:
         s.step = int(obj.get("iteration", 0))
         s.tokens = int(obj.get("tokens", s.step * self.tokens_per_step))
         s.best_val_loss = obj.get("best_val_loss")
+        s.final_val_loss = obj.get("final_val_loss")
         s.wallclock_offset = float(obj.get("wallclock", 0.0))
         s.wandb_run_id = obj.get("wandb_run_id")
         s.last_ckpt_step = s.last_eval_step = s.step
@@ -232,7 +245,7 @@ class Trainer:
         return {"format": 1, "model": model_state_dict(self.model), "optimizer": self.optimizer.state_dict(),
                 "iteration": s.step, "tokens": s.tokens, "config": to_dict(self.cfg),
                 "lr": self.schedule(max(s.step - 1, 0)), "rng": rng_state(), "sampler": self.sampler.state_dict(),
-                "best_val_loss": s.best_val_loss, "tokenizer_fingerprint": self.fingerprint,
+                "best_val_loss": s.best_val_loss, "final_val_loss": s.final_val_loss, "tokenizer_fingerprint": self.fingerprint,
                 "wandb_run_id": s.wandb_run_id, "wallclock": self._wallclock()}
 
     def _wallclock(self) -> float:
@@ -270,9 +283,10 @@ class Trainer:
         t2 = time.perf_counter()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.optimizer.grad_clip)
-        reduced = all_reduce_mean(torch.stack([loss_sum, aux_sum]) / accum, self.dist)
-        loss_value, aux_value = (float(v) for v in reduced.tolist())
+        norm = clip_grad_norm_tensor(self.model.parameters(), self.cfg.optimizer.grad_clip)
+        reduced = all_reduce_mean(torch.stack([loss_sum, aux_sum]) / accum, self.dist)  # (2,)
+        # one device->host transfer per step for everything the loop decides on
+        loss_value, aux_value, grad_norm = torch.cat([reduced, norm.reshape(1).to(reduced.device)]).tolist()
         finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)  # skips the update itself on inf/nan gradients
@@ -303,7 +317,7 @@ class Trainer:
             from cs336_basics.evaluation import evaluate_loss
 
             # evaluation must not perturb the training RNG streams (dropout), or resume would not be exact
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            with preserved_rng():
                 result = evaluate_loss(unwrap_model(self.model), self.valid_tokens, self.cfg.model.context_length,
                                        self.cfg.train.eval_batch_size, self.device, max_tokens=self.cfg.train.eval_tokens,
                                        bytes_per_token=self.valid_bytes_per_token,
@@ -333,7 +347,7 @@ class Trainer:
         from cs336_basics.evaluation.samples import write_training_samples
 
         try:
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            with preserved_rng():
                 metrics = write_training_samples(unwrap_model(self.model), self.tokenizer, self.rundir, self.state.step,
                                                  device=str(self.device))
         except Exception as exc:  # noqa: BLE001 - a sampling bug must not end a long run; it is logged instead
@@ -342,6 +356,10 @@ class Trainer:
             return
         self.timings.samples += time.perf_counter() - t0
         self._log("samples", **{k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float, str))})
+
+    def _stop_requested(self) -> bool:
+        """A signal seen by any rank stops every rank after the same step (torchrun signals ranks separately)."""
+        return any_rank(self.stop.requested, self.dist, self.device)
 
     def _save(self) -> None:
         if self.main:
@@ -442,9 +460,9 @@ class Trainer:
             if s.step % cfg.train.checkpoint_interval == 0 and s.step < self.total_steps:
                 self._save()
             excluded += time.perf_counter() - t_extra
-            if self.stop.requested:
+            if self._stop_requested():
                 self._save()
-                return self.stop.name.lower()
+                return self.stop.name.lower() if self.stop.requested else "sigterm"
             if stop_at is not None and s.step >= stop_at and s.step < self.total_steps:
                 self._save()
                 return "stop_at_step"
