@@ -334,3 +334,4 @@ def test_encode_bytes_keeps_invalid_utf8(small):
         assert b"".join(tok.vocab[i] for i in ids) == data
         text = data.decode("utf-8", "surrogateescape")
         assert ids == reference_encode(text, vocab, merges, [EOT], errors="surrogateescape")
+        assert tok.encode_to_array(data).tolist() == ids and tok.encode_to_array(b"").size == 0

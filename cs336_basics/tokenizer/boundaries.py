@@ -102,9 +102,13 @@ def find_text_cut(text: str, specials: Sequence[str], lo: int = 1, hi: int | Non
     end = len(text) - max(lookahead, 0)
     if hi is not None:
         end = min(end, hi)
-    for k in cut_candidates(text, max(lo, 1), end)[::-1].tolist():
-        if not specials or not _spans_special(text, k, specials):
-            return k
+    lo = max(lo, 1)
+    # The last cut is almost always near the end: look at a short tail first, the whole range only if needed.
+    tail_lo = max(lo, end - 4096)
+    for start, stop in ((tail_lo, end), (lo, tail_lo)):
+        for k in cut_candidates(text, start, stop)[::-1].tolist():
+            if not specials or not _spans_special(text, k, specials):
+                return k
     return -1
 
 

@@ -199,10 +199,10 @@ def encode_range(tokenizer, path: Path, start: int, end: int, out, dtype: np.dty
     count = 0
     for chunk in safe_chunks(_range_text(path, start, end), tokenizer.special_tokens, ENCODE_CHUNK):
         data = chunk.encode("utf-8", "surrogateescape")
-        ids = np.asarray(tokenizer.encode_bytes(data), dtype=np.int64)
+        ids = tokenizer.encode_to_array(data)
         if ids.size and int(ids.max()) > np.iinfo(dtype).max:  # defensive: never wrap an id
             raise UserError(f"token id {int(ids.max())} does not fit {dtype}; this is a bug in dtype selection")
-        out.write(ids.astype(dtype).tobytes())
+        out.write(ids.astype(dtype, copy=False).tobytes())
         count += ids.size
         if on_bytes is not None:
             on_bytes(len(data))

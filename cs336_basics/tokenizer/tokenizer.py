@@ -36,6 +36,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from cs336_basics.errors import UserError
 from cs336_basics.tokenizer.boundaries import safe_chunks
 from cs336_basics.tokenizer.decoding import IncrementalDecoder, decode_ids
@@ -274,6 +276,22 @@ class Tokenizer:
         if self._native is not None:
             return self._encode_bytes_native(bytes(data))
         return self._encode_str_python(bytes(data).decode("utf-8", "surrogateescape"), strict=False)
+
+    def encode_to_array(self, data: bytes) -> np.ndarray:
+        """``encode_bytes`` as a uint32 array, without building a Python int per id (file tokenization)."""
+        if self._native is None:
+            return np.array(self.encode_bytes(data), dtype=np.uint32)
+        if not self.special_tokens:
+            return np.frombuffer(self._native.encode_u32(data), dtype=np.uint32)
+        parts, pos, view = [], 0, memoryview(data)
+        for m in special_bytes_regex(tuple(self.special_tokens)).finditer(data):
+            if m.start() > pos:
+                parts.append(np.frombuffer(self._native.encode_u32(view[pos:m.start()]), dtype=np.uint32))
+            parts.append(np.array([self._special_ids[m.group().decode("utf-8")]], dtype=np.uint32))
+            pos = m.end()
+        if pos < len(data):
+            parts.append(np.frombuffer(self._native.encode_u32(view[pos:]), dtype=np.uint32))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily yield the ids of a stream of text (e.g. an open text file) in bounded memory.
