@@ -12,8 +12,11 @@ Contenders, run interleaved by ``benchmarks/harness.py`` in the same process:
 - with ``--compile``, also ``ours-compiled`` and ``standard-compiled`` (torch.compile).
 
 Each run is ``--steps`` optimizer-free training steps (forward, cross-entropy,
-backward, zero grads) on a fixed random batch. Reported: median seconds, tokens/s
-and the ratio tokens/s ours / standard.
+backward, zero grads) on a fixed random batch. Reported: median wall seconds,
+tokens/s and the throughput ratio anchor_time / contender_time (> 1: we are
+faster), both for wall time and for the process's CPU time (with ``--threads 1``
+CPU time is much less disturbed by other jobs on a shared machine). The
+compiled contenders are compared with the compiled anchor.
 
 Usage::
 
@@ -26,6 +29,7 @@ import argparse
 import math
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -96,14 +100,16 @@ class StandardLM(nn.Module):
         return self.head(self.ln_f(x))
 
 
-def _train_steps(model, ids, targets, steps: int, vocab: int):
+def _train_steps(model, ids, targets, steps: int, vocab: int, cpu_times: list[float]):
     def run():
+        start = time.process_time()
         for _ in range(steps):
             logits = model(ids)
             loss = F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
             loss.backward()
             for p in model.parameters():
                 p.grad = None
+        cpu_times.append(time.process_time() - start)
     return run
 
 
@@ -147,18 +153,22 @@ def main() -> None:
         n_std = sum(p.numel() for p in models["standard"].parameters())
         assert n_ours == n_std, (n_ours, n_std)
         tokens = args.steps * args.batch * args.context
-        contenders = [Contender(name, _train_steps(m, ids, targets, args.steps, args.vocab), work=tokens,
+        cpu = {name: [] for name in models}
+        contenders = [Contender(name, _train_steps(m, ids, targets, args.steps, args.vocab, cpu[name]), work=tokens,
                                 work_unit="tok") for name, m in models.items()]
         print(f"\n## d_model {d_model}, {heads} heads, d_ff {d_ff}, {n_ours / 1e6:.2f} M parameters", flush=True)
         results = compare(contenders, repeats=args.repeats, warmup=1, verbose=False)
         base = {r.name: r for r in results}
-        print("| contender | median s | tokens/s | ratio vs standard (tokens/s) | min..max s |")
-        print("|---|---:|---:|---:|---:|")
+        print("| contender | median wall s | tokens/s | ratio vs anchor (wall) | median CPU s | ratio vs anchor (CPU) "
+              "| wall min..max s |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for r in results:
-            anchor = base["standard-compiled" if r.name.endswith("compiled") and "standard-compiled" in base
-                          else "standard"]
-            print(f"| {r.name} | {r.median:.3f} | {r.rate:,.0f} | {anchor.median / r.median:.3f} "
-                  f"(vs {anchor.name}) | {min(r.times):.3f}..{max(r.times):.3f} |", flush=True)
+            anchor = "standard-compiled" if r.name.endswith("compiled") else "standard"
+            a = base[anchor]
+            cpu_r = statistics.median(cpu[r.name][1:])  # the first entry is the warmup
+            cpu_a = statistics.median(cpu[anchor][1:])
+            print(f"| {r.name} | {r.median:.3f} | {r.rate:,.0f} | {a.median / r.median:.3f} | {cpu_r:.3f} | "
+                  f"{cpu_a / cpu_r:.3f} | {min(r.times):.3f}..{max(r.times):.3f} |", flush=True)
         spread = statistics.pstdev(base["standard"].times) / base["standard"].median
         if spread > 0.1 or math.isnan(spread):
             print(f"(noisy: the anchor's run-to-run deviation is {spread:.0%})")

@@ -20,7 +20,8 @@ from cs336_basics.model import (
 
 from tests.test_model_layers import _one_thread  # noqa: F401,E402 - autouse: single-threaded tests
 
-TINY = dict(vocab_size=64, context_length=24, d_model=32, num_layers=2, num_heads=4)
+# the from-scratch attention by default; test_sdpa_fast_path_equals_reference covers the fused kernel
+TINY = dict(vocab_size=64, context_length=24, d_model=32, num_layers=2, num_heads=4, attention="reference")
 
 VARIANTS = {
     "gpt2": preset("gpt2", **TINY, attn_pdrop=0.0, residual_pdrop=0.0),
@@ -256,8 +257,9 @@ def test_dropout_only_in_training_mode():
     torch.testing.assert_close(model(ids), model(ids))
 
 
-def test_bf16_autocast_runs_and_stays_close():
-    model = _model(VARIANTS["llama"])
+@pytest.mark.parametrize("attention", ["reference", "sdpa", "auto"])
+def test_bf16_autocast_runs_and_stays_close(attention):
+    model = _model(dataclasses.replace(VARIANTS["llama"], attention=attention))
     ids = torch.randint(0, 64, (2, 12))
     full = model(ids)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -278,8 +280,9 @@ def test_bad_configs_are_one_line_user_errors():
 
 
 @pytest.mark.slow
-def test_torch_compile_matches_eager():
-    model = _model(VARIANTS["llama"])
+@pytest.mark.parametrize("attention", ["reference", "auto"])
+def test_torch_compile_matches_eager(attention):
+    model = _model(dataclasses.replace(VARIANTS["llama"], attention=attention))
     compiled = torch.compile(model)
     ids = torch.randint(0, 64, (2, 12))
     torch.testing.assert_close(compiled(ids), model(ids), rtol=1e-4, atol=1e-4)

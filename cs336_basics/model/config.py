@@ -50,4 +50,4 @@ class ModelConfig:
     residual_pdrop: float = 0.0
     """Dropout on the embedding sum and on each sub-layer output before the residual add."""
     attention: Literal["auto", "reference", "sdpa"] = "auto"
-    """Attention kernel: our reference implementation, PyTorch's fused SDPA (an optional fast path, tested equal), or auto (SDPA on CUDA, the reference elsewhere)."""
+    """Attention kernel: our reference implementation, PyTorch's fused SDPA (an optional fast path, tested equal), or auto (SDPA on CUDA and CPU where it is faster, the reference on other devices)."""
