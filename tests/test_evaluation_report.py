@@ -162,12 +162,14 @@ def test_eval_cli_matches_library_and_reports_bits_per_byte(tiny_run, tmp_path, 
     assert "bits/byte" in stdout and "top-1" in stdout
 
     code, _, err = _cli(capsys, "eval", "--checkpoint", str(tiny_run["run"].checkpoints / "best.pt"), "--data",
-                        str(data / "valid.npy"), "--stride", "8", "--samples", "--max-new-tokens", "8",
+                        str(data / "valid.npy"), "--stride", "8", "--samples", "--samples-per-prompt", "2", "--max-new-tokens", "8",
                         "--reference-checkpoint", str(tiny_run["run"].root), "--json", str(out))
     assert code == 0, err
     got = json.loads(out.read_text())
     assert got["stride"] == 8 and got["num_tokens"] == len(tokens) - 1
-    assert got["samples"]["reference_ppl"] > 1.0 and got["samples"]["num_samples"] >= 1
+    from cs336_basics.generation import DEFAULT_PROMPTS
+
+    assert got["samples"]["reference_ppl"] > 1.0 and got["samples"]["num_samples"] == 2 * len(DEFAULT_PROMPTS)
 
 
 def test_eval_cli_bad_input_one_line(tiny_run, tmp_path, capsys, monkeypatch):

@@ -42,6 +42,8 @@ def register(subparsers, parents) -> None:
                         help="also generate from fixed prompts and report generation-quality metrics")
     parser.add_argument("--prompt", action="append", default=None, metavar="TEXT",
                         help="prompt for --samples (repeatable; default: built-in story openings)")
+    parser.add_argument("--samples-per-prompt", type=positive_int, default=1, metavar="K",
+                        help="draw K samples per prompt (batched; more samples make the metrics less noisy)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=128, help="tokens per sample (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--reference-checkpoint", type=existing_path, default=None, metavar="PATH",
@@ -127,7 +129,7 @@ def sample_metrics(args, model, tokenizer, loaded, device: str) -> dict[str, Any
     if tokenizer is None:
         raise UserError(f"--samples needs the run's tokenizer, and none was found for {loaded.checkpoint_path}; "
                         "set data.tokenizer_dir in its config.toml")
-    prompts = args.prompt or DEFAULT_PROMPTS
+    prompts = list(args.prompt or DEFAULT_PROMPTS) * args.samples_per_prompt  # rows draw independently
     with evaluation_mode(model):
         results = generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, temperature=0.8,
                            top_p=0.95, seed=args.seed, device=device)
