@@ -37,24 +37,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = self.server.root / name
         return path if path.is_file() else None
 
-    def _status_override(self) -> bool:
+    def _begin(self, method: str) -> bytes | None:
+        """Record the request; answer forced statuses and 404s; else return the file's bytes."""
+        self.server.requests.append((method, self.path, self.headers.get("Range") if method == "GET" else None))
         code = self.server.status.get(self.path.lstrip("/"))
-        if code is None:
-            return False
-        self.send_response(code)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-        return True
-
-    def do_HEAD(self):
-        self.server.requests.append(("HEAD", self.path, None))
-        if self._status_override():
-            return
+        if code is not None:
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         path = self._file()
         if path is None:
             self.send_error(404)
+            return None
+        return path.read_bytes()
+
+    def do_HEAD(self):
+        data = self._begin("HEAD")
+        if data is None:
             return
-        data = path.read_bytes()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Linked-Size", str(len(data)))
@@ -65,14 +66,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         rng = self.headers.get("Range")
-        self.server.requests.append(("GET", self.path, rng))
-        if self._status_override():
+        raw = self._begin("GET")
+        if raw is None:
             return
-        path = self._file()
-        if path is None:
-            self.send_error(404)
-            return
-        data = bytearray(path.read_bytes())
+        data = bytearray(raw)
         if self.server.corrupt_at is not None:
             data[self.server.corrupt_at] ^= 0xFF
         start, end = 0, len(data) - 1

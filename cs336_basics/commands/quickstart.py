@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cs336_basics.commands import add_config_args, existing_file, positive_int
-
-
-def _minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"the time budget must be a positive number of minutes, got {text!r}")
-    return value
+from cs336_basics.commands import add_config_args, existing_file, non_negative_float, positive_int
 
 
 def register(subparsers, parents) -> None:
@@ -32,12 +22,10 @@ def register(subparsers, parents) -> None:
     parser.add_argument("--valid", type=existing_file, default=None, metavar="FILE",
                         help="validation text (default: the published validation file, or the last 5%% of --data)")
     parser.add_argument("--out", default="quickstart", metavar="DIR", help="output folder (default: quickstart/)")
-    parser.add_argument("--minutes", type=_minutes, default=QUICKSTART_MINUTES, metavar="M",
+    parser.add_argument("--minutes", type=non_negative_float, default=QUICKSTART_MINUTES, metavar="M",
                         help="total time budget: the training step count is fitted to it after measuring a step on "
-                             f"this machine (default {QUICKSTART_MINUTES:g})")
-    parser.add_argument("--fixed-steps", action="store_true",
-                        help="train the preset's fixed train.total_steps instead of fitting a time budget "
-                             "(reproducible; also implied by --set train.total_steps=N)")
+                             f"this machine (default {QUICKSTART_MINUTES:g}); 0 trains the preset's fixed "
+                             "train.total_steps instead (reproducible; also implied by --set train.total_steps=N)")
     parser.add_argument("--max-bytes", type=_size, default=None, metavar="N",
                         help="size of the TinyStories prefix to download (default 20M)")
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
@@ -50,7 +38,7 @@ def register(subparsers, parents) -> None:
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.pipeline import run_quickstart
 
-    result = run_quickstart(args.out, args.data, args.valid, minutes=None if args.fixed_steps else args.minutes,
+    result = run_quickstart(args.out, args.data, args.valid, minutes=args.minutes or None,
                             config=args.config, overrides=args.overrides, max_bytes=args.max_bytes,
                             workers=args.workers, seed=args.seed)
 
