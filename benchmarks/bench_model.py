@@ -1,9 +1,10 @@
 """Forward+backward throughput of our TransformerLM vs a standard PyTorch GPT of the same shape.
 
-The anchor, :class:`StandardLM`, is the Llama-style model written the usual
-way with PyTorch's own building blocks (``nn.Embedding``, ``nn.Linear``,
-``nn.RMSNorm``, ``F.silu``, ``F.scaled_dot_product_attention`` with
-``is_causal``, ``F.cross_entropy``) and RoPE from cached cos/sin tables.
+The anchor is the standard GPT of ``benchmarks/bench_train.py`` (``StdGPT``):
+the Llama-style model written the usual way with PyTorch's own building blocks
+(``nn.Embedding``, ``nn.Linear``, ``nn.RMSNorm``, ``F.silu``,
+``F.scaled_dot_product_attention`` with ``is_causal``) and RoPE from cached
+cos/sin tables; the loss is ``F.cross_entropy`` for every contender.
 Contenders, run interleaved by ``benchmarks/harness.py`` in the same process:
 
 - ``ours``: TransformerLM with the from-scratch attention (``attention="reference"``);
@@ -34,70 +35,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import StdGPT as StandardLM  # noqa: E402 - one standard GPT anchor for both benchmarks
 from harness import Contender, compare  # noqa: E402
 
 from cs336_basics.model import TransformerLM, preset  # noqa: E402
-
-
-class StandardAttention(nn.Module):
-    def __init__(self, d_model: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
-        self.proj = nn.Linear(d_model, d_model, bias=False)
-
-    def forward(self, x, cos, sin):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k = _rope(q, cos, sin), _rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
-
-
-def _rope(x, cos, sin):
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-
-
-class StandardBlock(nn.Module):
-    def __init__(self, d_model: int, num_heads: int, d_ff: int) -> None:
-        super().__init__()
-        self.ln1, self.ln2 = nn.RMSNorm(d_model, eps=1e-5), nn.RMSNorm(d_model, eps=1e-5)
-        self.attn = StandardAttention(d_model, num_heads)
-        self.w1 = nn.Linear(d_model, d_ff, bias=False)
-        self.w3 = nn.Linear(d_model, d_ff, bias=False)
-        self.w2 = nn.Linear(d_ff, d_model, bias=False)
-
-    def forward(self, x, cos, sin):
-        x = x + self.attn(self.ln1(x), cos, sin)
-        h = self.ln2(x)
-        return x + self.w2(F.silu(self.w1(h)) * self.w3(h))
-
-
-class StandardLM(nn.Module):
-    def __init__(self, vocab: int, context: int, d_model: int, layers: int, heads: int, d_ff: int,
-                 theta: float = 10000.0) -> None:
-        super().__init__()
-        self.emb = nn.Embedding(vocab, d_model)
-        self.blocks = nn.ModuleList(StandardBlock(d_model, heads, d_ff) for _ in range(layers))
-        self.ln_f = nn.RMSNorm(d_model, eps=1e-5)
-        self.head = nn.Linear(d_model, vocab, bias=False)
-        dh = d_model // heads
-        inv = theta ** (-torch.arange(0, dh, 2).float() / dh)
-        angles = torch.arange(context).float()[:, None] * inv  # (T, dh/2)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
-
-    def forward(self, ids):
-        T = ids.shape[1]
-        x = self.emb(ids)
-        cos, sin = self.cos[:T], self.sin[:T]
-        for block in self.blocks:
-            x = block(x, cos, sin)
-        return self.head(self.ln_f(x))
 
 
 def _train_steps(model, ids, targets, steps: int, vocab: int, cpu_times: list[float]):
