@@ -26,6 +26,33 @@ def _one_line_error(proc) -> str:
     return lines[0]
 
 
+class Ran:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``cs336 ARGS`` in this process (no interpreter start-up per call); returns code/stdout/stderr."""
+    import io
+    import sys
+
+    from cs336_basics.cli import main
+
+    def invoke(*args: str, input: str | None = None) -> Ran:
+        if input is not None:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(input.encode("utf-8")), encoding="utf-8"))
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+        out = capsys.readouterr()
+        return Ran(code, out.out, out.err)
+
+    return invoke
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """A run directory with a (randomly initialised) checkpoint and a byte-level tokenizer beside it."""
@@ -34,6 +61,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("gen")
     vocab = {i: bytes([i]) for i in range(256)}
     vocab[256] = b"th"
+    vocab[257] = b"<|endoftext|>"
     tok_dir = save_tokenizer_dir(root / "data" / "tokenizer", vocab, [(b"t", b"h")], ["<|endoftext|>"], {})
     cfg = RunConfig(model=ModelConfig(vocab_size=320, context_length=48, d_model=32, num_layers=2, num_heads=2),
                     data=DataConfig(tokenizer_dir=str(tok_dir)))
@@ -49,6 +77,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_generate_from_run_directory_is_reproducible(trained):
+    # a real process: streaming to a pipe, stats on stderr, the console entry point
     args = ["generate", "--checkpoint", str(trained["run"]), "--prompt", "Once upon a time", "--max-tokens", "20",
             "--seed", "1", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.9"]
     first, second = run_cli(*args), run_cli(*args)
@@ -58,42 +87,42 @@ def test_generate_from_run_directory_is_reproducible(trained):
     assert "tokens/s" in first.stderr
 
 
-def test_checkpoint_file_with_explicit_tokenizer(trained):
-    proc = run_cli("generate", "--checkpoint", str(trained["loose"]), "--tokenizer", str(trained["tokenizer"]),
+def test_checkpoint_file_with_explicit_tokenizer(cli, trained):
+    proc = cli("generate", "--checkpoint", str(trained["loose"]), "--tokenizer", str(trained["tokenizer"]),
                    "--prompt", "the", "--max-tokens", "10", "--temperature", "0", "--ignore-eos")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("the")
 
 
-def test_checkpoint_without_tokenizer_says_how_to_fix(trained):
-    line = _one_line_error(run_cli("generate", "--checkpoint", str(trained["loose"]), "--prompt", "x"))
+def test_checkpoint_without_tokenizer_says_how_to_fix(cli, trained):
+    line = _one_line_error(cli("generate", "--checkpoint", str(trained["loose"]), "--prompt", "x"))
     assert "tokenizer" in line
 
 
-def test_prompt_file_num_samples_and_batch(trained, tmp_path):
+def test_prompt_file_num_samples_and_batch(cli, trained, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("One day\n\nThe cat\n", encoding="utf-8")
     common = ["generate", "--checkpoint", str(trained["run"]), "--prompt-file", str(prompts), "--num-samples", "2",
               "--max-tokens", "8", "--temperature", "0", "--ignore-eos"]
-    streamed = run_cli(*common)
-    batched = run_cli(*common, "--batch")
+    streamed = cli(*common)
+    batched = cli(*common, "--batch")
     assert streamed.returncode == 0 and batched.returncode == 0, streamed.stderr + batched.stderr
     assert streamed.stdout.count("=== sample") == 4
     # greedy: streaming one by one and one left-padded batch print the same samples
     assert streamed.stdout == batched.stdout
 
 
-def test_prompt_from_stdin(trained):
-    proc = run_cli("generate", "--checkpoint", str(trained["run"]), "--prompt", "-", "--max-tokens", "5",
+def test_prompt_from_stdin(cli, trained):
+    proc = cli("generate", "--checkpoint", str(trained["run"]), "--prompt", "-", "--max-tokens", "5",
                    "--temperature", "0", "--ignore-eos", input="Once\nupon\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Once\nupon")
 
 
-def test_no_cache_prints_the_same_greedy_text(trained):
+def test_no_cache_prints_the_same_greedy_text(cli, trained):
     common = ["generate", "--checkpoint", str(trained["run"]), "--prompt", "abc", "--max-tokens", "12",
               "--temperature", "0", "--ignore-eos"]
-    assert run_cli(*common).stdout == run_cli(*common, "--no-cache").stdout
+    assert cli(*common).stdout == cli(*common, "--no-cache").stdout
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -103,25 +132,26 @@ def test_no_cache_prints_the_same_greedy_text(trained):
     (["--temperature", "-1"], "temperature"),
     (["--device", "cuda:7"], "device"),
 ])
-def test_bad_arguments_are_one_line_errors(trained, args, needle):
+def test_bad_arguments_are_one_line_errors(cli, trained, args, needle):
     base = ["generate", "--prompt", "x", "--max-tokens", "2"]
     if "--checkpoint" not in args:
         base += ["--checkpoint", str(trained["run"])]
-    line = _one_line_error(run_cli(*base, *args))
+    line = _one_line_error(cli(*base, *args))
     assert needle in line
 
 
-def test_tokenizer_that_does_not_fit_the_model(trained, tmp_path):
+def test_tokenizer_that_does_not_fit_the_model(cli, trained, tmp_path):
     from cs336_basics.tokenizer.tokenizer_dir import save_tokenizer_dir
 
     vocab = {i: bytes([i]) for i in range(256)}
     merges = []
-    for i in range(100):  # 356 + 1 ids > the model's 320
+    for i in range(100):  # 357 ids > the model's 320
         a, b = bytes([65 + i % 26]), bytes([97 + i // 26])
         vocab[256 + i] = a + b
         merges.append((a, b))
+    vocab[356] = b"<|endoftext|>"
     big = save_tokenizer_dir(tmp_path / "big", vocab, merges, ["<|endoftext|>"], {})
-    line = _one_line_error(run_cli("generate", "--checkpoint", str(trained["run"]), "--tokenizer", str(big),
+    line = _one_line_error(cli("generate", "--checkpoint", str(trained["run"]), "--tokenizer", str(big),
                                    "--prompt", "x"))
     assert "tokenizer" in line
-    assert json.loads((big / "meta.json").read_text())["vocab_size"] == 356
+    assert json.loads((big / "meta.json").read_text())["vocab_size"] == 357

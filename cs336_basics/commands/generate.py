@@ -106,6 +106,7 @@ def _device(name: str):
 
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.generation import generate
+    from cs336_basics.generation.generate import check_tokenizer_fits
     from cs336_basics.training.checkpoint import load_trained_model
 
     if args.max_tokens < 0:
@@ -119,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizer = Tokenizer.from_dir(args.tokenizer)
     else:
         tokenizer = loaded.tokenizer()
+    check_tokenizer_fits(loaded.model, tokenizer)
     info(f"model: {loaded.checkpoint_path} (step {loaded.step}), tokenizer: {args.tokenizer or loaded.tokenizer_dir}, "
          f"device: {device}")
 

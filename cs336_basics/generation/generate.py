@@ -60,6 +60,13 @@ TokenCallback = Callable[[int, str], None]
 """``on_token(row, text_piece)``: called with each new piece of completed text of row ``row``."""
 
 
+def check_tokenizer_fits(model: torch.nn.Module, tokenizer) -> None:
+    """UserError when the tokenizer has ids the model cannot produce (it belongs to another model)."""
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise UserError(f"tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}; "
+                        "use the tokenizer the model was trained with (--tokenizer DIR)")
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -107,9 +114,7 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
                             repetition_penalty=float(repetition_penalty))
     cfg = model.config
     vocab_size = tokenizer.vocab_size
-    if vocab_size > cfg.vocab_size:
-        raise UserError(f"tokenizer has {vocab_size} ids but the model only {cfg.vocab_size}; "
-                        "use the tokenizer the model was trained with (--tokenizer DIR)")
+    check_tokenizer_fits(model, tokenizer)
     device = torch.device(device) if device is not None else _model_device(model)
     eos_id = tokenizer.eos_id if stop_at_eos else None
 
