@@ -7,6 +7,8 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cs336_basics.errors import UserError
 from cs336_basics.model import (
@@ -290,3 +292,34 @@ def test_torch_compile_matches_eager(attention):
     loss = F.cross_entropy(compiled(ids).reshape(-1, 64), ids.reshape(-1))
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+_HYPO_MODELS: dict[str, TransformerLM] = {}
+
+
+@settings(max_examples=25, deadline=None)
+@given(name=st.sampled_from(["gpt2", "llama", "nope", "parallel"]),
+       chunks=st.lists(st.integers(1, 6), min_size=1, max_size=6))
+def test_kv_cache_any_chunking_matches_full_forward(name, chunks):
+    """Feeding the sequence in arbitrary chunks through the cache gives the full forward's logits."""
+    model = _HYPO_MODELS.setdefault(name, _model(VARIANTS[name]))
+    total = sum(chunks)
+    ids = torch.randint(0, 64, (2, total), generator=torch.Generator().manual_seed(total))
+    with torch.no_grad():
+        full = model(ids)
+        cache = model.init_cache(2, 24)
+        outs, start = [], 0
+        for size in chunks:
+            outs.append(model(ids[:, start:start + size], cache=cache))
+            start += size
+    assert (torch.cat(outs, dim=1) - full).abs().max().item() < 1e-5
+
+
+def test_attention_module_handles_extra_batch_dims():
+    from cs336_basics.model import MultiHeadSelfAttention, RotaryEmbedding
+
+    mha = MultiHeadSelfAttention(16, 4, rotary=RotaryEmbedding(4))
+    x = torch.randn(2, 3, 7, 16)
+    out = mha(x)
+    assert out.shape == (2, 3, 7, 16)
+    torch.testing.assert_close(out[1, 2], mha(x[1, 2]))
