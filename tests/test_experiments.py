@@ -260,14 +260,14 @@ def test_resume_of_a_half_finished_sweep(tmp_path, base_toml):
     spec = lr_spec(base_toml)
     fake = FakeTrain(interrupt={"lr_max=0.01"})
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(spec, tmp_path / "sweeps", train_fn=fake)
+        run_sweep(spec, tmp_path / "sweeps", train_fn=fake, report=False)
     sweep_dir = tmp_path / "sweeps" / "lr"
     assert [r["name"] for r in read_jsonl(sweep_dir / "results.jsonl")] == ["lr_max=0.003"]
     states = dict((r.name, s) for r, s in SweepRunner(spec, tmp_path / "sweeps").plan())
     assert states == {"lr_max=0.003": "done", "lr_max=0.01": "resume", "lr_max=0.1": "new"}
 
     again = FakeTrain()
-    outcome = run_sweep(spec, tmp_path / "sweeps", train_fn=again)
+    outcome = run_sweep(spec, tmp_path / "sweeps", train_fn=again, report=False)
     assert again.calls == [("lr_max=0.01", "auto"), ("lr_max=0.1", None)]
     assert outcome.skipped == ["lr_max=0.003"] and outcome.ran == ["lr_max=0.01", "lr_max=0.1"]
     lines = read_jsonl(sweep_dir / "results.jsonl")
@@ -276,7 +276,7 @@ def test_resume_of_a_half_finished_sweep(tmp_path, base_toml):
     assert steps == list(range(1, 11))  # resumed after step 4, no step logged twice
 
     third = FakeTrain()
-    assert run_sweep(spec, tmp_path / "sweeps", train_fn=third).ran == [] and third.calls == []
+    assert run_sweep(spec, tmp_path / "sweeps", train_fn=third, report=False).ran == [] and third.calls == []
 
 
 def test_finished_but_unrecorded_run_is_recorded_not_retrained(tmp_path, base_toml):
@@ -285,17 +285,17 @@ def test_finished_but_unrecorded_run_is_recorded_not_retrained(tmp_path, base_to
     first = runner.runs[0]
     write_run(runner.sweep_dir / "runs" / first.name, first.config)  # finished, then the sweep crashed
     fake = FakeTrain()
-    outcome = runner.run(train_fn=fake)
+    outcome = runner.run(train_fn=fake, report=False)
     assert first.name not in [c[0] for c in fake.calls]
     assert outcome.results[first.name]["status"] == "finished"
     assert outcome.results[first.name]["final_val_loss"] is not None
 
 
 def test_changed_definition_under_same_name_is_an_error(tmp_path, base_toml):
-    run_sweep(lr_spec(base_toml), tmp_path / "s", train_fn=FakeTrain())
+    run_sweep(lr_spec(base_toml), tmp_path / "s", train_fn=FakeTrain(), report=False)
     changed = merge_specs(lr_spec(base_toml), overrides=["model.d_model=64"])
     with pytest.raises(UserError, match="different config"):
-        run_sweep(changed, tmp_path / "s", train_fn=FakeTrain())
+        run_sweep(changed, tmp_path / "s", train_fn=FakeTrain(), report=False)
 
 
 def test_failed_and_oom_runs_are_recorded_and_the_sweep_goes_on(tmp_path, base_toml):
@@ -336,7 +336,7 @@ def test_subprocess_launcher_schedules_one_run_per_gpu(tmp_path, base_toml):
             return [sys.executable, str(script), str(cfg_path)]
 
     runner = StandIn(lr_spec(base_toml), tmp_path / "s")
-    outcome = runner.run(gpus=["0", "1"])
+    outcome = runner.run(gpus=["0", "1"], report=False)
     assert sorted(outcome.ran) == ["lr_max=0.003", "lr_max=0.01", "lr_max=0.1"]
     first = {}
     for name in outcome.ran:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.errors import UserError
-from cs336_basics.experiments.runs import (Run, differing_keys, expand_run_dirs, format_value, load_run,
+from cs336_basics.experiments.runs import (Run, config_value, differing_keys, expand_run_dirs, format_value, load_run,
                                            short_names)
 from cs336_basics.rundir import atomic_write_text, read_jsonl
 
@@ -48,7 +48,7 @@ def metrics_rows(runs: list[Run], results: dict[str, dict[str, Any]] | None = No
     rows = []
     for run in runs:
         s = run.summary()
-        rows.append([run.name] + [format_value(run.config.get(k)) for k in keys] + [
+        rows.append([run.name] + [config_value(run, k) for k in keys] + [
             format_value(s.steps), format_value(s.tokens), "-" if s.wallclock is None else f"{s.wallclock:.1f}",
             _loss(s.final_train_loss), _loss(s.final_val_loss), _loss(s.best_val_loss),
             _status(run, (results or {}).get(run.name))])

@@ -221,13 +221,18 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def config_value(run: Run, key: str) -> str:
+    """A config value for legends and tables; absent keys are None settings that TOML cannot store."""
+    return format_value(run.config[key]) if key in run.config else "default"
+
+
 def run_labels(runs: list[Run]) -> list[str]:
     """Legend labels naming what differs between the runs (the run directory name if nothing does)."""
     keys = differing_keys(runs)
     if not keys:
         return [r.name for r in runs]
     short = short_names(keys)
-    labels = [", ".join(f"{short[k]}={format_value(r.config.get(k))}" for k in keys) for r in runs]
+    labels = [", ".join(f"{short[k]}={config_value(r, k)}" for k in keys) for r in runs]
     if len(set(labels)) != len(labels):  # e.g. only ignored keys differ
         labels = [f"{r.name}: {label}" for r, label in zip(runs, labels)]
     return labels
