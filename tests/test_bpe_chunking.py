@@ -25,7 +25,7 @@ def _safe_newlines(data: bytes) -> list[int]:
             and not classes[data[p - 1]] & CLASS_SPACE]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.sampled_from([a for a in ATOMS if "<" not in a] + ["\xff", "\u2028"]), max_size=40).map("".join))
 def test_cut_before_newline_after_ascii_non_space_keeps_pretokens(text):
     data = text.encode("utf-8", "surrogateescape")
@@ -42,7 +42,7 @@ def test_cut_rule_is_needed():
 
 
 @pytest.mark.parametrize("native", NATIVE)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=texts, chunk=st.integers(1, 40))
 def test_chunked_counts_equal_one_pass(tmp_path, native, text, chunk):
     specials = [EOT, "<|a|>", "<|a|><|a|>", "<|\n|>"]

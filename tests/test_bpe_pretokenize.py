@@ -54,13 +54,13 @@ def test_reference_matches_gpt2_examples():
 def test_random_byte_strings_match_regex():
     rng = random.Random(0)
     table = char_class_table()
-    for _ in range(5000):
+    for _ in range(3000):
         data = b"".join(rng.choice(PIECES) for _ in range(rng.randint(0, 24)))
         assert _bpe_count.pretokenize(data, table) == pretokenize_bytes(data), data
 
 
 @needs_native
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
 def test_arbitrary_text_matches_regex(text):
     data = text.encode("utf-8")
@@ -68,7 +68,7 @@ def test_arbitrary_text_matches_regex(text):
 
 
 @needs_native
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=60))
 def test_arbitrary_bytes_match_regex(data):
     assert _bpe_count.pretokenize(data, char_class_table()) == pretokenize_bytes(data)
