@@ -156,6 +156,42 @@ def timed_steps(fn, steps: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def bench_components(args, rounds: int = 5) -> None:
+    """Our cross-entropy and AdamW vs PyTorch's at the benchmark shape, interleaved (median ms per call)."""
+    from cs336_basics.training.loss import cross_entropy
+    from cs336_basics.training.optimizer import AdamW
+
+    n = args.batch * args.ctx
+    logits = torch.randn(n, args.vocab, requires_grad=True)
+    targets = torch.randint(0, args.vocab, (n,))
+
+    def ce(fn):
+        def run():
+            logits.grad = None
+            fn(logits, targets).backward()
+        return run
+
+    torch.manual_seed(0)
+    params_a = [nn.Parameter(torch.randn(s)) for s in ((args.vocab, args.d_model),) * 2 + ((args.d_model, args.d_model),) * 16]
+    params_b = [nn.Parameter(p.detach().clone()) for p in params_a]
+    for p, q in zip(params_a, params_b):
+        p.grad = torch.randn_like(p)
+        q.grad = p.grad.clone()
+    ours_opt = AdamW(params_a, lr=1e-3, weight_decay=0.1)
+    torch_opt = torch.optim.AdamW(params_b, lr=1e-3, weight_decay=0.1)
+    pairs = {"cross_entropy fwd+bwd": (ce(cross_entropy), ce(F.cross_entropy)),
+             f"AdamW step ({sum(p.numel() for p in params_a) / 1e6:.1f}M params)": (ours_opt.step, torch_opt.step)}
+    print("\n| component | ours ms | torch ms | ours/torch time |\n|---|---:|---:|---:|")
+    for name, (ours, theirs) in pairs.items():
+        ours(), theirs()
+        a, b = [], []
+        for _ in range(rounds):
+            a.append(timed_steps(ours, 1))
+            b.append(timed_steps(theirs, 1))
+        ma, mb = statistics.median(a), statistics.median(b)
+        print(f"| {name} | {1e3 * ma:.1f} | {1e3 * mb:.1f} | {ma / mb:.2f} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vocab", type=int, default=10000)
@@ -170,8 +206,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--e2e-steps", type=int, default=6, help="steps of the end-to-end train() run (0: skip)")
+    p.add_argument("--components", action="store_true", help="only compare cross-entropy and AdamW with PyTorch's")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.components:
+        bench_components(args)
+        return
 
     from cs336_basics.training import runtime
     from cs336_basics.training.loop import Trainer, train
