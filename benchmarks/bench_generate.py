@@ -25,6 +25,7 @@ Run: ``python benchmarks/bench_generate.py`` (``--quick`` for a smoke run).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -112,14 +113,37 @@ def prompts_of(batch: int, length: int) -> list[str]:
 
 
 class StepClock:
-    """Forward hook recording when every forward of the model finishes."""
+    """Forward hook recording when every forward of the model finishes (wall and process CPU time)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.times: list[float] = []
-        model.register_forward_hook(lambda *_: self.times.append(time.perf_counter()))
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.handle = model.register_forward_hook(lambda *_: self._tick())
 
-    def step_latencies(self) -> list[float]:
-        return [b - a for a, b in zip(self.times, self.times[1:])]
+    def _tick(self) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    @staticmethod
+    def deltas(times: list[float]) -> list[float]:
+        return [b - a for a, b in zip(times, times[1:])]
+
+
+class CpuTimed:
+    """Wraps a contender's function to also record its process CPU time.
+
+    With one torch thread, CPU time is the work done, unaffected by other
+    processes competing for the cores (wall time on a shared machine is not).
+    """
+
+    def __init__(self, fn) -> None:
+        self.fn, self.times = fn, []
+
+    def __call__(self):
+        start = time.process_time()
+        out = self.fn()
+        self.times.append(time.process_time() - start)
+        return out
 
 
 def main() -> None:
@@ -136,54 +160,71 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=1024)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--no-uncached", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: CPU time then measures work on a shared machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.quick:
         args.new, args.repeats, args.d_model, args.layers, args.vocab, args.context = 64, 1, 64, 2, 1000, 128
 
     cfg = ModelConfig(vocab_size=args.vocab, context_length=args.context, d_model=args.d_model,
                       num_layers=args.layers, num_heads=args.heads, position="rope", ffn="swiglu")
     model = TransformerLM(cfg, seed=0).eval()
+    sdpa_model = TransformerLM(dataclasses.replace(cfg, attention="sdpa")).eval()
+    sdpa_model.load_state_dict(model.state_dict())
     weights = {k: v.detach() for k, v in model.state_dict().items()}
     tok = byte_tokenizer()
     print(f"model: d_model {cfg.d_model}, {cfg.num_layers} layers, {cfg.num_heads} heads, vocab {cfg.vocab_size}, "
           f"context {cfg.context_length}, {model.num_parameters() / 1e6:.1f}M parameters; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {args.new} new tokens from a {args.prompt_len}-token prompt\n")
 
-    def ours(prompts, use_cache=True):
-        return generate(model, tok, prompts, max_new_tokens=args.new, temperature=0.0, stop_at_eos=False,
+    def ours(prompts, use_cache=True, net=model):
+        return generate(net, tok, prompts, max_new_tokens=args.new, temperature=0.0, stop_at_eos=False,
                         use_cache=use_cache)
 
     for batch in [int(b) for b in args.batches.split(",")]:
         prompts = prompts_of(batch, args.prompt_len)
         input_ids = torch.tensor([tok.encode(p) for p in prompts])  # (B, prompt_len)
         assert input_ids.shape == (batch, args.prompt_len)
-        # correctness first: the anchor and our cached/uncached decoding must agree token for token
+        # correctness first: the anchor and our decoding must agree token for token
         mine = [r.token_ids for r in ours(prompts)]
         anchor = hf_style_generate(weights, cfg, input_ids, args.new, tok.vocab_size).tolist()
         assert mine == anchor, "hf-style loop and generate() disagree: not the same computation"
+        assert [r.token_ids for r in ours(prompts, net=sdpa_model)] == mine
         work = batch * args.new
-        contenders = [
-            Contender("ours cached", lambda: ours(prompts), work=work, work_unit="tok"),
-            Contender("hf-style past_key_values", lambda: hf_style_generate(weights, cfg, input_ids, args.new,
-                                                                             tok.vocab_size),
-                      work=work, work_unit="tok"),
-        ]
+        fns = {
+            "ours cached": CpuTimed(lambda: ours(prompts)),
+            "ours cached, sdpa kernel": CpuTimed(lambda: ours(prompts, net=sdpa_model)),
+            "hf-style past_key_values": CpuTimed(lambda: hf_style_generate(weights, cfg, input_ids, args.new,
+                                                                           tok.vocab_size)),
+        }
         print(f"## batch {batch}\n")
-        results = compare(contenders, repeats=args.repeats, warmup=1)
+        results = compare([Contender(name, fn, work=work, work_unit="tok") for name, fn in fns.items()],
+                          repeats=args.repeats, warmup=1)
         print_table(results, baseline="hf-style past_key_values")
-        cached = results[0]
+        anchor_cpu = statistics.median(fns["hf-style past_key_values"].times[1:])
+        print("\n| contender | median CPU s | tok per CPU s | CPU time vs hf-style | speed vs hf-style |")
+        print("|---|---:|---:|---:|---:|")
+        for name, fn in fns.items():
+            cpu = statistics.median(fn.times[1:])  # [0] is the warmup
+            print(f"| {name} | {cpu:.3f} | {work / cpu:.1f} | {cpu / anchor_cpu:.3f} | {anchor_cpu / cpu:.3f} |")
+        cached_cpu = statistics.median(fns["ours cached"].times[1:])
         if not args.no_uncached:
-            uncached = compare([Contender("ours uncached", lambda: ours(prompts, use_cache=False), work=work,
-                                          work_unit="tok")], repeats=args.uncached_repeats)[0]
-            print(f"\nuncached: median {uncached.median:.2f}s ({uncached.rate:.1f} tok/s); "
-                  f"cache speed-up {uncached.median / cached.median:.1f}x")
+            slow = CpuTimed(lambda: ours(prompts, use_cache=False))
+            uncached = compare([Contender("ours uncached", slow, work=work, work_unit="tok")],
+                               repeats=args.uncached_repeats)[0]
+            print(f"\nuncached: median {uncached.median:.2f}s wall ({uncached.rate:.1f} tok/s), "
+                  f"{statistics.median(slow.times):.2f}s CPU; cache speed-up "
+                  f"{uncached.median / results[0].median:.1f}x wall, {statistics.median(slow.times) / cached_cpu:.1f}x CPU")
         clock = StepClock(model)
-        generate(model, tok, prompts, max_new_tokens=args.new, temperature=0.0, stop_at_eos=False)
-        steps = clock.step_latencies()  # decode steps after the prefill
-        first, last = statistics.mean(steps[:64]), statistics.mean(steps[-64:])
-        print(f"per-token latency: first 64 steps {first * 1e3:.2f} ms, last 64 {last * 1e3:.2f} ms, "
-              f"ratio {last / first:.2f}\n")
-        model._forward_hooks.clear()
+        ours(prompts)
+        clock.handle.remove()
+        for label, times in (("wall", clock.wall), ("CPU", clock.cpu)):
+            steps = StepClock.deltas(times)  # decode steps after the prefill
+            first, last = statistics.median(steps[:64]), statistics.median(steps[-64:])
+            print(f"per-token latency ({label}, medians): first 64 steps {first * 1e3:.2f} ms, "
+                  f"last 64 {last * 1e3:.2f} ms, ratio {last / first:.2f}")
+        print()
 
 
 if __name__ == "__main__":

@@ -86,11 +86,14 @@ class _CacheDecoder:
             reencoded = self._make_room(histories)
             if reencoded is not None:
                 return reencoded
-        ones = torch.ones((self.key_mask.shape[0], 1), dtype=torch.bool, device=self.device)
-        self.key_mask = torch.cat([self.key_mask, ones], dim=1)  # (B, S + 1)
+        if self.padded:
+            ones = torch.ones((self.key_mask.shape[0], 1), dtype=torch.bool, device=self.device)
+            self.key_mask = torch.cat([self.key_mask, ones], dim=1)  # (B, S + 1)
+        else:  # all True: only its width (the cache length) is tracked
+            self.key_mask = self.key_mask[:, :1].expand(-1, self.key_mask.shape[1] + 1)
         logits = self.model(new_ids.view(-1, 1), cache=self.cache, positions=self.next_pos.view(-1, 1),
                             attention_mask=self.key_mask if self.padded else None)  # (B, 1, V)
-        self.next_pos = self.next_pos + 1
+        self.next_pos += 1
         return logits[:, -1]
 
     def _full(self) -> bool:
