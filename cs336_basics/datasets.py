@@ -26,30 +26,24 @@ Notable choices:
 - Offline: ``from_dir`` (or a local directory as ``base_url``) copies the
   published files from a folder with the same prefix cut and verification.
 
-No third-party HTTP client: :mod:`urllib` handles redirects and keeps the
-``Range`` header across them, which is all the Hub needs.
+The HTTP side (HEAD probe, ranged resume, retries, one-line errors) lives in
+:mod:`cs336_basics.http_download`; this module knows the catalog and where files go.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import json
 import os
-import shutil
-import socket
-import time
-import urllib.error
-import urllib.request
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from cs336_basics.errors import UserError
+from cs336_basics.http_download import NETWORK_ERRORS, fetch, open_stream, probe
 from cs336_basics.progress import byte_progress, info
 from cs336_basics.rundir import atomic_write_text
 
@@ -57,7 +51,6 @@ DOC_DELIMITER = b"<|endoftext|>"
 BASE_URL_ENV = "CS336_DATASET_BASE_URL"
 MANIFEST_NAME = "downloads.json"
 CHUNK = 1 << 20
-USER_AGENT = "cs336_basics-downloader/1"
 
 
 @dataclass(frozen=True)
@@ -117,10 +110,6 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _is_sha256(text: str | None) -> bool:
-    return bool(text) and len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower())
-
-
 def cut_after_last_delimiter(path: Path, delimiter: bytes = DOC_DELIMITER) -> int:
     """Truncate ``path`` right after its last ``delimiter``; return the new size.
 
@@ -176,257 +165,47 @@ def _up_to_date(folder: Path, remote: RemoteFile, max_bytes: int | None, verify:
     return True
 
 
-# ----------------------------------------------------------------------------- HTTP
-
-
-@dataclass
-class RemoteInfo:
-    """What a HEAD request told us about a URL (all optional: servers differ)."""
-
-    size: int | None = None
-    sha256: str | None = None
-    validator: str | None = None
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401 - urllib API
-        return None
-
-
-def _http_error(url: str, exc: urllib.error.HTTPError) -> UserError:
-    if exc.code == 404:
-        return UserError(f"download failed: HTTP 404 Not Found for {url}; check the dataset name or --base-url")
-    if exc.code in (401, 403):
-        return UserError(f"download failed: HTTP {exc.code} {exc.reason} for {url}; the file is not public here, "
-                         "download it by hand and use --from-dir")
-    return UserError(f"download failed: server error HTTP {exc.code} {exc.reason} for {url}; try again later "
-                     "(completed bytes are kept and resumed)")
-
-
-def probe(url: str, timeout: float = 30.0) -> RemoteInfo:
-    """HEAD ``url`` without following redirects: the Hub puts size and SHA-256 of LFS files on the redirect."""
-    opener = urllib.request.build_opener(_NoRedirect)
-    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": USER_AGENT,
-                                                                  "Accept-Encoding": "identity"})
-    try:
-        response = opener.open(request, timeout=timeout)
-        headers = response.headers
-        response.close()
-    except urllib.error.HTTPError as exc:
-        if 300 <= exc.code < 400:
-            headers = exc.headers
-        elif exc.code in (404, 401, 403):
-            raise _http_error(url, exc) from exc
-        else:
-            return RemoteInfo()  # HEAD unsupported or flaky: the GET will tell
-    except (urllib.error.URLError, OSError, http.client.HTTPException):
-        return RemoteInfo()
-    linked_size = headers.get("X-Linked-Size")
-    length = headers.get("Content-Length")
-    size = int(linked_size) if linked_size and linked_size.isdigit() else None
-    if size is None and length and length.isdigit() and not headers.get("Location"):
-        size = int(length)
-    sha = None
-    for name in ("X-Linked-Etag", "ETag"):
-        value = (headers.get(name) or "").strip().removeprefix("W/").strip('"')
-        if _is_sha256(value):
-            sha = value.lower()
-            break
-    validator = headers.get("X-Linked-Etag") or headers.get("ETag") or headers.get("Last-Modified")
-    return RemoteInfo(size=size, sha256=sha, validator=validator)
-
-
-class _Interrupted(Exception):
-    """The connection dropped mid-transfer; the bytes so far are in the .part file."""
-
-
-def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
-    """``bytes START-END/TOTAL`` -> (START, TOTAL or None)."""
-    if not value or not value.startswith("bytes "):
-        return None
-    span, _, total = value[len("bytes "):].partition("/")
-    start = span.split("-")[0]
-    if not start.isdigit():
-        return None
-    return int(start), int(total) if total.isdigit() else None
-
-
-@dataclass
-class _Transfer:
-    """State shared by the attempts of one download."""
-
-    url: str
-    part: Path
-    end: int | None
-    total: int | None
-    validator: str | None
-    """If-Range value: the strong ETag (or Last-Modified) the server sent with the bytes we hold."""
-    on_validator: Callable[[str | None], None] | None = None
-
-    def set_total(self, value: int | None) -> int | None:
-        if value is not None:
-            if self.total is not None and value != self.total:
-                self.part.unlink(missing_ok=True)
-                raise UserError(f"download failed: {self.url} is {value} bytes but {self.total} were expected; "
-                                "the published file changed or --base-url points elsewhere")
-            self.total = value
-        return self.total
-
-    def remember_validator(self, headers) -> None:
-        etag = headers.get("ETag")
-        # a weak ETag may not be used in If-Range (RFC 9110 13.1.5); Last-Modified may
-        value = etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
-        if value != self.validator:
-            self.validator = value
-            if self.on_validator is not None:
-                self.on_validator(value)
-
-
-def _fetch_once(t: _Transfer, timeout: float, bar) -> None:
-    """One GET appending to the part file up to byte ``t.end`` (or the end); raises _Interrupted on a drop."""
-    have = t.part.stat().st_size if t.part.exists() else 0
-    if t.end is not None and have >= t.end:
-        return
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    if have or t.end is not None:
-        headers["Range"] = f"bytes={have}-" + (str(t.end - 1) if t.end is not None else "")
-        if have and t.validator:
-            headers["If-Range"] = t.validator
-    try:
-        response = urllib.request.urlopen(urllib.request.Request(t.url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:
-            return  # nothing left to send: the part file already holds the whole file
-        if exc.code >= 500 or exc.code == 429:
-            raise _Interrupted(f"HTTP {exc.code}") from _http_error(t.url, exc)
-        raise _http_error(t.url, exc) from exc
-    except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as exc:
-        raise _Interrupted(str(getattr(exc, "reason", exc))) from exc
-    with response:
-        if response.status == 206:
-            parsed = _parse_content_range(response.headers.get("Content-Range"))
-            if parsed is None or parsed[0] != have:
-                raise UserError(f"download failed: {t.url} answered a range request with a wrong Content-Range; "
-                                "delete the .part file and retry")
-            total = t.set_total(parsed[1])
-            mode = "ab"
-        else:  # 200: the server ignored Range, or the file changed (If-Range): restart from zero
-            bar.reset(total=bar.total)
-            have = 0
-            length = response.headers.get("Content-Length")
-            total = t.set_total(int(length) if length and length.isdigit() else None)
-            mode = "wb"
-        t.remember_validator(response.headers)
-        limit = t.end if total is None else (total if t.end is None else min(t.end, total))
-        remaining = None if limit is None else limit - have
-        with open(t.part, mode) as out:
-            try:
-                while remaining is None or remaining > 0:
-                    chunk = response.read(CHUNK if remaining is None else min(CHUNK, remaining))
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    bar.update(len(chunk))
-                    if remaining is not None:
-                        remaining -= len(chunk)
-            except (socket.timeout, ConnectionError, http.client.HTTPException, OSError) as exc:
-                raise _Interrupted(str(exc)) from exc
-    if remaining is not None and remaining > 0:
-        raise _Interrupted(f"connection closed with {remaining} bytes missing")
-
-
-def fetch(url: str, part: Path, *, end: int | None = None, expected_size: int | None = None,
-          retries: int = 5, timeout: float = 60.0, validator: str | None = None,
-          on_validator: Callable[[str | None], None] | None = None, desc: str = "") -> None:
-    """Download ``url`` (bytes ``[0, end)`` when ``end`` is set) into ``part``, resuming what it already holds.
-
-    ``validator`` is the ETag/Last-Modified that came with the bytes already in ``part`` (sent as
-    If-Range); ``on_validator`` is told each new one so a later process can resume safely.
-    Dropped connections and 5xx answers are retried ``retries`` times with backoff; each retry
-    continues from the bytes already written. Raises UserError when it gives up (the part stays).
-    """
-    t = _Transfer(url, part, end, expected_size, validator, on_validator)
-    have = part.stat().st_size if part.exists() else 0
-    bar_total = min(end, expected_size) if end is not None and expected_size else (end or expected_size)
-    with byte_progress(bar_total, desc or part.name) as bar:
-        bar.update(have)
-        attempt = 0
-        while True:
-            try:
-                _fetch_once(t, timeout, bar)
-                break
-            except _Interrupted as exc:
-                attempt += 1
-                if attempt > retries:
-                    cause = exc.__cause__
-                    if isinstance(cause, UserError):
-                        raise cause from None
-                    raise UserError(f"download of {url} interrupted ({exc}) after {retries} retries; "
-                                    "rerun the same command to resume") from None
-                time.sleep(min(2.0 ** (attempt - 1) * 0.5, 10.0))
-    size = part.stat().st_size
-    want = t.total if end is None else (end if t.total is None else min(end, t.total))
-    if want is not None and size != want:
-        part.unlink(missing_ok=True)
-        raise UserError(f"download of {url} is {size} bytes but {want} were expected; the transfer was corrupted, "
-                        "rerun the command to download it again")
-
-
 # ----------------------------------------------------------------------------- placement
 
 
-def _gunzip(src: Path, dst: Path, max_bytes: int | None, name: str) -> None:
-    """Decompress ``src`` into ``dst`` (only the first ``max_bytes`` decompressed bytes when set)."""
+def _gunzip(src: Path, dst: Path, max_bytes: int | None, name: str) -> bool:
+    """Decompress ``src`` into ``dst`` (only the first ``max_bytes`` bytes when set); True when cut short."""
     try:
         with gzip.open(src, "rb") as fin, open(dst, "wb") as fout:
-            _copy_limited(fin, fout, max_bytes)
+            return _copy_limited(fin, fout, max_bytes)
     except (OSError, EOFError, zlib.error) as exc:
         dst.unlink(missing_ok=True)
         raise UserError(f"{name} is not a valid gzip file ({exc}); rerun with --force to download it again") from exc
 
 
-def _copy_limited(fin: BinaryIO, fout: BinaryIO, limit: int | None) -> None:
+def _copy_limited(fin: BinaryIO, fout: BinaryIO, limit: int | None, on_bytes=None) -> bool:
+    """Copy up to ``limit`` bytes; True when the limit cut the stream short (more bytes were left)."""
     remaining = limit
     while remaining is None or remaining > 0:
         chunk = fin.read(CHUNK if remaining is None else min(CHUNK, remaining))
         if not chunk:
-            break
+            return False
         fout.write(chunk)
+        if on_bytes is not None:
+            on_bytes(len(chunk))
         if remaining is not None:
             remaining -= len(chunk)
+    return bool(fin.read(1))
 
 
-def _gz_prefix(url: str, tmp: Path, max_bytes: int, timeout: float, retries: int) -> None:
+def _gz_prefix(url: str, tmp: Path, max_bytes: int, timeout: float) -> bool:
     """Stream-decompress the start of a remote .gz until ``max_bytes`` of text are out.
 
     No resume here: a prefix is small by intent, and a gzip stream cannot restart mid-way.
     """
-    last_error: Exception | None = None
-    for attempt in range(retries + 1):
-        try:
-            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
-            with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
-                stream = gzip.GzipFile(fileobj=response)
-                with byte_progress(max_bytes, tmp.name.lstrip(".")) as bar:
-                    remaining = max_bytes
-                    while remaining > 0:
-                        chunk = stream.read(min(CHUNK, remaining))
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        bar.update(len(chunk))
-                        remaining -= len(chunk)
-            return
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                raise _http_error(url, exc) from exc
-            last_error = _http_error(url, exc)
-        except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as exc:
-            last_error = exc
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(f"{url} is not a valid gzip stream ({exc})") from exc
-        time.sleep(min(0.5 * 2.0 ** attempt, 10.0))
-    raise UserError(f"download of {url} failed after {retries} retries ({last_error}); rerun to try again")
+    try:
+        with open_stream(url, timeout) as response, open(tmp, "wb") as out:
+            with byte_progress(max_bytes, tmp.name.lstrip(".")) as bar:
+                return _copy_limited(gzip.GzipFile(fileobj=response), out, max_bytes, bar.update)
+    except NETWORK_ERRORS as exc:
+        raise UserError(f"download of {url} was interrupted ({exc}); rerun the command") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UserError(f"{url} is not a valid gzip stream ({exc})") from exc
 
 
 def _verify_sha(path: Path, expected: str | None, source: str) -> str:
@@ -438,8 +217,9 @@ def _verify_sha(path: Path, expected: str | None, source: str) -> str:
     return actual
 
 
-def _place(tmp: Path, final: Path, max_bytes: int | None) -> int:
-    if max_bytes is not None:
+def _place(tmp: Path, final: Path, truncated: bool) -> int:
+    """Rename ``tmp`` to ``final``; a prefix that was cut short first loses its partial last document."""
+    if truncated:
         cut_after_last_delimiter(tmp)
     os.replace(tmp, final)
     return final.stat().st_size
@@ -451,8 +231,8 @@ def _download_one(remote: RemoteFile, folder: Path, *, max_bytes: int | None, ba
     final = folder / remote.local_name
     tmp = folder / f".{remote.local_name}.tmp"
     if remote.compressed and max_bytes is not None:
-        _gz_prefix(url, tmp, max_bytes, timeout, retries)
-        return {"source": url, "source_sha256": None, "size": _place(tmp, final, max_bytes)}
+        truncated = _gz_prefix(url, tmp, max_bytes, timeout)
+        return {"source": url, "source_sha256": None, "size": _place(tmp, final, truncated)}
 
     remote_info = probe(url, timeout=timeout)
     expected_size = remote.size or remote_info.size
@@ -476,10 +256,10 @@ def _download_one(remote: RemoteFile, folder: Path, *, max_bytes: int | None, ba
 
     save_validator(old.get("if_range"))
     prefix_end = max_bytes if max_bytes is not None and not remote.compressed else None
-    fetch(url, part, end=prefix_end, expected_size=expected_size, retries=retries, timeout=timeout,
-          validator=old.get("if_range"), on_validator=save_validator, desc=remote.filename)
+    total = fetch(url, part, end=prefix_end, expected_size=expected_size, retries=retries, timeout=timeout,
+                  validator=old.get("if_range"), on_validator=save_validator, desc=remote.filename)
     # A checksum covers the whole published file, so it can only be checked when we have all of it.
-    whole = prefix_end is None or (expected_size is not None and part.stat().st_size == expected_size)
+    whole = prefix_end is None or (total is not None and part.stat().st_size == total)
     source_sha = _verify_sha(part, expected_sha if whole else None, url) if whole else None
     if remote.compressed:
         _gunzip(part, tmp, None, remote.filename)
@@ -487,7 +267,7 @@ def _download_one(remote: RemoteFile, folder: Path, *, max_bytes: int | None, ba
     else:
         os.replace(part, tmp)
     state_path.unlink(missing_ok=True)
-    return {"source": url, "source_sha256": source_sha, "size": _place(tmp, final, max_bytes)}
+    return {"source": url, "source_sha256": source_sha, "size": _place(tmp, final, not whole)}
 
 
 def _copy_one(remote: RemoteFile, folder: Path, source_dir: Path, *, max_bytes: int | None) -> dict[str, Any]:
@@ -502,13 +282,11 @@ def _copy_one(remote: RemoteFile, folder: Path, source_dir: Path, *, max_bytes: 
             raise UserError(f"{src} is {src.stat().st_size} bytes but the published file has {remote.size}; "
                             "it is incomplete or a different file")
         source_sha = _verify_sha(src, remote.sha256, str(src)) if remote.sha256 else None
-    tmp = folder / f".{remote.local_name}.tmp"
     if src.suffix == ".gz":
-        _gunzip(src, tmp, max_bytes, str(src))
+        tmp = folder / f".{remote.local_name}.tmp"
+        size = _place(tmp, folder / remote.local_name, _gunzip(src, tmp, max_bytes, str(src)))
     else:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            _copy_limited(fin, fout, max_bytes)
-    size = _place(tmp, folder / remote.local_name, max_bytes)
+        size = copy_prefix(src, folder / remote.local_name, max_bytes).stat().st_size
     return {"source": str(src.resolve()), "source_sha256": source_sha, "size": size}
 
 
@@ -567,11 +345,7 @@ def copy_prefix(src: str | Path, dst: str | Path, max_bytes: int | None) -> Path
     """Copy ``src`` to ``dst`` atomically, cut after the last ``<|endoftext|>`` within ``max_bytes``."""
     src, dst = Path(src), Path(dst)
     tmp = dst.with_name(f".{dst.name}.tmp")
-    if max_bytes is None or src.stat().st_size <= max_bytes:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-        return dst
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        _copy_limited(fin, fout, max_bytes)
-    _place(tmp, dst, max_bytes)
+        truncated = _copy_limited(fin, fout, max_bytes)
+    _place(tmp, dst, truncated)
     return dst

@@ -255,6 +255,9 @@ def test_prefix_is_cut_after_last_delimiter(served, tmp_path):
     # a different prefix size is not "up to date"; the full file replaces the prefix
     out = download_dataset("tinystories", tmp_path, base_url=server.url, splits=["train"])
     assert out["train"].read_bytes() == data["train"]
+    # a limit beyond the file's size keeps it whole (its last story included) and verifies it
+    out = download_dataset("tinystories", tmp_path / "big", base_url=server.url, splits=["train"], max_bytes=10**9)
+    assert out["train"].read_bytes() == data["train"]
 
 
 def test_gz_is_decompressed_and_prefix_streams(served, tmp_path):
