@@ -282,9 +282,10 @@ def test_bad_configs_are_one_line_user_errors():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("attention", ["reference", "auto"])
-def test_torch_compile_matches_eager(attention):
-    model = _model(dataclasses.replace(VARIANTS["llama"], attention=attention))
+def test_torch_compile_matches_eager():
+    """Inductor on a tiny model with our attention (its custom autograd softmax included); the SDPA path is
+    PyTorch's own. Most of the time is the compiler's one-off start-up."""
+    model = _model(VARIANTS["llama"])
     compiled = torch.compile(model)
     ids = torch.randint(0, 64, (2, 12))
     torch.testing.assert_close(compiled(ids), model(ids), rtol=1e-4, atol=1e-4)
