@@ -14,9 +14,10 @@ Fast paths, all giving identical ids:
 - merging inside one pre-token by repeated "lowest-rank pair" scans for short
   pre-tokens, and a heap over a linked list of symbols for long ones, so a
   1 MB run of one character costs O(n log n), not O(n^2);
-- an optional C extension (``_encode_native.c``) that pre-tokenizes raw UTF-8
-  with the shared ``pretok.h`` and does the cache and the merges in C. It is
-  used when it was built and ``CS336_NO_NATIVE`` is unset.
+- an optional C extension (``_encode_native.c`` + ``encode_merges.h``) that
+  pre-tokenizes raw UTF-8 with the shared ``pretok.h`` and does the cache and
+  the merges in C (a linear bucket merge for long pre-tokens). It is used when
+  it was built and ``CS336_NO_NATIVE`` is unset.
 
 Text with lone surrogates (not encodable as UTF-8) is treated as ``tiktoken``
 treats it: ``text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")``,
