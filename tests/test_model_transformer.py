@@ -324,3 +324,15 @@ def test_attention_module_handles_extra_batch_dims():
     out = mha(x)
     assert out.shape == (2, 3, 7, 16)
     torch.testing.assert_close(out[1, 2], mha(x[1, 2]))
+
+
+def test_converting_the_model_keeps_position_frequencies_in_float32():
+    for name in ("llama", "sinusoidal"):
+        model = TransformerLM(VARIANTS[name], seed=0).to(torch.bfloat16)
+        buffers = [b for n, b in model.named_buffers() if n.endswith("inv_freq")]
+        assert buffers and all(b.dtype == torch.float32 for b in buffers)
+        assert model.token_embeddings.weight.dtype == torch.bfloat16
+        ids = torch.randint(0, 64, (1, 8))
+        assert model(ids).dtype == torch.bfloat16
+        ref = TransformerLM(VARIANTS[name], seed=0)
+        assert (model(ids).float() - ref(ids)).abs().max().item() < 0.5

@@ -36,15 +36,35 @@ class LearnedPositionEmbedding(Embedding):
         return x + super().forward(positions)  # (..., T, d) + (T, d) or (B, T, d)
 
 
-class SinusoidalPositionEmbedding(nn.Module):
+class _Frequencies(nn.Module):
+    """Holds ``inv_freq[i] = base^(-2i/dim)`` as a float32 buffer that follows the module's device.
+
+    ``model.to(torch.bfloat16)`` would round the frequencies (and so every angle at
+    large positions); after any such conversion they are recomputed in float32.
+    """
+
+    def __init__(self, dim: int, base: float, device=None) -> None:
+        super().__init__()
+        self._dim, self._base = dim, base
+        self.register_buffer("inv_freq", self._compute(device), persistent=False)
+
+    def _compute(self, device) -> Tensor:
+        return self._base ** (-torch.arange(0, self._dim, 2, dtype=torch.float32, device=device) / self._dim)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        if self.inv_freq.dtype != torch.float32:
+            self.inv_freq = self._compute(self.inv_freq.device)
+        return self
+
+
+class SinusoidalPositionEmbedding(_Frequencies):
     """The fixed encoding ``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(...)``, added to ``x``."""
 
     def __init__(self, d_model: int, base: float = 10000.0) -> None:
-        super().__init__()
         if d_model % 2:
             raise UserError(f"sinusoidal positions need an even d_model, got {d_model} (choose an even width)")
-        inv_freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)  # (d/2,)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        super().__init__(d_model, base)  # inv_freq: (d/2,)
 
     def encoding(self, positions: Tensor) -> Tensor:
         angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (..., T, d/2)
@@ -61,7 +81,7 @@ class NoAbsolutePosition(nn.Module):
         return x
 
 
-class RotaryEmbedding(nn.Module):
+class RotaryEmbedding(_Frequencies):
     """RoPE over the last dimension ``d_head`` of queries or keys.
 
     ``forward(x (..., T, d_head), positions (..., T))`` where the leading dimensions of
@@ -71,14 +91,12 @@ class RotaryEmbedding(nn.Module):
     """
 
     def __init__(self, d_head: int, theta: float = 10000.0, max_seq_len: int | None = None, device=None) -> None:
-        super().__init__()
         if d_head % 2:
             raise UserError(f"RoPE needs an even head dimension, got {d_head} (change d_model or num_heads)")
+        super().__init__(d_head, theta, device)  # inv_freq: (d/2,)
         self.d_head = d_head
         self.theta = theta
         self.max_seq_len = max_seq_len
-        inv_freq = theta ** (-torch.arange(0, d_head, 2, dtype=torch.float32, device=device) / d_head)  # (d/2,)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def cos_sin(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (..., T, d/2)
