@@ -98,3 +98,23 @@ def test_quickstart_end_to_end_on_a_small_slice(tmp_path, tinystories_train, tin
                  "runs/quickstart/config.toml", "runs/quickstart/metrics.jsonl"):
         assert (out / name).exists(), name
     assert (out / "runs" / "quickstart" / "report.md").exists()
+
+
+def test_gather_data_downloads_a_prefix_when_no_data_is_given(tmp_path, monkeypatch):
+    """No --data: a TinyStories prefix comes from the (here: local) mirror, train and valid linked in place."""
+    from tests.test_download import TS_TRAIN, TS_VALID, LocalServer, _corpus
+
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / TS_TRAIN).write_bytes(_corpus(300, 3))
+    (remote / TS_VALID).write_bytes(_corpus(40, 4))
+    server = LocalServer(remote)
+    monkeypatch.setenv("CS336_DATASET_BASE_URL", server.url)
+    try:
+        gather_data(tmp_path / "qs" / "data", None, None, max_bytes=20_000)
+    finally:
+        server.close()
+    train = (tmp_path / "qs" / "data" / "train.txt").read_bytes()
+    assert 0 < len(train) <= 20_000 and train.endswith(b"<|endoftext|>")
+    assert (remote / TS_TRAIN).read_bytes().startswith(train)
+    assert (tmp_path / "qs" / "data" / "valid.txt").read_bytes() == (remote / TS_VALID).read_bytes()
