@@ -170,6 +170,12 @@ def test_fresh_run_refuses_to_clobber_an_existing_run(dataset, tmp_path):
         train(tiny_config(dataset, tmp_path, "train.total_steps=2"))
     again = train(tiny_config(dataset, tmp_path, "train.total_steps=3", "train.overwrite=true"))
     assert again.steps == 3
+    # a run that died before its first checkpoint: --resume auto starts it over instead of refusing
+    for path in (tmp_path / "tiny" / "checkpoints").iterdir():
+        path.unlink()
+    restarted = train(tiny_config(dataset, tmp_path, "train.total_steps=2"), resume="auto")
+    assert restarted.steps == 2
+    assert [r["event"] for r in read_jsonl(tmp_path / "tiny" / "metrics.jsonl")][0] == "start"
 
 
 def test_resume_with_a_different_model_is_a_clear_error(dataset, tmp_path):

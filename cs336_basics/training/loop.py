@@ -158,8 +158,8 @@ class Trainer:
         if source is None and resume not in (None, "auto"):
             raise UserError(f"nothing to resume at {resume}")
         if self.main:
-            if source is None:
-                prepare_fresh_run_dir(self.rundir, t.overwrite)
+            if source is None:  # --resume auto without a checkpoint: nothing worth keeping, start over
+                prepare_fresh_run_dir(self.rundir, t.overwrite or resume == "auto")
             self.rundir.create()
             self.rundir.write_config(cfg)
         barrier(self.dist)
