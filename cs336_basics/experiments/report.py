@@ -105,9 +105,7 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     spec = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.exists() else {}
     results = read_results(sweep_dir)
     run_root = sweep_dir / "runs" if (sweep_dir / "runs").is_dir() else sweep_dir
-    runs = [load_run(p) for p in expand_run_dirs([run_root])] if any(run_root.iterdir()) else []
-    order = {r["name"]: i for i, r in enumerate(spec.get("runs", []))}  # the sweep's own order, not alphabetical
-    runs.sort(key=lambda r: (order.get(r.name, len(order)), r.name))
+    runs = [load_run(p) for p in expand_run_dirs([sweep_dir])] if any(run_root.iterdir()) else []
     if not runs and not results:
         raise UserError(f"{sweep_dir} holds no runs yet; run 'cs336 sweep' first")
 

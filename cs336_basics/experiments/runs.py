@@ -10,6 +10,7 @@ in metrics.jsonl (JSON has no NaN); :func:`as_float` turns them back.
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -173,6 +174,18 @@ def load_run(path: str | Path) -> Run:
     return Run(path=path, config=config, records=read_jsonl(path / "metrics.jsonl"))
 
 
+def _sweep_order(folder: Path):
+    """Sort key: a sweep directory's runs in the sweep's own order (sweep.json), others alphabetically after."""
+    order: dict[str, int] = {}
+    spec = folder / "sweep.json"
+    if spec.is_file():
+        try:
+            order = {r["name"]: i for i, r in enumerate(json.loads(spec.read_text(encoding="utf-8")).get("runs", []))}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            order = {}
+    return lambda p: (order.get(p.name, len(order)), p.name)
+
+
 def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
     """Accept run directories and directories of runs (a sweep dir or runs/), in the given order."""
     out: list[Path] = []
@@ -185,6 +198,7 @@ def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
             raise UserError(f"run directory not found: {path}")
         inner = path / "runs" if (path / "runs").is_dir() else path
         children = sorted(p for p in inner.iterdir() if is_run_dir(p))
+        children.sort(key=_sweep_order(path))
         if not children:
             raise UserError(f"{path} holds no run directories (each needs metrics.jsonl or config.toml)")
         out.extend(children)
