@@ -18,6 +18,12 @@
 
 #include "pretok.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(addr) __builtin_prefetch(addr)
+#else
+#define PREFETCH(addr) ((void)0)
+#endif
+
 typedef struct {
     uint64_t prefix;   /* the first (up to) 8 key bytes, zero padded: most keys compare without the arena */
     uint64_t count;
@@ -92,9 +98,8 @@ static int counter_grow(Counter *self) {
 }
 
 /* Returns -1 when out of memory (sets no Python error: it runs without the GIL). */
-static int counter_add(Counter *self, const unsigned char *s, Py_ssize_t n, uint64_t times) {
-    uint64_t prefix = load_upto8(s, n);
-    uint64_t h = key_hash(s, n, prefix);
+static int counter_add_hashed(Counter *self, const unsigned char *s, Py_ssize_t n, uint64_t times, uint64_t prefix,
+                              uint64_t h) {
     uint32_t h32 = (uint32_t)(h >> 32);
     Py_ssize_t mask = self->capacity - 1;
     Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)mask);
@@ -133,6 +138,11 @@ static int counter_add(Counter *self, const unsigned char *s, Py_ssize_t n, uint
     if (self->used * 2 > self->capacity && counter_grow(self) < 0)
         return -1;
     return 0;
+}
+
+static inline int counter_add(Counter *self, const unsigned char *s, Py_ssize_t n, uint64_t times) {
+    uint64_t prefix = load_upto8(s, n);
+    return counter_add_hashed(self, s, n, times, prefix, key_hash(s, n, prefix));
 }
 
 static int Counter_init(Counter *self, PyObject *args, PyObject *kwds) {
@@ -177,14 +187,30 @@ static PyObject *Counter_feed(Counter *self, PyObject *args) {
     Py_ssize_t n = data.len, i = 0;
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
+    /* Software pipelining: the table probe is a likely cache miss, so the next pre-token is found and
+     * hashed, and its slot prefetched, before the current one is counted. */
+    Py_ssize_t j = n > 0 ? pt_next(s, n, 0, table) : 0;
+    uint64_t prefix = n > 0 ? load_upto8(s, j) : 0;
+    uint64_t h = n > 0 ? key_hash(s, j, prefix) : 0;
     while (i < n) {
-        Py_ssize_t j = pt_next(s, n, i, table);
-        if (counter_add(self, s + i, j - i, 1) < 0) {
+        Py_ssize_t k = n, ln = 0;
+        uint64_t prefix2 = 0, h2 = 0;
+        if (j < n) {
+            k = pt_next(s, n, j, table);
+            ln = k - j;
+            prefix2 = load_upto8(s + j, ln);
+            h2 = key_hash(s + j, ln, prefix2);
+            PREFETCH(&self->slots[h2 & (uint64_t)(self->capacity - 1)]);
+        }
+        if (counter_add_hashed(self, s + i, j - i, 1, prefix, h) < 0) {
             failed = 1;
             break;
         }
         self->total++;
         i = j;
+        j = k;
+        prefix = prefix2;
+        h = h2;
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&data);

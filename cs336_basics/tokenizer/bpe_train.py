@@ -114,8 +114,14 @@ def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: in
     _check_inputs(paths, vocab_size, specials)
     workers = default_workers() if workers is None else max(1, int(workers))
     if chunk_bytes is None:
-        # Text in flight is about 2 chunks per worker (being read and being counted).
-        chunk_bytes = DEFAULT_CHUNK_BYTES if memory_budget is None else max(1 << 20, memory_budget // (4 * workers))
+        if memory_budget is not None:
+            # Text in flight is a few chunks per worker (being read, counted, and its table sent back).
+            chunk_bytes = max(1 << 20, memory_budget // (4 * workers))
+        else:
+            # At least ~4 chunks per worker on mid-sized inputs (load balance, a moving progress bar),
+            # at most 32 MiB each (memory), at least 1 MiB (per-chunk overhead).
+            total = sum(p.stat().st_size for p in paths)
+            chunk_bytes = min(DEFAULT_CHUNK_BYTES, max(1 << 20, total // (4 * workers)))
     native_count = native_count_available(pattern) if native is None else (native and native_count_available(pattern))
     native_merge = native_merge_available() if native is None else native
 

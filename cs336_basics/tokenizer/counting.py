@@ -216,8 +216,12 @@ def count_pretokens(paths: Sequence[str | Path], specials: Sequence[str], *, wor
                 totals.add(counts)
                 del counts
                 bar.update(nbytes)
-        finally:
-            if pool is not None:
-                pool.close()
+        except BaseException:
+            if pool is not None:  # Ctrl-C or a worker error: stop the others now, do not drain the queue
+                pool.terminate()
                 pool.join()
+            raise
+        if pool is not None:
+            pool.close()
+            pool.join()
     return totals.result()
