@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cs336_basics.tokenizer.counting import count_bytes, native_count_available
-from cs336_basics.tokenizer.pretokenize import (CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE, char_class_table,
-                                                pretokenize_bytes, pretokenize_reference, split_on_special)
+from cs336_basics.tokenizer.pretokenize import (CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE, _class_table_cache_path,
+                                                _compute_class_table, char_class_table, pretokenize_bytes,
+                                                pretokenize_reference, split_on_special)
 
 try:
     from cs336_basics.tokenizer import _bpe_count
@@ -28,9 +29,16 @@ PIECES = [b" ", b"  ", b"\n", b"\t", b"\r\n", b"'", b"s", b"ll", b"ve", b"re", b
           b"-", b".", b"\x00", b"\x1c", b"\x0b", b"\x0c", b"\x85", b"<|endoftext|>"]
 
 
-def test_class_table_matches_regex_semantics():
+def test_class_table_matches_regex_semantics(tmp_path, monkeypatch):
     table = char_class_table()
     assert len(table) == 0x110000
+    assert table == _compute_class_table()  # the on-disk cache holds exactly what the regex module says
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    char_class_table.cache_clear()
+    try:
+        assert char_class_table() == table and _class_table_cache_path().is_file()
+    finally:
+        char_class_table.cache_clear()
     assert table[ord("a")] == CLASS_LETTER and table[ord("é")] == CLASS_LETTER and table[ord("中")] == CLASS_LETTER
     assert table[ord("7")] == CLASS_NUMBER and table[ord("٣")] == CLASS_NUMBER and table[ord("Ⅻ")] == CLASS_NUMBER
     for ch in " \t\n\r\x0b\x0c\u00a0\u3000\u2028":

@@ -21,6 +21,7 @@ Reference: Radford et al. 2019 (GPT-2) for the pattern; CS336 Assignment 1 hando
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+import os
 from functools import lru_cache
 
 import regex
@@ -88,9 +89,14 @@ def pretokenize_bytes(data: bytes, special_tokens: Sequence[str] | None = None,
     return out
 
 
-@lru_cache(maxsize=1)
-def char_class_table() -> bytes:
-    """0x110000 bytes, one per code point: bit 1 = ``\\p{L}``, 2 = ``\\p{N}``, 4 = ``\\s``, as the regex module sees them."""
+def _class_table_cache_path():
+    from pathlib import Path
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "cs336_basics" / f"char_classes-regex-{regex.__version__}.bin"
+
+
+def _compute_class_table() -> bytes:
     import numpy as np
 
     # Every code point, surrogates included (they are what surrogateescape produces).
@@ -100,3 +106,28 @@ def char_class_table() -> bytes:
         for m in regex.finditer(pat, everything):
             table[m.start():m.end()] |= bit
     return table.tobytes()
+
+
+@lru_cache(maxsize=1)
+def char_class_table() -> bytes:
+    """0x110000 bytes, one per code point: bit 1 = ``\\p{L}``, 2 = ``\\p{N}``, 4 = ``\\s``, as the regex module sees them.
+
+    Computing it takes a few tenths of a second, so it is cached on disk per ``regex`` version (its
+    Unicode tables); a missing or unwritable cache only means computing it again.
+    """
+    path = _class_table_cache_path()
+    try:
+        data = path.read_bytes()
+        if len(data) == 0x110000:
+            return data
+    except OSError:
+        pass
+    data = _compute_class_table()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return data
