@@ -318,6 +318,9 @@ def test_from_files_and_from_dir(tmp_path, small):
     save_tokenizer_dir(tmp_path / "tok", {**vocab, len(vocab): EOT.encode()}, merges, [EOT])
     b = Tokenizer.from_dir(tmp_path / "tok")
     assert a.fingerprint == b.fingerprint and b.special_tokens == [EOT] and b.eos_id == len(vocab)
+    assert Tokenizer.from_files(tmp_path / "tok").fingerprint == b.fingerprint
+    with pytest.raises(UserError, match="not a tokenizer directory"):
+        Tokenizer.from_files(tmp_path / "v.json")
     with pytest.raises(UserError, match="not found"):
         Tokenizer.from_dir(tmp_path / "missing")
 

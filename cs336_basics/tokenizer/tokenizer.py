@@ -175,6 +175,7 @@ class Tokenizer:
                 next_id += 1
             self._special_ids[special] = by_bytes[raw]
         self._by_bytes = by_bytes
+        self._vocab_size = next_id
         missing = [b for b in range(256) if bytes([b]) not in by_bytes]
         if missing:
             raise UserError(f"the vocabulary lacks the single byte 0x{missing[0]:02x}; a byte-level BPE vocabulary "
@@ -200,11 +201,20 @@ class Tokenizer:
 
     # -- construction helpers
     @classmethod
-    def from_files(cls, vocab_filepath: str | Path, merges_filepath: str | Path,
+    def from_files(cls, vocab_filepath: str | Path, merges_filepath: str | Path | None = None,
                    special_tokens: list[str] | None = None) -> "Tokenizer":
-        """Load GPT-2 format ``vocab.json`` + ``merges.txt`` (ours, OpenAI's or Hugging Face's)."""
+        """Load GPT-2 format ``vocab.json`` + ``merges.txt`` (ours, OpenAI's or Hugging Face's).
+
+        A tokenizer directory as the only path works too (see :meth:`from_dir`);
+        ``special_tokens`` then replaces the ones in its meta.json.
+        """
         from cs336_basics.tokenizer.gpt2_format import load_vocab_merges
 
+        if merges_filepath is None:
+            if not Path(vocab_filepath).is_dir():
+                raise UserError(f"{vocab_filepath} is not a tokenizer directory; give vocab.json and merges.txt")
+            tok = cls.from_dir(vocab_filepath)
+            return tok if special_tokens is None else cls(tok.vocab, tok.merges, special_tokens)
         vocab, merges = load_vocab_merges(vocab_filepath, merges_filepath)
         return cls(vocab, merges, special_tokens)
 
@@ -224,7 +234,7 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         """Number of ids (largest id + 1; equals ``len(vocab)`` for the usual contiguous ids)."""
-        return max(self.vocab) + 1
+        return self._vocab_size
 
     @property
     def uses_native(self) -> bool:
@@ -242,7 +252,7 @@ class Tokenizer:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 (hex) of vocab, merges and special tokens: equal iff they encode identically."""
+        """sha256 (hex) of vocab, merges and special tokens: what a token file's manifest records."""
         if self._fingerprint is None:
             h = hashlib.sha256(b"cs336-bpe-v1\0")
             for idx in sorted(self.vocab):
