@@ -67,11 +67,11 @@ def check_tokenizer_fits(model: torch.nn.Module, tokenizer) -> None:
                         "use the tokenizer the model was trained with (--tokenizer DIR)")
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
+def _model_device(model: torch.nn.Module, fallback: str | torch.device | None) -> torch.device:
     try:
         return next(model.parameters()).device
     except StopIteration:
-        return torch.device("cpu")
+        return torch.device(fallback if fallback is not None else "cpu")
 
 
 def _encode_prompts(tokenizer, prompts: Sequence[str], context_length: int) -> list[list[int]]:
@@ -101,7 +101,8 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
     (prompt included). ``stop`` strings end a row (its text is cut before the
     stop string). ``seed`` makes sampling reproducible. ``on_token(row, piece)``
     streams completed text. ``use_cache=False`` recomputes the whole context at
-    every step (the slow reference).
+    every step (the slow reference). Inputs go to the model's device (``device``
+    is used only for a model without parameters).
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -115,7 +116,8 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
     cfg = model.config
     vocab_size = tokenizer.vocab_size
     check_tokenizer_fits(model, tokenizer)
-    device = torch.device(device) if device is not None else _model_device(model)
+    # the inputs must live where the weights are; ``device`` only matters for a parameterless model
+    device = _model_device(model, device)
     eos_id = tokenizer.eos_id if stop_at_eos else None
 
     histories = _encode_prompts(tokenizer, prompts, cfg.context_length)
