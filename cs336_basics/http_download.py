@@ -85,12 +85,9 @@ def probe(url: str, timeout: float = 30.0) -> RemoteInfo:
     size = int(linked_size) if linked_size and linked_size.isdigit() else None
     if size is None and length and length.isdigit() and not headers.get("Location"):
         size = int(length)
-    sha = None
-    for name in ("X-Linked-Etag", "ETag"):
-        value = (headers.get(name) or "").strip().removeprefix("W/").strip('"')
-        if is_sha256(value):
-            sha = value.lower()
-            break
+    # Only the Hub's X-Linked-Etag is known to be the content's SHA-256; a plain ETag is opaque.
+    linked = (headers.get("X-Linked-Etag") or "").strip().removeprefix("W/").strip('"')
+    sha = linked.lower() if is_sha256(linked) else None
     validator = headers.get("X-Linked-Etag") or headers.get("ETag") or headers.get("Last-Modified")
     return RemoteInfo(size=size, sha256=sha, validator=validator)
 
