@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cs336_basics.errors import UserError
-from cs336_basics.tokenizer.tokenizer import Tokenizer, merge_heap, merge_scan
+from cs336_basics.tokenizer.tokenizer import Tokenizer, merge_buckets, merge_scan
 from tests.conftest import shared_file
 from tests.encode_reference import (gpt2_tiktoken, gpt2_tokenizer, make_tokenizer, reference_encode,
                                     truncated_gpt2)
@@ -72,7 +72,7 @@ def test_equals_reference_loop_on_any_unicode(small, native, text):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(alphabet="aeb1 9", min_size=30, max_size=400))
 def test_long_pre_tokens_equal_reference_loop(small, native, text):
-    """Runs longer than the scan threshold go through the heap (Python) or the bucket (C) merge."""
+    """Runs longer than the scan threshold go through the bucket merge (Python and C)."""
     text = text.replace(" ", "") + " " + text
     vocab, merges = small
     assert small_tok(small, native, [EOT]).encode(text) == reference_encode(text, vocab, merges, [EOT])
@@ -125,7 +125,7 @@ def test_scan_heap_and_native_merges_agree(seed, n):
     tok = make_tokenizer(vocab, merges, native=False)
     ids = [tok._byte_ids[b] for b in rng.choices(b"abc ", k=n)]
     expected = merge_scan(list(ids), tok._pairs)
-    assert merge_heap(list(ids), tok._pairs) == expected if n else True
+    assert merge_buckets(list(ids), tok._pairs) == expected if n else True
     from tests.encode_reference import native_disabled
 
     with native_disabled(False):

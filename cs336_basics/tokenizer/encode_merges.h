@@ -4,8 +4,8 @@
  * pre-token follows the handout: the pair of lowest merge rank first, every occurrence left to right, and
  * never a rank below one already applied. merge_scan (repeated scans) is fast for the usual short
  * pre-tokens; merge_buckets is linear apart from small sorts, for long ones (a megabyte-long run of one
- * character). A binary heap of (rank, position), as in the Python fallback, was 3x slower here: its
- * sift-downs miss the cache. Tests check both against the Python merge_scan on random inputs.
+ * character); tokenizer.py has the same two algorithms in Python. A binary heap of (rank, position) was
+ * 3x slower here: its sift-downs miss the cache. Tests check both against the Python merge_scan.
  *
  * Static functions only; included by one extension.
  */

@@ -12,12 +12,12 @@ Fast paths, all giving identical ids:
 
 - a pre-token -> ids cache (most pre-tokens of real text repeat);
 - merging inside one pre-token by repeated "lowest-rank pair" scans for short
-  pre-tokens, and a heap over a linked list of symbols for long ones, so a
-  1 MB run of one character costs O(n log n), not O(n^2);
+  pre-tokens, and per-rank buckets over a linked list of symbols for long ones,
+  so a 1 MB run of one character costs linear time, not O(n^2);
 - an optional C extension (``_encode_native.c`` + ``encode_merges.h``) that
   pre-tokenizes raw UTF-8 with the shared ``pretok.h`` and does the cache and
-  the merges in C (a linear bucket merge for long pre-tokens). It is used when
-  it was built and ``CS336_NO_NATIVE`` is unset.
+  the same merges in C. It is used when it was built and ``CS336_NO_NATIVE``
+  is unset.
 
 Text with lone surrogates (not encodable as UTF-8) is treated as ``tiktoken``
 treats it: ``text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")``,
@@ -45,7 +45,7 @@ from cs336_basics.tokenizer.decoding import IncrementalDecoder, decode_ids
 from cs336_basics.tokenizer.pretokenize import compiled_pattern, special_bytes_regex, split_on_special
 
 EOS = "<|endoftext|>"
-HEAP_MIN_LEN = 32  # pre-tokens longer than this (in bytes) use the heap merge
+LONG_MIN_LEN = 32  # pre-tokens longer than this (in bytes) use the bucket merge
 CACHE_LIMIT = 1 << 19  # pre-token cache entries before the cache is cleared
 CACHE_MAX_KEY = 256  # longer pre-tokens are not cached (rare, and would bloat the cache)
 STREAM_CHUNK = 1 << 16  # characters per encode call in encode_iterable
@@ -93,51 +93,67 @@ def merge_scan(ids: list[int], pairs: dict[tuple[int, int], tuple[int, int]]) ->
     return ids
 
 
-def merge_heap(ids: list[int], pairs: dict[tuple[int, int], tuple[int, int]]) -> list[int]:
-    """Same result as :func:`merge_scan` in O(n log n): a heap of (rank, position) over a linked list.
+def merge_buckets(ids: list[int], pairs: dict[tuple[int, int], tuple[int, int]]) -> list[int]:
+    """Same result as :func:`merge_scan` in linear time (plus sorts of nearly sorted lists), for long inputs.
 
-    Ties in rank pop leftmost first, which equals merging all occurrences left to
-    right (a merge cannot create a new occurrence of its own pair). Heap items are
-    single ints ``rank << 32 | position`` (no tuples: nothing for the cyclic GC to
-    walk); an item is stale when the pair now at its position has another rank.
+    The symbols form a linked list; candidate pairs wait in one bucket per rank
+    and a small heap holds the ranks that have a bucket. A bucket is complete
+    when its rank comes up (a merge never creates a pair of its own rank), so
+    sorting it by position and sweeping left to right is exactly "merge every
+    occurrence, left to right". A stale entry (the pair at its position changed)
+    is recognised by looking the current pair up again. The C encoder uses the
+    same algorithm (``encode_merges.h``); a heap over all positions was slower in
+    both languages (cache misses), and not linear.
     """
     n = len(ids)
     tok = list(ids)
     nxt = list(range(1, n + 1))
     nxt[-1] = -1
     prv = list(range(-1, n - 1))
-    heap = []
+    buckets: dict[int, list[int]] = {}
+    ranks: list[int] = []
+
+    def add(rank: int, pos: int) -> None:
+        bucket = buckets.get(rank)
+        if bucket is None:
+            buckets[rank] = [pos]
+            heapq.heappush(ranks, rank)
+        else:
+            bucket.append(pos)
+
     for i in range(n - 1):
         hit = pairs.get((tok[i], tok[i + 1]))
         if hit is not None:
-            heap.append(hit[0] << 32 | i)
-    heapq.heapify(heap)
-    last, mask = -1, (1 << 32) - 1
-    while heap:
-        item = heapq.heappop(heap)
-        rank, i = item >> 32, item & mask
-        j = nxt[i]
-        if j < 0 or tok[i] < 0 or rank < last:
-            continue
-        hit = pairs.get((tok[i], tok[j]))
-        if hit is None or hit[0] != rank:
-            continue
-        merged = hit[1]
-        tok[i], tok[j] = merged, -1
-        k = nxt[j]
-        nxt[i] = k
-        if k >= 0:
-            prv[k] = i
+            add(hit[0], i)
+    last = -1
+    while ranks:
+        rank = heapq.heappop(ranks)
+        positions = buckets.pop(rank)
+        if rank < last:
+            continue  # below a merge already applied: never fires (the handout's order)
+        positions.sort()
+        for i in positions:
+            j = nxt[i]
+            if j < 0 or tok[i] < 0:
+                continue
+            hit = pairs.get((tok[i], tok[j]))
+            if hit is None or hit[0] != rank:
+                continue
+            merged = hit[1]
+            tok[i], tok[j] = merged, -1
+            k = nxt[j]
+            nxt[i] = k
+            if k >= 0:
+                prv[k] = i
+                hit = pairs.get((merged, tok[k]))
+                if hit is not None:
+                    add(hit[0], i)
+            p = prv[i]
+            if p >= 0:
+                hit = pairs.get((tok[p], merged))
+                if hit is not None:
+                    add(hit[0], p)
         last = rank
-        p = prv[i]
-        if p >= 0:
-            hit = pairs.get((tok[p], merged))
-            if hit is not None:
-                heapq.heappush(heap, hit[0] << 32 | p)
-        if k >= 0:
-            hit = pairs.get((merged, tok[k]))
-            if hit is not None:
-                heapq.heappush(heap, hit[0] << 32 | i)
     out, i = [], 0
     while i >= 0:
         out.append(tok[i])
@@ -357,7 +373,7 @@ class Tokenizer:
     def bpe(self, piece: bytes) -> tuple[int, ...]:
         """Ids of one pre-token (its bytes) after merging: pure Python."""
         ids = [self._byte_ids[b] for b in piece]
-        merge = merge_heap if len(ids) > HEAP_MIN_LEN else merge_scan
+        merge = merge_buckets if len(ids) > LONG_MIN_LEN else merge_scan
         return tuple(merge(ids, self._pairs))
 
     # -- decoding
