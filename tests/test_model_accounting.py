@@ -153,6 +153,7 @@ def test_cli_model_info_bad_input_one_line_exit_2(args, capsys):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: seconds on a loaded machine
 def test_cli_model_info_subprocess_error_contract():
     proc = run_cli("model", "info", "--set", "model.d_model=100", "--set", "model.num_heads=3")
     assert proc.returncode == 2
