@@ -195,3 +195,21 @@ class _no_exit:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_report_on_a_sweep_directory_writes_the_sweep_report(tmp_path, capsys, monkeypatch):
+    import cs336_basics.experiments as experiments
+
+    calls = []
+
+    def fake_sweep_report(path):
+        calls.append(path)
+        return path / "report.md"
+
+    monkeypatch.setattr(experiments, "write_sweep_report", fake_sweep_report)
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "results.jsonl").write_text('{"name": "a", "status": "finished"}\n')
+    code, stdout, err = _cli(capsys, "report", str(sweep))
+    assert code == 0, err
+    assert calls == [sweep] and stdout.strip() == str(sweep / "report.md")

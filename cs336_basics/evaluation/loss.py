@@ -17,7 +17,7 @@ author's question "sliding window vs chunking?"):
   more compute. This is the "strided perplexity" of Hugging Face's perplexity
   guide and of the GPT-2 paper's evaluations.
 
-Numerical choices: per-token losses come from a float32 log-softmax and are
+Numerical choices: per-token losses come from a float32 log-sum-exp and are
 summed in float64, and full-length windows are batched while the one partial
 window (if any) runs on its own, so the result does not depend on the batch
 size beyond float32 matmul rounding (relative difference well below 1e-6).
@@ -139,15 +139,23 @@ def _check_tokens(tokens: np.ndarray) -> None:
 
 
 def _score_batch(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[float, float, float, int]:
-    """Sums over masked positions: (nll, top-1 hits, top-5 hits) in float64, and the count."""
-    logits = logits.float()  # (B, T, V)
-    logp = torch.log_softmax(logits, dim=-1)
-    nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T)
-    target_logit = logits.gather(-1, targets.unsqueeze(-1))  # (B, T, 1)
-    above = (logits > target_logit).sum(dim=-1).double()  # (B, T): logits strictly above the target's
-    tied = (logits == target_logit).sum(dim=-1).double()  # (B, T): includes the target itself
-    hits = [((k - above) / tied).clamp(0.0, 1.0)[mask].sum().item() for k in (1, 5)]
-    return nll.double()[mask].sum().item(), hits[0], hits[1], int(mask.sum().item())
+    """Sums over masked positions: (nll, top-1 hits, top-5 hits) in float64, and the count.
+
+    Scored one row at a time so the temporaries are (T, V), not (B, T, V): with a 50k vocabulary and
+    long contexts a whole batch of float32 log-probabilities would cost gigabytes on top of the logits.
+    """
+    nll_sum = top1 = top5 = 0.0
+    for row_logits, row_targets, row_mask in zip(logits, targets, mask):
+        row = row_logits[row_mask].float()  # (S, V): only the scored positions
+        tgt = row_targets[row_mask].unsqueeze(-1)  # (S, 1)
+        target_logit = row.gather(-1, tgt)  # (S, 1)
+        nll = torch.logsumexp(row, dim=-1) - target_logit.squeeze(-1)  # (S,)
+        above = (row > target_logit).sum(dim=-1).double()  # (S,): logits strictly above the target's
+        tied = (row == target_logit).sum(dim=-1).double()  # (S,): includes the target itself
+        nll_sum += nll.double().sum().item()
+        top1 += ((1 - above) / tied).clamp(0.0, 1.0).sum().item()
+        top5 += ((5 - above) / tied).clamp(0.0, 1.0).sum().item()
+    return nll_sum, top1, top5, int(mask.sum().item())
 
 
 def evaluate_loss(model: nn.Module, tokens: np.ndarray, context_length: int, batch_size: int,
