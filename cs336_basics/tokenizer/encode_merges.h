@@ -153,6 +153,8 @@ static int cmp_i32(const void *x, const void *y) {
 }
 
 static Py_ssize_t merge_buckets(const MergeTable *t, uint32_t *ids, Py_ssize_t n) {
+    if (n >= INT32_MAX / 3)
+        return -1; /* positions are int32: a single pre-token of ~700 MB is refused (MemoryError) */
     /* Pool: n - 1 initial pairs + at most 2 per merge (n - 1 merges). */
     int32_t *nxt = malloc(sizeof(int32_t) * n), *prv = malloc(sizeof(int32_t) * n);
     int32_t *order = malloc(sizeof(int32_t) * 3 * n);
