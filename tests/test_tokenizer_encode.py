@@ -264,6 +264,15 @@ def test_incremental_decoder_holds_partial_characters():
     assert dec.feed(byte_ids[:2]) == "" and dec.flush() == "\ufffd"
 
 
+@pytest.mark.parametrize("text", [CASES["emoji"], CASES["cjk"], CASES["mixed scripts"]])
+def test_incremental_decoding_of_multibyte_text_one_id_at_a_time(text):
+    tok = gpt2_tokenizer(gpt2_dir(), False)
+    dec = tok.incremental_decoder()
+    pieces = [dec.feed(i) for i in tok.encode(text)]
+    assert "".join(pieces) + dec.flush() == text
+    assert all("\ufffd" not in p for p in pieces)  # partial characters are held back, never replaced
+
+
 def test_malformed_utf8_becomes_replacement_character():
     tok = gpt2_tokenizer(gpt2_dir(), False)
     assert tok.decode([tok._byte_ids[0xFF], tok.token_to_id("a")]) == "\ufffda"
