@@ -118,11 +118,22 @@ class StepClock:
     def __init__(self, model: torch.nn.Module) -> None:
         self.wall: list[float] = []
         self.cpu: list[float] = []
-        self.handle = model.register_forward_hook(lambda *_: self._tick())
+        self.in_forward = 0.0  # CPU seconds spent inside the model's forward
+        self._entered = 0.0
+        self.handles = [model.register_forward_pre_hook(lambda *_: self._enter()),
+                        model.register_forward_hook(lambda *_: self._tick())]
+
+    def _enter(self) -> None:
+        self._entered = time.process_time()
 
     def _tick(self) -> None:
         self.wall.append(time.perf_counter())
         self.cpu.append(time.process_time())
+        self.in_forward += self.cpu[-1] - self._entered
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
 
     @staticmethod
     def deltas(times: list[float]) -> list[float]:
@@ -217,8 +228,12 @@ def main() -> None:
                   f"{statistics.median(slow.times):.2f}s CPU; cache speed-up "
                   f"{uncached.median / results[0].median:.1f}x wall, {statistics.median(slow.times) / cached_cpu:.1f}x CPU")
         clock = StepClock(model)
+        start = time.process_time()
         ours(prompts)
-        clock.handle.remove()
+        total = time.process_time() - start
+        clock.remove()
+        print(f"\ngenerate() CPU {total:.2f}s, of which model forward {clock.in_forward:.2f}s: "
+              f"decoding-loop overhead {100 * (total - clock.in_forward) / total:.1f}%")
         for label, times in (("wall", clock.wall), ("CPU", clock.cpu)):
             steps = StepClock.deltas(times)  # decode steps after the prefill
             first, last = statistics.median(steps[:64]), statistics.median(steps[-64:])

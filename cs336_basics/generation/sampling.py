@@ -4,9 +4,9 @@ Order of operations follows the usual decoding pipeline (Keskar et al. 2019 for
 the repetition penalty; Holtzman et al. 2020 for nucleus sampling; Fan et al.
 2018 for top-k):
 
-1. ids beyond the tokenizer's vocabulary are masked (the model's embedding may be
-   padded to a multiple of 64; those rows were never trained and must never be
-   sampled);
+1. only ids of the tokenizer's vocabulary are candidates (``generate`` slices
+   the logits to it: a model's embedding may be padded to a multiple of 64 and
+   those rows were never trained, so they must never be sampled);
 2. repetition penalty, as in CTRL / Hugging Face: for every id already present
    in a row's sequence, a positive logit is divided by the penalty and a
    negative one multiplied by it;
@@ -52,15 +52,6 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
-
-
-def mask_beyond_vocab(logits: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Set logits of ids >= ``vocab_size`` to -inf (padded embedding rows are never sampled)."""
-    if logits.shape[-1] <= vocab_size:
-        return logits
-    logits = logits.clone()
-    logits[..., vocab_size:] = float("-inf")
-    return logits
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
