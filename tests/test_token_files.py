@@ -12,17 +12,18 @@ from cs336_basics.errors import UserError
 from cs336_basics.tokenizer import token_files
 from cs336_basics.tokenizer.token_files import (dtype_for, manifest_path, open_token_file, plan_ranges,
                                                 read_manifest, staleness, tokenize_file)
-from cs336_basics.tokenizer.tokenizer import Tokenizer
+from cs336_basics.tokenizer.tokenizer import Tokenizer, _native_module
 from tests.conftest import run_cli, shared_file
 from tests.encode_reference import gpt2_tokenizer, make_tokenizer, truncated_gpt2
 
 EOT = "<|endoftext|>"
+NATIVE = _native_module() is not None  # file tokenization is tested on whichever path this install has
 
 
 @pytest.fixture(scope="module")
 def tok():
     vocab, merges = truncated_gpt2(str(shared_file("gpt2/vocab.json").parent), 2000)
-    return make_tokenizer(vocab, merges, [EOT], native=True)
+    return make_tokenizer(vocab, merges, [EOT], native=NATIVE)
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_many_ranges_with_invalid_utf8_equal_encode_bytes(tok, tmp_path):
 
 
 def test_gpt2_whole_corpus_equals_encode(tmp_path, tinystories_train):
-    tok = gpt2_tokenizer(shared_file("gpt2/vocab.json").parent, True, (EOT,))
+    tok = gpt2_tokenizer(shared_file("gpt2/vocab.json").parent, NATIVE, (EOT,))
     out = tmp_path / "train.npy"
     tokenize_file(tok, tinystories_train, out, workers=2)
     assert np.load(out).tolist() == tok.encode(tinystories_train.read_text(encoding="utf-8"))
@@ -101,7 +102,7 @@ def test_up_to_date_output_is_skipped_and_stale_ones_rebuilt(tok, corpus, tmp_pa
     assert staleness(tok, corpus, out) == "the source file changed"
     tokenize_file(tok, corpus, out, workers=1)
 
-    other = make_tokenizer(*truncated_gpt2(str(shared_file("gpt2/vocab.json").parent), 1000), [EOT], native=True)
+    other = make_tokenizer(*truncated_gpt2(str(shared_file("gpt2/vocab.json").parent), 1000), [EOT], native=NATIVE)
     assert staleness(other, corpus, out) == "the tokenizer changed"
     assert tokenize_file(other, corpus, out, workers=1)["reason"] == "the tokenizer changed"
     assert read_manifest(out)["tokenizer_fingerprint"] == other.fingerprint
