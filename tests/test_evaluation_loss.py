@@ -239,3 +239,13 @@ def test_windows_cover_every_target_exactly_once(n, context, data):
         assert (counts[1:n] == 1).all()
     # at most one window shorter than the context (it is batched on its own)
     assert sum(w.length != context for w in windows) <= 1
+
+
+class _NaNModel(UniformModel):
+    def forward(self, ids):
+        return torch.full((*ids.shape, self.config.vocab_size), float("nan"))
+
+
+def test_diverged_model_reports_nan_not_an_error():
+    res = evaluate_loss(_NaNModel(5), _tokens(40, 5), 8, 2)
+    assert math.isnan(res.loss) and math.isnan(res.perplexity)

@@ -207,7 +207,7 @@ def evaluate_loss(model: nn.Module, tokens: np.ndarray, context_length: int, bat
     loss = nll_sum / count
     return EvalResult(
         loss=loss,
-        perplexity=math.exp(loss) if loss < 700 else math.inf,
+        perplexity=math.inf if loss >= 700 else math.exp(loss),  # NaN stays NaN (a diverged model)
         bits_per_byte=loss / LN2 / bytes_per_token if bytes_per_token else None,
         top1=top1 / count,
         top5=top5 / count,
