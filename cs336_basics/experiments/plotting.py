@@ -32,7 +32,8 @@ def _y_limits(series: list[dict[str, Any]]) -> tuple[float, float] | None:
     if not finite:
         return None
     low, high = min(finite), max(finite)
-    firsts = [next((y for y in s["y"] if y is not None and math.isfinite(y)), None) for s in series]
+    stable = [s for s in series if not s["diverged"]] or series  # a blow-up must not set the scale
+    firsts = [next((y for y in s["y"] if y is not None and math.isfinite(y)), None) for s in stable]
     firsts = [f for f in firsts if f is not None]
     cap = max(firsts) if firsts else high
     top = min(high, cap + 0.1 * (cap - low)) if cap > low else high
@@ -99,13 +100,18 @@ def plot_runs(run_dirs: list[str | Path], x: str = "steps", metric: str = "val_l
         (line,) = ax.plot(s["x"], ys, marker="." if len(ys) <= 30 else None, label=s["label"], linewidth=1.5)
         drawn += 1
         if s["diverged"]:
-            finite = [(xv, yv) for xv, yv in zip(s["x"], s["y"]) if yv is not None]
-            if finite:
-                ax.plot([finite[-1][0]], [finite[-1][1]], marker="x", markersize=10, color=line.get_color())
             line.set_label(s["label"] + " (diverged)")
     limits = _y_limits(series)
     if limits and not log_y:
         ax.set_ylim(*limits)
+    for s, line in zip([s for s in series if s["x"]], list(ax.get_lines())):
+        finite = [(xv, yv) for xv, yv in zip(s["x"], s["y"]) if yv is not None]
+        if s["diverged"] and finite:
+            # mark where the run stopped; above the y range, pin the mark to the top edge
+            xv, yv = finite[-1]
+            y_mark = min(yv, limits[1]) if limits and not log_y else yv
+            ax.plot([xv], [y_mark], marker="x", markersize=11, markeredgewidth=2.5, color=line.get_color(),
+                    clip_on=False)
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel(X_LABELS[x])
