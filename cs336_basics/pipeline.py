@@ -62,7 +62,6 @@ class PreparedDataset:
     built: list[str] = field(default_factory=list)
     """Steps that actually ran ("tokenizer", "train", "valid"); empty when everything was up to date."""
     checks: dict[str, Any] = field(default_factory=dict)
-    manifests: dict[str, dict] = field(default_factory=dict)
 
 
 def _tokenizer_is_current(tok_dir: Path, vocab_size: int, specials: list[str], source_hash: str) -> bool:
@@ -197,7 +196,6 @@ def prepare_dataset(data_dir: str | Path, vocab_size: int, special_tokens: list[
     tokenizer = Tokenizer.from_dir(ds.tokenizer)
 
     token_paths: dict[str, Path] = {}
-    manifests: dict[str, dict] = {}
     for split, text_path in texts.items():
         out = ds.tokens(split)
         with timer.phase(f"tokenize {split}"):
@@ -207,12 +205,12 @@ def prepare_dataset(data_dir: str | Path, vocab_size: int, special_tokens: list[
             info(f"{out}: {manifest.get('num_tokens', 0):,} tokens from {text_path.name}")
         else:
             info(f"{out}: up to date")
-        token_paths[split], manifests[split] = out, manifest
+        token_paths[split] = out
     with timer.phase("checks"):
         checks = check_dataset(tokenizer, texts, token_paths, specials)
     if built:
         info(f"prepared {root} ({timer.summary()})")
-    return PreparedDataset(root, ds.tokenizer, token_paths, built, checks, manifests)
+    return PreparedDataset(root, ds.tokenizer, token_paths, built, checks)
 
 
 # ----------------------------------------------------------------------------- quickstart
@@ -236,10 +234,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     from cs336_basics.datasets import copy_prefix
 
     src = src.resolve()
-    if dst.is_symlink() or dst.exists():
-        if dst.is_symlink() and dst.resolve() == src:
-            return
-        dst.unlink()
+    if dst.is_symlink() and dst.resolve() == src:
+        return
+    dst.unlink(missing_ok=True)
     try:
         dst.symlink_to(src)
     except OSError:
@@ -262,7 +259,7 @@ def split_off_validation(src: Path, train_dst: Path, valid_dst: Path, fraction: 
 
 def gather_data(data_root: Path, data: Path | None, valid: Path | None, max_bytes: int | None) -> None:
     """Put train.txt / valid.txt into ``data_root``: linked local files, a split of one file, or a download."""
-    from cs336_basics.datasets import DATASETS, download_dataset
+    from cs336_basics.datasets import download_dataset
 
     data_root.mkdir(parents=True, exist_ok=True)
     if data is None:
@@ -279,12 +276,6 @@ def gather_data(data_root: Path, data: Path | None, valid: Path | None, max_byte
         _link_or_copy(data, data_root / "train.txt")
         _link_or_copy(valid, data_root / "valid.txt")
         return
-    if Path(data).name == DATASETS["tinystories"]["train"].local_name:
-        sibling = Path(data).with_name(DATASETS["tinystories"]["valid"].local_name)
-        if sibling.is_file():
-            _link_or_copy(data, data_root / "train.txt")
-            _link_or_copy(sibling, data_root / "valid.txt")
-            return
     # One file only: hold out its tail. Rewritten only when the source changed, so reruns stay up to date.
     stamp = data_root / ".split_source"
     key = f"{Path(data).resolve()} {Path(data).stat().st_size} {Path(data).stat().st_mtime_ns}"
@@ -328,6 +319,8 @@ class QuickstartResult:
     samples: list[str]
     report: Path | None
     seconds: dict[str, float]
+    steps: int = 0
+    tokens: int = 0
 
     @property
     def gain_over_unigram(self) -> float:
@@ -366,6 +359,39 @@ def measure_step_seconds(cfg, train_tokens: np.ndarray, steps: int = 2, warmup: 
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return float(np.mean(times))
+
+
+@dataclass
+class BudgetPlan:
+    """How a time budget is split: training steps, evaluation sizes, samples during training."""
+
+    steps: int
+    eval_tokens: int | None
+    """Validation tokens per evaluation during training (None: no evaluation during training)."""
+    final_eval_tokens: int | None
+    """Leading validation tokens of the final evaluation (None: the whole file)."""
+    samples: bool
+
+
+def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_tokens: int, eval_tokens: int | None,
+                context_length: int, evals: int = 3, min_steps: int = 20) -> BudgetPlan:
+    """Split ``seconds`` between training and evaluation from one measured step time.
+
+    A forward pass costs about a third of a training step per token (the backward pass is
+    about twice the forward). The final evaluation may take a quarter of the budget and
+    the evaluations during training a tenth; on a slow machine they score a leading part of
+    the validation file instead of all of it. A tenth is kept for the last samples and the report.
+    """
+    fwd = step_s / tokens_per_step / 3  # seconds per evaluated token
+    final = min(valid_tokens, int(0.25 * seconds / fwd))
+    interim = min(eval_tokens or valid_tokens, valid_tokens, int(0.10 * seconds / evals / fwd))
+    interim_ok = interim >= 4 * context_length
+    sample_s = 2 * step_s  # rough cost of one round of training samples
+    samples = interim_ok and evals * sample_s <= 0.05 * seconds
+    spent = final * fwd + (evals * interim * fwd if interim_ok else 0) + (evals * sample_s if samples else 0)
+    steps = max(min_steps, int((0.9 * seconds - spent) / step_s))
+    return BudgetPlan(steps, interim if interim_ok else None, None if final >= valid_tokens else max(final, 2),
+                      samples)
 
 
 def _override(cfg, **sections):
@@ -416,16 +442,24 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
                     model={"vocab_size": max(cfg.model.vocab_size, tokenizer.vocab_size)},
                     train={"runs_dir": str((out / "runs").resolve()), "overwrite": True, "seed": seed})
     fixed = any(o.split("=")[0].strip() in ("train.total_steps", "train.total_tokens") for o in overrides or [])
+    valid_path = prepared.token_files.get("valid")
+    if valid_path is None:
+        raise UserError(f"no validation text in {data_root}; pass --valid FILE")
+    valid_tokens = open_token_file(valid_path)
+    final_eval_tokens = None
     if minutes is not None and not fixed:
         with timer.phase("calibrate"):
             step_s = measure_step_seconds(cfg, train_tokens)
-        # keep ~15% of the budget for evaluation passes, the final evaluation, samples and the report
-        left = minutes * 60 * 0.85 - (time.perf_counter() - started)
-        steps = max(20, int(left / step_s))
-        info(f"time budget {minutes:g} min: {step_s:.3f} s/step measured -> {steps} steps")
-        cfg = _override(cfg, train={"total_steps": steps, "eval_interval": max(1, steps // 4),
-                                    "checkpoint_interval": max(1, steps // 2)},
-                        optimizer={"warmup_iters": min(cfg.optimizer.warmup_iters, max(1, steps // 10))})
+        plan = plan_budget(minutes * 60 - (time.perf_counter() - started), step_s,
+                           cfg.train.batch_size * cfg.model.context_length, len(valid_tokens), cfg.train.eval_tokens,
+                           cfg.model.context_length)
+        info(f"time budget {minutes:g} min: {step_s:.3f} s/step measured -> {plan.steps} steps")
+        final_eval_tokens = plan.final_eval_tokens
+        cfg = _override(cfg, train={"total_steps": plan.steps,
+                                    "eval_tokens": plan.eval_tokens or 4 * cfg.model.context_length,
+                                    "eval_interval": max(1, plan.steps // 4) if plan.eval_tokens else plan.steps + 1,
+                                    "checkpoint_interval": max(1, plan.steps // 2), "samples": plan.samples},
+                        optimizer={"warmup_iters": min(cfg.optimizer.warmup_iters, max(1, plan.steps // 10))})
     with timer.phase("train"):
         result = train(cfg)
     if result.diverged:
@@ -435,10 +469,10 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
 
     loaded = load_trained_model(result.run_dir)
     model = loaded.model
-    valid_path = prepared.token_files.get("valid")
-    if valid_path is None:
-        raise UserError(f"no validation text in {data_root}; pass --valid FILE")
-    valid_tokens = open_token_file(valid_path)
+    if final_eval_tokens is not None:
+        info(f"slow machine: scoring the first {final_eval_tokens:,} of {len(valid_tokens):,} validation tokens "
+             "(a larger --minutes scores all of them)")
+        valid_tokens = valid_tokens[:final_eval_tokens]
     bytes_per_token = bytes_per_token_from_manifest(read_manifest(valid_path))
     with timer.phase("evaluate"):
         ev = evaluate_loss(model, valid_tokens, cfg.model.context_length, cfg.train.eval_batch_size,
@@ -458,30 +492,11 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
             info(f"warning: the run report could not be written ({type(exc).__name__}: {exc})")
     seconds = {**{k: round(v, 1) for k, v in timer.phases.items()}, "total": round(time.perf_counter() - started, 1)}
     qs = QuickstartResult(out, result.run_dir, ev.loss, ev.bits_per_byte, uni.loss, uni.bits_per_byte, samples,
-                          report, seconds)
+                          report, seconds, result.steps, result.tokens)
     summary = {"val_loss": ev.loss, "val_bpb": ev.bits_per_byte, "val_tokens": ev.num_tokens,
                "unigram_loss": uni.loss, "unigram_bpb": uni.bits_per_byte, "gain_over_unigram": qs.gain_over_unigram,
                "steps": result.steps, "train_tokens": result.tokens, "checkpoint": str(loaded.checkpoint_path),
-               "seconds": seconds, "samples": samples, "config": str(result.run_dir / "config.toml")}
+               "seconds": seconds, "samples": samples, "config": str(result.run_dir / "config.toml"),
+               "scored_valid_tokens": len(valid_tokens)}
     atomic_write_text(out / "quickstart.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(out / "quickstart.md", quickstart_markdown(qs, result.steps, result.tokens))
     return qs
-
-
-def quickstart_markdown(qs: QuickstartResult, steps: int, tokens: int) -> str:
-    def fmt(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.3f}"
-
-    lines = ["# Quickstart result", "",
-             f"Trained {steps} steps ({tokens:,} tokens); run directory `{qs.run_dir}`.", "",
-             "| model | loss (nats/token) | bits per byte |", "|---|---:|---:|",
-             f"| trained Transformer | {fmt(qs.val_loss)} | {fmt(qs.val_bpb)} |",
-             f"| unigram (token frequencies) | {fmt(qs.unigram_loss)} | {fmt(qs.unigram_bpb)} |", "",
-             f"The model is {qs.gain_over_unigram:.2f} nats/token below the unigram baseline.", "",
-             "Seconds per phase: " + ", ".join(f"{k} {v}" for k, v in qs.seconds.items()), "",
-             "## Samples", ""]
-    for sample in qs.samples:
-        lines += ["```text", sample.strip(), "```", ""]
-    if qs.report is not None:
-        lines += [f"Full report with plots: `{qs.report}`", ""]
-    return "\n".join(lines)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cs336_basics.datasets import copy_prefix
 from cs336_basics.errors import UserError
-from cs336_basics.pipeline import gather_data, split_off_validation, unigram_baseline
+from cs336_basics.pipeline import gather_data, plan_budget, split_off_validation, unigram_baseline
 from tests.conftest import run_cli
 
 
@@ -31,6 +31,24 @@ def test_unigram_baseline_matches_oracle(train, valid):
     expected = _unigram_oracle(train, valid, 20)
     assert result.loss == pytest.approx(expected, rel=1e-9)
     assert result.bits_per_byte == pytest.approx(expected / math.log(2) / 4.0, rel=1e-9)
+
+
+def test_budget_plan_fast_machine_scores_everything():
+    plan = plan_budget(530.0, 0.33, 2048, 221_719, 32_768, 128)
+    assert plan.final_eval_tokens is None and plan.eval_tokens == 32_768 and plan.samples
+    # predicted time stays inside the budget: steps + final eval + 3 interim evals (+ samples) + 10% reserve
+    fwd = 0.33 / 2048 / 3
+    predicted = plan.steps * 0.33 + 221_719 * fwd + 3 * 32_768 * fwd + 3 * 2 * 0.33
+    assert 0.8 * 530 < predicted <= 0.9 * 530 + 0.33
+
+
+def test_budget_plan_slow_machine_shrinks_evaluation_not_below_min_steps():
+    plan = plan_budget(470.0, 20.0, 2048, 221_719, 32_768, 128)
+    assert plan.steps == 20 and not plan.samples
+    assert plan.final_eval_tokens is not None and plan.final_eval_tokens < 221_719
+    fwd = 20.0 / 2048 / 3
+    assert plan.final_eval_tokens * fwd <= 0.25 * 470 + 1e-6
+    assert plan.eval_tokens is None or plan.eval_tokens * 3 * fwd <= 0.1 * 470 + 1e-6
 
 
 def test_split_off_validation_cuts_at_a_document_boundary(tmp_path):

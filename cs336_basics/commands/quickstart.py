@@ -20,7 +20,7 @@ def register(subparsers, parents) -> None:
     parser.add_argument("--data", type=existing_file, default=None, metavar="FILE",
                         help="local training text (documents separated by <|endoftext|>); default: download")
     parser.add_argument("--valid", type=existing_file, default=None, metavar="FILE",
-                        help="validation text (default: the published validation file, or the last 5%% of --data)")
+                        help="validation text (default: the last 5%% of --data; downloaded with the train prefix when there is no --data)")
     parser.add_argument("--out", default="quickstart", metavar="DIR", help="output folder (default: quickstart/)")
     parser.add_argument("--minutes", type=non_negative_float, default=QUICKSTART_MINUTES, metavar="M",
                         help="total time budget: the training step count is fitted to it after measuring a step on "
@@ -37,6 +37,7 @@ def register(subparsers, parents) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.pipeline import run_quickstart
+    from cs336_basics.rundir import atomic_write_text
 
     result = run_quickstart(args.out, args.data, args.valid, minutes=args.minutes or None,
                             config=args.config, overrides=args.overrides, max_bytes=args.max_bytes,
@@ -54,8 +55,30 @@ def run(args: argparse.Namespace) -> int:
     print(f"unigram baseline:  {fmt(result.unigram_loss)} nats/token, {fmt(result.unigram_bpb)} bits/byte")
     print(f"improvement:       {result.gain_over_unigram:.2f} nats/token below the unigram baseline")
     print("time (s):          " + ", ".join(f"{k} {v}" for k, v in result.seconds.items()))
-    print(f"summary:           {result.out / 'quickstart.md'}")
+    summary = atomic_write_text(result.out / "quickstart.md", quickstart_markdown(result))
+    print(f"summary:           {summary}")
     if result.report is not None:
         print(f"report:            {result.report}")
     print(f"next:              cs336 generate --checkpoint {result.run_dir} --prompt 'Once upon a time'")
     return 0
+
+
+def quickstart_markdown(qs) -> str:
+    """OUT/quickstart.md: scores next to the baseline, time per phase, the samples."""
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    lines = ["# Quickstart result", "",
+             f"Trained {qs.steps} steps ({qs.tokens:,} tokens); run directory `{qs.run_dir}`.", "",
+             "| model | loss (nats/token) | bits per byte |", "|---|---:|---:|",
+             f"| trained Transformer | {fmt(qs.val_loss)} | {fmt(qs.val_bpb)} |",
+             f"| unigram (token frequencies) | {fmt(qs.unigram_loss)} | {fmt(qs.unigram_bpb)} |", "",
+             f"The model is {qs.gain_over_unigram:.2f} nats/token below the unigram baseline.", "",
+             "Seconds per phase: " + ", ".join(f"{k} {v}" for k, v in qs.seconds.items()), "",
+             "## Samples", ""]
+    for sample in qs.samples:
+        lines += ["```text", sample.strip(), "```", ""]
+    if qs.report is not None:
+        lines += [f"Full report with plots: `{qs.report}`", ""]
+    return "\n".join(lines)
