@@ -162,7 +162,8 @@ def samples_section(run_dir: RunDir, max_shown: int = 4) -> list[str]:
                                          for s in samples])
     last = samples[-1]
     lines += [f"Latest samples (step {last.get('step')}, settings {last.get('settings')}):", ""]
-    rows = [[rec["prompt"], rec["text"].strip()[:400], rec["stopped_by"], rec["num_tokens"]]
+    rows = [[rec["prompt"] or "(empty: start of a document)", rec["text"].strip()[:400], rec["stopped_by"],
+             rec["num_tokens"]]
             for rec in last.get("samples", [])[:max_shown]]
     lines += _table(["prompt", "continuation", "stopped by", "tokens"], rows)
     return lines
