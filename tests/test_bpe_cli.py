@@ -141,3 +141,14 @@ def test_meta_json_is_valid_and_records_specials(trained_dir):
     out, _ = trained_dir
     meta = json.loads((out / "meta.json").read_text())
     assert meta["special_tokens"] == [EOT] and meta["vocab_size"] == 1000
+
+
+def test_byte_size_parsing():
+    import argparse
+
+    from cs336_basics.commands.tokenizer import byte_size
+
+    assert byte_size("512M") == 512 * 2**20 and byte_size("2g") == 2 * 2**30 and byte_size("1000") == 1000
+    assert byte_size("1.5KiB") == 1536
+    with pytest.raises(argparse.ArgumentTypeError):
+        byte_size("lots")

@@ -111,3 +111,10 @@ def test_bad_input_is_a_user_error(tmp_path, make, vocab, message):
         path.write_bytes(make)
     with pytest.raises(UserError, match=message):
         train_bpe(path, vocab, [EOT])
+
+
+def test_memory_budget_changes_chunking_not_the_result(tinystories_train):
+    # 1-byte budget -> the 1 MiB minimum chunk: the 2 MB file becomes 2-3 chunks over 2 workers.
+    small = train_bpe_detailed(tinystories_train, 400, [EOT], memory_budget=1, workers=2, show_progress=False)
+    whole = train_bpe_detailed(tinystories_train, 400, [EOT], chunk_bytes=64 << 20, workers=1, show_progress=False)
+    assert (small.vocab, small.merges) == (whole.vocab, whole.merges)
