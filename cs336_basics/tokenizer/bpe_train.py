@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,7 +62,7 @@ class TrainSummary:
         return (f"trained {self.num_merges:,} merges (vocab {self.vocab_size:,}) on {self.input_bytes / 1e6:,.1f} MB: "
                 f"{self.pretoken_occurrences:,} pre-tokens, {self.distinct_pretokens:,} distinct\n"
                 f"time: {phases}\n"
-                f"peak RSS: {self.peak_rss_mb:,.0f} MB (this process), {self.peak_rss_children_mb:,.0f} MB (largest worker)\n"
+                f"peak RSS: {self.peak_rss_mb:,.0f} MB (main process), {self.peak_rss_children_mb:,.0f} MB (largest child process, e.g. a counting worker)\n"
                 f"engines: counting {'C' if self.native_count else 'Python'}, merging {'C' if self.native_merge else 'Python'}"
                 f" ({self.workers} worker{'s' if self.workers != 1 else ''})\n"
                 f"invalid UTF-8: {self.invalid_utf8}")
@@ -97,7 +98,8 @@ def _check_inputs(paths: list[Path], vocab_size: int, special_tokens: list[str])
 
 
 def _peak_rss_mb(who: int) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
+    peak = resource.getrusage(who).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
 
 
 def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: int, special_tokens: list[str] | None = None,
