@@ -122,18 +122,21 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     out = tmp_path / "out"
-    assert "not found" in _cli_error(capsys, "--input", str(tmp_path / "missing.txt"), "--vocab-size", "300", "--out", str(out))
-    assert "empty" in _cli_error(capsys, "--input", str(empty), "--vocab-size", "300", "--out", str(out))
-    assert "--vocab-size 257" in _cli_error(capsys, "--input", str(good), "--vocab-size", "100", "--special-token", EOT,
-                                            "--out", str(out))
+
+    def error(*args: str) -> str:
+        return _cli_error(capsys, "--input", *args)
+
+    assert "not found" in error(str(tmp_path / "missing.txt"), "--vocab-size", "300", "--out", str(out))
+    assert "empty" in error(str(empty), "--vocab-size", "300", "--out", str(out))
+    assert "--vocab-size 257" in error(str(good), "--vocab-size", "100", "--special-token", EOT, "--out", str(out))
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")
-    assert "not a directory" in _cli_error(capsys, "--input", str(good), "--vocab-size", "300", "--out", str(blocker))
+    assert "not a directory" in error(str(good), "--vocab-size", "300", "--out", str(blocker))
     if os.geteuid() != 0:  # root can write anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        assert "not writable" in _cli_error(capsys, "--input", str(good), "--vocab-size", "300", "--out", str(locked / "t"))
-    assert "regex" in _cli_error(capsys, "--input", str(good), "--vocab-size", "300", "--pattern", "(", "--out", str(out))
+        assert "not writable" in error(str(good), "--vocab-size", "300", "--out", str(locked / "t"))
+    assert "regex" in error(str(good), "--vocab-size", "300", "--pattern", "(", "--out", str(out))
     assert not out.exists()
 
 

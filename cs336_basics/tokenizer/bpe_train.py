@@ -59,13 +59,17 @@ class TrainSummary:
 
     def format(self) -> str:
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
-        return (f"trained {self.num_merges:,} merges (vocab {self.vocab_size:,}) on {self.input_bytes / 1e6:,.1f} MB: "
-                f"{self.pretoken_occurrences:,} pre-tokens, {self.distinct_pretokens:,} distinct\n"
-                f"time: {phases}\n"
-                f"peak RSS: {self.peak_rss_mb:,.0f} MB (main process), {self.peak_rss_children_mb:,.0f} MB (largest child process, e.g. a counting worker)\n"
-                f"engines: counting {'C' if self.native_count else 'Python'}, merging {'C' if self.native_merge else 'Python'}"
-                f" ({self.workers} worker{'s' if self.workers != 1 else ''})\n"
-                f"invalid UTF-8: {self.invalid_utf8}")
+        engines = f"counting {'C' if self.native_count else 'Python'}, merging {'C' if self.native_merge else 'Python'}"
+        workers = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
+        return "\n".join([
+            f"trained {self.num_merges:,} merges (vocab {self.vocab_size:,}) on {self.input_bytes / 1e6:,.1f} MB: "
+            f"{self.pretoken_occurrences:,} pre-tokens, {self.distinct_pretokens:,} distinct",
+            f"time: {phases}",
+            f"peak RSS: {self.peak_rss_mb:,.0f} MB (main process), "
+            f"{self.peak_rss_children_mb:,.0f} MB (largest child process, e.g. a counting worker)",
+            f"engines: {engines} ({workers})",
+            f"invalid UTF-8: {self.invalid_utf8}",
+        ])
 
 
 @dataclass
@@ -102,7 +106,8 @@ def _peak_rss_mb(who: int) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
 
 
-def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: int, special_tokens: list[str] | None = None,
+def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: int,
+                       special_tokens: list[str] | None = None,
                        *, workers: int | None = None, show_progress: bool | None = None, pattern: str = GPT2_PATTERN,
                        memory_budget: int | None = None, chunk_bytes: int | None = None,
                        native: bool | None = None, holdout_bytes: int = 0) -> TrainResult:
@@ -169,7 +174,8 @@ def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: in
     seconds["merging"] = time.perf_counter() - start
 
     summary = TrainSummary(
-        input_bytes=sum(p.stat().st_size for p in paths) - (heldout["end"] - heldout["start"] if heldout else 0), distinct_pretokens=distinct,
+        input_bytes=sum(p.stat().st_size for p in paths) - (heldout["end"] - heldout["start"] if heldout else 0),
+        distinct_pretokens=distinct,
         pretoken_occurrences=occurrences, num_merges=len(merges), vocab_size=len(vocab), workers=workers,
         native_count=native_count, native_merge=native_merge, seconds=seconds,
         peak_rss_mb=_peak_rss_mb(resource.RUSAGE_SELF), peak_rss_children_mb=_peak_rss_mb(resource.RUSAGE_CHILDREN),

@@ -110,7 +110,7 @@ def _compute_class_table() -> bytes:
 
 @lru_cache(maxsize=1)
 def char_class_table() -> bytes:
-    """0x110000 bytes, one per code point: bit 1 = ``\\p{L}``, 2 = ``\\p{N}``, 4 = ``\\s``, as the regex module sees them.
+    """0x110000 bytes, one per code point: bit 1 = ``\\p{L}``, 2 = ``\\p{N}``, 4 = ``\\s`` (as regex sees them).
 
     Computing it takes a few tenths of a second, so it is cached on disk per ``regex`` version (its
     Unicode tables); a missing or unwritable cache only means computing it again.
