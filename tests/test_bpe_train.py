@@ -118,3 +118,14 @@ def test_memory_budget_changes_chunking_not_the_result(tinystories_train):
     small = train_bpe_detailed(tinystories_train, 400, [EOT], memory_budget=1, workers=2, show_progress=False)
     whole = train_bpe_detailed(tinystories_train, 400, [EOT], chunk_bytes=64 << 20, workers=1, show_progress=False)
     assert (small.vocab, small.merges) == (whole.vocab, whole.merges)
+
+
+def test_no_native_env_forces_the_python_paths(tmp_path, monkeypatch):
+    from cs336_basics.tokenizer.counting import native_count_available as counting_native
+
+    monkeypatch.setenv("CS336_NO_NATIVE", "1")
+    assert not counting_native() and not native_merge_available()
+    path = _write(tmp_path, b"the cat sat on the mat, the end " * 20)
+    result = train_bpe_detailed(path, 280, [EOT], show_progress=False)
+    assert not result.summary.native_count and not result.summary.native_merge
+    assert (result.vocab, result.merges) == train_bpe_reference(path.read_bytes(), 280, [EOT])

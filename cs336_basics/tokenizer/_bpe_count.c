@@ -48,21 +48,12 @@ static inline uint64_t load_upto8(const unsigned char *s, Py_ssize_t n) {
     return v;
 }
 
-static inline uint64_t mix64(uint64_t k) {
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return k;
-}
-
 /* Word-at-a-time hash (most pre-tokens fit in one or two words). */
 static inline uint64_t key_hash(const unsigned char *s, Py_ssize_t n, uint64_t prefix) {
     uint64_t h = prefix ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL);
     for (Py_ssize_t i = 8; i < n; i += 8)
-        h = (h ^ mix64(h)) + load_upto8(s + i, n - i) * 0x9e3779b97f4a7c15ULL;
-    return mix64(h);
+        h = (h ^ pt_mix64(h)) + load_upto8(s + i, n - i) * 0x9e3779b97f4a7c15ULL;
+    return pt_mix64(h);
 }
 
 static int counter_alloc(Counter *self, Py_ssize_t capacity) {
@@ -173,15 +164,22 @@ static int get_classes(PyObject *obj, Py_buffer *view) {
     return 0;
 }
 
+/* Parse (buffer, classes) arguments; on success both buffers must be released by the caller. */
+static int parse_data_and_classes(PyObject *args, Py_buffer *data, Py_buffer *classes) {
+    PyObject *classes_obj;
+    if (!PyArg_ParseTuple(args, "y*O", data, &classes_obj))
+        return -1;
+    if (get_classes(classes_obj, classes) < 0) {
+        PyBuffer_Release(data);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *Counter_feed(Counter *self, PyObject *args) {
     Py_buffer data, classes;
-    PyObject *classes_obj;
-    if (!PyArg_ParseTuple(args, "y*O", &data, &classes_obj))
+    if (parse_data_and_classes(args, &data, &classes) < 0)
         return NULL;
-    if (get_classes(classes_obj, &classes) < 0) {
-        PyBuffer_Release(&data);
-        return NULL;
-    }
     const unsigned char *s = data.buf;
     const uint8_t *table = classes.buf;
     Py_ssize_t n = data.len, i = 0;
@@ -300,13 +298,8 @@ static PyTypeObject CounterType = {
 
 static PyObject *pretokenize(PyObject *module, PyObject *args) {
     Py_buffer data, classes;
-    PyObject *classes_obj;
-    if (!PyArg_ParseTuple(args, "y*O", &data, &classes_obj))
+    if (parse_data_and_classes(args, &data, &classes) < 0)
         return NULL;
-    if (get_classes(classes_obj, &classes) < 0) {
-        PyBuffer_Release(&data);
-        return NULL;
-    }
     PyObject *out = PyList_New(0);
     const unsigned char *s = data.buf;
     Py_ssize_t n = data.len, i = 0;

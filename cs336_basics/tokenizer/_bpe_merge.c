@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "pretok.h"
+
 typedef struct {
     int32_t *sym;
     int32_t len;
@@ -180,13 +182,7 @@ static void heap_fix(State *st, int32_t p) {
 }
 
 static uint64_t pair_hash(int32_t a, int32_t b) {
-    uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return k;
+    return pt_mix64(((uint64_t)(uint32_t)a << 32) | (uint32_t)b);
 }
 
 static int table_grow(State *st) {

@@ -26,6 +26,16 @@
 #define PT_NUMBER 2
 #define PT_SPACE 4
 
+/* A 64-bit finaliser (MurmurHash3's fmix64): spreads any key bits over the word, for hash tables. */
+static inline uint64_t pt_mix64(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
 /* Decode the character at s[i] (i < n): store its code point, return its length in bytes (1..4). */
 static inline int pt_decode(const unsigned char *s, Py_ssize_t n, Py_ssize_t i, uint32_t *cp) {
     unsigned char c0 = s[i];
