@@ -5,20 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cs336_basics.commands import positive_int
-
-
-def _size(text: str) -> int:
-    """``5000000``, ``5M``, ``200MB``, ``1G`` -> bytes (binary units: 1M = 2**20)."""
-    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
-    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
-    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned and cleaned[-1] in "KMG" else (cleaned, "")
-    try:
-        value = int(float(number) * units[unit])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size such as 50M or 1000000, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
-    return value
+from cs336_basics.commands.tokenizer import byte_size  # one size syntax (50M, 2G) for every command
 
 
 def register(subparsers, parents) -> None:
@@ -33,7 +20,7 @@ def register(subparsers, parents) -> None:
     parser.add_argument("--dest", default="data", metavar="DIR", help="parent folder (default: data/)")
     parser.add_argument("--split", default="train,valid", metavar="SPLITS",
                         help="comma-separated splits to fetch (default: train,valid)")
-    parser.add_argument("--max-bytes", type=_size, default=None, metavar="N",
+    parser.add_argument("--max-bytes", type=byte_size, default=None, metavar="N",
                         help="fetch only a prefix of about N bytes (e.g. 50M), cut after the last <|endoftext|>")
     parser.add_argument("--from-dir", default=None, metavar="DIR",
                         help="offline: copy the published files from DIR instead of downloading")

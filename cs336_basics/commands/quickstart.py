@@ -8,7 +8,7 @@ from cs336_basics.commands import add_config_args, existing_file, non_negative_f
 
 
 def register(subparsers, parents) -> None:
-    from cs336_basics.commands.download import _size
+    from cs336_basics.commands.tokenizer import byte_size
     from cs336_basics.pipeline import QUICKSTART_MINUTES
 
     parser = subparsers.add_parser(
@@ -26,7 +26,7 @@ def register(subparsers, parents) -> None:
                         help="total time budget: the training step count is fitted to it after measuring a step on "
                              f"this machine (default {QUICKSTART_MINUTES:g}); 0 trains the preset's fixed "
                              "train.total_steps instead (reproducible; also implied by --set train.total_steps=N)")
-    parser.add_argument("--max-bytes", type=_size, default=None, metavar="N",
+    parser.add_argument("--max-bytes", type=byte_size, default=None, metavar="N",
                         help="size of the TinyStories prefix to download (default 20M)")
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help="processes for tokenizer training and tokenizing")
