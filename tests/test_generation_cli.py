@@ -12,6 +12,7 @@ from cs336_basics.model import ModelConfig, TransformerLM
 from cs336_basics.training.checkpoint import save_checkpoint
 from cs336_basics.training.config import DataConfig
 from tests.conftest import run_cli as _run_cli
+from tests.test_generation import one_thread  # noqa: F401  (autouse: tiny models run on one thread)
 
 
 def run_cli(*args: str, **kwargs):
