@@ -19,9 +19,13 @@ faster), both for wall time and for the process's CPU time (with ``--threads 1``
 CPU time is much less disturbed by other jobs on a shared machine). The
 compiled contenders are compared with the compiled anchor.
 
+``--kernels`` instead times the causal attention kernels alone (our reference
+vs SDPA, forward+backward, CPU time), which decides ``attention="auto"``.
+
 Usage::
 
-    python benchmarks/bench_model.py --d-model 256 512 --context 256 --batch 8 --steps 3 --repeats 5
+    python benchmarks/bench_model.py --d-model 256 512 --context 256 --batch 4 --steps 1 --repeats 5 --threads 1
+    python benchmarks/bench_model.py --kernels --threads 1 --batch 4 --context 256
 """
 
 from __future__ import annotations
@@ -56,6 +60,27 @@ def _train_steps(model, ids, targets, steps: int, vocab: int, cpu_times: list[fl
     return run
 
 
+def bench_kernels(args) -> None:
+    """Causal attention alone, forward+backward: our reference kernel vs the SDPA kernel (CPU-time medians)."""
+    from cs336_basics.model import ReferenceAttention, SDPAAttention
+
+    print("| B, H, T, d_head | reference ms | sdpa ms | reference / sdpa (time) |")
+    print("|---|---:|---:|---:|")
+    for B, H, T, D in ((args.batch, 8, args.context, 32), (args.batch, 16, args.context, 32), (2, 8, 1024, 64)):
+        q, k, v = (torch.randn(B, H, T, D, requires_grad=True) for _ in range(3))
+        ms = {}
+        for name, kernel in (("reference", ReferenceAttention()), ("sdpa", SDPAAttention())):
+            kernel(q, k, v, None, True).sum().backward()  # warm-up
+            runs = []
+            for _ in range(args.repeats):
+                start = time.process_time()
+                kernel(q, k, v, None, True).sum().backward()
+                runs.append(time.process_time() - start)
+            ms[name] = 1e3 * statistics.median(runs)
+        print(f"| {B}, {H}, {T}, {D} | {ms['reference']:.1f} | {ms['sdpa']:.1f} | "
+              f"{ms['reference'] / ms['sdpa']:.2f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--d-model", type=int, nargs="+", default=[256, 512])
@@ -68,9 +93,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--compile", action="store_true", help="also benchmark torch.compile'd models")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--kernels", action="store_true", help="only compare the two attention kernels (CPU time)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.kernels:
+        bench_kernels(args)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, batch {args.batch}, "
           f"context {args.context}, {args.layers} layers, vocab {args.vocab}, {args.steps} steps per run")
     for d_model in args.d_model:

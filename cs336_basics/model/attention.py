@@ -16,8 +16,8 @@ Attention kernels are sibling modules picked by name (``ModelConfig.attention``)
 - :class:`SDPAAttention`: ``torch.nn.functional.scaled_dot_product_attention``,
   PyTorch's fused kernel, used only as an optional fast path;
 - :class:`AutoAttention` (the default): SDPA on CUDA and CPU, where it is measurably
-  faster (``benchmarks/results/model.md``: ~15-25 % of a CPU training step at
-  d_model 256, context 256), the reference on other devices.
+  faster (``benchmarks/results/model.md``: 2-3x for the attention itself on CPU),
+  the reference on other devices.
 
 Both are tested equal. The kernel receives ``mask=None, is_causal=True`` for
 plain causal attention so SDPA can use its causal fast path; causality is
