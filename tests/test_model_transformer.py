@@ -336,3 +336,54 @@ def test_converting_the_model_keeps_position_frequencies_in_float32():
         assert model(ids).dtype == torch.bfloat16
         ref = TransformerLM(VARIANTS[name], seed=0)
         assert (model(ids).float() - ref(ids)).abs().max().item() < 0.5
+
+
+def _functional_reference(sd: dict, cfg: ModelConfig, ids: torch.Tensor) -> torch.Tensor:
+    """The published architectures written with PyTorch builtins straight from a state dict (test-only)."""
+    d, H = cfg.d_model, cfg.num_heads
+    dh = d // H
+    T = ids.shape[-1]
+    x = F.embedding(ids, sd["token_embeddings.weight"])
+    if cfg.position == "learned":
+        x = x + sd["position_embeddings.weight"][:T]
+    inv = cfg.rope_theta ** (-torch.arange(0, dh, 2).double() / dh)
+    ang = torch.arange(T).double()[:, None] * inv  # (T, dh/2)
+    cos, sin = ang.cos().float(), ang.sin().float()
+
+    def rope(t):  # (B, H, T, dh), pairs (2i, 2i+1)
+        t1, t2 = t[..., 0::2], t[..., 1::2]
+        return torch.stack((t1 * cos - t2 * sin, t1 * sin + t2 * cos), -1).flatten(-2)
+
+    def rms(t, w):
+        return F.rms_norm(t, (d,), w, eps=cfg.norm_eps)
+
+    for i in range(cfg.num_layers):
+        p = f"layers.{i}."
+        h = rms(x, sd[p + "ln1.weight"])
+        wq, wk, wv = sd[p + "attn.qkv_proj.weight"].split(d)
+        q, k, v = (F.linear(h, w).view(*h.shape[:-1], H, dh).transpose(1, 2) for w in (wq, wk, wv))
+        if cfg.position == "rope":
+            q, k = rope(q), rope(k)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(h.shape)
+        x = x + F.linear(a, sd[p + "attn.output_proj.weight"])
+        h = rms(x, sd[p + "ln2.weight"])
+        if cfg.ffn == "gelu":
+            f = F.linear(F.gelu(F.linear(h, sd[p + "ffn.w1.weight"])), sd[p + "ffn.w2.weight"])
+        else:
+            gate = F.silu(F.linear(h, sd[p + "ffn.w1.weight"])) * F.linear(h, sd[p + "ffn.w3.weight"])
+            f = F.linear(gate, sd[p + "ffn.w2.weight"])
+        x = x + f
+    return F.linear(rms(x, sd["ln_final.weight"]), sd["lm_head.weight"])
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_reference_architectures_match_a_builtin_implementation(name):
+    cfg = dataclasses.replace(preset(name, **TINY), attn_pdrop=0.0, residual_pdrop=0.0)
+    model = _model(cfg)
+    if name == "gpt2":
+        assert cfg.ffn == "gelu" and cfg.position == "learned" and model.layers[0].ffn.w1.weight.shape == (128, 32)
+    else:
+        assert cfg.ffn == "swiglu" and cfg.position == "rope" and model.layers[0].ffn.w1.weight.shape == (64, 32)
+    ids = torch.randint(0, 64, (3, 20))
+    expected = _functional_reference(model.state_dict(), cfg, ids)
+    assert (model(ids) - expected).abs().max().item() < 1e-5
