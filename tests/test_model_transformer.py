@@ -257,6 +257,26 @@ def test_dropout_only_in_training_mode():
     assert not torch.allclose(model(ids), model(ids))
     model.eval()
     torch.testing.assert_close(model(ids), model(ids))
+    # where the handout puts it: the embedding sum, the attention probabilities, each sub-layer output
+    assert isinstance(model.embed_dropout, torch.nn.Dropout) and model.embed_dropout.p == 0.1
+    for layer in model.layers:
+        assert isinstance(layer.resid_dropout, torch.nn.Dropout) and layer.resid_dropout.p == 0.1
+        assert layer.attn.kernel.attn_dropout.p == 0.1
+    llama = TransformerLM(preset("llama", **TINY))
+    assert not any(isinstance(m, torch.nn.Dropout) for m in llama.modules())
+
+
+def test_attention_dropout_drops_probabilities_only_in_training():
+    from cs336_basics.model import ReferenceAttention
+
+    torch.manual_seed(0)
+    kernel = ReferenceAttention(attn_pdrop=0.5).train()
+    q, k = torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8)  # uniform attention over visible keys
+    v = torch.eye(4).view(1, 1, 4, 4)
+    out = kernel(q, k, v, None, True)[0, 0]  # row i = kept (scaled) probabilities of keys 0..i
+    assert set(out[3].tolist()) <= {0.0, 0.5}  # 1/4 probabilities, dropped or scaled by 1/(1-p)
+    kernel.eval()
+    torch.testing.assert_close(kernel(q, k, v, None, True)[0, 0, 3], torch.full((4,), 0.25))
 
 
 @pytest.mark.parametrize("attention", ["reference", "sdpa", "auto"])
