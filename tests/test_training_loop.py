@@ -178,6 +178,16 @@ def test_fresh_run_refuses_to_clobber_an_existing_run(dataset, tmp_path):
     assert [r["event"] for r in read_jsonl(tmp_path / "tiny" / "metrics.jsonl")][0] == "start"
 
 
+def test_train_checkpoint_starts_a_new_run_from_another_runs_weights(dataset, tmp_path):
+    first = train(tiny_config(dataset, tmp_path, "train.run_name=a", "train.total_steps=2"))
+    ckpt = first.run_dir / "checkpoints" / "latest.pt"
+    for resume in (None, "auto"):  # auto finds nothing in the new run and falls back to train.checkpoint
+        second = train(tiny_config(dataset, tmp_path, f"train.run_name=b{resume}", "train.total_steps=4",
+                                   f"train.checkpoint={ckpt}"), resume=resume)
+        assert second.steps == 4
+        assert sorted(train_losses(second.run_dir)) == [3, 4]
+
+
 def test_resume_with_a_different_model_is_a_clear_error(dataset, tmp_path):
     train(tiny_config(dataset, tmp_path, "train.total_steps=2"))
     with pytest.raises(UserError, match="model.d_model=32"):

@@ -128,6 +128,15 @@ class Trainer:
         self.device = runtime.resolve_device(t.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         self._owns_group = self.dist.enabled
+        try:
+            self._build(cfg, resume)
+        except BaseException:
+            if self._owns_group:  # a bad config must not leave the process group (and its peers) hanging
+                shutdown_distributed(self.dist)
+            raise
+
+    def _build(self, cfg, resume: str | None) -> None:
+        t = cfg.train
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.dtype = runtime.resolve_dtype(t.dtype, self.device)

@@ -59,8 +59,12 @@ def total_steps(cfg, world_size: int) -> int:
 
 
 def resume_source(cfg, run: RunDir, resume: str | None) -> Path | None:
+    """The checkpoint to start from: the run's latest (auto), an explicit one, or train.checkpoint; None: fresh."""
     if resume == "auto":
-        return CheckpointManager(run.checkpoints).latest()
+        latest = CheckpointManager(run.checkpoints).latest()
+        if latest is not None:
+            return latest
+        return Path(cfg.train.checkpoint) if cfg.train.checkpoint else None
     if resume:
         return find_checkpoint(resume)[0] if Path(resume).is_dir() else Path(resume)
     if cfg.train.checkpoint:
