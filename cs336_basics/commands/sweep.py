@@ -44,7 +44,7 @@ def register(subparsers, parents) -> None:
     parser.add_argument("--gpus", metavar="LIST",
                         help="run several at once as subprocesses, one per GPU: '0,1,2,3' or 'auto'")
     parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="with --launcher subprocess and no GPUs: runs at once on this machine (default 1)")
+                        help="without GPUs: runs at once on this machine, as subprocesses (default 1)")
     parser.add_argument("--launcher", choices=["inprocess", "subprocess"], default="inprocess",
                         help="train in this process one after another (default) or as 'cs336 train' children")
     parser.add_argument("--dry-run", action="store_true", help="print the planned runs and their overrides, run nothing")

@@ -232,7 +232,7 @@ class SweepRunner:
                 todo.append((run, state == "resume"))
         if outcome.skipped:
             info(f"sweep {self.spec.name}: {len(outcome.skipped)} run(s) already finished, {len(todo)} to run")
-        if gpus or launcher == "subprocess":
+        if gpus or launcher == "subprocess" or jobs > 1:  # several at once needs child processes
             self._run_subprocesses(todo, gpus, jobs, outcome)
         else:
             if train_fn is None:
