@@ -45,7 +45,7 @@ from cs336_basics.progress import info, progress
 from cs336_basics.rundir import MetricsLog, RunDir
 from cs336_basics.training import runtime
 from cs336_basics.training.checkpoint import (CheckpointManager, export_safetensors, load_model_weights,
-                                              model_state_dict, read_checkpoint, rng_state,
+                                              model_state_dict, preserved_rng, read_checkpoint, rng_state,
                                               set_rng_state, unwrap_model)
 from cs336_basics.training.clipping import clip_grad_norm_tensor
 from cs336_basics.training.data import BatchSampler, open_tokens
@@ -106,16 +106,6 @@ class _State:
     nonfinite_total: int = 0
     wandb_run_id: str | None = None
     window_losses: list[float] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def preserved_rng():
-    """Run a block (evaluation, sampling) without changing any global RNG stream the training steps use."""
-    saved = rng_state()
-    try:
-        yield
-    finally:
-        set_rng_state(saved)
 
 
 class Trainer:
