@@ -5,56 +5,63 @@ Start with :class:`TransformerLM` (built from a :class:`ModelConfig`, see
 shapes) and :mod:`cs336_basics.model.accounting` for parameter, memory and
 FLOP counts. The layers are importable on their own with explicit shapes, so
 external weights can be loaded into any of them with ``load_state_dict``.
+
+Public names are imported lazily (PEP 562 ``__getattr__``) so that reading a
+config or building the CLI does not pay for importing torch.
 """
 
-from cs336_basics.model.attention import (
-    ATTENTION_KERNELS,
-    AutoAttention,
-    MultiHeadSelfAttention,
-    ReferenceAttention,
-    SDPAAttention,
-    causal_mask,
-    scaled_dot_product_attention,
-)
-from cs336_basics.model.blocks import (
-    BLOCKS,
-    NoNormBlock,
-    ParallelBlock,
-    PostNormBlock,
-    PreNormBlock,
-    TransformerBlock,
-    build_block,
-)
-from cs336_basics.model.config import ModelConfig
-from cs336_basics.model.ffn import GeluFFN, MoEFFN, SiLUFFN, SwiGLU, build_ffn, default_d_ff
-from cs336_basics.model.kv_cache import KVCache
-from cs336_basics.model.layers import (
-    NORMS,
-    Embedding,
-    LayerNorm,
-    Linear,
-    NoNorm,
-    RMSNorm,
-    gelu,
-    silu,
-    softmax,
-)
-from cs336_basics.model.positions import (
-    LearnedPositionEmbedding,
-    NoAbsolutePosition,
-    NoRotation,
-    RotaryEmbedding,
-    SinusoidalPositionEmbedding,
-)
-from cs336_basics.model.presets import PRESETS, apply_preset, preset
-from cs336_basics.model.transformer import TiedLMHead, TransformerLM
+from __future__ import annotations
 
-__all__ = [
-    "ATTENTION_KERNELS", "AutoAttention", "BLOCKS", "Embedding", "GeluFFN", "KVCache", "LayerNorm",
-    "LearnedPositionEmbedding", "Linear", "MoEFFN", "ModelConfig", "MultiHeadSelfAttention", "NORMS",
-    "NoAbsolutePosition", "NoNorm", "NoNormBlock", "NoRotation", "PRESETS", "ParallelBlock", "PostNormBlock",
-    "PreNormBlock", "RMSNorm", "ReferenceAttention", "RotaryEmbedding", "SDPAAttention", "SiLUFFN",
-    "SinusoidalPositionEmbedding", "SwiGLU", "TiedLMHead", "TransformerBlock", "TransformerLM", "apply_preset",
-    "build_block", "build_ffn", "causal_mask", "default_d_ff", "gelu", "preset", "scaled_dot_product_attention",
-    "silu", "softmax",
-]
+import importlib
+
+_EXPORTS = {
+    "ATTENTION_KERNELS": "attention",
+    "AutoAttention": "attention",
+    "MultiHeadSelfAttention": "attention",
+    "ReferenceAttention": "attention",
+    "SDPAAttention": "attention",
+    "causal_mask": "attention",
+    "scaled_dot_product_attention": "attention",
+    "BLOCKS": "blocks",
+    "NoNormBlock": "blocks",
+    "ParallelBlock": "blocks",
+    "PostNormBlock": "blocks",
+    "PreNormBlock": "blocks",
+    "TransformerBlock": "blocks",
+    "build_block": "blocks",
+    "ModelConfig": "config",
+    "GeluFFN": "ffn",
+    "MoEFFN": "ffn",
+    "SiLUFFN": "ffn",
+    "SwiGLU": "ffn",
+    "build_ffn": "ffn",
+    "default_d_ff": "ffn",
+    "KVCache": "kv_cache",
+    "NORMS": "layers",
+    "Embedding": "layers",
+    "LayerNorm": "layers",
+    "Linear": "layers",
+    "NoNorm": "layers",
+    "RMSNorm": "layers",
+    "gelu": "layers",
+    "silu": "layers",
+    "softmax": "layers",
+    "LearnedPositionEmbedding": "positions",
+    "NoAbsolutePosition": "positions",
+    "NoRotation": "positions",
+    "RotaryEmbedding": "positions",
+    "SinusoidalPositionEmbedding": "positions",
+    "PRESETS": "presets",
+    "apply_preset": "presets",
+    "preset": "presets",
+    "TiedLMHead": "transformer",
+    "TransformerLM": "transformer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"cs336_basics.model.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'cs336_basics.model' has no attribute {name!r}")
