@@ -458,3 +458,15 @@ def test_cli_sweep_errors_and_dry_run(tmp_path, base_toml, capsys):
     assert not (tmp_path / "s").exists()  # a dry run writes nothing
     assert main(["sweep", "--config", str(base_toml), "--grid", "train.batch_size=4", "--gpus", "x", "--out", str(tmp_path / "s")]) == 2
     assert "--gpus" in capsys.readouterr().err
+
+
+def test_unset_values_are_labelled_default_and_sweep_order_is_kept(tmp_path):
+    sweep = tmp_path / "sw"
+    for name, sets in (("zeta", ["model.d_ff=256"]), ("alpha", [])):
+        cfg = apply_overrides(RunConfig(), ["train.total_steps=4", "model.context_length=16", *sets])
+        write_run(sweep / "runs" / name, cfg)
+    (sweep / "sweep.json").write_text(json.dumps({"name": "sw", "runs": [{"name": "zeta"}, {"name": "alpha"}]}))
+    _, _, sidecar = plot_runs([sweep], out=tmp_path / "p")
+    labels = [s["label"] for s in json.loads(sidecar.read_text())["series"]]
+    assert labels == ["d_ff=256", "d_ff=default"]  # zeta first: the sweep's order, not alphabetical
+    assert "| zeta | 256 |" in final_metrics_table([sweep]) and "| alpha | default |" in final_metrics_table([sweep])
