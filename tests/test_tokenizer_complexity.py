@@ -20,10 +20,15 @@ from tests.encode_reference import gpt2_tiktoken, gpt2_tokenizer
 EOT = "<|endoftext|>"
 
 
-def timed(fn, arg) -> float:
-    start = time.perf_counter()
-    fn(arg)
-    return time.perf_counter() - start
+def timed(fn, arg, min_seconds: float = 0.25) -> float:
+    """Seconds per call, calling repeatedly for at least ``min_seconds`` (short runs are scheduler noise)."""
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn(arg)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / calls
 
 
 def assert_linear(fn, make, n: int, repeats: int = 3) -> None:
