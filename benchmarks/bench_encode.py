@@ -26,7 +26,6 @@ import lzma
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path

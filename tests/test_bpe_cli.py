@@ -149,7 +149,7 @@ def test_meta_json_is_valid_and_records_specials(trained_dir):
 def test_byte_size_parsing():
     import argparse
 
-    from cs336_basics.commands.tokenizer import byte_size
+    from cs336_basics.commands import byte_size
 
     assert byte_size("512M") == 512 * 2**20 and byte_size("2g") == 2 * 2**30 and byte_size("1000") == 1000
     assert byte_size("1.5KiB") == 1536

@@ -16,7 +16,6 @@ import torch
 
 from cs336_basics.config import RunConfig, to_dict
 from cs336_basics.evaluation import read_samples, write_training_samples
-from cs336_basics.evaluation.report import write_run_report
 from cs336_basics.model import ModelConfig, TransformerLM
 from cs336_basics.rundir import MetricsLog, RunDir
 from cs336_basics.cli import main

@@ -8,6 +8,7 @@ argument helpers here give every command the same spelling for shared options
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from cs336_basics.errors import UserError
@@ -55,6 +56,18 @@ def non_negative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
     return value
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def byte_size(text: str) -> int:
+    """argparse ``type=`` for sizes like ``512M``, ``2G``, ``1000000``."""
+    m = _SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected a size like 512M or 2G, got {text!r}")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
 
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cs336_basics.commands import positive_int
-from cs336_basics.commands.tokenizer import byte_size  # one size syntax (50M, 2G) for every command
+from cs336_basics.commands import byte_size
 
 
 def register(subparsers, parents) -> None:

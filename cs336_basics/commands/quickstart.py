@@ -8,7 +8,7 @@ from cs336_basics.commands import add_config_args, existing_file, non_negative_f
 
 
 def register(subparsers, parents) -> None:
-    from cs336_basics.commands.tokenizer import byte_size
+    from cs336_basics.commands import byte_size
     from cs336_basics.pipeline import QUICKSTART_MINUTES
 
     parser = subparsers.add_parser(

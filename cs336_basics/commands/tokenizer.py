@@ -13,24 +13,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import time
 from pathlib import Path
 
-from cs336_basics.commands import positive_int
+from cs336_basics.commands import byte_size, positive_int
 from cs336_basics.errors import UserError
 from cs336_basics.progress import info
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-
-
-def byte_size(text: str) -> int:
-    """argparse ``type=`` for sizes like ``512M``, ``2G``, ``1000000``."""
-    m = _SIZE.match(text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"expected a size like 512M or 2G, got {text!r}")
-    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
 
 
 def register(subparsers, parents) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor
 
 from cs336_basics.compat.common import *  # noqa: F401,F403 - the shared adapters

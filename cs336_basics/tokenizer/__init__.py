@@ -3,3 +3,5 @@
 from cs336_basics.tokenizer.tokenizer import Tokenizer  # noqa: E402
 from cs336_basics.tokenizer.token_files import open_token_file, read_manifest, tokenize_file  # noqa: E402
 from cs336_basics.tokenizer.bpe_train import train_bpe  # noqa: E402
+
+__all__ = ["Tokenizer", "open_token_file", "read_manifest", "tokenize_file", "train_bpe"]
