@@ -76,6 +76,10 @@ def test_run_directory_layout_metrics_and_result(dataset, tmp_path):
     assert evals[-1]["val_loss"] < math.log(257)  # it learned something
     lrs = [r["lr"] for r in train_records]
     assert lrs[0] == 0.0 and max(lrs) == pytest.approx(3e-3) and lrs[-1] == pytest.approx(3e-4)
+    # periodic passes use the eval_tokens subset; the run ends with one pass over the whole validation file
+    (full,) = [r for r in records if r["event"] == "eval_full"]
+    assert evals[-1]["val_tokens"] <= 2048 < full["val_tokens"]
+    assert records[-1]["full_val_loss"] == full["val_loss"] and math.isfinite(full["val_loss"])
 
 
 def test_load_trained_model_from_run_dir_and_file(dataset, tmp_path):
@@ -244,7 +248,7 @@ def test_trackers_receive_every_logged_event(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "build_trackers", lambda *a, **k: [Recorder()])
     result = train(tiny_config(dataset, tmp_path, "train.total_steps=4", "train.eval_interval=2",
                                "logging.log_interval=2"))
-    assert [e for e, *_ in seen] == ["start", "train", "eval", "train", "eval", "end", "closed"]
+    assert [e for e, *_ in seen] == ["start", "train", "eval", "train", "eval", "eval_full", "end", "closed"]
     assert [s for e, s, *_ in seen if e == "train"] == [2, 4]
     ckpt = torch.load(result.run_dir / "checkpoints" / "latest.pt", weights_only=True)
     assert ckpt["wandb_run_id"] == "abc123"  # a resumed run continues the same W&B run

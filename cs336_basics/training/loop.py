@@ -99,6 +99,7 @@ class _State:
     tokens: int = 0
     best_val_loss: float | None = None
     final_val_loss: float | None = None
+    full_val_loss: float | None = None  # whole validation file at the end, when eval_tokens picks a subset
     last_eval_step: int = -1
     last_ckpt_step: int = -1
     wallclock_offset: float = 0.0
@@ -316,12 +317,7 @@ class Trainer:
             from cs336_basics.evaluation import evaluate_loss
 
             # evaluation must not perturb the training RNG streams (dropout), or resume would not be exact
-            with preserved_rng():
-                result = evaluate_loss(unwrap_model(self.model), self.valid_tokens, self.cfg.model.context_length,
-                                       self.cfg.train.eval_batch_size, self.device, max_tokens=self.cfg.train.eval_tokens,
-                                       bytes_per_token=self.valid_bytes_per_token,
-                                       autocast_dtype=None if self.dtype == torch.float32 else self.dtype,
-                                       show_progress=False)
+            result = self._validation_loss(self.cfg.train.eval_tokens)
             s = self.state
             s.final_val_loss = result.loss
             improved = math.isfinite(result.loss) and (s.best_val_loss is None or result.loss < s.best_val_loss)
@@ -338,6 +334,29 @@ class Trainer:
             self._write_samples()
         self.state.last_eval_step = self.state.step
         barrier(self.dist)
+
+    def _validation_loss(self, max_tokens: int | None):
+        from cs336_basics.evaluation import evaluate_loss
+
+        # evaluation must not perturb the training RNG streams (dropout), or resume would not be exact
+        with preserved_rng():
+            return evaluate_loss(unwrap_model(self.model), self.valid_tokens, self.cfg.model.context_length,
+                                 self.cfg.train.eval_batch_size, self.device, max_tokens=max_tokens,
+                                 bytes_per_token=self.valid_bytes_per_token,
+                                 autocast_dtype=None if self.dtype == torch.float32 else self.dtype,
+                                 show_progress=False)
+
+    def _evaluate_full(self) -> None:
+        """With ``train.eval_tokens`` the periodic passes see a fixed subset; the run ends with the whole file."""
+        if self.valid_tokens is None or self.cfg.train.eval_tokens is None or not self.main:
+            return
+        t0 = time.perf_counter()
+        result = self._validation_loss(None)
+        self.state.full_val_loss = result.loss
+        self.timings.eval += time.perf_counter() - t0
+        self._log("eval_full", val_loss=result.loss, val_ppl=result.perplexity, val_bpb=result.bits_per_byte,
+                  val_top1=result.top1, val_top5=result.top5, val_tokens=result.num_tokens,
+                  eval_seconds=result.seconds)
 
     def _write_samples(self) -> None:
         if not (self.cfg.train.samples and self.tokenizer is not None):
@@ -475,12 +494,14 @@ class Trainer:
                 self._evaluate()
             if s.last_ckpt_step != s.step:
                 self._save()
+            self._evaluate_full()
             if self.main:
                 export_safetensors(self.model, self.rundir.root / "model.safetensors",
                                    metadata={"step": str(s.step), "run_name": self.cfg.train.run_name})
         t = self.timings
         self._log("end", stop_reason=stop_reason, diverged=diverged, final_val_loss=s.final_val_loss,
-                  best_val_loss=s.best_val_loss, nonfinite_steps=s.nonfinite_total,
+                  best_val_loss=s.best_val_loss, full_val_loss=s.full_val_loss,
+                  nonfinite_steps=s.nonfinite_total,
                   time_data=t.data, time_compute=t.compute, time_logging=t.logging, time_checkpoint=t.checkpoint,
                   time_eval=t.eval, time_samples=t.samples, overhead_fraction=t.overhead_fraction())
         if self.main:
