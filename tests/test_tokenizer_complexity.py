@@ -52,9 +52,17 @@ def gpt2(native: bool):
 @pytest.mark.parametrize("char", [pytest.param(c, marks=[] if c == "a" else pytest.mark.slow)
                                   for c in (" ", "\n", "a", "9", "^")])
 def test_one_repeated_character_native(char):
-    """n = 1 MiB and 2n = 2 MiB of one character: each a single pre-token merged by the bucket merge."""
+    """1 MiB of one character, then n = 2 MiB vs 2n = 4 MiB: each a single pre-token merged by the bucket merge.
+
+    The ratio is measured above 1 MiB because the merge's working set (~32 bytes per character)
+    crosses the last-level cache between 1 and 2 MiB: on a quiet machine that one step costs a
+    constant factor of up to ~3x, while every doubling below and above it costs ~2x (measured
+    0.25 -> 8 MiB). Linearity is about the doublings, not about the cache size.
+    """
     tok = gpt2(True)
-    assert_linear(tok.encode, lambda n: char * n, 1 << 20, repeats=5)
+    one_mib = timed(tok.encode, char * (1 << 20))
+    assert one_mib < 10
+    assert_linear(tok.encode, lambda n: char * n, 2 << 20, repeats=5)
     assert tok.encode(char * 5000) == gpt2_tiktoken(str(shared_file("gpt2/vocab.json").parent)).encode(char * 5000)
 
 
@@ -85,7 +93,8 @@ def test_10mb_line_without_spaces_native():
 @pytest.mark.slow
 def test_long_digit_runs_native():
     tok = gpt2(True)
-    assert_linear(tok.encode, lambda n: ("1234567890" * (n // 10) + " x ") * 2, 1 << 19)
+    # n = 2 MiB of digits (past the cache step described above) vs 4 MiB
+    assert_linear(tok.encode, lambda n: ("1234567890" * (n // 20) + " x ") * 2, 2 << 20)
 
 
 def test_streaming_a_run_without_any_safe_cut_is_linear():
