@@ -22,6 +22,19 @@ def shared_file(relative: str) -> Path:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded shared machine OpenMP's
+    spin-waiting makes them 50-100x slower: modules of tiny-model tests opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``; the setting is restored after each test."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tinystories_train() -> Path:
     return shared_file("tinystories/tinystories_train_head.txt")
 

@@ -13,8 +13,8 @@ from torch import nn
 
 from cs336_basics.errors import UserError
 from cs336_basics.evaluation import evaluate_loss, plan_windows
-from tests.evaluation_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
 
 
 class _Cfg:

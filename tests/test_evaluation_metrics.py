@@ -23,7 +23,8 @@ from cs336_basics.evaluation.text_metrics import (
     word_vocabulary,
     words,
 )
-from tests.evaluation_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
 
 # ----------------------------------------------------------------------------- text metrics
 

@@ -19,7 +19,8 @@ from cs336_basics.evaluation import read_samples, write_training_samples
 from cs336_basics.model import ModelConfig, TransformerLM
 from cs336_basics.rundir import MetricsLog, RunDir
 from cs336_basics.cli import main
-from tests.evaluation_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
 
 
 TEXT = ("Once upon a time there was a little dog named Max. Max liked to run in the park with his friend Sam. "

@@ -17,13 +17,7 @@ from tests.test_generation_streaming import ByteTokenizer
 POSITIONS = ["learned", "sinusoidal", "rope", "none"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: a second thread only adds synchronisation cost (ruinous on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
 
 
 def tiny_model(position: str = "rope", context_length: int = 64, num_layers: int = 2, vocab_size: int = 260,

@@ -12,7 +12,8 @@ from cs336_basics.model import ModelConfig, TransformerLM
 from cs336_basics.training.checkpoint import save_checkpoint
 from cs336_basics.training.config import DataConfig
 from tests.conftest import run_cli as _run_cli
-from tests.test_generation import one_thread  # noqa: F401  (autouse: tiny models run on one thread)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
 
 
 def run_cli(*args: str, **kwargs):

@@ -17,7 +17,8 @@ from cs336_basics.model.accounting import (
 )
 from cs336_basics.cli import main
 from tests.conftest import run_cli
-from tests.test_model_layers import _one_thread  # noqa: F401 - autouse: single-threaded tests
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
 
 TINY = dict(vocab_size=50, context_length=16, d_model=32, num_layers=3, num_heads=4)
 

@@ -18,7 +18,7 @@ from cs336_basics.model import (
     scaled_dot_product_attention,
 )
 
-from tests.test_model_layers import _one_thread  # noqa: F401,E402 - autouse: single-threaded tests
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
 
 
 def _attention_loop(Q, K, V, mask=None):

@@ -14,14 +14,7 @@ from cs336_basics.model import Embedding, LayerNorm, Linear, NoNorm, RMSNorm, ge
 from cs336_basics.model.init import linear_std, make_generator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded shared machine OpenMP's
-    spin-waiting makes them 50x slower; run this module's tests single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
 
 
 def _rmsnorm_loop(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -20,7 +20,8 @@ from cs336_basics.model import (
     preset,
 )
 
-from tests.test_model_layers import _one_thread  # noqa: F401,E402 - autouse: single-threaded tests
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
+
 
 # the from-scratch attention by default; test_sdpa_fast_path_equals_reference covers the fused kernel
 TINY = dict(vocab_size=64, context_length=24, d_model=32, num_layers=2, num_heads=4, attention="reference")

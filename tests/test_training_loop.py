@@ -21,13 +21,7 @@ from tests.conftest import run_cli
 from tests.training_fixtures import make_byte_dataset, tiny_config, train_losses
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models run fastest single-threaded, and the test machine is shared
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
 
 
 @pytest.fixture(scope="module")

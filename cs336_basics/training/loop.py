@@ -314,9 +314,6 @@ class Trainer:
             return
         t0 = time.perf_counter()
         if self.main:
-            from cs336_basics.evaluation import evaluate_loss
-
-            # evaluation must not perturb the training RNG streams (dropout), or resume would not be exact
             result = self._validation_loss(self.cfg.train.eval_tokens)
             s = self.state
             s.final_val_loss = result.loss
