@@ -76,7 +76,7 @@ static inline uint64_t hash_bytes(const unsigned char *s, Py_ssize_t n) {
     uint64_t w = 0;
     memcpy(&w, s + i, (size_t)(n - i));
     h = (h ^ w) * 0x100000001B3ULL;
-    return mix64(h);
+    return pt_mix64(h);
 }
 
 static void cache_clear(Encoder *e) {

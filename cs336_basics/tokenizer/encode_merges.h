@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pretok.h" /* pt_mix64 */
+
 #define EMPTY_KEY UINT64_MAX
 
 typedef struct {
@@ -33,18 +35,9 @@ typedef struct {
 } MergeTable;
 
 /* ------------------------------------------------------------------------------------------ pair table */
-static inline uint64_t mix64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 static inline const PairSlot *pair_get(const MergeTable *t, uint32_t a, uint32_t b) {
     uint64_t key = ((uint64_t)a << 32) | b;
-    uint64_t i = mix64(key) & t->pair_mask;
+    uint64_t i = pt_mix64(key) & t->pair_mask;
     for (;;) {
         const PairSlot *s = &t->pairs[i];
         if (s->key == key)
@@ -270,7 +263,7 @@ static int merge_table_build(MergeTable *t, PyObject *merges) {
         if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, r), "kkkl", &a, &b, &m, &rank))
             goto fail;
         uint64_t key = ((uint64_t)a << 32) | b;
-        uint64_t i = mix64(key) & t->pair_mask;
+        uint64_t i = pt_mix64(key) & t->pair_mask;
         while (t->pairs[i].key != EMPTY_KEY && t->pairs[i].key != key)
             i = (i + 1) & t->pair_mask;
         if (t->pairs[i].key == key)
