@@ -93,6 +93,29 @@ def test_rope_matches_loop_reference():
     torch.testing.assert_close(rope(xh, torch.arange(5)), rope(xh, torch.arange(5).expand(2, 1, 5)))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_rope_complex_fast_path_equals_real_formula_forward_and_backward(dtype):
+    from cs336_basics.model.positions import rotate_pairs
+
+    torch.manual_seed(0)
+    rope = RotaryEmbedding(8, theta=100.0)
+    # q and k as strided views of a fused (B, T, 3, H, D) projection, plus an odd-offset slice
+    qkv = torch.randn(2, 6, 3, 2, 8, dtype=dtype, requires_grad=True)
+    wide = torch.randn(2, 6, 9, dtype=dtype, requires_grad=True)
+    positions = torch.tensor([[3, 4, 5, 6, 7, 8], [0, 1, 2, 3, 4, 5]]).unsqueeze(1)  # (B, 1, T)
+    for x in (qkv[:, :, 1].transpose(1, 2), wide[..., 1:].unsqueeze(1)):
+        g = torch.randn_like(x)
+        fast = rope(x, positions)
+        grad_fast = torch.autograd.grad(fast, x, g)[0]
+        cos, sin = rope.cos_sin(positions)
+        slow = rotate_pairs(x.float(), cos, sin).to(dtype)
+        grad_slow = torch.autograd.grad(slow, x, g)[0]
+        assert fast.dtype == dtype and fast.shape == x.shape
+        tol = 1e-2 if dtype == torch.bfloat16 else 1e-6
+        torch.testing.assert_close(fast, slow, rtol=tol, atol=tol)
+        torch.testing.assert_close(grad_fast, grad_slow, rtol=tol, atol=tol)
+
+
 def test_rope_scores_depend_only_on_relative_position():
     torch.manual_seed(0)
     rope = RotaryEmbedding(16, theta=500.0)

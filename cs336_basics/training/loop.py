@@ -274,6 +274,7 @@ class Trainer:
                     loss = cross_entropy(logits, y)
                     aux = getattr(inner, "aux_loss", None)
                     total = loss + aux if isinstance(aux, torch.Tensor) else loss
+                    del logits  # the loss keeps what backward needs; this frees a (B, T, V) buffer early
                 scaled = total / accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             loss_sum += loss.detach().float()

@@ -5,11 +5,14 @@ row maximum subtracted before exponentiating so logits of +-1e4 stay finite.
 
 Notable choice: a hand-written ``torch.autograd.Function`` instead of a chain of
 differentiable ops. The backward is the closed form ``(softmax(z) - onehot(y)) / N``,
-computed in place in one (N, V) buffer, so autograd keeps no (N, V)
-intermediates (shifted logits, exponentials) alive between forward and backward.
-At the assignment's shape (16 x 256 positions, vocab 10,000) that saves two
-160 MB float32 buffers per step and most of the memory traffic of the naive
-graph. The loss is computed in float32 even when the logits are bf16 (autocast).
+computed in place in one (N, V) buffer, so autograd keeps one (N, V) tensor
+alive between forward and backward instead of three (logits, shifted logits,
+exponentials). For float32 logits that tensor is the exponentials
+``exp(z - max)`` (the backward is then a single in-place scale; the caller
+should drop its own reference to the logits before ``backward``); for bf16
+logits it is the logits themselves, half the size, and the softmax is
+recomputed. At the assignment's shape (16 x 256 positions, vocab 10,000) each
+(N, V) float32 buffer is 160 MB. The loss is computed in float32 even when the logits are bf16 (autocast).
 
 Reference: the softmax/cross-entropy gradient, e.g. Goodfellow et al., *Deep
 Learning* (2016), section 6.2.2.3.
@@ -27,20 +30,32 @@ class _CrossEntropy(torch.autograd.Function):
         # logits: (N, V), targets: (N,)
         z = logits.float()
         row_max = z.amax(dim=-1, keepdim=True)  # (N, 1)
-        lse = (z - row_max).exp_().sum(dim=-1, keepdim=True).log_().add_(row_max)  # (N, 1)
+        exps = (z - row_max).exp_()  # (N, V): a fresh buffer, exp(z - max)
+        sums = exps.sum(dim=-1, keepdim=True)  # (N, 1)
+        lse = sums.log().add_(row_max)  # (N, 1)
         picked = z.gather(-1, targets.unsqueeze(-1))  # (N, 1)
-        ctx.save_for_backward(logits, targets, lse)
+        if z is logits:
+            # float32 logits: keep the exponentials instead of the logits (same size), so the
+            # backward is one in-place scale instead of recomputing the softmax
+            ctx.save_for_backward(exps, targets, sums)
+        else:
+            # bf16/fp16 logits: keep the smaller logits and recompute the softmax in float32
+            ctx.save_for_backward(logits, targets, lse)
+        ctx.from_exps = z is logits
         return (lse - picked).mean()
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        logits, targets, lse = ctx.saved_tensors
-        n = logits.shape[0]
-        grad = logits.float() - lse  # (N, V), a fresh buffer we may modify in place
-        grad.exp_()  # softmax
-        grad.scatter_add_(-1, targets.unsqueeze(-1), torch.full_like(lse, -1.0))
-        grad.mul_(grad_out / n)
-        return grad.to(logits.dtype), None
+        saved, targets, row_stat = ctx.saved_tensors
+        n = saved.shape[0]
+        if ctx.from_exps:
+            # in place: a fresh 160 MB allocation per step costs as much as the whole backward; a
+            # second backward through a retained graph is refused by autograd's version check
+            grad = saved.mul_((grad_out / n) / row_stat)  # (N, V) softmax / N
+        else:
+            grad = (saved.float() - row_stat).exp_().mul_(grad_out / n)  # (N, V) softmax / N
+        grad.scatter_add_(-1, targets.unsqueeze(-1), (-grad_out / n).expand(n, 1).to(grad.dtype))
+        return grad.to(saved.dtype), None
 
 
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
