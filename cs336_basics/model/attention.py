@@ -106,6 +106,21 @@ class ReferenceAttention(nn.Module):
         return scaled_dot_product_attention(q, k, v, mask, self.attn_dropout)
 
 
+def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,
+                    dropout_p: float = 0.0) -> Tensor:
+    """PyTorch's fused ``scaled_dot_product_attention`` with our mask convention and bottom-right causality."""
+    import torch.nn.functional as F
+
+    if k.dtype != q.dtype:  # a float32 cache under bf16 autocast
+        k, v = k.to(q.dtype), v.to(q.dtype)
+    tq, tk = q.shape[-2], k.shape[-2]
+    if is_causal and tq != tk:
+        # SDPA's is_causal is top-left aligned; decoding needs bottom-right (tq == 1 needs no mask)
+        mask = causal_mask(tq, tk, q.device) if tq > 1 else None
+        is_causal = False
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+
+
 class SDPAAttention(nn.Module):
     """PyTorch's fused ``scaled_dot_product_attention`` (flash / memory-efficient kernels): the fast path."""
 
@@ -114,32 +129,23 @@ class SDPAAttention(nn.Module):
         self.attn_pdrop = attn_pdrop
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
-        import torch.nn.functional as F
-
-        k, v = k.to(q.dtype), v.to(q.dtype)  # a float32 cache under bf16 autocast
-        tq, tk = q.shape[-2], k.shape[-2]
-        if is_causal and tq != tk:
-            # SDPA's is_causal is top-left aligned; decoding needs bottom-right (tq == 1 needs no mask)
-            mask = causal_mask(tq, tk, q.device) if tq > 1 else None
-            is_causal = False
-        p = self.attn_pdrop if self.training else 0.0
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
+        return fused_attention(q, k, v, mask, is_causal, self.attn_pdrop if self.training else 0.0)
 
 
 FUSED_DEVICES = ("cuda", "cpu")
 
 
-class AutoAttention(nn.Module):
+class AutoAttention(ReferenceAttention):
     """The SDPA kernel on CUDA and CPU tensors, our reference kernel on every other device."""
 
     def __init__(self, attn_pdrop: float = 0.0) -> None:
-        super().__init__()
-        self.reference = ReferenceAttention(attn_pdrop)
-        self.fused = SDPAAttention(attn_pdrop)
+        super().__init__(attn_pdrop)
+        self.attn_pdrop = attn_pdrop
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
-        kernel = self.fused if q.device.type in FUSED_DEVICES else self.reference
-        return kernel(q, k, v, mask, is_causal)
+        if q.device.type in FUSED_DEVICES:
+            return fused_attention(q, k, v, mask, is_causal, self.attn_pdrop if self.training else 0.0)
+        return super().forward(q, k, v, mask, is_causal)
 
 
 ATTENTION_KERNELS: dict[str, type[nn.Module]] = {
@@ -188,8 +194,9 @@ class MultiHeadSelfAttention(nn.Module):
             positions = torch.arange(T, device=x.device)  # (T,)
         elif positions.dim() > 1:
             positions = positions.unsqueeze(-2)  # (..., 1, T): broadcast over heads
-        q = self.rotary(q, positions)
-        k = self.rotary(k, positions)
+        rotation = self.rotary.rotation(positions)  # computed once for queries and keys
+        q = self.rotary.rotate(q, rotation)
+        k = self.rotary.rotate(k, rotation)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, S, D)
         out = self.kernel(q, k, v, mask, mask is None)  # (..., H, T, D)

@@ -104,18 +104,25 @@ class RotaryEmbedding(_Frequencies):
         angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (..., T, d/2)
         return angles.cos(), angles.sin()
 
-    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+    def rotation(self, positions: Tensor) -> Tensor:
+        """``e^{i angle}`` for every position and pair: complex64 ``(..., T, d/2)``."""
+        angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (..., T, d/2)
+        return torch.polar(torch.ones_like(angles), angles)
+
+    def rotate(self, x: Tensor, rotation: Tensor) -> Tensor:
+        """Rotate the pairs of ``x (..., T, d)`` by ``rotation`` (from :meth:`rotation`, broadcastable)."""
         # A pair (x_2i, x_2i+1) rotated by angle a is the complex number x_2i + i x_2i+1 times
         # e^{ia}: one complex multiply reads x once and writes once, and its backward is one
         # multiply by the conjugate (2x faster than the real-arithmetic form, rotate_pairs).
-        angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (..., T, d/2)
-        rotation = torch.polar(torch.ones_like(angles), angles)  # (..., T, d/2) complex64: e^{i angle}
         work = x if x.dtype in (torch.float32, torch.float64) else x.float()  # no complex bf16 type
         if work.stride(-1) != 1 or work.storage_offset() % 2 or any(s % 2 for s in work.stride()[:-1]):
             work = work.contiguous()  # view_as_complex needs whole (re, im) pairs in memory
         pairs = torch.view_as_complex(work.unflatten(-1, (self.d_head // 2, 2)))  # (..., T, d/2) complex
         rotated = torch.view_as_real(pairs * rotation).flatten(-2)  # (..., T, d)
-        return rotated.to(x.dtype)
+        return rotated if rotated.dtype == x.dtype else rotated.to(x.dtype)
+
+    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        return self.rotate(x, self.rotation(positions))
 
     def extra_repr(self) -> str:
         return f"d_head={self.d_head}, theta={self.theta}"
@@ -134,7 +141,13 @@ def rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 class NoRotation(nn.Module):
-    """No relative encoding: queries and keys pass through unchanged."""
+    """No relative encoding: queries and keys pass through unchanged (same interface as RoPE)."""
+
+    def rotation(self, positions: Tensor) -> None:
+        return None
+
+    def rotate(self, x: Tensor, rotation: None) -> Tensor:
+        return x
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
         return x
