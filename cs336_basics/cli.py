@@ -56,7 +56,18 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> ArgumentParser:
+def _requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first non-option word), if it is one of ours."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMAND_MODULES else None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
+    """The full parser; given ``argv`` that names a command, only that command's module is imported.
+
+    Registering every command imports what their help texts need (numpy, HTTP code: ~0.3 s);
+    a command run skips the others. ``cs336 --help`` and unknown commands still see them all.
+    """
     common = _common_options()
     parser = ArgumentParser(
         prog="cs336",
@@ -67,7 +78,8 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cs336_basics {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
-    for name in COMMAND_MODULES:
+    only = _requested_command(argv) if argv is not None else None
+    for name in [only] if only else COMMAND_MODULES:
         module = importlib.import_module(f"cs336_basics.commands.{name}")
         module.register(subparsers, [common])
     return parser
@@ -91,7 +103,8 @@ def _describe_os_error(exc: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or bool(os.environ.get("CS336_DEBUG"))
     quiet = getattr(args, "quiet", False)

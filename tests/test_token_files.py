@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cs336_basics.errors import UserError
 from cs336_basics.tokenizer import token_files
@@ -58,6 +60,32 @@ def test_many_ranges_with_invalid_utf8_equal_encode_bytes(tok, tmp_path):
     finally:
         token_files.MAX_RANGE = old
     assert np.load(tmp_path / "mixed.npy").tolist() == tok.encode_bytes(data)
+
+
+_PIECES = ["Once", " upon", " a time", ",", " ", "  ", "\n", "\n\n", "ünï", "😀", "漢字かな", "12345", "'s", "'ll",
+           EOT, "<|endo", "ftext|>", "\xff", "\xe2\x82", "https://example.com/a_b-c?d=1", "aaaa", "\t"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=120), st.integers(2, 64), st.integers(1, 400))
+def test_byte_chunker_equals_encode_bytes_with_and_without_the_text_fallback(tok, tmp_path_factory, pieces,
+                                                                             chunk, fallback):
+    """Tiny chunk and fallback sizes push every cut decision (byte cuts, specials near a cut, no cut for a
+    long stretch, the switch to the text chunker mid-range) through text built to stress them."""
+    data = b"".join(p.encode("latin1") if p in ("\xff", "\xe2\x82") else p.encode() for p in pieces)
+    path = tmp_path_factory.mktemp("chunks") / "t.txt"
+    path.write_bytes(data)
+    saved = token_files.ENCODE_CHUNK, token_files.READ_BLOCK, token_files.TEXT_FALLBACK
+    token_files.ENCODE_CHUNK, token_files.READ_BLOCK, token_files.TEXT_FALLBACK = chunk, max(1, chunk // 3), fallback
+    try:
+        chunks = list(token_files._range_chunks(path, 0, len(data), tok.special_tokens))
+        ids = []
+        for c in chunks:
+            ids.extend(tok.encode_bytes(c))
+    finally:
+        token_files.ENCODE_CHUNK, token_files.READ_BLOCK, token_files.TEXT_FALLBACK = saved
+    assert b"".join(chunks) == data
+    assert ids == tok.encode_bytes(data)
 
 
 def test_gpt2_whole_corpus_equals_encode(tmp_path, tinystories_train):
@@ -138,19 +166,38 @@ def test_open_token_file_checks(tok, corpus, tmp_path):
         open_token_file(tmp_path / "float.npy")
 
 
-def test_a_failed_run_leaves_the_old_output_intact(tok, corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_run_leaves_the_old_output_intact(tok, corpus, tmp_path, monkeypatch, workers):
     out = tmp_path / "v.npy"
     tokenize_file(tok, corpus, out, workers=1)
     before, manifest_before = out.read_bytes(), manifest_path(out).read_text()
+    real_encode_range = token_files.encode_range
 
-    def crash(*args, **kwargs):
+    def crash(tokenizer, path, start, end, fh, dtype, on_bytes=None):
+        real_encode_range(tokenizer, path, start, end, fh, dtype, on_bytes)  # some ids written, then
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(token_files, "_write_npy", crash)
+    monkeypatch.setattr(token_files, "encode_range", crash)  # forked workers inherit the patch
     with pytest.raises(RuntimeError, match="simulated"):
-        tokenize_file(tok, corpus, out, workers=1, force=True)
+        tokenize_file(tok, corpus, out, workers=workers, force=True)
     assert out.read_bytes() == before and manifest_path(out).read_text() == manifest_before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["v.npy", "v.npy.manifest.json", "valid.txt"])
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
+@pytest.mark.parametrize("count", [0, 1, 65_537, 10**12])
+def test_fixed_size_npy_header_loads_with_numpy(tmp_path, dtype, count):
+    header = token_files.npy_header(np.dtype(dtype), count)
+    assert len(header) == token_files.HEADER_LEN
+    path = tmp_path / "h.npy"
+    stored = min(count, 3)  # a huge count is only parsed, not backed by data
+    path.write_bytes(header + np.arange(stored, dtype=dtype).tobytes())
+    with open(path, "rb") as fh:
+        assert np.lib.format.read_magic(fh) == (1, 0)
+        shape, fortran, read_dtype = np.lib.format.read_array_header_1_0(fh)
+    assert shape == (count,) and not fortran and read_dtype == np.dtype(dtype)
+    if count == stored:
+        assert np.load(path, mmap_mode="r" if count else None).tolist() == list(range(count))
 
 
 def test_bad_arguments_are_user_errors(tok, corpus, tmp_path):

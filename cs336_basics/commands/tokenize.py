@@ -34,8 +34,11 @@ def register(subparsers, parents) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336_basics.allocator import keep_freed_cpu_memory
     from cs336_basics.tokenizer.token_files import tokenize_file
     from cs336_basics.tokenizer.tokenizer import Tokenizer
+
+    keep_freed_cpu_memory()  # this process encodes chunk after chunk itself when --workers 1
 
     tokenizer = Tokenizer.from_dir(args.tokenizer)
     result = tokenize_file(tokenizer, args.input, args.out, workers=args.workers, force=args.force)

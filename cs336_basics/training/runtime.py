@@ -11,22 +11,18 @@
   device's peak. The peak is ``train.peak_tflops`` when set, else a table of
   dense bf16 peaks of common GPUs; unknown devices get no MFU rather than a guess.
 - CPU runs on Linux ask glibc's allocator to keep freed memory for reuse
-  (:func:`keep_freed_cpu_memory`). By default every buffer over 32 MB is a
-  fresh ``mmap`` and every large free goes back to the kernel, so each step
+  (:func:`cs336_basics.allocator.keep_freed_cpu_memory`): without it each step
   page-faults its activations in again (about 160,000 faults and 5-10 % of a
-  step at the assignment's shape); kept memory makes a step fault-free. PyTorch's
-  CPU tuning guide gets the same effect by swapping in jemalloc or tcmalloc.
+  step at the assignment's shape).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import sys
 
 import torch
 
+from cs336_basics.allocator import keep_freed_cpu_memory
 from cs336_basics.errors import UserError
 
 # dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets
@@ -60,26 +56,6 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if dtype == torch.float16 and device.type != "cuda":
         raise UserError(f"train.dtype=float16 needs a CUDA device (got {device.type}); use bfloat16 or float32")
     return dtype
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers from glibc's malloc.h
-
-
-def keep_freed_cpu_memory() -> bool:
-    """Make glibc serve large tensors from its heap and keep freed memory; False where not glibc.
-
-    The process then stays at its peak memory instead of handing freed pages back to
-    the kernel between steps (which is what training reaches every step anyway).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
-        return False
-    # at most 2**31 - 1 (an int); a threshold of 1 GiB keeps every activation on the heap
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
 
 
 def configure_backends(device: torch.device) -> None:
