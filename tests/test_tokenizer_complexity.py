@@ -1,6 +1,6 @@
 """Pathological inputs run in linear time: time(2n)/time(n) < 2.5 and each run under 10 s.
 
-Timings use the best of three runs per size, so a noisy shared machine rarely
+Timings use the best of five runs per size, so a noisy shared machine rarely
 breaks the ratio; an O(n^2) merge would show a ratio near 4. The results are
 also checked for exactness (against tiktoken on GPT-2) so speed never hides a
 wrong answer.
@@ -31,7 +31,7 @@ def timed(fn, arg, min_seconds: float = 0.25) -> float:
             return elapsed / calls
 
 
-def assert_linear(fn, make, n: int, repeats: int = 3) -> None:
+def assert_linear(fn, make, n: int, repeats: int = 5) -> None:
     """Best of ``repeats`` for n and 2n, interleaved so that a load spike hits both sizes alike."""
     small, large = make(n), make(2 * n)
     t1 = t2 = float("inf")
