@@ -222,8 +222,8 @@ QUICKSTART_MINUTES = 9.0
 
 
 def quickstart_config_path() -> Path:
-    """configs/quickstart.toml of this checkout (the preset the quickstart trains)."""
-    path = Path(__file__).resolve().parents[1] / "configs" / "quickstart.toml"
+    """The quickstart preset, shipped inside the package (``configs/`` at the top of a checkout links to it)."""
+    path = Path(__file__).resolve().parent / "configs" / "quickstart.toml"
     if not path.is_file():
         raise UserError(f"the quickstart preset {path} is missing; pass --config FILE")
     return path

@@ -56,3 +56,27 @@ def test_python_m_and_console_script_agree():
     proc = subprocess.run([exe, "--version"], capture_output=True, text=True)
     assert proc.returncode == 0
     assert proc.stdout.strip() == run_cli("--version").stdout.strip()
+
+
+def test_config_accepts_a_shipped_preset_name_and_lists_them_when_unknown(tmp_path):
+    from cs336_basics.commands import PRESETS, config_file
+    from cs336_basics.pipeline import quickstart_config_path
+
+    assert config_file("tinystories") == PRESETS / "tinystories.toml"
+    assert config_file("experiments/lr_cpu") == PRESETS / "experiments" / "lr_cpu.toml"
+    # the presets live inside the package, so a non-editable install has them too
+    package = quickstart_config_path().resolve().parents[1]
+    assert package.name == "cs336_basics" and (package / "__init__.py").is_file()
+    proc = run_cli("model", "info", "--config", "no_such_preset")
+    _assert_one_line_error(proc)
+    assert "tinystories_cpu" in proc.stderr and "experiments/lr_cpu" in proc.stderr
+
+
+def test_a_command_run_imports_only_its_own_module():
+    import subprocess
+    import sys
+
+    code = ("import sys; from cs336_basics.cli import build_parser; build_parser(['-q', 'tokenize', '--help']); "
+            "print(sorted(m for m in sys.modules if m.startswith('cs336_basics.commands.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['cs336_basics.commands.tokenize']"

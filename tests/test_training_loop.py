@@ -310,12 +310,13 @@ def test_sigint_in_process_finishes_the_step_and_saves(dataset, tmp_path):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
 
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under a background shell job
     threading.Thread(target=interrupt_after_three_steps, daemon=True).start()
     result = train(cfg)
     assert (result.stop_reason, result.exit_code, result.diverged) == ("sigint", 130, False)
     ckpt = torch.load(tmp_path / "tiny" / "checkpoints" / "latest.pt", weights_only=True)
     assert ckpt["iteration"] == result.steps >= 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
 
 
 @pytest.mark.slow
@@ -346,6 +347,7 @@ def test_sigint_finishes_the_step_saves_and_exits_130_then_resume_completes(data
 def test_second_signal_aborts_at_once():
     from cs336_basics.training.signals import StopRequest
 
+    before = signal.getsignal(signal.SIGINT)
     with StopRequest(announce=False) as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.05)
@@ -353,4 +355,4 @@ def test_second_signal_aborts_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.5)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored

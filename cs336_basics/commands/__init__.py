@@ -70,10 +70,27 @@ def byte_size(text: str) -> int:
     return int(float(m.group(1)) * scale)
 
 
+PRESETS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def config_file(text: str) -> Path:
+    """argparse ``type=`` for ``--config``: a file, or the name of a shipped preset (``tinystories``,
+    ``experiments/lr_cpu``), which also works after a non-editable install."""
+    path = Path(text)
+    if not path.exists():
+        for candidate in (PRESETS / text, PRESETS / f"{text}.toml"):
+            if candidate.is_file():
+                return candidate
+        names = sorted(p.relative_to(PRESETS).with_suffix("").as_posix() for p in PRESETS.rglob("*.toml"))
+        raise argparse.ArgumentTypeError(f"file not found: {text} (or give a preset name: {', '.join(names)})")
+    return existing_file(text)
+
+
 def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """``--config FILE`` (TOML/YAML) and repeatable ``--set section.key=value``."""
-    parser.add_argument("--config", "-c", type=existing_file, required=required, metavar="FILE",
-                        help="run config file (.toml or .yaml); see configs/")
+    """``--config FILE`` (TOML/YAML, or a preset name) and repeatable ``--set section.key=value``."""
+    parser.add_argument("--config", "-c", type=config_file, required=required, metavar="FILE",
+                        help="run config file (.toml or .yaml) or a preset name such as 'tinystories' "
+                             "(the files in configs/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set model.d_model=256 (repeatable)")
 

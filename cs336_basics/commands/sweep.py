@@ -16,7 +16,7 @@ import argparse
 import shlex
 import sys
 
-from cs336_basics.commands import existing_file, positive_int
+from cs336_basics.commands import config_file, positive_int
 from cs336_basics.errors import UserError
 
 
@@ -27,9 +27,9 @@ def register(subparsers, parents) -> None:
                     "run each in its own run directory under OUT/NAME/runs/, skip finished runs, and record "
                     "one line per run in OUT/NAME/results.jsonl; finally write OUT/NAME/report.md with plots.",
         epilog="Sweep file format and presets: docs/experiments.md and configs/experiments/.")
-    parser.add_argument("--config", "-c", type=existing_file, metavar="FILE",
+    parser.add_argument("--config", "-c", type=config_file, metavar="FILE",
                         help="base run config (.toml/.yaml); overrides the sweep file's base")
-    parser.add_argument("--sweep-file", "-f", type=existing_file, metavar="FILE",
+    parser.add_argument("--sweep-file", "-f", type=config_file, metavar="FILE",
                         help="sweep file with [sweep], [grid] and [[runs]] sections")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                         help="a swept key and its values (repeatable; runs are the cartesian product)")
