@@ -95,6 +95,20 @@ def test_gpt2_whole_corpus_equals_encode(tmp_path, tinystories_train):
     assert np.load(out).tolist() == tok.encode(tinystories_train.read_text(encoding="utf-8"))
 
 
+def test_parts_are_spliced_in_user_space_where_copy_file_range_fails(tok, corpus, tmp_path, monkeypatch):
+    calls = []
+
+    def unsupported(*args):
+        calls.append(args)
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(token_files.os, "copy_file_range", unsupported, raising=False)
+    monkeypatch.setattr(token_files, "MAX_RANGE", 20_000)  # several parts
+    tokenize_file(tok, corpus, tmp_path / "v.npy", workers=2)
+    assert len(calls) > 3
+    assert np.load(tmp_path / "v.npy").tolist() == tok.encode(corpus.read_text(encoding="utf-8"))
+
+
 def test_uint32_when_ids_do_not_fit_uint16(tmp_path):
     vocab = {i: bytes([i]) for i in range(256)}
     vocab[70_000] = b"<|big|>"

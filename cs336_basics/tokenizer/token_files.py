@@ -35,7 +35,6 @@ from __future__ import annotations
 import codecs
 import datetime as _dt
 import hashlib
-import io
 import json
 import multiprocessing
 import os
@@ -283,18 +282,20 @@ def _append_file(dst, src_path: str) -> None:
     """Append the file at ``src_path`` to the open file ``dst``: an in-kernel copy where Linux offers one."""
     dst.flush()
     with open(src_path, "rb") as src:
-        left = os.fstat(src.fileno()).st_size
+        size = os.fstat(src.fileno()).st_size
+        left = size
         try:
             while left > 0:
                 copied = os.copy_file_range(src.fileno(), dst.fileno(), left)
                 if copied == 0:
                     break
                 left -= copied
-        except (AttributeError, OSError):  # not Linux, or a file system without it: copy through user space
-            src.seek(os.fstat(src.fileno()).st_size - left)
+        except (AttributeError, OSError):  # not Linux, or a file system without it
+            pass
+        dst.seek(0, os.SEEK_END)  # copy_file_range moved the fd offset under Python's buffered writer
+        if left > 0:  # whatever the kernel did not copy goes through user space
+            src.seek(size - left)
             shutil.copyfileobj(src, dst, 1 << 22)
-            return
-    dst.seek(0, os.SEEK_END)  # copy_file_range moved the fd offset under Python's buffered writer
 
 
 HEADER_LEN = 128  # bytes; an .npy header padded to a fixed size, so the count can be filled in at the end
