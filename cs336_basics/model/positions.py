@@ -100,13 +100,18 @@ class RotaryEmbedding(_Frequencies):
         self.theta = theta
         self.max_seq_len = max_seq_len
 
+    def angles(self, positions: Tensor) -> Tensor:
+        """``position * theta^(-2i/d)`` for every position and pair: float32 ``(..., T, d/2)``."""
+        return positions.to(torch.float32).unsqueeze(-1) * self.inv_freq
+
     def cos_sin(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (..., T, d/2)
+        """The angles' cosines and sines (what :func:`rotate_pairs` takes)."""
+        angles = self.angles(positions)
         return angles.cos(), angles.sin()
 
     def rotation(self, positions: Tensor) -> Tensor:
         """``e^{i angle}`` for every position and pair: complex64 ``(..., T, d/2)``."""
-        angles = positions.to(torch.float32).unsqueeze(-1) * self.inv_freq  # (..., T, d/2)
+        angles = self.angles(positions)
         return torch.polar(torch.ones_like(angles), angles)
 
     def rotate(self, x: Tensor, rotation: Tensor) -> Tensor:
