@@ -155,11 +155,12 @@ class StdDecoder(nn.Module):
 
 
 @torch.inference_mode()
-def standard_generate(model: StdDecoder, input_ids: torch.Tensor, max_new_tokens: int, vocab_limit: int):
-    """Greedy decoding with past_key_values through the module-based standard model."""
+def greedy_past_key_values(forward, input_ids: torch.Tensor, max_new_tokens: int, vocab_limit: int) -> torch.Tensor:
+    """Greedy decoding the Hugging Face way: ``forward(ids, position_ids, past) -> (logits, past)`` carries the
+    keys/values from step to step (prompts of equal length, as in the benchmark)."""
     B, T = input_ids.shape
     position_ids = torch.arange(T).expand(B, T)
-    logits, past = model(input_ids, position_ids)
+    logits, past = forward(input_ids, position_ids, None)
     out = []
     for step in range(max_new_tokens):
         next_ids = logits[:, -1, :vocab_limit].argmax(-1, keepdim=True)  # (B, 1)
@@ -167,26 +168,20 @@ def standard_generate(model: StdDecoder, input_ids: torch.Tensor, max_new_tokens
         if step == max_new_tokens - 1:
             break
         position_ids = position_ids[:, -1:] + 1
-        logits, past = model(next_ids, position_ids, past)
+        logits, past = forward(next_ids, position_ids, past)
     return torch.cat(out, dim=1)
 
 
-@torch.inference_mode()
+def standard_generate(model: StdDecoder, input_ids: torch.Tensor, max_new_tokens: int, vocab_limit: int):
+    """The loop over the module-based standard model."""
+    return greedy_past_key_values(model, input_ids, max_new_tokens, vocab_limit)
+
+
 def hf_style_generate(w: dict[str, torch.Tensor], cfg: ModelConfig, input_ids: torch.Tensor, max_new_tokens: int,
                       vocab_limit: int) -> torch.Tensor:
-    """Greedy decoding with past_key_values (prompts of equal length, as in the benchmark)."""
-    B, T = input_ids.shape
-    position_ids = torch.arange(T).expand(B, T)
-    logits, past = hf_forward(w, cfg, input_ids, position_ids, None)
-    out = []
-    for step in range(max_new_tokens):
-        next_ids = logits[:, -1, :vocab_limit].argmax(-1, keepdim=True)  # (B, 1)
-        out.append(next_ids)
-        if step == max_new_tokens - 1:
-            break
-        position_ids = position_ids[:, -1:] + 1
-        logits, past = hf_forward(w, cfg, next_ids, position_ids, past)
-    return torch.cat(out, dim=1)
+    """The loop over the module-free functional forward."""
+    return greedy_past_key_values(lambda ids, pos, past: hf_forward(w, cfg, ids, pos, past), input_ids,
+                                  max_new_tokens, vocab_limit)
 
 
 # ----------------------------------------------------------------------------- setup

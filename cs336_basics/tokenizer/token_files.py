@@ -186,9 +186,8 @@ def plan_ranges(path: Path, size: int, pieces: int, specials: list[str]) -> list
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
-def _range_text(path: Path, start: int, end: int) -> Iterator[str]:
-    """The bytes [start, end) as text pieces; invalid UTF-8 decoded with surrogateescape (kept as bytes)."""
-    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+def _range_blocks(path: Path, start: int, end: int) -> Iterator[bytes]:
+    """The bytes [start, end) of ``path`` in blocks of at most ``READ_BLOCK``."""
     with open(path, "rb") as fh:
         fh.seek(start)
         left = end - start
@@ -197,7 +196,14 @@ def _range_text(path: Path, start: int, end: int) -> Iterator[str]:
             if not block:
                 break
             left -= len(block)
-            yield decoder.decode(block, final=left <= 0)
+            yield block
+
+
+def _range_text(path: Path, start: int, end: int) -> Iterator[str]:
+    """The bytes [start, end) as text pieces; invalid UTF-8 decoded with surrogateescape (kept as bytes)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    for block in _range_blocks(path, start, end):
+        yield decoder.decode(block)
     tail = decoder.decode(b"", final=True)
     if tail:
         yield tail
@@ -224,26 +230,19 @@ def _range_chunks(path: Path, start: int, end: int, specials: list[str]) -> Iter
     special_bytes = [s.encode("utf-8") for s in specials]
     pending = bytearray()
     offset = start  # file offset of pending[0]: always a safe cut
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        left = end - start
-        while left > 0:
-            block = fh.read(min(READ_BLOCK, left))
-            if not block:
-                break
-            left -= len(block)
-            pending += block
-            if len(pending) < ENCODE_CHUNK:
-                continue
-            k = _last_byte_cut(pending, special_bytes)
-            if k > 0:
-                yield bytes(pending[:k])
-                del pending[:k]
-                offset += k
-            elif len(pending) >= TEXT_FALLBACK:
-                for chunk in safe_chunks(_range_text(path, offset, end), specials, ENCODE_CHUNK):
-                    yield chunk.encode("utf-8", "surrogateescape")
-                return
+    for block in _range_blocks(path, start, end):
+        pending += block
+        if len(pending) < ENCODE_CHUNK:
+            continue
+        k = _last_byte_cut(pending, special_bytes)
+        if k > 0:
+            yield bytes(pending[:k])
+            del pending[:k]
+            offset += k
+        elif len(pending) >= TEXT_FALLBACK:
+            for chunk in safe_chunks(_range_text(path, offset, end), specials, ENCODE_CHUNK):
+                yield chunk.encode("utf-8", "surrogateescape")
+            return
     if pending:
         yield bytes(pending)
 

@@ -12,7 +12,8 @@ exponentials). For float32 logits that tensor is the exponentials
 should drop its own reference to the logits before ``backward``); for bf16
 logits it is the logits themselves, half the size, and the softmax is
 recomputed. At the assignment's shape (16 x 256 positions, vocab 10,000) each
-(N, V) float32 buffer is 160 MB. The loss is computed in float32 even when the logits are bf16 (autocast).
+(N, V) float32 buffer is 160 MB. The loss is computed in float32 even when the
+logits are bf16 (autocast).
 
 Reference: the softmax/cross-entropy gradient, e.g. Goodfellow et al., *Deep
 Learning* (2016), section 6.2.2.3.
