@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "model",
     "export",
     "quickstart",
+    "doctor",
 ]
 
 
@@ -73,7 +74,7 @@ def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
         prog="cs336",
         description="Train byte-level BPE tokenizers and Transformer language models from scratch.",
         epilog="Run 'cs336 COMMAND --help' for the options of a command. "
-               "Quickest start: 'cs336 quickstart'.",
+               "Quickest start: 'cs336 quickstart'. What runs here: 'cs336 doctor'.",
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"cs336_basics {__version__}")

@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cs336_basics.errors import UserError
-from cs336_basics.http_download import NETWORK_ERRORS, fetch, open_stream, probe
+from cs336_basics.http_download import NETWORK_ERRORS, NetworkError, fetch, open_stream, probe, unreachable_reason
 from cs336_basics.progress import byte_progress, info
-from cs336_basics.rundir import atomic_write_text
+from cs336_basics.fileio import atomic_write_text
 
 DOC_DELIMITER = b"<|endoftext|>"
 BASE_URL_ENV = "CS336_DATASET_BASE_URL"
@@ -203,7 +203,7 @@ def _gz_prefix(url: str, tmp: Path, max_bytes: int, timeout: float) -> bool:
             with byte_progress(max_bytes, tmp.name.lstrip(".")) as bar:
                 return _copy_limited(gzip.GzipFile(fileobj=response), out, max_bytes, bar.update)
     except NETWORK_ERRORS as exc:
-        raise UserError(f"download of {url} was interrupted ({exc}); rerun the command") from exc
+        raise NetworkError(f"download of {url} was interrupted ({exc}); rerun the command", f"interrupted: {exc}") from exc
     except (OSError, EOFError, zlib.error) as exc:
         raise UserError(f"{url} is not a valid gzip stream ({exc})") from exc
 
@@ -230,6 +230,10 @@ def _download_one(remote: RemoteFile, folder: Path, *, max_bytes: int | None, ba
     url = remote.url(base_url)
     final = folder / remote.local_name
     tmp = folder / f".{remote.local_name}.tmp"
+    reason = unreachable_reason(url, timeout=min(timeout, 10.0))
+    if reason is not None:
+        raise NetworkError(f"download of {url} failed ({reason}); check the network and rerun, "
+                           "or copy the files by hand and use --from-dir", reason)
     if remote.compressed and max_bytes is not None:
         truncated = _gz_prefix(url, tmp, max_bytes, timeout)
         return {"source": url, "source_sha256": None, "size": _place(tmp, final, truncated)}

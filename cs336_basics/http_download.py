@@ -21,6 +21,7 @@ import http.client
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,35 @@ from cs336_basics.progress import byte_progress
 CHUNK = 1 << 20
 USER_AGENT = "cs336_basics-downloader/1"
 NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException)
+
+
+class NetworkError(UserError):
+    """The server could not be reached or the connection kept dropping (as opposed to a bad answer)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        """The cause alone, e.g. 'cannot connect to huggingface.co:443: Name or service not known'."""
+
+
+def unreachable_reason(url: str, timeout: float = 10.0) -> str | None:
+    """Why ``url``'s host (or the proxy for its scheme) cannot be reached by TCP; None when it can.
+
+    One quick connection instead of a retried download: without a network a download would
+    otherwise spend its whole retry schedule before saying so.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https"):
+        return None
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass(parsed.hostname or ""):
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"cannot connect to {parsed.hostname}:{port}: {getattr(exc, 'strerror', None) or exc}"
+    return None
 
 
 def is_sha256(text: str | None) -> bool:
@@ -218,8 +248,8 @@ def fetch(url: str, part: Path, *, end: int | None = None, expected_size: int | 
                     cause = exc.__cause__
                     if isinstance(cause, UserError):
                         raise cause from None
-                    raise UserError(f"download of {url} interrupted ({exc}) after {retries} retries; "
-                                    "rerun the same command to resume") from None
+                    raise NetworkError(f"download of {url} interrupted ({exc}) after {retries} retries; "
+                                       "rerun the same command to resume", f"interrupted: {exc}") from None
                 time.sleep(min(2.0 ** (attempt - 1) * 0.5, 10.0))
     size = part.stat().st_size
     want = t.total if end is None else (end if t.total is None else min(end, t.total))
@@ -240,4 +270,5 @@ def open_stream(url: str, timeout: float = 60.0):
     except urllib.error.HTTPError as exc:
         raise http_error(url, exc) from exc
     except NETWORK_ERRORS as exc:
-        raise UserError(f"download of {url} failed ({getattr(exc, 'reason', exc)}); check the network and rerun") from exc
+        reason = str(getattr(exc, "reason", exc))
+        raise NetworkError(f"download of {url} failed ({reason}); check the network and rerun", reason) from exc

@@ -246,7 +246,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def split_off_validation(src: Path, train_dst: Path, valid_dst: Path, fraction: float = 0.05) -> None:
     """Hold out the last ``fraction`` of ``src``'s documents (cut at an <|endoftext|>) as validation text."""
     from cs336_basics.datasets import DOC_DELIMITER
-    from cs336_basics.rundir import atomic_write_bytes
+    from cs336_basics.fileio import atomic_write_bytes
 
     data = src.read_bytes()
     cut = data.rfind(DOC_DELIMITER, 0, int(len(data) * (1 - fraction)))
@@ -257,34 +257,58 @@ def split_off_validation(src: Path, train_dst: Path, valid_dst: Path, fraction: 
     atomic_write_bytes(valid_dst, data[cut:].lstrip(b"\n"))
 
 
-def gather_data(data_root: Path, data: Path | None, valid: Path | None, max_bytes: int | None) -> None:
-    """Put train.txt / valid.txt into ``data_root``: linked local files, a split of one file, or a download."""
+def _use_sample(data_root: Path, valid: Path | None) -> None:
+    from cs336_basics.sample import extract_sample
+
+    extract_sample(data_root)
+    if valid is not None:
+        _link_or_copy(valid, data_root / "valid.txt")
+
+
+def gather_data(data_root: Path, data: Path | str | None, valid: Path | None, max_bytes: int | None) -> None:
+    """Put train.txt / valid.txt into ``data_root``: linked local files, a split of one file, a download,
+    or the sample bundled with the package (``data="sample"``, or when the download cannot be made)."""
     from cs336_basics.datasets import download_dataset
+    from cs336_basics.http_download import NetworkError
+    from cs336_basics.sample import DESCRIPTION, FULL_DATA_HINT, SAMPLE_NAME
 
     data_root.mkdir(parents=True, exist_ok=True)
+    split_stamp = data_root / ".split_source"
+    if data is None or data == SAMPLE_NAME or valid is not None:
+        split_stamp.unlink(missing_ok=True)  # train/valid now come from elsewhere than a split file
+    if data == SAMPLE_NAME:
+        info(f"using {DESCRIPTION}")
+        _use_sample(data_root, valid)
+        return
     if data is None:
-        info("no --data given: downloading a TinyStories prefix (use --data FILE for a local file)")
+        info("no --data given: downloading a TinyStories prefix (use --data FILE for a local file, "
+             "--data sample for the bundled sample)")
         limit = max_bytes or QUICKSTART_TRAIN_BYTES
         downloads = data_root.parent / "downloads"
-        train = download_dataset("tinystories", downloads, ["train"], max_bytes=limit)["train"]
-        valid_path = valid or download_dataset("tinystories", downloads, ["valid"],
-                                               max_bytes=min(limit, QUICKSTART_VALID_BYTES))["valid"]
+        try:
+            train = download_dataset("tinystories", downloads, ["train"], max_bytes=limit)["train"]
+            valid_path = valid or download_dataset("tinystories", downloads, ["valid"],
+                                                   max_bytes=min(limit, QUICKSTART_VALID_BYTES))["valid"]
+        except NetworkError as exc:
+            info(f"cannot download ({exc.reason}): using {DESCRIPTION} instead; {FULL_DATA_HINT}")
+            _use_sample(data_root, valid)
+            return
         _link_or_copy(train, data_root / "train.txt")
         _link_or_copy(Path(valid_path), data_root / "valid.txt")
         return
+    data = Path(data)
     if valid is not None:
         _link_or_copy(data, data_root / "train.txt")
         _link_or_copy(valid, data_root / "valid.txt")
         return
     # One file only: hold out its tail. Rewritten only when the source changed, so reruns stay up to date.
-    stamp = data_root / ".split_source"
-    key = f"{Path(data).resolve()} {Path(data).stat().st_size} {Path(data).stat().st_mtime_ns}"
-    if not (stamp.is_file() and stamp.read_text() == key and (data_root / "valid.txt").is_file()):
+    key = f"{data.resolve()} {data.stat().st_size} {data.stat().st_mtime_ns}"
+    if not (split_stamp.is_file() and split_stamp.read_text() == key and (data_root / "valid.txt").is_file()):
         for name in ("train.txt", "valid.txt"):
             if (data_root / name).is_symlink():
                 (data_root / name).unlink()
-        split_off_validation(Path(data), data_root / "train.txt", data_root / "valid.txt")
-        stamp.write_text(key)
+        split_off_validation(data, data_root / "train.txt", data_root / "valid.txt")
+        split_stamp.write_text(key)
 
 
 @dataclass
@@ -418,10 +442,11 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
     from cs336_basics.config import load_config
     from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
     from cs336_basics.generation import generate
-    from cs336_basics.rundir import atomic_write_text
+    from cs336_basics.fileio import atomic_write_text
     from cs336_basics.tokenizer import Tokenizer
     from cs336_basics.tokenizer.token_files import open_token_file, read_manifest
     from cs336_basics.training.checkpoint import load_trained_model
+    from cs336_basics.sample import SAMPLE_NAME
     from cs336_basics.training.loop import train
 
     started = time.perf_counter()
@@ -429,11 +454,11 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
     out = Path(out)
     data_root = out / "data"
     for path in (data, valid):
-        if path is not None and not Path(path).is_file():
+        if path is not None and path != SAMPLE_NAME and not Path(path).is_file():
             raise UserError(f"data file not found: {path}")
     cfg = load_config(config or quickstart_config_path(), overrides)
     with timer.phase("data"):
-        gather_data(data_root, None if data is None else Path(data), None if valid is None else Path(valid), max_bytes)
+        gather_data(data_root, data, None if valid is None else Path(valid), max_bytes)
     with timer.phase("prepare"):
         prepared = prepare_dataset(data_root, cfg.model.vocab_size, workers=workers)
     tokenizer = Tokenizer.from_dir(prepared.tokenizer_dir)

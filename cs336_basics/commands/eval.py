@@ -163,7 +163,7 @@ def _print_results(out: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cs336_basics.rundir import atomic_write_text
+    from cs336_basics.fileio import atomic_write_text
 
     out = evaluate_checkpoint(args)
     _print_results(out)

@@ -29,8 +29,10 @@ def register(subparsers, parents) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336_basics.tokenizer import native as native_ext
     from cs336_basics.pipeline import DEFAULT_SPECIALS, prepare_dataset
 
+    native_ext.warn_if_fallback("cs336 prepare")
     result = prepare_dataset(args.data, args.vocab_size, args.special_tokens or list(DEFAULT_SPECIALS),
                              workers=args.workers, force=args.force, tokenizer_from=args.tokenizer_from)
     print(f"tokenizer\t{result.tokenizer_dir}")

@@ -7,6 +7,12 @@ import argparse
 from cs336_basics.commands import add_config_args, existing_file, non_negative_float, positive_int
 
 
+def _data_source(text: str):
+    from cs336_basics.sample import SAMPLE_NAME
+
+    return SAMPLE_NAME if text == SAMPLE_NAME else existing_file(text)
+
+
 def register(subparsers, parents) -> None:
     from cs336_basics.commands import byte_size
     from cs336_basics.pipeline import QUICKSTART_MINUTES
@@ -17,8 +23,10 @@ def register(subparsers, parents) -> None:
                     "train a tokenizer and tokenize (OUT/data), train configs/quickstart.toml (OUT/runs/quickstart), "
                     "print validation bits per byte next to the unigram baseline, print generated stories, and "
                     "write OUT/quickstart.md plus the run report with plots.")
-    parser.add_argument("--data", type=existing_file, default=None, metavar="FILE",
-                        help="local training text (documents separated by <|endoftext|>); default: download")
+    parser.add_argument("--data", type=_data_source, default=None, metavar="FILE|sample",
+                        help="local training text (documents separated by <|endoftext|>), or 'sample' for the "
+                             "TinyStories sample shipped with the package; default: download a TinyStories "
+                             "prefix, or use the sample when there is no network")
     parser.add_argument("--valid", type=existing_file, default=None, metavar="FILE",
                         help="validation text (default: the last 5%% of --data; downloaded with the train prefix when there is no --data)")
     parser.add_argument("--out", default="quickstart", metavar="DIR", help="output folder (default: quickstart/)")
@@ -36,9 +44,11 @@ def register(subparsers, parents) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336_basics.tokenizer import native as native_ext
     from cs336_basics.pipeline import run_quickstart
-    from cs336_basics.rundir import atomic_write_text
+    from cs336_basics.fileio import atomic_write_text
 
+    native_ext.warn_if_fallback("cs336 quickstart")
     result = run_quickstart(args.out, args.data, args.valid, minutes=args.minutes or None,
                             config=args.config, overrides=args.overrides, max_bytes=args.max_bytes,
                             workers=args.workers, seed=args.seed)

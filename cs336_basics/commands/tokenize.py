@@ -34,11 +34,13 @@ def register(subparsers, parents) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336_basics.tokenizer import native as native_ext
     from cs336_basics.allocator import keep_freed_cpu_memory
     from cs336_basics.tokenizer.token_files import tokenize_file
     from cs336_basics.tokenizer.tokenizer import Tokenizer
 
     keep_freed_cpu_memory()  # this process encodes chunk after chunk itself when --workers 1
+    native_ext.warn_if_fallback("cs336 tokenize", ("_encode_native",))
 
     tokenizer = Tokenizer.from_dir(args.tokenizer)
     result = tokenize_file(tokenizer, args.input, args.out, workers=args.workers, force=args.force)

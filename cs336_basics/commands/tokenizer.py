@@ -89,6 +89,7 @@ def _show(token: bytes) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from cs336_basics.tokenizer import native as native_ext
     from cs336_basics.tokenizer.bpe_train import train_bpe_detailed
     from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN
     from cs336_basics.tokenizer.tokenizer import Tokenizer
@@ -107,6 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
     if holdout is None:
         last = args.input[-1]
         holdout = min(1 << 20, last.stat().st_size // 20) if last.is_file() else 0
+    native_ext.warn_if_fallback("cs336 tokenizer train", ("_bpe_count", "_bpe_merge"))
     started = time.time()
     result = train_bpe_detailed(args.input, args.vocab_size, args.special_tokens, workers=args.workers,
                                 pattern=pattern, memory_budget=args.memory_budget, holdout_bytes=holdout)

@@ -29,7 +29,8 @@ from typing import Any
 from cs336_basics.errors import UserError
 from cs336_basics.evaluation.convergence import PowerLawFit, convergence_report, plot_convergence
 from cs336_basics.evaluation.samples import read_samples
-from cs336_basics.rundir import RunDir, atomic_write_text
+from cs336_basics.fileio import atomic_write_text
+from cs336_basics.rundir import RunDir
 
 SAMPLE_METRICS = ["distinct_1", "distinct_2", "distinct_3", "repetition_4gram", "eos_rate", "mean_tokens_to_eos",
                   "mean_tokens", "in_vocab_rate", "reference_ppl"]

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.evaluation.text_metrics import generation_metrics, word_vocabulary
-from cs336_basics.rundir import RunDir, atomic_write_text
+from cs336_basics.fileio import atomic_write_text
+from cs336_basics.rundir import RunDir
 
 VOCAB_SOURCE_BYTES = 10_000_000
 VOCAB_SOURCE_TOKENS = 5_000_000

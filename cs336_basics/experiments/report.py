@@ -18,7 +18,8 @@ from typing import Any
 from cs336_basics.errors import UserError
 from cs336_basics.experiments.runs import (Run, config_value, differing_keys, expand_run_dirs, format_value, load_run,
                                            short_names)
-from cs336_basics.rundir import atomic_write_text, read_jsonl
+from cs336_basics.fileio import atomic_write_text
+from cs336_basics.rundir import read_jsonl
 
 RESULTS_FILE = "results.jsonl"
 SPEC_FILE = "sweep.json"

@@ -44,7 +44,8 @@ from cs336_basics.experiments.grid import PlannedRun, SweepSpec, expand
 from cs336_basics.experiments.report import RESULTS_FILE, SPEC_FILE, read_results, write_sweep_report
 from cs336_basics.experiments.runs import INTERRUPTED, flatten, summarize_records
 from cs336_basics.progress import info
-from cs336_basics.rundir import atomic_write_text, read_jsonl
+from cs336_basics.fileio import atomic_write_text
+from cs336_basics.rundir import read_jsonl
 
 TrainFn = Callable[..., Any]
 

@@ -37,21 +37,19 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from cs336_basics.tokenizer import native as native_ext
 from cs336_basics.progress import byte_progress
 from cs336_basics.tokenizer.pretokenize import (CLASS_SPACE, GPT2_PATTERN, char_class_table, compiled_pattern,
                                                 special_bytes_regex)
 
-try:
-    from cs336_basics.tokenizer import _bpe_count
-except ImportError:  # no compiler at install time: the regex path below gives identical counts
-    _bpe_count = None
+_bpe_count = native_ext.loaded("_bpe_count")  # None without a compiler: the Python path gives identical results
 
 DEFAULT_CHUNK_BYTES = 32 << 20
 _WINDOW = 1 << 20
 
 
 def native_count_available(pattern: str = GPT2_PATTERN) -> bool:
-    return _bpe_count is not None and pattern == GPT2_PATTERN and not os.environ.get("CS336_NO_NATIVE")
+    return _bpe_count is not None and pattern == GPT2_PATTERN and not native_ext.disabled()
 
 
 def _covered_by_special(buf: bytes, p: int, specials: Sequence[bytes]) -> bool:

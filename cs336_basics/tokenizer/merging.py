@@ -29,18 +29,16 @@ with the slow oracle in tests/bpe_reference.py.
 from __future__ import annotations
 
 import heapq
-import os
-from collections.abc import Callable
 from collections import defaultdict
+from collections.abc import Callable
 
-try:
-    from cs336_basics.tokenizer import _bpe_merge
-except ImportError:  # no compiler at install time: the Python engine below gives identical merges
-    _bpe_merge = None
+from cs336_basics.tokenizer import native as native_ext
+
+_bpe_merge = native_ext.loaded("_bpe_merge")  # None without a compiler: the Python path gives identical results
 
 
 def native_merge_available() -> bool:
-    return _bpe_merge is not None and not os.environ.get("CS336_NO_NATIVE")
+    return _bpe_merge is not None and not native_ext.disabled()
 
 
 def _inverted(token: bytes) -> str:

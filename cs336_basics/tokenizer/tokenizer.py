@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from cs336_basics.errors import UserError
+from cs336_basics.tokenizer import native as native_ext
 from cs336_basics.tokenizer.boundaries import safe_chunks
 from cs336_basics.tokenizer.decoding import IncrementalDecoder, decode_ids
 from cs336_basics.tokenizer.pretokenize import compiled_pattern, special_bytes_regex, split_on_special
@@ -52,13 +52,7 @@ STREAM_CHUNK = 1 << 16  # characters per encode call in encode_iterable
 
 
 def _native_module():
-    if os.environ.get("CS336_NO_NATIVE"):
-        return None
-    try:
-        from cs336_basics.tokenizer import _encode_native
-    except ImportError:
-        return None
-    return _encode_native
+    return native_ext.module("_encode_native")
 
 
 def fix_surrogates(text: str) -> str:

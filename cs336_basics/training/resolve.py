@@ -16,7 +16,8 @@ import shutil
 from pathlib import Path
 
 from cs336_basics.errors import UserError
-from cs336_basics.rundir import RunDir, atomic_write_text, read_jsonl
+from cs336_basics.fileio import atomic_write_text
+from cs336_basics.rundir import RunDir, read_jsonl
 from cs336_basics.training.checkpoint import CheckpointManager, find_checkpoint
 
 

@@ -1,0 +1,118 @@
+"""The optional C accelerators: load them once, say which engine runs, and why.
+
+Three extension modules are built from ``cs336_basics/tokenizer/*.c`` at ``pip install``:
+
+- ``_bpe_count``    pre-tokenize and count (BPE training, first phase);
+- ``_bpe_merge``    the incremental merge engine (BPE training, second phase);
+- ``_encode_native`` the encoder's pre-tokenizer and merge loop.
+
+Each has a pure-Python fallback with identical results, 10-30x slower. A failed
+build used to be invisible (pip hides the compiler's output), so this module
+keeps the reason an extension is unavailable, and:
+
+- :func:`status` lists every extension with ``loaded`` and the reason (``cs336 doctor``);
+- :func:`warn_if_fallback` prints one warning line naming what falls back and how to fix it
+  (the tokenizing commands call it);
+- ``CS336_REQUIRE_NATIVE=1`` turns a missing or unloadable extension into an ImportError
+  when the tokenizer package is imported, so a broken build cannot pass CI;
+- ``CS336_NO_NATIVE=1`` still forces the fallbacks (for tests and comparisons).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from types import ModuleType
+
+EXTENSIONS = {
+    "_bpe_count": "BPE training: pre-tokenize and count",
+    "_bpe_merge": "BPE training: merges",
+    "_encode_native": "encoding",
+}
+DISABLE_ENV = "CS336_NO_NATIVE"
+REQUIRE_ENV = "CS336_REQUIRE_NATIVE"
+BUILD_HINT = ("install a C compiler and the Python headers, then reinstall with "
+              "'pip install -e . -v' to see the build log")
+
+
+@dataclass(frozen=True)
+class ExtensionStatus:
+    name: str
+    purpose: str
+    loaded: bool
+    """The compiled module imported."""
+    reason: str
+    """Why it did not import ('' when it did)."""
+    path: str = ""
+
+
+_MODULES: dict[str, ModuleType | None] = {}
+_REASONS: dict[str, str] = {}
+
+
+def loaded(name: str) -> ModuleType | None:
+    """The compiled module ``name`` if it imports (whatever ``CS336_NO_NATIVE`` says), else None."""
+    if name not in _MODULES:
+        try:
+            module = importlib.import_module(f"cs336_basics.tokenizer.{name}")
+            _MODULES[name], _REASONS[name] = module, ""
+        except ImportError as exc:
+            _MODULES[name] = None
+            missing = isinstance(exc, ModuleNotFoundError) and exc.name == f"cs336_basics.tokenizer.{name}"
+            _REASONS[name] = "not built" if missing else f"cannot be loaded ({exc})"
+    return _MODULES[name]
+
+
+def disabled() -> bool:
+    """True when ``CS336_NO_NATIVE`` asks for the Python paths."""
+    return bool(os.environ.get(DISABLE_ENV))
+
+
+def module(name: str) -> ModuleType | None:
+    """The compiled module ``name`` when it is built and not disabled, else None (use the fallback)."""
+    if name not in EXTENSIONS:
+        raise KeyError(f"unknown native extension {name!r}")
+    mod = loaded(name)
+    return None if disabled() else mod
+
+
+def status() -> list[ExtensionStatus]:
+    """Every extension, whether it imported, and why not."""
+    out = []
+    for name, purpose in EXTENSIONS.items():
+        mod = loaded(name)
+        out.append(ExtensionStatus(name, purpose, mod is not None, _REASONS[name], getattr(mod, "__file__", "") or ""))
+    return out
+
+
+def fallback_reason(names: tuple[str, ...] = tuple(EXTENSIONS)) -> str | None:
+    """Why any of ``names`` runs in Python right now (None when all run in C)."""
+    if disabled():
+        return f"{DISABLE_ENV} is set"
+    broken = [s for s in status() if s.name in names and not s.loaded]
+    if not broken:
+        return None
+    return "; ".join(f"{s.name} {s.reason}" for s in broken)
+
+
+def warn_if_fallback(what: str, names: tuple[str, ...] = tuple(EXTENSIONS)) -> bool:
+    """Print one warning line on stderr when ``what`` will run the slow Python path; True if it does."""
+    reason = fallback_reason(names)
+    if reason is None:
+        return False
+    fix = f"unset {DISABLE_ENV}" if disabled() else BUILD_HINT
+    print(f"warning: {what} runs the pure-Python path, 10-30x slower ({reason}); to fix: {fix} "
+          "('cs336 doctor' shows what is built)", file=sys.stderr)
+    return True
+
+
+def require_if_asked() -> None:
+    """Raise ImportError naming every missing extension when ``CS336_REQUIRE_NATIVE`` is set."""
+    if not os.environ.get(REQUIRE_ENV):
+        return
+    broken = [s for s in status() if not s.loaded]
+    if broken:
+        detail = "; ".join(f"{s.name}: {s.reason}" for s in broken)
+        raise ImportError(f"{REQUIRE_ENV} is set but C extensions are unavailable ({detail}); {BUILD_HINT}")
