@@ -65,8 +65,24 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _parse_scalar_string(text: str) -> Any:
-    """Interpret a command-line value: JSON/TOML-ish literals first, else the raw string."""
+def _only_string(tp: Any) -> bool:
+    """The field takes only text (str, a Literal of strings, optionally None): a value is never a number."""
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        return all(_only_string(a) for a in get_args(tp) if a is not type(None))
+    return tp is str or (get_origin(tp) is Literal and all(isinstance(a, str) for a in get_args(tp)))
+
+
+def _parse_scalar_string(text: str, tp: Any = Any) -> Any:
+    """Interpret a command-line value for a field of type ``tp``.
+
+    A field that takes only text keeps the text as it is (``--run-name nan``, ``--set
+    model.position=none``; only ``null``/``None`` unsets an optional one); other fields read
+    JSON/TOML-ish literals first (numbers, true/false, lists), else the raw string.
+    """
+    if _only_string(tp):
+        if text.strip().lower() in ("none", "null") and type(None) in get_args(tp):
+            return None
+        return text
     lowered = text.strip().lower()
     if lowered in ("none", "null"):
         return None
@@ -186,43 +202,64 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return clean(dataclasses.asdict(obj))
 
 
-def apply_override(cfg: T, assignment: str) -> T:
-    """Apply one ``section.key=value`` assignment to a (nested) dataclass, returning a new object."""
+class _Changes(dict):
+    """Pending overrides of one dataclass level: field -> new value, or -> the _Changes of a section."""
+
+
+def _parse_assignment(cfg: Any, assignment: str) -> tuple[list[str], Any]:
+    """``section.key=value`` -> (path, value checked against the field's type), naming the key on errors."""
     if "=" not in assignment:
         raise ConfigError(f"override '{assignment}' must look like section.key=value")
     dotted, raw = assignment.split("=", 1)
-    path = dotted.strip().split(".")
-    return _replace_path(cfg, path, _parse_scalar_string(raw), dotted.strip())
-
-
-def _replace_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
-    types_ = _field_types(type(obj))
-    head = path[0]
-    if head not in types_:
-        prefix = full[: len(full) - len(".".join(path))].rstrip(".")
-        where = f" in '{prefix}'" if prefix else ""
-        raise ConfigError(f"unknown config key '{full}'{where} (known keys: {', '.join(sorted(types_))})")
-    if len(path) == 1:
+    full = dotted.strip()
+    path = full.split(".")
+    obj_type: Any = type(cfg)
+    for depth, head in enumerate(path):
+        types_ = _field_types(obj_type)
+        if head not in types_:
+            prefix = ".".join(path[:depth])
+            where = f" in '{prefix}'" if prefix else ""
+            raise ConfigError(f"unknown config key '{full}'{where} (known keys: {', '.join(sorted(types_))})")
         tp = types_[head]
-        # a string override such as model.position=none must stay a string when the type allows it
-        if value is None and get_origin(tp) is Literal and "none" in get_args(tp):
-            value = "none"
-        new_value = coerce(value, tp, full)
-    else:
-        child = getattr(obj, head)
-        if not dataclasses.is_dataclass(child):
-            raise ConfigError(f"config key '{full}': '{head}' is not a section")
-        new_value = _replace_path(child, path[1:], value, full)
+        if depth < len(path) - 1:
+            if not dataclasses.is_dataclass(tp):
+                raise ConfigError(f"config key '{full}': '{head}' is not a section")
+            obj_type = tp
+    return path, coerce(_parse_scalar_string(raw, tp), tp, full)
+
+
+def _apply_changes(obj: T, changes: _Changes, prefix: str) -> T:
+    kwargs = {}
+    for name, value in changes.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _apply_changes(getattr(obj, name), value, key) if isinstance(value, _Changes) else value
     try:
-        return dataclasses.replace(obj, **{head: new_value})
+        return dataclasses.replace(obj, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{full}: {exc}") from exc
+        message = str(exc)
+        raise ConfigError(message if message.startswith(prefix) else f"{prefix}: {message}") from exc
 
 
 def apply_overrides(cfg: T, assignments: list[str] | None) -> T:
+    """Apply ``section.key=value`` assignments to a (nested) dataclass, returning a new object.
+
+    Every assignment is checked (key and type) first, then all are applied together, so
+    the result is validated once: ``--set model.d_model=96 --set model.num_heads=4`` never
+    passes through an invalid intermediate config.
+    """
+    changes = _Changes()
     for assignment in assignments or []:
-        cfg = apply_override(cfg, assignment)
-    return cfg
+        path, value = _parse_assignment(cfg, assignment)
+        level = changes
+        for head in path[:-1]:
+            level = level.setdefault(head, _Changes())
+        level[path[-1]] = value
+    return _apply_changes(cfg, changes, "") if changes else cfg
+
+
+def apply_override(cfg: T, assignment: str) -> T:
+    """Apply one ``section.key=value`` assignment (see :func:`apply_overrides`)."""
+    return apply_overrides(cfg, [assignment])
 
 
 # ----------------------------------------------------------------------------- files

@@ -368,7 +368,7 @@ def measure_step_seconds(cfg, train_tokens: np.ndarray, steps: int = 2, warmup: 
     from cs336_basics.training.runtime import resolve_device
 
     device = resolve_device(cfg.train.device)
-    model = TransformerLM(cfg.model).to(device)
+    model = TransformerLM(cfg.model, attention_device=device).to(device)
     optimizer = build_optimizer(model, cfg.optimizer)
     times = []
     for i in range(warmup + steps):

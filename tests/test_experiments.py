@@ -133,7 +133,7 @@ def test_expand_is_the_cartesian_product_and_overrides_reproduce_each_config(bas
 @settings(max_examples=30, deadline=None)
 @given(lrs=st.lists(st.sampled_from(["1e-4", "3e-4", "1e-3", "3e-3", "0.01"]), min_size=1, max_size=4, unique=True),
        layers=st.lists(st.integers(1, 6), min_size=1, max_size=3, unique=True),
-       ablations=st.lists(st.sampled_from(["parallel", "postnorm", "nonorm"]), max_size=3, unique=True))
+       ablations=st.lists(st.sampled_from(["parallel", "postnorm", "prenorm"]), max_size=3, unique=True))
 def test_expand_property_counts_and_names(lrs, layers, ablations):
     spec = SweepSpec(name="p", grid=[("optimizer.lr_max", lrs), ("model.num_layers", [str(n) for n in layers])],
                      ablations=[Ablation(a, [f"model.block={a}"]) for a in ablations])

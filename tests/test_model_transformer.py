@@ -33,7 +33,7 @@ VARIANTS = {
     "nope": preset("llama", **TINY, position="none"),
     "postnorm": preset("llama", **TINY, block="postnorm"),
     "parallel": preset("llama", **TINY, block="parallel"),
-    "nonorm": preset("llama", **TINY, block="nonorm"),
+    "nonorm": preset("llama", **TINY, norm="none"),
     "layernorm": preset("llama", **TINY, norm="layernorm"),
     "silu": preset("llama", **TINY, ffn="silu"),
     "moe": preset("llama", **TINY, ffn="moe", num_experts=4, moe_top_k=2),
@@ -295,11 +295,20 @@ def test_bf16_autocast_runs_and_stays_close(attention):
     assert (cached.float() - full).abs().max().item() < 0.15
 
 
-def test_bad_configs_are_one_line_user_errors():
+def test_bad_configs_cannot_be_built_or_loaded():
+    """ModelConfig validates itself: a bad one is never constructed, and load_config reports it in one line."""
+    from cs336_basics.config import load_config
+
     for kwargs, fragment in ((dict(num_heads=5), "divisible"), (dict(vocab_size=0), "vocab_size"),
-                             (dict(d_model=12, num_heads=4), "even head"), (dict(attn_pdrop=1.5), "attn_pdrop")):
+                             (dict(d_model=12, num_heads=4), "even head"), (dict(attn_pdrop=1.5), "attn_pdrop"),
+                             (dict(rope_theta=0.0), "rope_theta"), (dict(norm_eps=float("nan")), "norm_eps"),
+                             (dict(ffn="moe", num_experts=2, moe_top_k=3), "moe_top_k"),
+                             (dict(block="nonorm"), "block")):
+        with pytest.raises(ValueError, match=fragment):
+            preset("llama", **{**TINY, **kwargs})
+        overrides = [f"model.{k}={v}" for k, v in {**TINY, **kwargs}.items()]
         with pytest.raises(UserError, match=fragment):
-            TransformerLM(preset("llama", **{**TINY, **kwargs}))
+            load_config(None, overrides)
 
 
 @pytest.mark.slow

@@ -41,14 +41,11 @@ def register(subparsers, parents) -> None:
 def _resolve(args: argparse.Namespace):
     from cs336_basics.config import apply_overrides, load_config
     from cs336_basics.model.presets import apply_preset
-    from cs336_basics.model.transformer import validate_config
 
     cfg = load_config(args.config)
     if args.preset:
         cfg.model = apply_preset(cfg.model, args.preset)
-    cfg = apply_overrides(cfg, args.overrides)
-    validate_config(cfg.model)
-    return cfg
+    return apply_overrides(cfg, args.overrides)
 
 
 def _fmt_count(n: int) -> str:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import torch
 
+from cs336_basics.model.variants import POSITION
+
 LEFT_PAD_ID = 0
 """Id written into padding slots; they are masked out, so any valid id works."""
 
@@ -126,14 +128,11 @@ class ReencodeCacheDecoder(_CacheDecoder):
         return self.prefill(histories)
 
 
-SLIDING_POSITIONS = ("rope", "none")
-
-
 def make_decoder(model: torch.nn.Module, use_cache: bool, device: torch.device):
     """The decoding strategy for ``model``'s position scheme (see the module docstring)."""
     cfg = model.config
     if not use_cache:
         return UncachedDecoder(model, cfg.context_length, device)
-    if cfg.position in SLIDING_POSITIONS:
+    if POSITION[cfg.position].relative:
         return SlidingCacheDecoder(model, cfg.context_length, device)
     return ReencodeCacheDecoder(model, cfg.context_length, device)

@@ -15,15 +15,11 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "ATTENTION_KERNELS": "attention",
-    "AutoAttention": "attention",
     "MultiHeadSelfAttention": "attention",
     "ReferenceAttention": "attention",
     "SDPAAttention": "attention",
     "causal_mask": "attention",
     "scaled_dot_product_attention": "attention",
-    "BLOCKS": "blocks",
-    "NoNormBlock": "blocks",
     "ParallelBlock": "blocks",
     "PostNormBlock": "blocks",
     "PreNormBlock": "blocks",
@@ -34,10 +30,7 @@ _EXPORTS = {
     "MoEFFN": "ffn",
     "SiLUFFN": "ffn",
     "SwiGLU": "ffn",
-    "build_ffn": "ffn",
-    "default_d_ff": "ffn",
     "KVCache": "kv_cache",
-    "NORMS": "layers",
     "Embedding": "layers",
     "LayerNorm": "layers",
     "Linear": "layers",

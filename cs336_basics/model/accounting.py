@@ -26,24 +26,24 @@ Formulas follow the CS336 handouts (``transformer_accounting`` and
 from __future__ import annotations
 
 from cs336_basics.model.config import ModelConfig
-from cs336_basics.model.ffn import default_d_ff
+from cs336_basics.model.variants import BLOCK, FFN, NORM, POSITION
 
 
 def resolved_d_ff(cfg: ModelConfig) -> int:
-    return cfg.d_ff if cfg.d_ff is not None else default_d_ff(cfg.ffn, cfg.d_model)
+    return cfg.resolved_d_ff
 
 
 def _ffn_matrices(cfg: ModelConfig) -> int:
     """Matrices in one (dense) FFN or one expert: 2 for gelu/silu, 3 for the gated ones."""
-    return 2 if cfg.ffn in ("gelu", "silu") else 3
+    return FFN[cfg.ffn].matrices
 
 
 def _norm_params(cfg: ModelConfig) -> int:
-    return {"rmsnorm": cfg.d_model, "layernorm": 2 * cfg.d_model}.get(cfg.norm, 0)
+    return NORM[cfg.norm].params_per_dim * cfg.d_model
 
 
 def _norms_per_block(cfg: ModelConfig) -> int:
-    return {"nonorm": 0, "parallel": 1}.get(cfg.block, 2)
+    return BLOCK[cfg.block].norms
 
 
 def count_parameters(cfg: ModelConfig) -> dict[str, int]:
@@ -51,13 +51,13 @@ def count_parameters(cfg: ModelConfig) -> dict[str, int]:
     d, V, L = cfg.d_model, cfg.vocab_size, cfg.num_layers
     d_ff = resolved_d_ff(cfg)
     ffn_dense = _ffn_matrices(cfg) * d * d_ff
-    ffn_layer = cfg.num_experts * ffn_dense + d * cfg.num_experts if cfg.ffn == "moe" else ffn_dense
+    ffn_layer = cfg.num_experts * ffn_dense + d * cfg.num_experts if FFN[cfg.ffn].experts else ffn_dense
     counts = {
         "token_embeddings": V * d,
-        "position_embeddings": cfg.context_length * d if cfg.position == "learned" else 0,
+        "position_embeddings": cfg.context_length * d if POSITION[cfg.position].learned_table else 0,
         "attention": L * 4 * d * d,
         "ffn": L * ffn_layer,
-        "norms": L * _norms_per_block(cfg) * _norm_params(cfg) + (0 if cfg.block == "nonorm" else _norm_params(cfg)),
+        "norms": (L * _norms_per_block(cfg) + 1) * _norm_params(cfg),  # + the final norm
         "lm_head": 0 if cfg.tie_embeddings else d * V,
     }
     total = sum(counts.values())
@@ -72,7 +72,7 @@ def count_parameters(cfg: ModelConfig) -> dict[str, int]:
 def _active_ffn_matmul_params(cfg: ModelConfig) -> int:
     """FFN matmul parameters one token passes through (MoE: router + top_k experts)."""
     dense = _ffn_matrices(cfg) * cfg.d_model * resolved_d_ff(cfg)
-    if cfg.ffn == "moe":
+    if FFN[cfg.ffn].experts:
         return cfg.moe_top_k * dense + cfg.d_model * cfg.num_experts
     return dense
 
@@ -105,9 +105,9 @@ def activation_elements(cfg: ModelConfig, batch_size: int, seq_len: int | None =
     BT = batch_size * T
     d_ff = resolved_d_ff(cfg)
     # hidden tensors per FFN: W1 out + activation (+ W3 out + gated product), then the W2 output
-    hidden = 2 if cfg.ffn in ("gelu", "silu") else 4
+    hidden = FFN[cfg.ffn].hidden_tensors
     ffn = BT * (hidden * d_ff + d)
-    if cfg.ffn == "moe":
+    if FFN[cfg.ffn].experts:
         ffn = cfg.moe_top_k * ffn + BT * cfg.num_experts
     per_layer = {
         "norms": _norms_per_block(cfg) * BT * d,

@@ -15,9 +15,10 @@ Attention kernels are sibling modules picked by name (``ModelConfig.attention``)
 - :class:`ReferenceAttention`: ours, written out (QK^T, mask, stable softmax, V);
 - :class:`SDPAAttention`: ``torch.nn.functional.scaled_dot_product_attention``,
   PyTorch's fused kernel, used only as an optional fast path;
-- :class:`AutoAttention` (the default): SDPA on CUDA and CPU, where it is measurably
-  faster (``benchmarks/results/model.md``: 2-3x for the attention itself on CPU),
-  the reference on other devices.
+- ``auto`` (the default) is not a kernel of its own: when the model is built it
+  becomes SDPA on CPU and CUDA, where PyTorch's fused kernels are faster (the
+  model benchmark measures both in a whole training step), and the reference on
+  other devices (:func:`cs336_basics.model.variants.attention_kernel`).
 
 Both are tested equal. The kernel receives ``mask=None, is_causal=True`` for
 plain causal attention so SDPA can use its causal fast path; causality is
@@ -132,29 +133,6 @@ class SDPAAttention(nn.Module):
         return fused_attention(q, k, v, mask, is_causal, self.attn_pdrop if self.training else 0.0)
 
 
-FUSED_DEVICES = ("cuda", "cpu")
-
-
-class AutoAttention(ReferenceAttention):
-    """The SDPA kernel on CUDA and CPU tensors, our reference kernel on every other device."""
-
-    def __init__(self, attn_pdrop: float = 0.0) -> None:
-        super().__init__(attn_pdrop)
-        self.attn_pdrop = attn_pdrop
-
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
-        if q.device.type in FUSED_DEVICES:
-            return fused_attention(q, k, v, mask, is_causal, self.attn_pdrop if self.training else 0.0)
-        return super().forward(q, k, v, mask, is_causal)
-
-
-ATTENTION_KERNELS: dict[str, type[nn.Module]] = {
-    "reference": ReferenceAttention,
-    "sdpa": SDPAAttention,
-    "auto": AutoAttention,
-}
-
-
 class MultiHeadSelfAttention(nn.Module):
     """Causal multi-head self-attention over ``x (..., T, d_model)``.
 
@@ -173,9 +151,7 @@ class MultiHeadSelfAttention(nn.Module):
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         if d_model % num_heads:
-            from cs336_basics.errors import UserError
-
-            raise UserError(f"d_model {d_model} is not divisible by num_heads {num_heads} (choose a divisor)")
+            raise ValueError(f"d_model {d_model} is not divisible by num_heads {num_heads} (choose a divisor)")
         self.d_model = d_model
         self.num_heads = num_heads
         self.d_head = d_model // num_heads

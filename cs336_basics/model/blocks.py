@@ -1,14 +1,17 @@
 """Transformer blocks: where the normalisations and residual connections go.
 
-Sibling classes picked by ``ModelConfig.block``:
+Sibling classes picked by ``ModelConfig.block`` (the registry in
+:mod:`cs336_basics.model.variants`):
 
 - :class:`PreNormBlock` ``x += Attn(N1(x)); x += FFN(N2(x))`` (GPT-2 and Llama;
   the residual stream is never normalised, which keeps gradients healthy);
 - :class:`PostNormBlock` ``x = N1(x + Attn(x)); x = N2(x + FFN(x))`` (the
   original Transformer of Vaswani et al. 2017);
 - :class:`ParallelBlock` ``x += Attn(N1(x)) + FFN(N1(x))`` (GPT-J, PaLM: one
-  norm, both sub-layers read the same input, so they can run concurrently);
-- :class:`NoNormBlock` ``x += Attn(x); x += FFN(x)`` (the no-normalisation ablation).
+  norm, both sub-layers read the same input, so they can run concurrently).
+
+The no-normalisation ablation is ``norm="none"`` with any layout (the norms
+become identities).
 
 Sub-layer outputs pass through residual dropout before the add (GPT-2). Every
 block has the same constructor and ``forward(x, positions, mask, cache)``; the
@@ -22,8 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from cs336_basics.model.attention import MultiHeadSelfAttention
+from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.kv_cache import LayerCache
 from cs336_basics.model.layers import NoNorm, dropout_or_identity
+from cs336_basics.model.variants import ATTENTION, BLOCK, FFN, NORM, attention_kernel
 
 
 class PreNormBlock(nn.Module):
@@ -66,50 +71,25 @@ class ParallelBlock(PreNormBlock):
         return x + self.resid_dropout(self.attn(h, positions, mask, cache)) + self.resid_dropout(self.ffn(h))
 
 
-class NoNormBlock(PreNormBlock):
-    """Pre-norm layout without normalisation: ``x + Attn(x)``, ``+ FFN(.)``."""
-
-    def __init__(self, attn: MultiHeadSelfAttention, ffn: nn.Module, ln1: nn.Module, ln2: nn.Module,
-                 residual_pdrop: float = 0.0) -> None:
-        super().__init__(attn, ffn, NoNorm(), NoNorm(), residual_pdrop)
-
-
-BLOCKS: dict[str, type[PreNormBlock]] = {
-    "prenorm": PreNormBlock,
-    "postnorm": PostNormBlock,
-    "parallel": ParallelBlock,
-    "nonorm": NoNormBlock,
-}
-
 TransformerBlock = PreNormBlock
 """The block of both reference architectures."""
 
 
-def build_block(cfg, rotary: nn.Module | None = None, *, device=None, dtype=None,
-                generator: torch.Generator | None = None) -> PreNormBlock:
-    """One block as ``cfg`` (a :class:`~cs336_basics.model.config.ModelConfig`) describes it.
+def build_block(cfg: ModelConfig, rotary: nn.Module | None = None, *, device=None, dtype=None,
+                generator: torch.Generator | None = None, attention_device=None) -> PreNormBlock:
+    """One block as ``cfg`` describes it, every part picked from its registry.
 
     ``rotary`` is the (shared) position rotation for its attention; the model passes
-    one :class:`~cs336_basics.model.positions.RotaryEmbedding` to every layer.
+    one :class:`~cs336_basics.model.positions.RotaryEmbedding` to every layer. The
+    ``auto`` attention kernel is resolved here, once, for ``attention_device`` (default: ``device``).
     """
-    from cs336_basics.errors import UserError
-    from cs336_basics.model.attention import ATTENTION_KERNELS
-    from cs336_basics.model.ffn import build_ffn, default_d_ff
-    from cs336_basics.model.layers import NORMS
-
-    if cfg.block not in BLOCKS:
-        raise UserError(f"unknown block {cfg.block!r} (choose {', '.join(BLOCKS)})")
-    if cfg.norm not in NORMS:
-        raise UserError(f"unknown norm {cfg.norm!r} (choose {', '.join(NORMS)})")
-    if cfg.attention not in ATTENTION_KERNELS:
-        raise UserError(f"unknown attention {cfg.attention!r} (choose {', '.join(ATTENTION_KERNELS)})")
-    d_ff = cfg.d_ff if cfg.d_ff is not None else default_d_ff(cfg.ffn, cfg.d_model)
-    kernel = ATTENTION_KERNELS[cfg.attention](cfg.attn_pdrop)
+    target = attention_device if attention_device is not None else device
+    device_type = torch.device(target).type if target is not None else torch.get_default_device().type
+    kernel = ATTENTION.load(attention_kernel(cfg.attention, device_type))(cfg.attn_pdrop)
     attn = MultiHeadSelfAttention(cfg.d_model, cfg.num_heads, rotary=rotary, kernel=kernel, device=device,
                                   dtype=dtype, generator=generator)
-    ffn = build_ffn(cfg.ffn, cfg.d_model, d_ff, num_experts=cfg.num_experts, top_k=cfg.moe_top_k, device=device,
-                    dtype=dtype, generator=generator)
-    norm = NORMS[cfg.norm]
+    ffn = FFN.load(cfg.ffn).from_config(cfg, device=device, dtype=dtype, generator=generator)
+    norm = NORM.load(cfg.norm)
     ln1 = norm(cfg.d_model, cfg.norm_eps, device=device, dtype=dtype)
     ln2 = norm(cfg.d_model, cfg.norm_eps, device=device, dtype=dtype)
-    return BLOCKS[cfg.block](attn, ffn, ln1, ln2, cfg.residual_pdrop)
+    return BLOCK.load(cfg.block)(attn, ffn, ln1, ln2, cfg.residual_pdrop)

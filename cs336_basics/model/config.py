@@ -1,14 +1,25 @@
 """ModelConfig: the shape of the network and which variant of each part to use.
 
 Variants are picked by name (``position="rope"``, ``ffn="swiglu"``, ...); the
-model package maps each name to a sibling class, so ``forward`` never branches
-on flags. The defaults are the CS336 spring-2025 (Llama-style) TinyStories model.
+allowed names come from the registries in :mod:`cs336_basics.model.variants`,
+which map each name to a sibling class, so ``forward`` never branches on flags.
+``__post_init__`` validates every field once (names, ranges, divisibility), so an
+invalid model config cannot be loaded, swept, written into a run directory or
+built. The defaults are the CS336 spring-2025 (Llama-style) TinyStories model.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Literal
+
+from cs336_basics.model.variants import ATTENTION, BLOCK, FFN, NORM, POSITION, default_d_ff
+
+PositionName = POSITION.literal
+BlockName = BLOCK.literal
+NormName = NORM.literal
+FFNName = FFN.literal
+AttentionName = ATTENTION.literal
 
 
 @dataclass
@@ -25,17 +36,17 @@ class ModelConfig:
     """Attention heads; d_model must be divisible by it."""
     d_ff: int | None = None
     """Hidden width of the feed-forward network; None picks 4*d_model (gelu, and silu, which that parameter-matches to swiglu) or 8/3*d_model rounded to the nearest multiple of 64 (swiglu, moe experts)."""
-    position: Literal["learned", "sinusoidal", "rope", "none"] = "rope"
+    position: PositionName = "rope"
     """Position information: learned absolute, fixed sinusoidal, rotary (RoPE) or none (NoPE)."""
     rope_theta: float = 10000.0
     """RoPE base frequency."""
-    block: Literal["prenorm", "postnorm", "parallel", "nonorm"] = "prenorm"
-    """Block layout: pre-norm, post-norm, parallel attention+FFN (GPT-J/PaLM) or no normalisation."""
-    norm: Literal["rmsnorm", "layernorm", "none"] = "rmsnorm"
-    """Normalisation layer used inside blocks and before the LM head."""
+    block: BlockName = "prenorm"
+    """Block layout: pre-norm, post-norm or parallel attention+FFN (GPT-J/PaLM)."""
+    norm: NormName = "rmsnorm"
+    """Normalisation layer used inside blocks and before the LM head; none is the no-normalisation ablation."""
     norm_eps: float = 1e-5
     """Epsilon of the normalisation layers."""
-    ffn: Literal["gelu", "swiglu", "silu", "moe"] = "swiglu"
+    ffn: FFNName = "swiglu"
     """Feed-forward network: W2 GELU(W1 x), SwiGLU, non-gated SiLU, or a mixture of SwiGLU experts."""
     num_experts: int = 8
     """MoE only: number of experts."""
@@ -49,5 +60,42 @@ class ModelConfig:
     """Dropout on attention probabilities (GPT-2 style)."""
     residual_pdrop: float = 0.0
     """Dropout on the embedding sum and on each sub-layer output before the residual add."""
-    attention: Literal["auto", "reference", "sdpa"] = "auto"
-    """Attention kernel: our reference implementation, PyTorch's fused SDPA (an optional fast path, tested equal), or auto (SDPA on CUDA and CPU where it is faster, the reference on other devices)."""
+    attention: AttentionName = "auto"
+    """Attention kernel: our from-scratch reference implementation, PyTorch's fused SDPA (an optional fast path, tested equal), or auto (SDPA on CPU and CUDA, the reference on other devices; chosen when the model is built)."""
+
+    def __post_init__(self) -> None:
+        for registry in (POSITION, BLOCK, NORM, FFN, ATTENTION):
+            registry.check(getattr(self, registry.axis))
+        for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})")
+        if POSITION[self.position].rotary and self.head_size % 2:
+            raise ValueError(f"RoPE needs an even head size, but d_model/num_heads = {self.head_size}")
+        if self.position == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"sinusoidal positions need an even model.d_model, got {self.d_model}")
+        if self.d_ff is not None and self.d_ff <= 0:
+            raise ValueError(f"model.d_ff must be positive or unset, got {self.d_ff}")
+        for name in ("rope_theta", "norm_eps"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"model.{name} must be a finite number > 0, got {value}")
+        if not (math.isfinite(self.moe_aux_loss_coef) and self.moe_aux_loss_coef >= 0):
+            raise ValueError(f"model.moe_aux_loss_coef must be finite and >= 0, got {self.moe_aux_loss_coef}")
+        if FFN[self.ffn].experts and not 1 <= self.moe_top_k <= self.num_experts:
+            raise ValueError(f"model.moe_top_k must be between 1 and model.num_experts ({self.num_experts}), "
+                             f"got {self.moe_top_k}")
+        for name in ("attn_pdrop", "residual_pdrop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def head_size(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def resolved_d_ff(self) -> int:
+        """``d_ff``, or the default width of this FFN when it is unset."""
+        return self.d_ff if self.d_ff is not None else default_d_ff(self.ffn, self.d_model)

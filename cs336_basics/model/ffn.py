@@ -13,7 +13,9 @@ the course (``w1`` in, ``w2`` out, ``w3`` the gate of the gated variants):
   (Shazeer et al. 2017; Fedus et al. 2021 for the load-balancing loss).
 
 Every FFN has ``aux_loss`` (the MoE load-balancing loss of its last forward,
-unscaled); dense FFNs report None so the model only sums real losses.
+unscaled); dense FFNs report None so the model only sums real losses. Each is
+built from a config by ``from_config`` (the registry in
+:mod:`cs336_basics.model.variants` maps ``ModelConfig.ffn`` to the class).
 """
 
 from __future__ import annotations
@@ -24,10 +26,18 @@ from torch import Tensor, nn
 from cs336_basics.model.layers import Linear, gelu, silu, softmax
 
 
-class GeluFFN(nn.Module):
-    """``W2 GELU(W1 x)``."""
+class DenseFFN(nn.Module):
+    """What the dense FFNs share: no auxiliary loss, built from ``(d_model, d_ff)``."""
 
     aux_loss: Tensor | None = None
+
+    @classmethod
+    def from_config(cls, cfg, *, device=None, dtype=None, generator=None) -> nn.Module:
+        return cls(cfg.d_model, cfg.resolved_d_ff, device=device, dtype=dtype, generator=generator)
+
+
+class GeluFFN(DenseFFN):
+    """``W2 GELU(W1 x)``."""
 
     def __init__(self, d_model: int, d_ff: int, device=None, dtype=None, generator=None) -> None:
         super().__init__()
@@ -45,10 +55,8 @@ class SiLUFFN(GeluFFN):
         return self.w2(silu(self.w1(x)))
 
 
-class SwiGLU(nn.Module):
+class SwiGLU(DenseFFN):
     """``W2 (SiLU(W1 x) * W3 x)``."""
-
-    aux_loss: Tensor | None = None
 
     def __init__(self, d_model: int, d_ff: int, device=None, dtype=None, generator=None) -> None:
         super().__init__()
@@ -77,16 +85,19 @@ class MoEFFN(nn.Module):
     def __init__(self, d_model: int, d_ff: int, num_experts: int, top_k: int, device=None, dtype=None,
                  generator=None) -> None:
         super().__init__()
-        from cs336_basics.errors import UserError
-
         if not 1 <= top_k <= num_experts:
-            raise UserError(f"moe_top_k must be between 1 and num_experts ({num_experts}), got {top_k}")
+            raise ValueError(f"moe_top_k must be between 1 and num_experts ({num_experts}), got {top_k}")
         self.num_experts = num_experts
         self.top_k = top_k
         self.router = Linear(d_model, num_experts, device=device, dtype=dtype, generator=generator)
         self.experts = nn.ModuleList(SwiGLU(d_model, d_ff, device=device, dtype=dtype, generator=generator)
                                      for _ in range(num_experts))
         self.aux_loss: Tensor | None = None
+
+    @classmethod
+    def from_config(cls, cfg, *, device=None, dtype=None, generator=None) -> nn.Module:
+        return cls(cfg.d_model, cfg.resolved_d_ff, cfg.num_experts, cfg.moe_top_k, device=device, dtype=dtype,
+                   generator=generator)
 
     def route(self, x_flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Router for ``(N, d)`` tokens: (probs ``(N, E)``, top-k weights ``(N, k)``, top-k experts ``(N, k)``)."""
@@ -111,23 +122,3 @@ class MoEFFN(nn.Module):
         fraction = counts / top_e.numel()  # (E,)
         self.aux_loss = self.num_experts * (fraction * probs.mean(dim=0)).sum()
         return out.view(shape)
-
-
-def default_d_ff(ffn: str, d_model: int) -> int:
-    """The handouts' widths: ``4 d_model`` (gelu, silu), ``8/3 d_model`` to the nearest multiple of 64 (swiglu, moe)."""
-    if ffn in ("gelu", "silu"):
-        return 4 * d_model
-    return max(64, 64 * round(8 * d_model / 3 / 64))
-
-
-def build_ffn(name: str, d_model: int, d_ff: int, *, num_experts: int = 8, top_k: int = 2, device=None,
-              dtype=None, generator=None) -> nn.Module:
-    """The FFN called ``name`` (gelu, swiglu, silu, moe)."""
-    from cs336_basics.errors import UserError
-
-    if name == "moe":
-        return MoEFFN(d_model, d_ff, num_experts, top_k, device=device, dtype=dtype, generator=generator)
-    classes = {"gelu": GeluFFN, "swiglu": SwiGLU, "silu": SiLUFFN}
-    if name not in classes:
-        raise UserError(f"unknown ffn {name!r} (choose gelu, swiglu, silu or moe)")
-    return classes[name](d_model, d_ff, device=device, dtype=dtype, generator=generator)

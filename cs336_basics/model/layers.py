@@ -124,9 +124,6 @@ class NoNorm(nn.Module):
         return x
 
 
-NORMS: dict[str, type[nn.Module]] = {"rmsnorm": RMSNorm, "layernorm": LayerNorm, "none": NoNorm}
-
-
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """Numerically stable softmax: ``exp(x - max) / sum(exp(x - max))`` along ``dim``."""
     shifted = x - x.amax(dim=dim, keepdim=True)

@@ -1,6 +1,9 @@
 """Position information: learned, sinusoidal, rotary (RoPE) or none (NoPE).
 
-Two families, each with an identity member so the model never branches on a flag:
+A position *scheme* (one per ``ModelConfig.position`` name, registered in
+:mod:`cs336_basics.model.variants`) hands the model its two parts: an absolute
+encoding added at the bottom and a rotation applied inside attention. Two
+families, each with an identity member so the model never branches on a flag:
 
 - *absolute* encodings are added to the token embeddings once, at the bottom:
   :class:`LearnedPositionEmbedding` (a trained ``(context_length, d_model)``
@@ -157,3 +160,42 @@ class NoRotation(nn.Module):
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
         return x
 
+
+# ----------------------------------------------------------------------------- schemes (registry entries)
+
+
+class NoPositions:
+    """NoPE: neither an absolute encoding nor a rotation; causal masking alone orders the tokens."""
+
+    @staticmethod
+    def absolute(cfg, *, device=None, dtype=None, generator=None) -> nn.Module:
+        return NoAbsolutePosition()
+
+    @staticmethod
+    def rotary(cfg, *, device=None) -> nn.Module:
+        return NoRotation()
+
+
+class LearnedPositions(NoPositions):
+    """A trained ``(context_length, d_model)`` table added to the token embeddings (GPT-2)."""
+
+    @staticmethod
+    def absolute(cfg, *, device=None, dtype=None, generator=None) -> nn.Module:
+        return LearnedPositionEmbedding(cfg.context_length, cfg.d_model, device=device, dtype=dtype,
+                                        generator=generator)
+
+
+class SinusoidalPositions(NoPositions):
+    """The fixed sin/cos table of Vaswani et al. (2017), added to the token embeddings."""
+
+    @staticmethod
+    def absolute(cfg, *, device=None, dtype=None, generator=None) -> nn.Module:
+        return SinusoidalPositionEmbedding(cfg.d_model)
+
+
+class RotaryPositions(NoPositions):
+    """RoPE: queries and keys rotated in every layer; one rotation module shared by all layers."""
+
+    @staticmethod
+    def rotary(cfg, *, device=None) -> nn.Module:
+        return RotaryEmbedding(cfg.head_size, cfg.rope_theta, cfg.context_length, device=device)

@@ -41,17 +41,8 @@ from cs336_basics.model.blocks import build_block
 from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.init import make_generator
 from cs336_basics.model.kv_cache import KVCache
-from cs336_basics.model.layers import NORMS, Embedding, Linear, NoNorm, dropout_or_identity
-from cs336_basics.model.positions import (
-    LearnedPositionEmbedding,
-    NoAbsolutePosition,
-    NoRotation,
-    RotaryEmbedding,
-    SinusoidalPositionEmbedding,
-)
-
-POSITIONS = ("learned", "sinusoidal", "rope", "none")
-
+from cs336_basics.model.layers import Embedding, Linear, dropout_or_identity
+from cs336_basics.model.variants import FFN, NORM, POSITION
 
 class TiedLMHead(nn.Module):
     """Logits from the token embedding matrix: ``x @ E^T``. Holds no parameter of its own."""
@@ -69,57 +60,35 @@ class TiedLMHead(nn.Module):
         return x @ self._embedding.weight.t()  # (..., d) @ (d, V) -> (..., V)
 
 
-def validate_config(cfg: ModelConfig) -> None:
-    """One-line errors for shapes and names that cannot build a model."""
-    for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or value <= 0:
-            raise UserError(f"model.{name} must be a positive integer, got {value!r}")
-    if cfg.d_model % cfg.num_heads:
-        raise UserError(f"model.d_model ({cfg.d_model}) must be divisible by model.num_heads ({cfg.num_heads})")
-    if cfg.position not in POSITIONS:
-        raise UserError(f"unknown model.position {cfg.position!r} (choose {', '.join(POSITIONS)})")
-    if cfg.position == "rope" and (cfg.d_model // cfg.num_heads) % 2:
-        raise UserError(f"RoPE needs an even head size, but d_model/num_heads = {cfg.d_model // cfg.num_heads}")
-    if cfg.d_ff is not None and cfg.d_ff <= 0:
-        raise UserError(f"model.d_ff must be positive or unset, got {cfg.d_ff}")
-    for name in ("attn_pdrop", "residual_pdrop"):
-        if not 0.0 <= getattr(cfg, name) < 1.0:
-            raise UserError(f"model.{name} must be in [0, 1), got {getattr(cfg, name)}")
-
-
 class TransformerLM(nn.Module):
     """A decoder-only Transformer LM built from a :class:`ModelConfig`; ``seed`` makes the init reproducible."""
 
-    def __init__(self, cfg: ModelConfig, *, seed: int | None = None, device=None, dtype=None) -> None:
+    def __init__(self, cfg: ModelConfig, *, seed: int | None = None, device=None, dtype=None,
+                 attention_device=None) -> None:
+        """``device``/``dtype`` of the parameters; ``attention_device``: the device the model will run on, for
+        which ``attention="auto"`` picks its kernel (default: ``device``). Building on the CPU and moving the
+        model afterwards keeps the initial weights the same on every device."""
         super().__init__()
-        validate_config(cfg)
         self.config = cfg
         gen = make_generator(seed, device)
         d = cfg.d_model
         tied_std = 1.0 / math.sqrt(d)
         self.token_embeddings = Embedding(cfg.vocab_size, d, device=device, dtype=dtype, generator=gen,
                                           std=tied_std if cfg.tie_embeddings else 1.0)
-        if cfg.position == "learned":
-            self.position_embeddings = LearnedPositionEmbedding(cfg.context_length, d, device=device, dtype=dtype,
-                                                                generator=gen)
-        elif cfg.position == "sinusoidal":
-            self.position_embeddings = SinusoidalPositionEmbedding(d)
-        else:
-            self.position_embeddings = NoAbsolutePosition()
-        rotary = (RotaryEmbedding(d // cfg.num_heads, cfg.rope_theta, cfg.context_length, device=device)
-                  if cfg.position == "rope" else NoRotation())
+        positions = POSITION.load(cfg.position)
+        self.position_embeddings = positions.absolute(cfg, device=device, dtype=dtype, generator=gen)
+        rotary = positions.rotary(cfg, device=device)
         self.embed_dropout = dropout_or_identity(cfg.residual_pdrop)
-        self.layers = nn.ModuleList(build_block(cfg, rotary, device=device, dtype=dtype, generator=gen)
+        self.layers = nn.ModuleList(build_block(cfg, rotary, device=device, dtype=dtype, generator=gen,
+                                                attention_device=attention_device)
                                     for _ in range(cfg.num_layers))
-        final_norm = NoNorm if cfg.block == "nonorm" else NORMS[cfg.norm]
-        self.ln_final = final_norm(d, cfg.norm_eps, device=device, dtype=dtype)
+        self.ln_final = NORM.load(cfg.norm)(d, cfg.norm_eps, device=device, dtype=dtype)
         if cfg.tie_embeddings:
             self.lm_head = TiedLMHead(self.token_embeddings)
         else:
             self.lm_head = Linear(d, cfg.vocab_size, device=device, dtype=dtype, generator=gen)
-        self._moe_ffns = [layer.ffn for layer in self.layers if cfg.ffn == "moe"]
-        self._absolute_limit = cfg.context_length if cfg.position == "learned" else None
+        self._moe_ffns = [layer.ffn for layer in self.layers if FFN[cfg.ffn].experts]
+        self._absolute_limit = cfg.context_length if POSITION[cfg.position].learned_table else None
 
     # ------------------------------------------------------------------------------------------ forward
 
@@ -193,7 +162,7 @@ class TransformerLM(nn.Module):
         cfg = self.config
         return KVCache(cfg.num_layers, batch_size, cfg.num_heads, cfg.d_model // cfg.num_heads,
                        max_len or cfg.context_length, device=device or ref.device, dtype=dtype or ref.dtype,
-                       sliding=cfg.position in ("rope", "none"))
+                       sliding=POSITION[cfg.position].relative)
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Distinct parameters; optionally without the token/position embedding tables (a tied head goes too)."""

@@ -377,7 +377,7 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
     ckpt_path, run_dir = find_checkpoint(path)
     obj = read_checkpoint(ckpt_path)
     cfg = config_from_checkpoint(obj, run_dir, str(ckpt_path))
-    model = TransformerLM(cfg.model)
+    model = TransformerLM(cfg.model, attention_device=device)
     load_model_weights(model, obj["model"], str(ckpt_path))
     model.to(device).eval()
     return LoadedModel(model=model, config=cfg, step=int(obj.get("iteration", 0)), checkpoint_path=ckpt_path,

@@ -167,7 +167,7 @@ class Trainer:
         from cs336_basics.model import TransformerLM
 
         torch.manual_seed(t.seed)
-        self.model: nn.Module = TransformerLM(cfg.model).to(self.device)
+        self.model: nn.Module = TransformerLM(cfg.model, attention_device=self.device).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.optimizer)
         self.schedule = build_schedule(cfg.optimizer, self.total_steps)
         self.sampler = BatchSampler(self.train_tokens, micro_batch(cfg), cfg.model.context_length, self.device,
