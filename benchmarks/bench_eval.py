@@ -26,7 +26,7 @@ from harness import Contender, compare, print_table  # noqa: E402
 
 from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss  # noqa: E402
 from cs336_basics.tokenizer.token_files import open_token_file, read_manifest  # noqa: E402
-from cs336_basics.training.checkpoint import load_trained_model  # noqa: E402
+from cs336_basics.runs.trained import load_trained_model  # noqa: E402
 
 
 def main() -> None:

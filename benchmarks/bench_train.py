@@ -260,7 +260,7 @@ def main() -> None:
                          f"train.eval_interval={args.e2e_steps}", "train.eval_tokens=8192",
                          f"train.checkpoint_interval={max(1, args.e2e_steps // 2)}", "logging.log_interval=1")
         result = train(cfg)
-        from cs336_basics.rundir import read_jsonl
+        from cs336_basics.runs.metrics import read_jsonl
 
         end = read_jsonl(result.run_dir / "metrics.jsonl")[-1]
         print(f"\nend-to-end train(): {result.steps} steps, checkpoint every {max(1, args.e2e_steps // 2)} steps, "

@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cs336_basics.errors import UserError
+from cs336_basics.fileio import atomic_write_text
 from cs336_basics.http_download import NETWORK_ERRORS, NetworkError, fetch, open_stream, probe, unreachable_reason
 from cs336_basics.progress import byte_progress, info
-from cs336_basics.fileio import atomic_write_text
 
 DOC_DELIMITER = b"<|endoftext|>"
 BASE_URL_ENV = "CS336_DATASET_BASE_URL"

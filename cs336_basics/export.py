@@ -176,7 +176,7 @@ def export_hf(model, out_dir: str | Path, *, tokenizer_dir: str | Path | None = 
     """Write ``model`` (our TransformerLM) as a Hugging Face LlamaForCausalLM folder; return the folder."""
     from safetensors.torch import save_file
 
-    from cs336_basics.training.checkpoint import model_state_dict
+    from cs336_basics.runs.checkpoint import model_state_dict
 
     cfg = model.config
     check_exportable(cfg)
@@ -200,7 +200,7 @@ def export_hf(model, out_dir: str | Path, *, tokenizer_dir: str | Path | None = 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: str = "hf",
                       dtype: torch.dtype = torch.float32, force: bool = False) -> Path:
     """Export a checkpoint file or run directory (best.pt, else latest) in ``format``; return the output path."""
-    from cs336_basics.training.checkpoint import export_safetensors, load_trained_model
+    from cs336_basics.runs.trained import export_safetensors, load_trained_model
 
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")

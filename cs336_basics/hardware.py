@@ -1,7 +1,8 @@
-"""What this machine can run: CPU model and vector features, torch's build and the devices it sees.
+"""What this machine can run: CPU model and vector features, torch's build, the devices it sees.
 
-Used by ``cs336 doctor`` and by the choices that depend on the hardware (the
-autocast dtype on CPU). Every probe is cheap and never fails: an unreadable
+Used by ``cs336 doctor``, by every command that picks a device
+(:func:`resolve_device`: ``auto`` is CUDA, else Apple MPS, else the CPU) and by
+the choices that depend on the hardware (the autocast dtype on CPU). Every probe is cheap and never fails: an unreadable
 ``/proc/cpuinfo`` or a missing ``sysctl`` gives empty answers, not errors.
 
 CPU features come from ``/proc/cpuinfo`` on Linux (the kernel's names:
@@ -16,6 +17,10 @@ import platform
 import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+import torch
+
+from cs336_basics.errors import UserError
 
 # the features that matter to us, by the names Linux uses, with what each one buys
 RELEVANT_CPU_FEATURES = {
@@ -86,9 +91,7 @@ def cpu_info() -> CpuInfo:
 
 
 def torch_summary() -> dict[str, str]:
-    """torch's version, build, dispatch level, threads and the accelerators it sees (imports torch)."""
-    import torch
-
+    """torch's version, build, dispatch level, threads and the accelerators it sees."""
     build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU"
     if getattr(torch.version, "hip", None):
         build = f"ROCm {torch.version.hip}"
@@ -98,9 +101,33 @@ def torch_summary() -> dict[str, str]:
             props = torch.cuda.get_device_properties(i)
             devices.append(f"cuda:{i} {props.name} ({props.total_memory / 2**30:.0f} GiB, "
                            f"compute capability {props.major}.{props.minor})")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if mps_available():
         devices.append("mps (Apple GPU)")
     capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
     return {"version": torch.__version__, "build": build, "cpu kernels": capability,
             "threads": str(torch.get_num_threads()), "devices": "; ".join(devices)}
+
+
+def mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def resolve_device(name: str, option: str = "train.device") -> torch.device:
+    """The torch device for a device setting (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``).
+
+    ``option`` is how the user spelled the setting (``train.device``, ``--device``), for the error.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"{option} {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{option} is cuda but this torch build sees no CUDA GPU; use {option} auto or cpu")
+    if device.type == "mps" and not mps_available():
+        raise UserError(f"{option} is mps but MPS is not available here; use {option} auto or cpu")
+    return device

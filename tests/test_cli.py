@@ -60,7 +60,7 @@ def test_python_m_and_console_script_agree():
 
 def test_config_accepts_a_shipped_preset_name_and_lists_them_when_unknown(tmp_path):
     from cs336_basics.commands import PRESETS, config_file
-    from cs336_basics.pipeline import quickstart_config_path
+    from cs336_basics.quickstart import quickstart_config_path
 
     assert config_file("tinystories") == PRESETS / "tinystories.toml"
     assert config_file("experiments/lr_cpu") == PRESETS / "experiments" / "lr_cpu.toml"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cs336_basics.errors import UserError
-from cs336_basics.evaluation.convergence import convergence_report, fit_power_law, plateau_verdict, plot_convergence
+from cs336_basics.reporting.convergence import convergence_report, fit_power_law, plateau_verdict, plot_convergence
 from cs336_basics.evaluation.text_metrics import (
     distinct_n,
     generation_metrics,

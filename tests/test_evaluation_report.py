@@ -17,7 +17,8 @@ import torch
 from cs336_basics.config import RunConfig, to_dict
 from cs336_basics.evaluation import read_samples, write_training_samples
 from cs336_basics.model import ModelConfig, TransformerLM
-from cs336_basics.rundir import MetricsLog, RunDir
+from cs336_basics.runs.layout import RunDir
+from cs336_basics.runs.metrics import MetricsLog
 from cs336_basics.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded
@@ -40,7 +41,7 @@ def tiny_run(tmp_path_factory):
     """runs/tiny with config, checkpoint, metrics; data/ with tokenizer/, train.txt, valid.npy (+ manifest)."""
     from cs336_basics.tokenizer import Tokenizer
     from cs336_basics.tokenizer.token_files import tokenize_file
-    from cs336_basics.training.checkpoint import save_checkpoint
+    from cs336_basics.runs.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("evalrun")
     data = root / "data"
@@ -198,7 +199,7 @@ class _no_exit:
 
 
 def test_report_on_a_sweep_directory_writes_the_sweep_report(tmp_path, capsys, monkeypatch):
-    import cs336_basics.experiments as experiments
+    import cs336_basics.reporting.sweep_report as sweep_report
 
     calls = []
 
@@ -206,7 +207,7 @@ def test_report_on_a_sweep_directory_writes_the_sweep_report(tmp_path, capsys, m
         calls.append(path)
         return path / "report.md"
 
-    monkeypatch.setattr(experiments, "write_sweep_report", fake_sweep_report)
+    monkeypatch.setattr(sweep_report, "write_sweep_report", fake_sweep_report)
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     (sweep / "results.jsonl").write_text('{"name": "a", "status": "finished"}\n')

@@ -21,11 +21,14 @@ from hypothesis import strategies as st
 
 from cs336_basics.config import RunConfig, apply_overrides, dump_config, load_config
 from cs336_basics.errors import ConfigError, UserError
-from cs336_basics.experiments import (Ablation, SweepSpec, differing_keys, expand, expand_grid, final_metrics_table,
-                                      is_sweep_dir, load_run, load_sweep_file, merge_specs, parse_grid_arg,
-                                      plot_runs, run_sweep, summarize_records, write_sweep_report)
+from cs336_basics.experiments import (Ablation, SweepSpec, expand, expand_grid, load_sweep_file, merge_specs,
+                                      parse_grid_arg, run_sweep)
+from cs336_basics.reporting.plotting import plot_runs
+from cs336_basics.reporting.sweep_report import final_metrics_table, is_sweep_dir, write_sweep_report
+from cs336_basics.runs.records import differing_keys, load_run, summarize_records
 from cs336_basics.experiments.sweep import SweepRunner
-from cs336_basics.rundir import MetricsLog, RunDir, read_jsonl
+from cs336_basics.runs.layout import RunDir
+from cs336_basics.runs.metrics import MetricsLog, read_jsonl
 from cs336_basics.training.loop import TrainResult
 from tests.conftest import run_cli
 

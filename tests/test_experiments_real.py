@@ -16,7 +16,8 @@ import pytest
 
 from cs336_basics.config import RunConfig, apply_overrides, dump_config
 from cs336_basics.experiments import load_sweep_file, merge_specs, run_sweep
-from cs336_basics.rundir import read_jsonl
+from cs336_basics.runs.metrics import read_jsonl
+from cs336_basics.training.loop import train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +59,7 @@ def test_real_three_run_sweep_on_cpu(tmp_path, tiny_data):
         '[[runs]]\nname = "fast"\nset = ["optimizer.lr_max=1e-2"]\n\n'
         '[[runs]]\nname = "blowup"\nset = ["optimizer.lr_max=50", "optimizer.grad_clip=0", "train.divergence_loss=6.0"]\n')
     spec = load_sweep_file(tmp_path / "tiny.toml")
-    outcome = run_sweep(spec, tmp_path / "sweeps")
+    outcome = run_sweep(spec, tmp_path / "sweeps", train_fn=train)
     sweep_dir = outcome.sweep_dir
 
     lines = read_jsonl(sweep_dir / "results.jsonl")
@@ -89,7 +90,7 @@ def test_real_three_run_sweep_on_cpu(tmp_path, tiny_data):
     assert "| slow |" in report and "diverged" in report
 
     # running the same sweep again trains nothing
-    again = run_sweep(load_sweep_file(tmp_path / "tiny.toml"), tmp_path / "sweeps")
+    again = run_sweep(load_sweep_file(tmp_path / "tiny.toml"), tmp_path / "sweeps", train_fn=train)
     assert again.ran == [] and sorted(again.skipped) == ["blowup", "fast", "slow"]
     assert len(read_jsonl(sweep_dir / "results.jsonl")) == 3
     assert merge_specs(spec).name == "tiny"

@@ -14,7 +14,7 @@ from cs336_basics.export import blocking_feature, export_checkpoint, export_hf, 
 from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.positions import RotaryEmbedding
 from cs336_basics.model.transformer import TransformerLM
-from cs336_basics.training.checkpoint import save_checkpoint
+from cs336_basics.runs.checkpoint import save_checkpoint
 from tests.conftest import run_cli
 
 transformers = pytest.importorskip("transformers")

@@ -11,7 +11,7 @@ import pytest
 
 from cs336_basics.datasets import copy_prefix
 from cs336_basics.errors import UserError
-from cs336_basics.pipeline import check_dataset, max_token_id, prepare_dataset
+from cs336_basics.prepare import check_dataset, max_token_id, prepare_dataset
 from cs336_basics.tokenizer import Tokenizer
 from tests.conftest import run_cli
 

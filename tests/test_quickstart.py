@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from cs336_basics.datasets import copy_prefix
 from cs336_basics.errors import UserError
-from cs336_basics.pipeline import gather_data, plan_budget, split_off_validation, unigram_baseline
+from cs336_basics.evaluation.baseline import unigram_baseline
+from cs336_basics.quickstart import gather_data, plan_budget, split_off_validation
 from cs336_basics.sample import HERE, SAMPLE_FILES, extract_sample
 from tests.conftest import run_cli
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from cs336_basics.config import RunConfig, load_config
-from cs336_basics.rundir import MetricsLog, RunDir, read_jsonl
+from cs336_basics.runs.layout import RunDir
+from cs336_basics.runs.metrics import MetricsLog, read_jsonl
 
 
 def test_run_directory_layout(tmp_path):

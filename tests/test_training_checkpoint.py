@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from cs336_basics.errors import UserError
-from cs336_basics.training.checkpoint import (CheckpointManager, clean_state_dict, export_safetensors, find_checkpoint,
-                                              load_checkpoint, read_checkpoint, rng_state, save_checkpoint,
-                                              set_rng_state)
+from cs336_basics.runs.checkpoint import (CheckpointManager, clean_state_dict, load_checkpoint, read_checkpoint,
+                                          save_checkpoint)
+from cs336_basics.runs.trained import export_safetensors, find_checkpoint
+from cs336_basics.training.rng import rng_state, set_rng_state
 from cs336_basics.training.optimizer import AdamW
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cs336_basics.errors import UserError
-from cs336_basics.rundir import read_jsonl
+from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.training.loop import train
 from tests.conftest import run_cli
 from tests.training_fixtures import make_byte_dataset, tiny_config, train_losses
@@ -79,7 +79,7 @@ def test_run_directory_layout_metrics_and_result(dataset, tmp_path):
 def test_load_trained_model_from_run_dir_and_file(dataset, tmp_path):
     from safetensors.torch import load_file
 
-    from cs336_basics.training.checkpoint import load_trained_model
+    from cs336_basics.runs.trained import load_trained_model
 
     result = train(tiny_config(dataset, tmp_path, "train.total_steps=10", "train.eval_interval=5"))
     loaded = load_trained_model(result.run_dir)
@@ -132,9 +132,9 @@ def test_gradient_accumulation_matches_one_big_batch(dataset, tmp_path):
 
 
 def test_nonfinite_losses_skip_updates_and_stop_the_run(dataset, tmp_path, monkeypatch):
-    import cs336_basics.training.loop as loop
+    import cs336_basics.training.step as step
 
-    real = loop.cross_entropy
+    real = step.cross_entropy
     calls = {"n": 0}
 
     def poisoned(logits, targets):
@@ -142,7 +142,7 @@ def test_nonfinite_losses_skip_updates_and_stop_the_run(dataset, tmp_path, monke
         loss = real(logits, targets)
         return loss * float("nan") if calls["n"] > 12 else loss
 
-    monkeypatch.setattr(loop, "cross_entropy", poisoned)
+    monkeypatch.setattr(step, "cross_entropy", poisoned)
     result = train(tiny_config(dataset, tmp_path, "train.max_nonfinite=3", "train.checkpoint_interval=5"))
     assert result.diverged and result.stop_reason == "diverged_nonfinite" and result.exit_code == 3
     assert result.steps == 15

@@ -61,6 +61,6 @@ def tiny_config(data_dir: Path, runs_dir: Path, *overrides: str) -> RunConfig:
 
 
 def train_losses(run_dir: Path) -> dict[int, float]:
-    from cs336_basics.rundir import read_jsonl
+    from cs336_basics.runs.metrics import read_jsonl
 
     return {r["step"]: r["loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if r["event"] == "train"}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cs336_basics.commands import positive_int
-from cs336_basics.commands import byte_size
+from cs336_basics.commands import byte_size, positive_int
 
 
 def register(subparsers, parents) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.commands import existing_file, existing_path, positive_int
-from cs336_basics.errors import UserError
 
 
 def register(subparsers, parents) -> None:
@@ -53,97 +52,6 @@ def register(subparsers, parents) -> None:
     parser.set_defaults(func=run)
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} requested but CUDA is not available here; use --device cpu")
-    return name
-
-
-def _default_valid_path(loaded) -> Path:
-    data = loaded.config.data
-    candidates = [data.valid_path] if data.valid_path else []
-    if data.dataset_dir:
-        candidates.append(str(Path(data.dataset_dir) / "valid.npy"))
-    bases = [Path.cwd()] + ([loaded.run_dir, loaded.run_dir.parent, loaded.run_dir.parent.parent]
-                            if loaded.run_dir is not None else [])
-    for cand in candidates:
-        for base in bases:
-            path = base / cand
-            if path.is_file():
-                return path
-    raise UserError(f"no validation token file found for {loaded.checkpoint_path} (looked for "
-                    f"{', '.join(candidates) or 'data.valid_path / data.dataset_dir in its config'}); pass --data FILE")
-
-
-def _tokenizer_or_none(loaded):
-    try:
-        return loaded.tokenizer()
-    except UserError:
-        return None
-
-
-def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
-    """The work of ``cs336 eval``, returning the JSON-able results (used by the command and by tests)."""
-    from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
-    from cs336_basics.tokenizer.token_files import open_token_file, read_manifest
-    from cs336_basics.training.checkpoint import load_trained_model
-
-    device = resolve_device(args.device)
-    loaded = load_trained_model(args.checkpoint, device=device)
-    model, mcfg = loaded.model, loaded.config.model
-    tokenizer = _tokenizer_or_none(loaded)
-    data = Path(args.data) if args.data is not None else _default_valid_path(loaded)
-    tokens = open_token_file(data, vocab_size=mcfg.vocab_size,
-                             tokenizer_fingerprint=getattr(tokenizer, "fingerprint", None))
-    context = args.context_length or mcfg.context_length
-    if context > mcfg.context_length and mcfg.position == "learned":
-        raise UserError(f"--context-length {context} exceeds the model's learned position table "
-                        f"({mcfg.context_length}); use at most {mcfg.context_length}")
-    if args.stride is not None and args.stride > context:
-        raise UserError(f"--stride {args.stride} is larger than the context length {context}; use 1..{context}")
-    bpt = bytes_per_token_from_manifest(read_manifest(data))
-    result = evaluate_loss(model, tokens, context, args.batch_size, device, stride=args.stride,
-                           max_tokens=args.max_tokens, bytes_per_token=bpt)
-    out: dict[str, Any] = {"checkpoint": str(loaded.checkpoint_path), "step": loaded.step, "data": str(data),
-                           "bytes_per_token": bpt, **result.to_dict()}
-    if args.samples or args.reference_checkpoint is not None:
-        out["samples"] = sample_metrics(args, model, tokenizer, loaded, device)
-    return out
-
-
-def sample_metrics(args, model, tokenizer, loaded, device: str) -> dict[str, Any]:
-    from cs336_basics.evaluation import generation_metrics, reference_perplexity, training_vocabulary
-    from cs336_basics.evaluation.loss import evaluation_mode
-    from cs336_basics.generation import DEFAULT_PROMPTS, generate
-    from cs336_basics.rundir import RunDir
-    from cs336_basics.training.checkpoint import load_trained_model
-
-    if tokenizer is None:
-        raise UserError(f"--samples needs the run's tokenizer, and none was found for {loaded.checkpoint_path}; "
-                        "set data.tokenizer_dir in its config.toml")
-    prompts = list(args.prompt or DEFAULT_PROMPTS) * args.samples_per_prompt  # rows draw independently
-    with evaluation_mode(model):
-        results = generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, temperature=0.8,
-                           top_p=0.95, seed=args.seed, device=device)
-    ref_ppl = None
-    if args.reference_checkpoint is not None:
-        ref = load_trained_model(args.reference_checkpoint, device=device)
-        ref_tok = _tokenizer_or_none(ref) or tokenizer
-        ref_ppl = reference_perplexity(ref.model, ref_tok, prompts, [r.text for r in results], device=device)
-    vocab = training_vocabulary(RunDir(loaded.run_dir) if loaded.run_dir else None, tokenizer)
-    metrics = generation_metrics(results, vocabulary=vocab, reference_ppl=ref_ppl)
-    metrics["texts"] = [{"prompt": r.prompt, "text": r.text, "stopped_by": r.stopped_by} for r in results]
-    return metrics
-
-
 def _print_results(out: dict[str, Any]) -> None:
     mode = f"sliding window, stride {out['stride']}" if out["stride"] else "non-overlapping windows"
     print(f"checkpoint   {out['checkpoint']} (step {out['step']})")
@@ -163,9 +71,14 @@ def _print_results(out: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336_basics.evaluation.checkpoint_eval import SampleSettings, evaluate_checkpoint
     from cs336_basics.fileio import atomic_write_text
 
-    out = evaluate_checkpoint(args)
+    samples = (SampleSettings(args.prompt, args.samples_per_prompt, args.max_new_tokens, args.seed)
+               if args.samples else None)
+    out = evaluate_checkpoint(args.checkpoint, args.data, device=args.device, batch_size=args.batch_size,
+                              context_length=args.context_length, stride=args.stride, max_tokens=args.max_tokens,
+                              samples=samples, reference_checkpoint=args.reference_checkpoint)
     _print_results(out)
     if args.json_out is not None:
         clean = {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}

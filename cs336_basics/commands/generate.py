@@ -17,7 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from cs336_basics.commands import existing_dir, existing_file, existing_path, non_negative_float, positive_int
+from cs336_basics.commands import (
+    existing_dir,
+    existing_file,
+    existing_path,
+    non_negative_float,
+    positive_int,
+)
 from cs336_basics.errors import UserError
 from cs336_basics.progress import info
 
@@ -95,24 +101,16 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     return prompts
 
 
-def _device(name: str):
-    from cs336_basics.training.runtime import resolve_device
-
-    try:
-        return resolve_device(name)
-    except UserError as exc:
-        raise UserError(str(exc).replace("train.device", "--device")) from exc
-
-
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.generation import generate
     from cs336_basics.generation.generate import check_tokenizer_fits
-    from cs336_basics.training.checkpoint import load_trained_model
+    from cs336_basics.hardware import resolve_device
+    from cs336_basics.runs.trained import load_trained_model
 
     if args.max_tokens < 0:
         raise UserError(f"--max-tokens must be >= 0, got {args.max_tokens}")
     prompts = read_prompts(args)
-    device = _device(args.device)
+    device = resolve_device(args.device, option="--device")
     loaded = load_trained_model(args.checkpoint, device=device)
     if args.tokenizer is not None:
         from cs336_basics.tokenizer import Tokenizer

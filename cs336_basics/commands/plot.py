@@ -34,7 +34,8 @@ def register(subparsers, parents) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cs336_basics.experiments import final_metrics_table, plot_runs
+    from cs336_basics.reporting.plotting import plot_runs
+    from cs336_basics.reporting.sweep_report import final_metrics_table
 
     if args.table:
         print(final_metrics_table(args.run_dirs))

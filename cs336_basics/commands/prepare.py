@@ -29,8 +29,8 @@ def register(subparsers, parents) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336_basics.prepare import DEFAULT_SPECIALS, prepare_dataset
     from cs336_basics.tokenizer import native as native_ext
-    from cs336_basics.pipeline import DEFAULT_SPECIALS, prepare_dataset
 
     native_ext.warn_if_fallback("cs336 prepare")
     result = prepare_dataset(args.data, args.vocab_size, args.special_tokens or list(DEFAULT_SPECIALS),

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from cs336_basics.commands import add_config_args, existing_file, non_negative_float, positive_int
+from cs336_basics.commands import (
+    add_config_args,
+    existing_file,
+    non_negative_float,
+    positive_int,
+)
 
 
 def _data_source(text: str):
@@ -15,7 +20,7 @@ def _data_source(text: str):
 
 def register(subparsers, parents) -> None:
     from cs336_basics.commands import byte_size
-    from cs336_basics.pipeline import QUICKSTART_MINUTES
+    from cs336_basics.quickstart import QUICKSTART_MINUTES
 
     parser = subparsers.add_parser(
         "quickstart", parents=parents, help="download, prepare, train, evaluate and sample in one command",
@@ -44,9 +49,9 @@ def register(subparsers, parents) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cs336_basics.tokenizer import native as native_ext
-    from cs336_basics.pipeline import run_quickstart
     from cs336_basics.fileio import atomic_write_text
+    from cs336_basics.quickstart import run_quickstart
+    from cs336_basics.tokenizer import native as native_ext
 
     native_ext.warn_if_fallback("cs336 quickstart")
     result = run_quickstart(args.out, args.data, args.valid, minutes=args.minutes or None,

@@ -22,7 +22,7 @@ def register(subparsers, parents) -> None:
 
 
 def is_sweep(path: Path) -> bool:
-    from cs336_basics.experiments import is_sweep_dir
+    from cs336_basics.reporting.sweep_report import is_sweep_dir
 
     return is_sweep_dir(path) or (path / "results.jsonl").is_file()
 
@@ -31,13 +31,13 @@ def run(args: argparse.Namespace) -> int:
     path: Path = args.run_dir
     if is_sweep(path):
         from cs336_basics.errors import UserError
-        from cs336_basics.experiments import write_sweep_report
+        from cs336_basics.reporting.sweep_report import write_sweep_report
 
         if args.out is not None:
             raise UserError("--out is not supported for sweep reports; they are written to SWEEP_DIR/report.md")
         out = write_sweep_report(path)
     else:
-        from cs336_basics.evaluation.report import write_run_report
+        from cs336_basics.reporting.run_report import write_run_report
 
         out = write_run_report(path, args.out)
     print(out)

@@ -70,8 +70,9 @@ def _gpus(text: str | None) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.experiments import load_sweep_file, merge_specs
-    from cs336_basics.experiments.report import final_metrics_table
     from cs336_basics.experiments.sweep import SweepRunner
+    from cs336_basics.reporting.sweep_report import final_metrics_table
+    from cs336_basics.training.loop import train
 
     file_spec = load_sweep_file(args.sweep_file) if args.sweep_file else None
     if file_spec is None and not args.grid:
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         for run_, state in runner.plan():
             print(f"{run_.name}\t{state}\t" + " ".join(f"--set {o}" for o in run_.overrides))
         return 0
-    outcome = runner.run(launcher=args.launcher, gpus=_gpus(args.gpus), jobs=args.jobs, report=not args.no_report)
+    outcome = runner.run(train_fn=train, launcher=args.launcher, gpus=_gpus(args.gpus), jobs=args.jobs,
+                         report=not args.no_report)
     run_dirs = [p for p in sorted((outcome.sweep_dir / "runs").glob("*")) if (p / "metrics.jsonl").exists()]
     if run_dirs:
         print(final_metrics_table(run_dirs))

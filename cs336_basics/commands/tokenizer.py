@@ -21,7 +21,6 @@ from cs336_basics.errors import UserError
 from cs336_basics.progress import info
 
 
-
 def register(subparsers, parents) -> None:
     parser = subparsers.add_parser("tokenizer", parents=parents, help="train a byte-level BPE tokenizer",
                                    description="Tokenizer tools.")

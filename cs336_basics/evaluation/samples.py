@@ -23,9 +23,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cs336_basics.evaluation.text_metrics import generation_metrics, word_vocabulary
+import numpy as np
+
+from cs336_basics.config import load_config
+from cs336_basics.errors import UserError
+from cs336_basics.evaluation.loss import evaluation_mode
+from cs336_basics.evaluation.text_metrics import generation_metrics, reference_perplexity, word_vocabulary
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.rundir import RunDir
+from cs336_basics.generation import READING_TEMPERATURE, READING_TOP_P, Sampler, results_to_markdown
+from cs336_basics.runs.layout import RunDir, resolve_data
 
 VOCAB_SOURCE_BYTES = 10_000_000
 VOCAB_SOURCE_TOKENS = 5_000_000
@@ -41,8 +47,6 @@ _TOKEN_VOCAB_CACHE: dict[tuple, frozenset[str]] = {}
 
 
 def _vocabulary_from_tokens(path: str, size: int, mtime: float, tokenizer) -> frozenset[str]:
-    import numpy as np
-
     key = (path, size, mtime, str(getattr(tokenizer, "fingerprint", id(tokenizer))))
     if key not in _TOKEN_VOCAB_CACHE:
         ids = np.load(path, mmap_mode="r")[:VOCAB_SOURCE_TOKENS]
@@ -51,42 +55,25 @@ def _vocabulary_from_tokens(path: str, size: int, mtime: float, tokenizer) -> fr
     return _TOKEN_VOCAB_CACHE[key]
 
 
-def _first_file(relative: list[str], bases: list[Path]) -> Path | None:
-    for rel in relative:
-        path = Path(rel)
-        for candidate in ([path] if path.is_absolute() else [base / path for base in bases]):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def training_vocabulary(run_dir: RunDir | None, tokenizer=None, text_path: str | Path | None = None) -> set[str] | None:
     """The word list of a run's training text (see the module docstring), or None when none can be found.
 
-    Relative paths in the run's config are looked up from the working directory and from the run
-    directory and its two parents (where ``cs336 train`` was probably started).
+    The run's data is found by :func:`cs336_basics.runs.layout.resolve_data`, the same rule every
+    command uses: from the working directory, then from the run directory and its two parents.
     """
-    texts: list[str] = [str(text_path)] if text_path is not None else []
-    token_files: list[str] = []
-    bases = [Path.cwd()]
+    text = Path(text_path) if text_path is not None and Path(text_path).is_file() else None
+    token_file = None
     if run_dir is not None and run_dir.config_path.exists():
-        from cs336_basics.config import load_config
-
-        bases += [run_dir.root, run_dir.root.parent, run_dir.root.parent.parent]
         try:
-            data = load_config(run_dir.config_path).data
-        except Exception:  # noqa: BLE001 - a missing word list only disables one metric
-            data = None
-        if data is not None and data.dataset_dir:
-            texts.append(str(Path(data.dataset_dir) / "train.txt"))
-            token_files.append(str(Path(data.dataset_dir) / "train.npy"))
-        if data is not None and data.train_path:
-            token_files.insert(0, data.train_path)
-    text = _first_file(texts, bases)
+            paths = resolve_data(load_config(run_dir.config_path), run_dir.root)
+        except UserError:  # an unreadable config only disables this one metric
+            paths = None
+        if paths is not None:
+            text = text or paths.train_text
+            token_file = paths.train
     if text is not None:
         st = text.stat()
         return set(_vocabulary_from_text(str(text.resolve()), st.st_size, st.st_mtime))
-    token_file = _first_file(token_files, bases)
     if token_file is not None and tokenizer is not None:
         st = token_file.stat()
         return set(_vocabulary_from_tokens(str(token_file.resolve()), st.st_size, st.st_mtime, tokenizer))
@@ -95,8 +82,6 @@ def training_vocabulary(run_dir: RunDir | None, tokenizer=None, text_path: str |
 
 def samples_markdown(step: int, results, metrics: dict[str, Any], settings: dict[str, Any]) -> str:
     """The metrics as a table, then the samples as rendered by the generation package."""
-    from cs336_basics.generation import results_to_markdown
-
     lines = [f"# Samples at step {step}", "", f"Settings: {settings}", "", "| metric | value |", "|---|---|"]
     for key, value in metrics.items():
         lines.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
@@ -104,16 +89,13 @@ def samples_markdown(step: int, results, metrics: dict[str, Any], settings: dict
 
 
 def write_training_samples(model, tokenizer, run_dir: RunDir, step: int, *, prompts: list[str] | None = None,
-                           max_new_tokens: int = 128, seed: int = 0, device: str = "cpu", temperature: float = 0.8,
-                           top_p: float | None = 0.95, vocabulary: set[str] | None = None,
+                           max_new_tokens: int = 128, seed: int = 0, device: str = "cpu",
+                           temperature: float = READING_TEMPERATURE, top_p: float | None = READING_TOP_P, vocabulary: set[str] | None = None,
                            reference_model=None, reference_tokenizer=None) -> dict[str, Any]:
     """Continue fixed prompts with a fixed seed; write ``samples/step_XXXXXXX.{md,json}``; return the metrics.
 
     The model's training flag is left as it was (generation runs in eval mode under no_grad).
     """
-    from cs336_basics.evaluation.loss import evaluation_mode
-    from cs336_basics.generation import Sampler
-
     sampler = Sampler(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                       top_p=top_p, device=device)
     prompts = sampler.prompts
@@ -123,8 +105,6 @@ def write_training_samples(model, tokenizer, run_dir: RunDir, step: int, *, prom
         vocabulary = training_vocabulary(run_dir, tokenizer)
     ref_ppl = None
     if reference_model is not None:
-        from cs336_basics.evaluation.text_metrics import reference_perplexity
-
         ref_ppl = reference_perplexity(reference_model, reference_tokenizer or tokenizer, prompts,
                                        [r.text for r in results], device=device)
     metrics = generation_metrics(results, vocabulary=vocabulary, reference_ppl=ref_ppl)

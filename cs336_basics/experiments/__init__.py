@@ -1,19 +1,24 @@
-"""Experiments: sweeps over configs, ablations, learning-curve plots and sweep reports.
+"""Experiments: sweeps over configs and ablations, run one after another or side by side.
 
 - :mod:`.grid`: sweep specifications (grid, named ablations, batch-size LR rules) and their expansion;
 - :mod:`.sweep`: running a sweep (in-process or subprocesses over GPUs), resumable, ``results.jsonl``;
-- :mod:`.runs`: reading run directories (curves, summaries, which config keys differ);
-- :mod:`.plotting`: PNG/SVG learning curves with a JSON sidecar of the plotted series;
-- :mod:`.report`: the final-metrics Markdown table and the one-page sweep report.
+
+Reading run directories is :mod:`cs336_basics.runs.records`; plots and the sweep report are
+:mod:`cs336_basics.reporting`.
 
 See docs/experiments.md for the commands (``cs336 sweep``, ``cs336 plot``).
 """
 
-from cs336_basics.experiments.grid import (Ablation, PlannedRun, SweepSpec, batch_rule_overrides, expand,
-                                           load_sweep_file, merge_specs, parse_grid_arg)
-from cs336_basics.experiments.plotting import plot_runs
-from cs336_basics.experiments.report import final_metrics_table, is_sweep_dir, write_sweep_report
-from cs336_basics.experiments.runs import Run, RunSummary, differing_keys, load_run, summarize_records
+from cs336_basics.experiments.grid import (
+    Ablation,
+    PlannedRun,
+    SweepSpec,
+    batch_rule_overrides,
+    expand,
+    load_sweep_file,
+    merge_specs,
+    parse_grid_arg,
+)
 from cs336_basics.experiments.sweep import SweepOutcome, SweepRunner, run_sweep
 
 
@@ -27,8 +32,6 @@ def expand_grid(base_config=None, grid=None, *, overrides=None, ablations=None, 
 
 
 __all__ = [
-    "Ablation", "PlannedRun", "Run", "RunSummary", "SweepOutcome", "SweepRunner", "SweepSpec",
-    "batch_rule_overrides", "differing_keys", "expand", "expand_grid", "final_metrics_table", "is_sweep_dir", "load_run",
-    "load_sweep_file", "merge_specs", "parse_grid_arg", "plot_runs", "run_sweep", "summarize_records",
-    "write_sweep_report",
+    "Ablation", "PlannedRun", "SweepOutcome", "SweepRunner", "SweepSpec", "batch_rule_overrides", "expand",
+    "expand_grid", "load_sweep_file", "merge_specs", "parse_grid_arg", "run_sweep",
 ]

@@ -47,9 +47,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cs336_basics.config import RunConfig, apply_overrides, load_config, read_mapping, to_dict
+from cs336_basics.config import (
+    RunConfig,
+    apply_overrides,
+    load_config,
+    read_mapping,
+    to_dict,
+)
 from cs336_basics.errors import ConfigError, UserError
-from cs336_basics.experiments.runs import short_names
+from cs336_basics.runs.records import short_names
 
 BatchRule = Literal["none", "linear", "sqrt"]
 BATCH_RULES = ("none", "linear", "sqrt")

@@ -41,11 +41,11 @@ from typing import Any
 from cs336_basics.config import dump_config, load_config, to_dict
 from cs336_basics.errors import UserError
 from cs336_basics.experiments.grid import PlannedRun, SweepSpec, expand
-from cs336_basics.experiments.report import RESULTS_FILE, SPEC_FILE, read_results, write_sweep_report
-from cs336_basics.experiments.runs import INTERRUPTED, flatten, summarize_records
-from cs336_basics.progress import info
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.rundir import read_jsonl
+from cs336_basics.progress import info
+from cs336_basics.reporting.sweep_report import RESULTS_FILE, SPEC_FILE, read_results, write_sweep_report
+from cs336_basics.runs.metrics import read_jsonl
+from cs336_basics.runs.records import INTERRUPTED, flatten, summarize_records
 
 TrainFn = Callable[..., Any]
 
@@ -237,7 +237,7 @@ class SweepRunner:
             self._run_subprocesses(todo, gpus, jobs, outcome)
         else:
             if train_fn is None:
-                from cs336_basics.training.loop import train as train_fn  # noqa: PLW0621
+                raise ValueError("the in-process launcher needs train_fn (cs336_basics.training.loop.train)")
             for i, (run, resume) in enumerate(todo, 1):
                 info(f"sweep {self.spec.name}: run {i}/{len(todo)} {run.name}" + (" (resuming)" if resume else ""))
                 self._finish(run, self._run_inprocess(run, resume, train_fn), outcome)

@@ -12,7 +12,14 @@
 """
 
 from cs336_basics.generation.generate import GenerationResult, generate
-from cs336_basics.generation.sampler import DEFAULT_PROMPTS, Sampler, results_to_markdown
+from cs336_basics.generation.sampler import (
+                                            DEFAULT_PROMPTS,
+                                            READING_TEMPERATURE,
+                                            READING_TOP_P,
+                                            Sampler,
+                                            results_to_markdown,
+)
 from cs336_basics.generation.sampling import SamplingParams
 
-__all__ = ["generate", "GenerationResult", "Sampler", "SamplingParams", "DEFAULT_PROMPTS", "results_to_markdown"]
+__all__ = ["generate", "GenerationResult", "Sampler", "SamplingParams", "DEFAULT_PROMPTS", "READING_TEMPERATURE",
+           "READING_TOP_P", "results_to_markdown"]

@@ -26,6 +26,11 @@ DEFAULT_PROMPTS = [
 ]
 """TinyStories-style openings; the empty prompt starts a story from <|endoftext|>."""
 
+READING_TEMPERATURE = 0.8
+READING_TOP_P = 0.95
+"""The sampling settings of every sample written for people to read (training samples, ``cs336 eval --samples``,
+the quickstart's stories): a little sharper than the model's distribution, so the text shows what it learned."""
+
 _OPTIONS = {"max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop", "use_cache",
             "device", "stop_at_eos"}
 

@@ -6,13 +6,13 @@ shapes) and :mod:`cs336_basics.model.accounting` for parameter, memory and
 FLOP counts. The layers are importable on their own with explicit shapes, so
 external weights can be loaded into any of them with ``load_state_dict``.
 
-Public names are imported lazily (PEP 562 ``__getattr__``) so that reading a
+Public names are imported on first use (:mod:`cs336_basics.lazy`) so that reading a
 config or building the CLI does not pay for importing torch.
 """
 
 from __future__ import annotations
 
-import importlib
+from cs336_basics.lazy import lazy_exports
 
 _EXPORTS = {
     "MultiHeadSelfAttention": "attention",
@@ -51,10 +51,4 @@ _EXPORTS = {
     "TransformerLM": "transformer",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"cs336_basics.model.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'cs336_basics.model' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

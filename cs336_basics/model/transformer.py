@@ -44,6 +44,7 @@ from cs336_basics.model.kv_cache import KVCache
 from cs336_basics.model.layers import Embedding, Linear, dropout_or_identity
 from cs336_basics.model.variants import FFN, NORM, POSITION
 
+
 class TiedLMHead(nn.Module):
     """Logits from the token embedding matrix: ``x @ E^T``. Holds no parameter of its own."""
 

@@ -29,8 +29,12 @@ from typing import Any
 
 from cs336_basics.errors import UserError
 from cs336_basics.progress import progress
-from cs336_basics.tokenizer.counting import (DEFAULT_CHUNK_BYTES, count_pretokens, native_count_available,
-                                             safe_cut_at_or_after)
+from cs336_basics.tokenizer.counting import (
+    DEFAULT_CHUNK_BYTES,
+    count_pretokens,
+    native_count_available,
+    safe_cut_at_or_after,
+)
 from cs336_basics.tokenizer.merging import merge, native_merge_available
 from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN
 

@@ -37,10 +37,15 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from cs336_basics.tokenizer import native as native_ext
 from cs336_basics.progress import byte_progress
-from cs336_basics.tokenizer.pretokenize import (CLASS_SPACE, GPT2_PATTERN, char_class_table, compiled_pattern,
-                                                special_bytes_regex)
+from cs336_basics.tokenizer import native as native_ext
+from cs336_basics.tokenizer.pretokenize import (
+    CLASS_SPACE,
+    GPT2_PATTERN,
+    char_class_table,
+    compiled_pattern,
+    special_bytes_regex,
+)
 
 _bpe_count = native_ext.loaded("_bpe_count")  # None without a compiler: the Python path gives identical results
 

@@ -20,8 +20,8 @@ Reference: Radford et al. 2019 (GPT-2) for the pattern; CS336 Assignment 1 hando
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 import os
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import regex

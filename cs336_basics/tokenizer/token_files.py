@@ -50,8 +50,8 @@ import numpy as np
 
 from cs336_basics.allocator import keep_freed_cpu_memory
 from cs336_basics.errors import UserError
-from cs336_basics.progress import byte_progress
 from cs336_basics.fileio import atomic_write_text
+from cs336_basics.progress import byte_progress
 from cs336_basics.tokenizer.boundaries import find_byte_cut, safe_chunks
 
 FORMAT = 1

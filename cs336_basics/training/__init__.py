@@ -1,19 +1,19 @@
-"""Training: loss, AdamW, learning-rate schedules, clipping, data loading, checkpoints and the loop.
+"""Training: loss, AdamW, learning-rate schedules, clipping, data loading, RNG state and the loop.
 
-Public names are imported lazily (PEP 562 ``__getattr__``) so that loading a
+Public names are imported on first use (:mod:`cs336_basics.lazy`) so that loading a
 config (``cs336_basics.config`` imports :mod:`.config` from here) does not pay
 for importing torch.
 
 - :func:`cross_entropy` (:mod:`.loss`), :class:`AdamW` (:mod:`.optimizer`),
   :func:`lr_cosine_schedule` and siblings (:mod:`.schedule`),
   :func:`clip_grad_norm` (:mod:`.clipping`), :func:`get_batch` (:mod:`.data`)
-- :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`load_trained_model` (:mod:`.checkpoint`)
+- checkpoints and loading a trained model live in :mod:`cs336_basics.runs`
 - :func:`train`, :class:`TrainResult` (:mod:`.loop`)
 """
 
 from __future__ import annotations
 
-import importlib
+from cs336_basics.lazy import lazy_exports
 
 _EXPORTS = {
     "cross_entropy": "loss",
@@ -25,19 +25,8 @@ _EXPORTS = {
     "clip_grad_norm": "clipping",
     "get_batch": "data",
     "BatchSampler": "data",
-    "save_checkpoint": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "load_trained_model": "checkpoint",
-    "LoadedModel": "checkpoint",
-    "export_safetensors": "checkpoint",
     "train": "loop",
     "TrainResult": "loop",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"cs336_basics.training.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'cs336_basics.training' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -1,11 +1,11 @@
 """The training loop: ``train(cfg, resume=None) -> TrainResult``, the engine behind ``cs336 train``.
 
-One optimizer step is: learning rate from the schedule (a pure function of the
-step), ``grad_accum_steps`` micro-batches forward/backward (DDP all-reduce only
-on the last one), global-norm clipping, a finiteness check, the AdamW update.
-Around it, at configured intervals: logging (metrics.jsonl always, progress
-bar, optional W&B/TensorBoard), validation over the validation file (engineer
-E's ``evaluate_loss``), generated samples, checkpoints.
+One optimizer step is :class:`~cs336_basics.training.step.TrainStep` (learning
+rate from the schedule, micro-batches under autocast, clipping, a finiteness
+check, the AdamW update). Around it, at configured intervals: logging
+(metrics.jsonl always, progress bar, optional W&B/TensorBoard), validation over
+the validation file (:func:`~cs336_basics.evaluation.evaluate_loss`), generated
+samples, checkpoints.
 
 What makes the loop trustworthy:
 
@@ -30,7 +30,6 @@ stop_reason values: ``completed``, ``stop_at_step``, ``sigint``, ``sigterm``,
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,25 +37,44 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from cs336_basics.config import from_dict, to_dict
 from cs336_basics.errors import UserError
+from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
+from cs336_basics.evaluation.samples import write_training_samples
+from cs336_basics.hardware import resolve_device
+from cs336_basics.model.config import ModelConfig
 from cs336_basics.progress import info, progress
-from cs336_basics.rundir import MetricsLog, RunDir
+from cs336_basics.runs.checkpoint import (
+    CheckpointManager,
+    load_model_weights,
+    model_state_dict,
+    read_checkpoint,
+    unwrap_model,
+)
+from cs336_basics.runs.layout import RunDir, resolve_data
+from cs336_basics.runs.metrics import MetricsLog
+from cs336_basics.runs.trained import export_safetensors
+from cs336_basics.tokenizer import Tokenizer
+from cs336_basics.tokenizer.token_files import read_manifest
 from cs336_basics.training import runtime
-from cs336_basics.training.checkpoint import (CheckpointManager, export_safetensors, load_model_weights,
-                                              model_state_dict, preserved_rng, read_checkpoint, rng_state,
-                                              set_rng_state, unwrap_model)
-from cs336_basics.training.clipping import clip_grad_norm_tensor
-from cs336_basics.training.data import BatchSampler, open_tokens
-from cs336_basics.training.distributed import (DistInfo, all_reduce_mean, any_rank, barrier, init_distributed,
-                                               shutdown_distributed)
-from cs336_basics.training.loss import cross_entropy
-from cs336_basics.training.optimizer import build_optimizer, set_lr
-from cs336_basics.training.resolve import (micro_batch, prepare_fresh_run_dir, resolve_data_paths, resume_source,
-                                           total_steps, truncate_metrics)
-from cs336_basics.training.schedule import build_schedule
+from cs336_basics.training.data import open_tokens
+from cs336_basics.training.distributed import (
+    DistInfo,
+    any_rank,
+    barrier,
+    init_distributed,
+    shutdown_distributed,
+)
+from cs336_basics.training.resolve import (
+    prepare_fresh_run_dir,
+    resume_source,
+    total_steps,
+    truncate_metrics,
+)
+from cs336_basics.training.rng import preserved_rng, rng_state, set_rng_state
 from cs336_basics.training.signals import StopRequest
+from cs336_basics.training.step import StepTimings, TrainStep, build_training_parts
 from cs336_basics.training.trackers import Tracker, build_trackers, require_available
 
 
@@ -74,23 +92,6 @@ class TrainResult:
     wallclock: float
     exit_code: int = 0
     """What ``cs336 train`` exits with: 0 completed, 3 diverged, 130 SIGINT, 143 SIGTERM."""
-
-
-@dataclass
-class _Timings:
-    """Seconds spent per phase, to report the loop's overhead beside the model's compute."""
-
-    data: float = 0.0
-    compute: float = 0.0
-    logging: float = 0.0
-    checkpoint: float = 0.0
-    eval: float = 0.0
-    samples: float = 0.0
-
-    def overhead_fraction(self) -> float:
-        """(data + logging + checkpointing) / (that + compute): the loop's cost per step."""
-        overhead = self.data + self.logging + self.checkpoint
-        return overhead / max(overhead + self.compute, 1e-12)
 
 
 @dataclass
@@ -116,7 +117,7 @@ class Trainer:
         self.cfg = cfg
         t = cfg.train
         require_available(cfg.logging)
-        self.device = runtime.resolve_device(t.device)
+        self.device = resolve_device(t.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         self._owns_group = self.dist.enabled
         try:
@@ -130,14 +131,14 @@ class Trainer:
         t = cfg.train
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.dtype = runtime.resolve_dtype(t.dtype, self.device)
         runtime.configure_backends(self.device)
         self.total_steps = total_steps(cfg, self.dist.world_size)
         self.tokens_per_step = t.batch_size * self.dist.world_size * cfg.model.context_length
         self.rundir = RunDir(Path(t.runs_dir) / t.run_name)
         self.main = self.dist.is_main
 
-        train_path, valid_path, tok_dir = resolve_data_paths(cfg)
+        paths = resolve_data(cfg, strict=True)
+        train_path, valid_path, tok_dir = paths.train, paths.valid, paths.tokenizer
         self.tokenizer = self._load_tokenizer(tok_dir)
         fingerprint = getattr(self.tokenizer, "fingerprint", None)
         vocab = cfg.model.vocab_size
@@ -147,9 +148,6 @@ class Trainer:
         self.train_tokens = open_tokens(train_path, vocab_size=vocab, tokenizer_fingerprint=fingerprint)
         self.valid_tokens = (open_tokens(valid_path, vocab_size=vocab, tokenizer_fingerprint=fingerprint)
                              if valid_path is not None else None)
-        from cs336_basics.evaluation import bytes_per_token_from_manifest
-        from cs336_basics.tokenizer.token_files import read_manifest
-
         self.valid_bytes_per_token = (bytes_per_token_from_manifest(read_manifest(valid_path))
                                       if valid_path is not None else None)
         self.fingerprint = fingerprint
@@ -164,26 +162,23 @@ class Trainer:
             self.rundir.write_config(cfg)
         barrier(self.dist)
 
-        from cs336_basics.model import TransformerLM
-
-        torch.manual_seed(t.seed)
-        self.model: nn.Module = TransformerLM(cfg.model, attention_device=self.device).to(self.device)
-        self.optimizer = build_optimizer(self.model, cfg.optimizer)
-        self.schedule = build_schedule(cfg.optimizer, self.total_steps)
-        self.sampler = BatchSampler(self.train_tokens, micro_batch(cfg), cfg.model.context_length, self.device,
-                                    seed=t.seed, rank=self.dist.rank, world_size=self.dist.world_size)
+        self.parts = build_training_parts(cfg, self.train_tokens, self.device, self.total_steps, self.dist)
+        self.model, self.optimizer, self.sampler = self.parts.model, self.parts.optimizer, self.parts.sampler
+        self.schedule = self.parts.schedule
         self.state = _State()
         self.resumed_from = source
         if source is not None:
             self._restore(source)
         self.ckpts = CheckpointManager(self.rundir.checkpoints, t.keep_last)
-        self.step_model = self._wrap(self.model)
-        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        self.parts.wrap(t.compile, self.dist, self.device)
+        self.dtype = self.parts.dtype
+        self.timings = StepTimings()
+        self.train_step = TrainStep(self.parts, self.device, t.grad_accum_steps, cfg.optimizer.grad_clip, self.dist,
+                                    self.timings)
         self.flops_per_token = runtime.flops_per_token(cfg.model)
         self.peak = runtime.peak_flops(self.device, self.dtype, t.peak_tflops)
         limit = t.divergence_loss if t.divergence_loss is not None else 2.0 * math.log(cfg.model.vocab_size)
         self.divergence_loss = limit if limit > 0 else math.inf
-        self.timings = _Timings()
         self.stop = StopRequest(announce=self.main)
 
     # ------------------------------------------------------------------ setup helpers
@@ -192,25 +187,12 @@ class Trainer:
     def _load_tokenizer(tok_dir: Path | None):
         if tok_dir is None:
             return None
-        from cs336_basics.tokenizer import Tokenizer
-
         return Tokenizer.from_dir(tok_dir)
-
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        if self.cfg.train.compile:
-            model = torch.compile(model)
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        return model
 
     def _restore(self, source: Path) -> None:
         obj = read_checkpoint(source)
         saved = obj.get("config")
         if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
-            from cs336_basics.config import from_dict
-            from cs336_basics.model.config import ModelConfig
-
             saved_model = from_dict(ModelConfig, saved["model"], prefix="model")
             if saved_model != self.cfg.model:
                 diff = [f"model.{k}={getattr(saved_model, k)!r} (config says {getattr(self.cfg.model, k)!r})"
@@ -239,8 +221,6 @@ class Trainer:
                             "raise train.total_steps/total_tokens to continue")
 
     def _checkpoint_state(self) -> dict[str, Any]:
-        from cs336_basics.config import to_dict
-
         s = self.state
         return {"format": 1, "model": model_state_dict(self.model), "optimizer": self.optimizer.state_dict(),
                 "iteration": s.step, "tokens": s.tokens, "config": to_dict(self.cfg),
@@ -250,53 +230,6 @@ class Trainer:
 
     def _wallclock(self) -> float:
         return self.state.wallclock_offset + (time.time() - self._started)
-
-    # ------------------------------------------------------------------ one step
-
-    def _train_step(self, step: int) -> tuple[float, float, float, float]:
-        """One optimizer step; returns (lr, loss, aux loss, pre-clip grad norm) with non-finite values possible."""
-        lr = self.schedule(step)
-        set_lr(self.optimizer, lr)
-        accum = self.cfg.train.grad_accum_steps
-        inner = unwrap_model(self.model)
-        loss_sum = torch.zeros((), device=self.device)
-        aux_sum = torch.zeros((), device=self.device)
-        for micro in range(accum):
-            t0 = time.perf_counter()
-            x, y = self.sampler.next()  # (B, T) each
-            t1 = time.perf_counter()
-            self.timings.data += t1 - t0
-            last = micro == accum - 1
-            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.step_model.no_sync()
-            with sync:
-                with runtime.autocast(self.device, self.dtype):
-                    logits = self.step_model(x)  # (B, T, V)
-                    loss = cross_entropy(logits, y)
-                    aux = getattr(inner, "aux_loss", None)
-                    total = loss + aux if isinstance(aux, torch.Tensor) else loss
-                    del logits  # the loss keeps what backward needs; this frees a (B, T, V) buffer early
-                scaled = total / accum
-                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            loss_sum += loss.detach().float()
-            if isinstance(aux, torch.Tensor):
-                aux_sum += aux.detach().float()
-            self.timings.compute += time.perf_counter() - t1
-        t2 = time.perf_counter()
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        norm = clip_grad_norm_tensor(self.model.parameters(), self.cfg.optimizer.grad_clip)
-        reduced = all_reduce_mean(torch.stack([loss_sum, aux_sum]) / accum, self.dist)  # (2,)
-        # one device->host transfer per step for everything the loop decides on
-        loss_value, aux_value, grad_norm = torch.cat([reduced, norm.reshape(1).to(reduced.device)]).tolist()
-        finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)  # skips the update itself on inf/nan gradients
-            self.scaler.update()
-        elif finite:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.timings.compute += time.perf_counter() - t2
-        return lr, loss_value, aux_value, grad_norm
 
     # ------------------------------------------------------------------ periodic work
 
@@ -334,8 +267,6 @@ class Trainer:
         barrier(self.dist)
 
     def _validation_loss(self, max_tokens: int | None):
-        from cs336_basics.evaluation import evaluate_loss
-
         # evaluation must not perturb the training RNG streams (dropout), or resume would not be exact
         with preserved_rng():
             return evaluate_loss(unwrap_model(self.model), self.valid_tokens, self.cfg.model.context_length,
@@ -360,8 +291,6 @@ class Trainer:
         if not (self.cfg.train.samples and self.tokenizer is not None):
             return
         t0 = time.perf_counter()
-        from cs336_basics.evaluation.samples import write_training_samples
-
         try:
             with preserved_rng():
                 metrics = write_training_samples(unwrap_model(self.model), self.tokenizer, self.rundir, self.state.step,
@@ -398,8 +327,6 @@ class Trainer:
                 if self.resumed_from is not None:
                     truncate_metrics(self.rundir.metrics_path, s.step)
                 self.metrics = MetricsLog(self.rundir.metrics_path, start_time=time.time() - s.wallclock_offset)
-                from cs336_basics.config import to_dict
-
                 self.trackers = build_trackers(cfg.logging, cfg.train.run_name, self.rundir.root, to_dict(cfg),
                                                s.wandb_run_id)
                 s.wandb_run_id = next((t.run_id for t in self.trackers if t.run_id), s.wandb_run_id)
@@ -430,7 +357,8 @@ class Trainer:
         excluded = 0.0  # eval/sample time inside the logging window (not training throughput)
         stop_at = cfg.train.stop_at_step
         while s.step < self.total_steps:
-            lr, loss, aux, grad_norm = self._train_step(s.step)
+            result = self.train_step(s.step)
+            lr, loss, aux, grad_norm = result.lr, result.loss, result.aux_loss, result.grad_norm
             s.step += 1
             s.tokens += self.tokens_per_step
             window_tokens += self.tokens_per_step

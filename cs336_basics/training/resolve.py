@@ -1,7 +1,6 @@
 """Turning a RunConfig into concrete things before the first step.
 
-Data paths (``data.dataset_dir`` and the explicit overrides), the number of
-steps (``total_steps`` or ``total_tokens / (batch x world x context)``), which
+The number of steps (``total_steps`` or ``total_tokens / (batch x world x context)``), which
 checkpoint a run resumes from (``--resume auto|PATH`` or ``train.checkpoint``),
 and the run directory's state: a fresh run refuses to mix itself into an
 existing one unless ``train.overwrite`` is set, and a resumed run drops the
@@ -17,36 +16,14 @@ from pathlib import Path
 
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.rundir import RunDir, read_jsonl
-from cs336_basics.training.checkpoint import CheckpointManager, find_checkpoint
+from cs336_basics.runs.checkpoint import CheckpointManager
+from cs336_basics.runs.layout import RunDir
+from cs336_basics.runs.metrics import read_jsonl
+from cs336_basics.runs.trained import find_checkpoint
 
 
 def micro_batch(cfg) -> int:
     return cfg.train.batch_size // cfg.train.grad_accum_steps
-
-
-def resolve_data_paths(cfg) -> tuple[Path, Path | None, Path | None]:
-    """(train file, valid file or None, tokenizer dir or None) from data.* settings."""
-    data = cfg.data
-    base = Path(data.dataset_dir) if data.dataset_dir else None
-    if base is not None and not base.is_dir():
-        raise UserError(f"data.dataset_dir {base} is not a directory; create it with 'cs336 prepare' or fix the path")
-    if data.train_path:
-        train_path = Path(data.train_path)
-    elif base is not None:
-        train_path = base / "train.npy"
-    else:
-        raise UserError("no training data: set data.dataset_dir (or --dataset DIR) or data.train_path")
-    if data.valid_path:
-        valid_path: Path | None = Path(data.valid_path)
-        if not valid_path.exists():
-            raise UserError(f"data.valid_path {valid_path} not found; tokenize the validation text or unset it")
-    else:
-        valid_path = base / "valid.npy" if base is not None and (base / "valid.npy").exists() else None
-    tok = Path(data.tokenizer_dir) if data.tokenizer_dir else (base / "tokenizer" if base is not None else None)
-    if data.tokenizer_dir and not tok.is_dir():
-        raise UserError(f"data.tokenizer_dir {tok} is not a directory; train one with 'cs336 tokenizer train'")
-    return train_path, valid_path, tok if tok is not None and tok.is_dir() else None
 
 
 def total_steps(cfg, world_size: int) -> int:

@@ -1,6 +1,6 @@
 """Where and in what precision a run executes: device auto-detection, autocast dtype, FLOP accounting for MFU.
 
-- device ``auto``: CUDA, else Apple MPS, else CPU.
+- device ``auto``: CUDA, else Apple MPS, else CPU (:func:`cs336_basics.hardware.resolve_device`).
 - dtype ``auto``: bfloat16 autocast on CUDA (parameters and optimizer state stay
   float32), float32 elsewhere. On CUDA, TF32 matmuls are enabled too: a
   float32 run then gets tensor-core speed at ~1e-3 relative precision, the
@@ -28,24 +28,6 @@ from cs336_basics.errors import UserError
 # dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets
 _BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0,
                      "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"train.device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device is cuda but this torch build sees no CUDA GPU; use train.device=auto or cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError("train.device is mps but MPS is not available here; use train.device=auto or cpu")
-    return device
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -16,10 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.errors import UserError
-from cs336_basics.experiments.runs import (Run, config_value, differing_keys, expand_run_dirs, format_value, load_run,
-                                           short_names)
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.rundir import read_jsonl
+from cs336_basics.runs.metrics import read_jsonl
+from cs336_basics.runs.records import (
+    Run,
+    config_value,
+    differing_keys,
+    expand_run_dirs,
+    format_value,
+    load_run,
+    short_names,
+)
 
 RESULTS_FILE = "results.jsonl"
 SPEC_FILE = "sweep.json"
@@ -97,7 +104,7 @@ def _spec_section(spec: dict[str, Any]) -> list[str]:
 
 def write_sweep_report(sweep_dir: str | Path) -> Path:
     """Write ``SWEEP_DIR/report.md`` (plots under ``SWEEP_DIR/plots/``) and return its path."""
-    from cs336_basics.experiments.plotting import plot_runs
+    from cs336_basics.reporting.plotting import plot_runs
 
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():

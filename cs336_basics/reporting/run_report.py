@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.errors import UserError
-from cs336_basics.evaluation.convergence import PowerLawFit, convergence_report, plot_convergence
 from cs336_basics.evaluation.samples import read_samples
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.rundir import RunDir
+from cs336_basics.reporting.convergence import PowerLawFit, convergence_report, plot_convergence
+from cs336_basics.runs.layout import RunDir
 
 SAMPLE_METRICS = ["distinct_1", "distinct_2", "distinct_3", "repetition_4gram", "eos_rate", "mean_tokens_to_eos",
                   "mean_tokens", "in_vocab_rate", "reference_ppl"]
@@ -58,8 +58,8 @@ def _plot_two(run, x: str, out_stem: Path) -> Path | None:
     val = run.curve("val_loss", x)
     if not train[0] and not val[0]:
         return None
-    from cs336_basics.evaluation.figures import pyplot, save_figure
-    from cs336_basics.experiments.plotting import X_LABELS
+    from cs336_basics.reporting.figures import pyplot, save_figure
+    from cs336_basics.reporting.plotting import X_LABELS
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.3))
@@ -95,7 +95,7 @@ def _median(values: list[float]) -> float | None:
 
 
 def summary_section(run) -> list[str]:
-    from cs336_basics.experiments.runs import as_float
+    from cs336_basics.runs.records import as_float
 
     s = run.summary()
     cfg = run.config
@@ -172,8 +172,8 @@ def samples_section(run_dir: RunDir, max_shown: int = 4) -> list[str]:
 
 def write_run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``RUN_DIR/report.md`` (plots into ``RUN_DIR/plots/``) and return its path."""
-    from cs336_basics.experiments.plotting import plot_runs
-    from cs336_basics.experiments.runs import load_run
+    from cs336_basics.reporting.plotting import plot_runs
+    from cs336_basics.runs.records import load_run
 
     run = load_run(run_dir)
     if not run.records:

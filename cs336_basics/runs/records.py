@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.errors import UserError
-from cs336_basics.rundir import read_jsonl
+from cs336_basics.runs.metrics import read_jsonl
 
 # The plot/table x axes and the metrics.jsonl field each one reads.
 X_FIELDS = {"steps": "step", "tokens": "tokens", "wallclock": "wallclock"}

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic saves, safe loads, keep-last-N/keep-best, safetensors export, and loading a trained model.
+"""The checkpoint file format: atomic saves, safe loads, and the checkpoints/ folder (keep-last-N, best, latest).
 
 - ``save_checkpoint(model, optimizer, iteration, out, **extra)`` / ``load_checkpoint(src, model, optimizer)``
   are the handout's API and accept paths or file objects. A training checkpoint
@@ -17,17 +17,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
-import random
 import re
+import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -111,8 +108,6 @@ def _atomic_link(src: Path, dst: Path) -> None:
     try:
         os.link(src, tmp)
     except OSError:  # filesystems without hard links
-        import shutil
-
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
 
@@ -187,47 +182,7 @@ def load_model_weights(model: nn.Module, state: Mapping[str, torch.Tensor], name
     model.load_state_dict(state)
 
 
-# ----------------------------------------------------------------------------- RNG state
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy (global), torch CPU and CUDA generator states, as weights_only-loadable data."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
-                                                    int(has_gauss), float(cached)],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    random.setstate(_as_tuple(state["python"]))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-@contextlib.contextmanager
-def preserved_rng():
-    """Run a block (evaluation, sampling) without changing any global RNG stream the training steps use."""
-    saved = rng_state()
-    try:
-        yield
-    finally:
-        set_rng_state(saved)
-
-
-def _as_tuple(value: Any) -> Any:
-    """random.setstate wants nested tuples; a checkpoint round trip may hand back lists."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_as_tuple(v) for v in value)
-    return value
-
-
-# ----------------------------------------------------------------------------- run directories
+# ----------------------------------------------------------------------------- the checkpoints/ folder
 
 
 class CheckpointManager:
@@ -281,104 +236,3 @@ class CheckpointManager:
             return self.latest_path
         files = self.step_files()
         return files[-1][1] if files else None
-
-
-def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write the model's weights as a safetensors file (tied weights stored once per name, contiguous)."""
-    from safetensors.torch import save_file
-
-    state = model_state_dict(model)
-    # safetensors refuses tensors that share storage (tied embeddings): give each name its own copy
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata or {})
-    os.replace(tmp, path)
-    return path
-
-
-# ----------------------------------------------------------------------------- trained models
-
-
-@dataclass
-class LoadedModel:
-    """A trained model ready for generation or evaluation, and where it came from."""
-
-    model: nn.Module
-    config: Any  # RunConfig
-    step: int
-    checkpoint_path: Path
-    run_dir: Path | None
-    tokenizer_dir: Path | None
-
-    def tokenizer(self):
-        """The run's tokenizer (``Tokenizer.from_dir``), or a UserError saying how to point at one."""
-        if self.tokenizer_dir is None:
-            raise UserError(f"no tokenizer found for {self.checkpoint_path}; set data.tokenizer_dir in the run config "
-                            "or pass the tokenizer directory explicitly")
-        from cs336_basics.tokenizer import Tokenizer
-
-        return Tokenizer.from_dir(self.tokenizer_dir)
-
-
-def find_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
-    """(checkpoint file, run directory or None) for a checkpoint file, a run directory or its checkpoints/."""
-    path = Path(path)
-    if path.is_dir():
-        run_dir = path.parent if path.name == "checkpoints" and not (path / "checkpoints").is_dir() else path
-        manager = CheckpointManager(run_dir / "checkpoints")
-        for candidate in (manager.best_path, manager.latest()):
-            if candidate is not None and candidate.exists():
-                return candidate, run_dir
-        raise UserError(f"no checkpoint in {run_dir} (expected checkpoints/best.pt, latest.pt or step_*.pt); "
-                        "train first with 'cs336 train'")
-    if not path.exists():
-        raise UserError(f"checkpoint not found: {path} (give a .pt file or a run directory)")
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return path, run_dir if (run_dir / "config.toml").exists() else None
-
-
-def _resolve_existing(candidate: str | None, bases: list[Path]) -> Path | None:
-    if not candidate:
-        return None
-    p = Path(candidate)
-    if p.is_absolute():
-        return p if p.is_dir() else None
-    for base in [Path.cwd(), *bases]:
-        if (base / p).is_dir():
-            return (base / p).resolve()
-    return None
-
-
-def tokenizer_dir_for(cfg: Any, run_dir: Path | None) -> Path | None:
-    """The run's tokenizer directory: data.tokenizer_dir, else DATASET_DIR/tokenizer, looked up where it exists."""
-    bases = [run_dir, run_dir.parent, run_dir.parent.parent] if run_dir is not None else []
-    found = _resolve_existing(cfg.data.tokenizer_dir, bases)
-    if found is None and cfg.data.dataset_dir:
-        found = _resolve_existing(str(Path(cfg.data.dataset_dir) / "tokenizer"), bases)
-    return found
-
-
-def config_from_checkpoint(obj: Mapping[str, Any], run_dir: Path | None, name: str):
-    """The RunConfig stored in a checkpoint, else the run directory's config.toml."""
-    from cs336_basics.config import RunConfig, from_dict, load_config
-
-    if isinstance(obj.get("config"), dict):
-        return from_dict(RunConfig, obj["config"])
-    if run_dir is not None and (run_dir / "config.toml").exists():
-        return load_config(run_dir / "config.toml")
-    raise UserError(f"{name} carries no config and has no config.toml beside it; cannot rebuild the model")
-
-
-def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model for inference from a checkpoint file or a run directory (best.pt, else latest)."""
-    from cs336_basics.model import TransformerLM
-
-    ckpt_path, run_dir = find_checkpoint(path)
-    obj = read_checkpoint(ckpt_path)
-    cfg = config_from_checkpoint(obj, run_dir, str(ckpt_path))
-    model = TransformerLM(cfg.model, attention_device=device)
-    load_model_weights(model, obj["model"], str(ckpt_path))
-    model.to(device).eval()
-    return LoadedModel(model=model, config=cfg, step=int(obj.get("iteration", 0)), checkpoint_path=ckpt_path,
-                       run_dir=run_dir, tokenizer_dir=tokenizer_dir_for(cfg, run_dir))

@@ -179,7 +179,7 @@ def convergence_report(tokens, losses, **fit_options) -> dict[str, Any]:
 
 def plot_convergence(tokens, losses, fit: PowerLawFit | None, out_stem: str | Path, title: str = "validation loss") -> list[Path]:
     """Data, the fitted curve extended to 10× the tokens and the asymptote E; returns [PNG path]."""
-    from cs336_basics.evaluation.figures import pyplot, save_figure
+    from cs336_basics.reporting.figures import pyplot, save_figure
 
     plt = pyplot()
     t = np.asarray(tokens, dtype=np.float64)

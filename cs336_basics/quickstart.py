@@ -1,0 +1,264 @@
+"""``cs336 quickstart``: from text (or nothing) to a trained model, its scores, stories and a report.
+
+``run_quickstart`` chains data -> prepare -> train -> evaluate -> generate ->
+report (see docs/quickstart.md). The data is a local file, a downloaded
+TinyStories prefix, or the sample bundled with the package when there is no
+network. The run is sized to a time budget: the run's own training step is
+timed on this machine first (:func:`cs336_basics.training.step.measure_step_seconds`)
+and the step count and evaluation sizes are fitted to what is left
+(:func:`plan_budget`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cs336_basics.config import load_config
+from cs336_basics.datasets import DOC_DELIMITER, copy_prefix, download_dataset
+from cs336_basics.errors import UserError
+from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
+from cs336_basics.evaluation.baseline import unigram_baseline
+from cs336_basics.fileio import atomic_write_bytes, atomic_write_text
+from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, generate
+from cs336_basics.http_download import NetworkError
+from cs336_basics.prepare import prepare_dataset
+from cs336_basics.progress import Timer, info
+from cs336_basics.reporting.run_report import write_run_report
+from cs336_basics.runs.trained import load_trained_model
+from cs336_basics.sample import DESCRIPTION, FULL_DATA_HINT, SAMPLE_NAME, extract_sample
+from cs336_basics.tokenizer import Tokenizer
+from cs336_basics.tokenizer.token_files import open_token_file, read_manifest
+from cs336_basics.training.loop import train
+from cs336_basics.training.step import measure_step_seconds
+
+QUICKSTART_TRAIN_BYTES = 20 * 2**20
+QUICKSTART_VALID_BYTES = 2 * 2**20
+QUICKSTART_MINUTES = 9.0
+
+
+def quickstart_config_path() -> Path:
+    """The quickstart preset, shipped inside the package (``configs/`` at the top of a checkout links to it)."""
+    path = Path(__file__).resolve().parent / "configs" / "quickstart.toml"
+    if not path.is_file():
+        raise UserError(f"the quickstart preset {path} is missing; pass --config FILE")
+    return path
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Place ``src`` at ``dst`` without duplicating a possibly large corpus (symlink; copy where links fail)."""
+    src = src.resolve()
+    if dst.is_symlink() and dst.resolve() == src:
+        return
+    dst.unlink(missing_ok=True)
+    try:
+        dst.symlink_to(src)
+    except OSError:
+        copy_prefix(src, dst, None)
+
+
+def split_off_validation(src: Path, train_dst: Path, valid_dst: Path, fraction: float = 0.05) -> None:
+    """Hold out the last ``fraction`` of ``src``'s documents (cut at an <|endoftext|>) as validation text."""
+    data = src.read_bytes()
+    cut = data.rfind(DOC_DELIMITER, 0, int(len(data) * (1 - fraction)))
+    if cut < 0:
+        raise UserError(f"{src} has no <|endoftext|> document separators; pass a validation file with --valid")
+    cut += len(DOC_DELIMITER)
+    atomic_write_bytes(train_dst, data[:cut])
+    atomic_write_bytes(valid_dst, data[cut:].lstrip(b"\n"))
+
+
+def _use_sample(data_root: Path, valid: Path | None) -> None:
+    extract_sample(data_root)
+    if valid is not None:
+        _link_or_copy(valid, data_root / "valid.txt")
+
+
+def gather_data(data_root: Path, data: Path | str | None, valid: Path | None, max_bytes: int | None) -> None:
+    """Put train.txt / valid.txt into ``data_root``: linked local files, a split of one file, a download,
+    or the sample bundled with the package (``data="sample"``, or when the download cannot be made)."""
+    data_root.mkdir(parents=True, exist_ok=True)
+    split_stamp = data_root / ".split_source"
+    if data is None or data == SAMPLE_NAME or valid is not None:
+        split_stamp.unlink(missing_ok=True)  # train/valid now come from elsewhere than a split file
+    if data == SAMPLE_NAME:
+        info(f"using {DESCRIPTION}")
+        _use_sample(data_root, valid)
+        return
+    if data is None:
+        info("no --data given: downloading a TinyStories prefix (use --data FILE for a local file, "
+             "--data sample for the bundled sample)")
+        limit = max_bytes or QUICKSTART_TRAIN_BYTES
+        downloads = data_root.parent / "downloads"
+        try:
+            train = download_dataset("tinystories", downloads, ["train"], max_bytes=limit)["train"]
+            valid_path = valid or download_dataset("tinystories", downloads, ["valid"],
+                                                   max_bytes=min(limit, QUICKSTART_VALID_BYTES))["valid"]
+        except NetworkError as exc:
+            info(f"cannot download ({exc.reason}): using {DESCRIPTION} instead; {FULL_DATA_HINT}")
+            _use_sample(data_root, valid)
+            return
+        _link_or_copy(train, data_root / "train.txt")
+        _link_or_copy(Path(valid_path), data_root / "valid.txt")
+        return
+    data = Path(data)
+    if valid is not None:
+        _link_or_copy(data, data_root / "train.txt")
+        _link_or_copy(valid, data_root / "valid.txt")
+        return
+    # One file only: hold out its tail. Rewritten only when the source changed, so reruns stay up to date.
+    key = f"{data.resolve()} {data.stat().st_size} {data.stat().st_mtime_ns}"
+    if not (split_stamp.is_file() and split_stamp.read_text() == key and (data_root / "valid.txt").is_file()):
+        for name in ("train.txt", "valid.txt"):
+            if (data_root / name).is_symlink():
+                (data_root / name).unlink()
+        split_off_validation(data, data_root / "train.txt", data_root / "valid.txt")
+        split_stamp.write_text(key)
+
+
+@dataclass
+class QuickstartResult:
+    out: Path
+    run_dir: Path
+    val_loss: float
+    val_bpb: float | None
+    unigram_loss: float
+    unigram_bpb: float | None
+    samples: list[str]
+    report: Path | None
+    seconds: dict[str, float]
+    steps: int = 0
+    tokens: int = 0
+
+    @property
+    def gain_over_unigram(self) -> float:
+        return self.unigram_loss - self.val_loss
+
+
+@dataclass
+class BudgetPlan:
+    """How a time budget is split: training steps, evaluation sizes, samples during training."""
+
+    steps: int
+    eval_tokens: int | None
+    """Validation tokens per evaluation during training (None: no evaluation during training)."""
+    final_eval_tokens: int | None
+    """Leading validation tokens of the final evaluation (None: the whole file)."""
+    samples: bool
+
+
+def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_tokens: int, eval_tokens: int | None,
+                context_length: int, evals: int = 3, min_steps: int = 20) -> BudgetPlan:
+    """Split ``seconds`` between training and evaluation from one measured step time.
+
+    A forward pass costs about a third of a training step per token (the backward pass is
+    about twice the forward). The final evaluation may take a quarter of the budget and
+    the evaluations during training a tenth; on a slow machine they score a leading part of
+    the validation file instead of all of it. A tenth is kept for the last samples and the report.
+    """
+    fwd = step_s / tokens_per_step / 3  # seconds per evaluated token
+    final = min(valid_tokens, int(0.25 * seconds / fwd))
+    interim = min(eval_tokens or valid_tokens, valid_tokens, int(0.10 * seconds / evals / fwd))
+    interim_ok = interim >= 4 * context_length
+    sample_s = 2 * step_s  # rough cost of one round of training samples
+    samples = interim_ok and evals * sample_s <= 0.05 * seconds
+    spent = final * fwd + (evals * interim * fwd if interim_ok else 0) + (evals * sample_s if samples else 0)
+    steps = max(min_steps, int((0.9 * seconds - spent) / step_s))
+    return BudgetPlan(steps, interim if interim_ok else None, None if final >= valid_tokens else max(final, 2),
+                      samples)
+
+
+def _override(cfg, **sections):
+    return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)
+                                       for name, values in sections.items()})
+
+
+def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = None, valid: str | Path | None = None, *,
+                   minutes: float | None = QUICKSTART_MINUTES, config: str | Path | None = None, overrides: list[str] | None = None,
+                   max_bytes: int | None = None, workers: int | None = None, max_new_tokens: int = 160,
+                   seed: int = 0) -> QuickstartResult:
+    """Data -> tokenizer + token files -> trained model -> evaluation, baseline, samples and report under ``out``.
+
+    ``minutes`` is a time budget for the whole command: the step time is measured on this machine
+    first and the step count (and so the cosine schedule) is fitted to what is left after data
+    preparation. ``minutes=None``, or a ``train.total_steps``/``train.total_tokens`` override, trains
+    the fixed number of steps instead (reproducible, however long it takes).
+    """
+    started = time.perf_counter()
+    timer = Timer()
+    out = Path(out)
+    data_root = out / "data"
+    for path in (data, valid):
+        if path is not None and path != SAMPLE_NAME and not Path(path).is_file():
+            raise UserError(f"data file not found: {path}")
+    cfg = load_config(config or quickstart_config_path(), overrides)
+    with timer.phase("data"):
+        gather_data(data_root, data, None if valid is None else Path(valid), max_bytes)
+    with timer.phase("prepare"):
+        prepared = prepare_dataset(data_root, cfg.model.vocab_size, workers=workers)
+    tokenizer = Tokenizer.from_dir(prepared.tokenizer_dir)
+    train_tokens = open_token_file(prepared.token_files["train"])
+    cfg = _override(cfg, data={"dataset_dir": str(data_root.resolve())},
+                    model={"vocab_size": max(cfg.model.vocab_size, tokenizer.vocab_size)},
+                    train={"runs_dir": str((out / "runs").resolve()), "overwrite": True, "seed": seed})
+    fixed = any(o.split("=")[0].strip() in ("train.total_steps", "train.total_tokens") for o in overrides or [])
+    valid_path = prepared.token_files.get("valid")
+    if valid_path is None:
+        raise UserError(f"no validation text in {data_root}; pass --valid FILE")
+    valid_tokens = open_token_file(valid_path)
+    final_eval_tokens = None
+    if minutes is not None and not fixed:
+        with timer.phase("calibrate"):
+            step_s = measure_step_seconds(cfg, train_tokens)
+        plan = plan_budget(minutes * 60 - (time.perf_counter() - started), step_s,
+                           cfg.train.batch_size * cfg.model.context_length, len(valid_tokens), cfg.train.eval_tokens,
+                           cfg.model.context_length)
+        info(f"time budget {minutes:g} min: {step_s:.3f} s/step measured -> {plan.steps} steps")
+        final_eval_tokens = plan.final_eval_tokens
+        cfg = _override(cfg, train={"total_steps": plan.steps,
+                                    "eval_tokens": plan.eval_tokens or 4 * cfg.model.context_length,
+                                    "eval_interval": max(1, plan.steps // 4) if plan.eval_tokens else plan.steps + 1,
+                                    "checkpoint_interval": max(1, plan.steps // 2), "samples": plan.samples},
+                        optimizer={"warmup_iters": min(cfg.optimizer.warmup_iters, max(1, plan.steps // 10))})
+    with timer.phase("train"):
+        result = train(cfg)
+    if result.diverged:
+        raise UserError(f"quickstart training diverged ({result.stop_reason}); try --set optimizer.lr_max=1e-3")
+    if result.stop_reason != "completed":
+        raise UserError(f"quickstart training stopped early ({result.stop_reason}); rerun to start again")
+
+    loaded = load_trained_model(result.run_dir)
+    model = loaded.model
+    if final_eval_tokens is not None:
+        info(f"slow machine: scoring the first {final_eval_tokens:,} of {len(valid_tokens):,} validation tokens "
+             "(a larger --minutes scores all of them)")
+        valid_tokens = valid_tokens[:final_eval_tokens]
+    bytes_per_token = bytes_per_token_from_manifest(read_manifest(valid_path))
+    with timer.phase("evaluate"):
+        ev = evaluate_loss(model, valid_tokens, cfg.model.context_length, cfg.train.eval_batch_size,
+                           bytes_per_token=bytes_per_token)
+        uni = unigram_baseline(train_tokens, valid_tokens, cfg.model.vocab_size, bytes_per_token)
+    with timer.phase("generate"):
+        stories = [prompt for prompt in DEFAULT_PROMPTS if prompt]
+        gens = generate(model, tokenizer, stories, max_new_tokens=max_new_tokens, temperature=READING_TEMPERATURE,
+                        top_p=READING_TOP_P, seed=seed)
+    samples = [g.prompt + g.text for g in gens]
+    report = None
+    with timer.phase("report"):
+        try:
+            report = write_run_report(result.run_dir)
+        except Exception as exc:  # noqa: BLE001 - the model and metrics are already saved; say what failed
+            info(f"warning: the run report could not be written ({type(exc).__name__}: {exc})")
+    seconds = {**{k: round(v, 1) for k, v in timer.phases.items()}, "total": round(time.perf_counter() - started, 1)}
+    qs = QuickstartResult(out, result.run_dir, ev.loss, ev.bits_per_byte, uni.loss, uni.bits_per_byte, samples,
+                          report, seconds, result.steps, result.tokens)
+    summary = {"val_loss": ev.loss, "val_bpb": ev.bits_per_byte, "val_tokens": ev.num_tokens,
+               "unigram_loss": uni.loss, "unigram_bpb": uni.bits_per_byte, "gain_over_unigram": qs.gain_over_unigram,
+               "steps": result.steps, "train_tokens": result.tokens, "checkpoint": str(loaded.checkpoint_path),
+               "seconds": seconds, "samples": samples, "config": str(result.run_dir / "config.toml"),
+               "scored_valid_tokens": len(valid_tokens)}
+    atomic_write_text(out / "quickstart.json", json.dumps(summary, indent=2) + "\n")
+    return qs

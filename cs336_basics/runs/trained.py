@@ -1,0 +1,101 @@
+"""Loading a trained model for inference, and writing its weights for other tools.
+
+``load_trained_model(path)`` accepts a checkpoint file, a run directory or its
+``checkpoints/`` folder (best.pt, else latest), rebuilds the model from the
+config stored in the checkpoint (else the run's config.toml), and finds the
+run's tokenizer by the run-directory lookup rule of :mod:`cs336_basics.runs.layout`.
+``export_safetensors`` writes the weights as one safetensors file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from cs336_basics.config import RunConfig, from_dict, load_config
+from cs336_basics.errors import UserError
+from cs336_basics.model import TransformerLM
+from cs336_basics.runs.checkpoint import (
+    CheckpointManager,
+    load_model_weights,
+    model_state_dict,
+    read_checkpoint,
+)
+from cs336_basics.runs.layout import CHECKPOINTS, RunDir, resolve_data
+from cs336_basics.tokenizer import Tokenizer
+
+
+def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write the model's weights as a safetensors file (tied weights stored once per name, contiguous)."""
+    state = model_state_dict(model)
+    # safetensors refuses tensors that share storage (tied embeddings): give each name its own copy
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata or {})
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class LoadedModel:
+    """A trained model ready for generation or evaluation, and where it came from."""
+
+    model: nn.Module
+    config: RunConfig
+    step: int
+    checkpoint_path: Path
+    run_dir: Path | None
+    tokenizer_dir: Path | None
+
+    def tokenizer(self) -> Tokenizer:
+        """The run's tokenizer (``Tokenizer.from_dir``), or a UserError saying how to point at one."""
+        if self.tokenizer_dir is None:
+            raise UserError(f"no tokenizer found for {self.checkpoint_path}; set data.tokenizer_dir in the run config "
+                            "or pass the tokenizer directory explicitly")
+        return Tokenizer.from_dir(self.tokenizer_dir)
+
+
+def find_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
+    """(checkpoint file, run directory or None) for a checkpoint file, a run directory or its checkpoints/."""
+    path = Path(path)
+    if path.is_dir():
+        run_dir = path.parent if path.name == CHECKPOINTS and not (path / CHECKPOINTS).is_dir() else path
+        manager = CheckpointManager(RunDir(run_dir).checkpoints)
+        for candidate in (manager.best_path, manager.latest()):
+            if candidate is not None and candidate.exists():
+                return candidate, run_dir
+        raise UserError(f"no checkpoint in {run_dir} (expected checkpoints/best.pt, latest.pt or step_*.pt); "
+                        "train first with 'cs336 train'")
+    if not path.exists():
+        raise UserError(f"checkpoint not found: {path} (give a .pt file or a run directory)")
+    run_dir = path.parent.parent if path.parent.name == CHECKPOINTS else path.parent
+    return path, run_dir if RunDir(run_dir).config_path.exists() else None
+
+
+def config_from_checkpoint(obj: Mapping[str, Any], run_dir: Path | None, name: str) -> RunConfig:
+    """The RunConfig stored in a checkpoint, else the run directory's config.toml."""
+    if isinstance(obj.get("config"), dict):
+        return from_dict(RunConfig, obj["config"])
+    if run_dir is not None and RunDir(run_dir).config_path.exists():
+        return load_config(RunDir(run_dir).config_path)
+    raise UserError(f"{name} carries no config and has no config.toml beside it; cannot rebuild the model")
+
+
+def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model for inference from a checkpoint file or a run directory (best.pt, else latest)."""
+    ckpt_path, run_dir = find_checkpoint(path)
+    obj = read_checkpoint(ckpt_path)
+    cfg = config_from_checkpoint(obj, run_dir, str(ckpt_path))
+    model = TransformerLM(cfg.model, attention_device=device)
+    load_model_weights(model, obj["model"], str(ckpt_path))
+    model.to(device).eval()
+    return LoadedModel(model=model, config=cfg, step=int(obj.get("iteration", 0)), checkpoint_path=ckpt_path,
+                       run_dir=run_dir, tokenizer_dir=resolve_data(cfg, run_dir).tokenizer)
