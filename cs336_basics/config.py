@@ -18,7 +18,9 @@ the ~150 lines below, driven by the dataclasses' type hints.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
 import tomllib
 import types
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+import tomli_w
 import yaml
 
 from cs336_basics.errors import ConfigError
@@ -294,8 +297,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(cfg: Any, path: str | Path) -> Path:
     """Write a config as TOML or YAML (by suffix), atomically."""
-    import tomli_w
-
     path = Path(path)
     data = to_dict(cfg)
     text = yaml.safe_dump(data, sort_keys=False) if path.suffix in (".yaml", ".yml") else tomli_w.dumps(data)
@@ -307,9 +308,6 @@ def dump_config(cfg: Any, path: str | Path) -> Path:
 
 def describe_fields(cls: type) -> list[tuple[str, str, Any, str]]:
     """(key, type, default, docstring) for every field, recursing into sections: used by ``--help-config``."""
-    import ast
-    import inspect
-
     docs: dict[str, str] = {}
     try:
         tree = ast.parse(inspect.getsource(cls))

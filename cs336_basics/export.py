@@ -34,8 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
+from cs336_basics.config import dump_config
 from cs336_basics.errors import UserError
+from cs336_basics.progress import info
+from cs336_basics.runs.checkpoint import model_state_dict
+from cs336_basics.runs.trained import export_safetensors, load_trained_model
+from cs336_basics.tokenizer.gpt2_format import token_to_str
 
 FORMATS = ("hf", "safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
@@ -131,8 +137,6 @@ def _tokenizer_files(tokenizer_dir: Path, out: Path, context_length: int) -> tup
     meta_path = tokenizer_dir / "meta.json"
     specials = json.loads(meta_path.read_text(encoding="utf-8")).get("special_tokens", []) if meta_path.is_file() else []
     vocab = json.loads((tokenizer_dir / "vocab.json").read_text(encoding="utf-8"))
-    from cs336_basics.tokenizer.gpt2_format import token_to_str
-
     eos = "<|endoftext|>" if "<|endoftext|>" in specials else (specials[0] if specials else None)
     eos_id = vocab.get(token_to_str(eos.encode("utf-8"))) if eos else None
     token_config = {
@@ -174,10 +178,6 @@ def _write_atomically(out_dir: Path, force: bool, fill) -> Path:
 def export_hf(model, out_dir: str | Path, *, tokenizer_dir: str | Path | None = None, dtype: torch.dtype = torch.float32,
               force: bool = False) -> Path:
     """Write ``model`` (our TransformerLM) as a Hugging Face LlamaForCausalLM folder; return the folder."""
-    from safetensors.torch import save_file
-
-    from cs336_basics.runs.checkpoint import model_state_dict
-
     cfg = model.config
     check_exportable(cfg)
     state = model_state_dict(model)
@@ -200,8 +200,6 @@ def export_hf(model, out_dir: str | Path, *, tokenizer_dir: str | Path | None = 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: str = "hf",
                       dtype: torch.dtype = torch.float32, force: bool = False) -> Path:
     """Export a checkpoint file or run directory (best.pt, else latest) in ``format``; return the output path."""
-    from cs336_basics.runs.trained import export_safetensors, load_trained_model
-
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
     loaded = load_trained_model(checkpoint)
@@ -211,8 +209,6 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: st
 
         def fill(tmp: Path) -> None:
             export_safetensors(loaded.model, tmp / "model.safetensors", metadata={"step": str(loaded.step)})
-            from cs336_basics.config import dump_config
-
             dump_config(loaded.config, tmp / "config.toml")
 
         if target.parent == out:
@@ -221,7 +217,5 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: st
         return export_safetensors(loaded.model, out, metadata={"step": str(loaded.step)})
     check_exportable(loaded.config.model)
     if loaded.tokenizer_dir is None:
-        from cs336_basics.progress import info
-
         info("no tokenizer directory found for this run: exporting the model without tokenizer files")
     return export_hf(loaded.model, out_dir, tokenizer_dir=loaded.tokenizer_dir, dtype=dtype, force=force)

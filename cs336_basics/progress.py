@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TypeVar
 
 if "ipykernel" in sys.modules:  # Jupyter / Colab: tqdm.auto picks the notebook widget
@@ -74,13 +74,6 @@ class Timer:
 
     def summary(self) -> str:
         return ", ".join(f"{name} {secs:.1f}s" for name, secs in self.phases.items())
-
-
-def iter_with_progress(items: Iterable[T], total: int | None, desc: str) -> Iterator[T]:
-    with progress(total=total, desc=desc) as bar:
-        for item in items:
-            yield item
-            bar.update(1)
 
 
 def info(message: str) -> None:

@@ -37,7 +37,6 @@ from cs336_basics.training.step import measure_step_seconds
 
 QUICKSTART_TRAIN_BYTES = 20 * 2**20
 QUICKSTART_VALID_BYTES = 2 * 2**20
-QUICKSTART_MINUTES = 9.0
 
 
 def quickstart_config_path() -> Path:
@@ -177,7 +176,7 @@ def _override(cfg, **sections):
 
 
 def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = None, valid: str | Path | None = None, *,
-                   minutes: float | None = QUICKSTART_MINUTES, config: str | Path | None = None, overrides: list[str] | None = None,
+                   minutes: float | None = None, config: str | Path | None = None, overrides: list[str] | None = None,
                    max_bytes: int | None = None, workers: int | None = None, max_new_tokens: int = 160,
                    seed: int = 0) -> QuickstartResult:
     """Data -> tokenizer + token files -> trained model -> evaluation, baseline, samples and report under ``out``.

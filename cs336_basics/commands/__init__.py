@@ -11,8 +11,6 @@ import argparse
 import re
 from pathlib import Path
 
-from cs336_basics.errors import UserError
-
 
 def existing_file(text: str) -> Path:
     """argparse ``type=`` for an input file that must exist (usage error, exit 2, otherwise)."""
@@ -93,10 +91,3 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> 
                              "(the files in configs/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set model.d_model=256 (repeatable)")
-
-
-def not_implemented(name: str):
-    def run(args: argparse.Namespace) -> int:
-        raise UserError(f"'cs336 {name}' is not implemented yet in this version")
-
-    return run

@@ -17,13 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from cs336_basics.commands import (
-    existing_dir,
-    existing_file,
-    existing_path,
-    non_negative_float,
-    positive_int,
-)
+from cs336_basics.commands import existing_dir, existing_file, existing_path, non_negative_float, positive_int
 from cs336_basics.errors import UserError
 from cs336_basics.progress import info
 

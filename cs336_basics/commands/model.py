@@ -57,12 +57,7 @@ def _fmt_bytes(n: int) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from cs336_basics.model.accounting import (
-        count_parameters,
-        flops_per_token,
-        memory_bytes,
-        resolved_d_ff,
-    )
+    from cs336_basics.model.accounting import count_parameters, flops_per_token, memory_bytes, resolved_d_ff
 
     cfg = _resolve(args)
     m = cfg.model

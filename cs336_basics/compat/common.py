@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from cs336_basics.model import ModelConfig, softmax
-from cs336_basics.tokenizer import Tokenizer, train_bpe
 from cs336_basics.runs.checkpoint import load_checkpoint, save_checkpoint
+from cs336_basics.tokenizer import Tokenizer, train_bpe
 from cs336_basics.training import AdamW, clip_grad_norm, cross_entropy, get_batch, lr_cosine_schedule
 
 QKV = ("q_proj", "k_proj", "v_proj")

@@ -19,11 +19,7 @@ from cs336_basics.evaluation.loss import (
     evaluation_mode,
     plan_windows,
 )
-from cs336_basics.evaluation.samples import (
-    read_samples,
-    training_vocabulary,
-    write_training_samples,
-)
+from cs336_basics.evaluation.samples import read_samples, training_vocabulary, write_training_samples
 from cs336_basics.evaluation.text_metrics import (
     distinct_n,
     generation_metrics,

@@ -39,6 +39,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import regex
+import torch
+
+from cs336_basics.evaluation.loss import evaluation_mode
 
 _WORD = regex.compile(r"\w+(?:'\w+)*|[^\w\s]")
 _LETTERS = regex.compile(r"\p{L}+")
@@ -138,10 +141,6 @@ def reference_perplexity(model, tokenizer, prompts: Sequence[str], continuations
     the continuation's under this model's tokenizer; sequences longer than the model's context keep
     their last ``context_length`` tokens. None when no continuation has a token.
     """
-    import torch
-
-    from cs336_basics.evaluation.loss import evaluation_mode
-
     context = getattr(getattr(model, "config", None), "context_length", None)
     total, count = 0.0, 0
     with evaluation_mode(model):

@@ -26,7 +26,7 @@ can be re-created with ``cs336 train --config BASE --set ...``) and a resolved
 :class:`~cs336_basics.config.RunConfig`. Every config error surfaces here,
 before the first run starts, naming the run and the key.
 
-Batch-size rules (issue item 2): with ``batch_rule`` ``linear`` the peak and
+Batch-size rules: with ``batch_rule`` ``linear`` the peak and
 final learning rates are multiplied by ``B / B_ref``, with ``sqrt`` by
 ``sqrt(B / B_ref)`` (Goyal et al. 2017 for linear; Krizhevsky 2014 and Malladi
 et al. 2022 for square-root scaling with Adam), where ``B_ref`` is the base
@@ -47,13 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cs336_basics.config import (
-    RunConfig,
-    apply_overrides,
-    load_config,
-    read_mapping,
-    to_dict,
-)
+from cs336_basics.config import RunConfig, apply_overrides, load_config, read_mapping, to_dict
 from cs336_basics.errors import ConfigError, UserError
 from cs336_basics.runs.records import short_names
 

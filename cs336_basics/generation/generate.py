@@ -29,12 +29,7 @@ import torch
 
 from cs336_basics.errors import UserError
 from cs336_basics.generation.decoding import make_decoder
-from cs336_basics.generation.sampling import (
-    SamplingParams,
-    apply_repetition_penalty,
-    choose_next,
-    make_generator,
-)
+from cs336_basics.generation.sampling import SamplingParams, apply_repetition_penalty, choose_next, make_generator
 from cs336_basics.generation.streaming import TextStream
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cs336_basics.model.kv_cache import LayerCache
@@ -110,8 +111,6 @@ class ReferenceAttention(nn.Module):
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,
                     dropout_p: float = 0.0) -> Tensor:
     """PyTorch's fused ``scaled_dot_product_attention`` with our mask convention and bottom-right causality."""
-    import torch.nn.functional as F
-
     if k.dtype != q.dtype:  # a float32 cache under bf16 autocast
         k, v = k.to(q.dtype), v.to(q.dtype)
     tq, tk = q.shape[-2], k.shape[-2]

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from cs336_basics.errors import UserError
+from cs336_basics.reporting.figures import pyplot, save_figure
 
 MIN_POINTS = 4
 
@@ -179,8 +180,6 @@ def convergence_report(tokens, losses, **fit_options) -> dict[str, Any]:
 
 def plot_convergence(tokens, losses, fit: PowerLawFit | None, out_stem: str | Path, title: str = "validation loss") -> list[Path]:
     """Data, the fitted curve extended to 10× the tokens and the asymptote E; returns [PNG path]."""
-    from cs336_basics.reporting.figures import pyplot, save_figure
-
     plt = pyplot()
     t = np.asarray(tokens, dtype=np.float64)
     y = np.asarray(losses, dtype=np.float64)

@@ -22,14 +22,7 @@ from typing import Any
 
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.runs.records import (
-    X_FIELDS,
-    Run,
-    differing_keys,
-    expand_run_dirs,
-    load_run,
-    run_labels,
-)
+from cs336_basics.runs.records import X_FIELDS, Run, differing_keys, expand_run_dirs, load_run, run_labels
 
 X_LABELS = {"steps": "gradient steps", "tokens": "training tokens", "wallclock": "wall-clock time (s)"}
 

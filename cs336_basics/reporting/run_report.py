@@ -6,10 +6,10 @@ self-contained and renders on GitHub or in any Markdown viewer) holds:
 - a summary and the final metrics (last/best validation loss, perplexity, bits
   per byte, top-k accuracy when logged, throughput);
 - train and validation loss against steps and against wall-clock time in one
-  figure each (drawn here: H's :func:`~cs336_basics.experiments.plot_runs`
+  figure each (drawn here: :func:`~cs336_basics.reporting.plotting.plot_runs`
   compares one metric across runs; here two metrics of one run share axes);
 - learning rate, gradient norm and tokens/s against steps (drawn with
-  :func:`~cs336_basics.experiments.plot_runs`, given this single run);
+  :func:`~cs336_basics.reporting.plotting.plot_runs`, given this single run);
 - the convergence analysis of :mod:`.convergence` with its plot;
 - the evolution of the generation metrics of ``samples/step_*.json`` and the
   text of the latest samples.
@@ -30,7 +30,10 @@ from cs336_basics.errors import UserError
 from cs336_basics.evaluation.samples import read_samples
 from cs336_basics.fileio import atomic_write_text
 from cs336_basics.reporting.convergence import PowerLawFit, convergence_report, plot_convergence
+from cs336_basics.reporting.figures import pyplot, save_figure
+from cs336_basics.reporting.plotting import X_LABELS, plot_runs
 from cs336_basics.runs.layout import RunDir
+from cs336_basics.runs.records import as_float, load_run
 
 SAMPLE_METRICS = ["distinct_1", "distinct_2", "distinct_3", "repetition_4gram", "eos_rate", "mean_tokens_to_eos",
                   "mean_tokens", "in_vocab_rate", "reference_ppl"]
@@ -58,9 +61,6 @@ def _plot_two(run, x: str, out_stem: Path) -> Path | None:
     val = run.curve("val_loss", x)
     if not train[0] and not val[0]:
         return None
-    from cs336_basics.reporting.figures import pyplot, save_figure
-    from cs336_basics.reporting.plotting import X_LABELS
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.3))
     if train[0]:
@@ -95,8 +95,6 @@ def _median(values: list[float]) -> float | None:
 
 
 def summary_section(run) -> list[str]:
-    from cs336_basics.runs.records import as_float
-
     s = run.summary()
     cfg = run.config
     rows = [
@@ -172,9 +170,6 @@ def samples_section(run_dir: RunDir, max_shown: int = 4) -> list[str]:
 
 def write_run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``RUN_DIR/report.md`` (plots into ``RUN_DIR/plots/``) and return its path."""
-    from cs336_basics.reporting.plotting import plot_runs
-    from cs336_basics.runs.records import load_run
-
     run = load_run(run_dir)
     if not run.records:
         raise UserError(f"{run_dir} has no metrics yet (metrics.jsonl is missing or empty); train first")

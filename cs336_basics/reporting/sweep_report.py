@@ -17,6 +17,7 @@ from typing import Any
 
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
+from cs336_basics.reporting.plotting import plot_runs
 from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.records import (
     Run,
@@ -104,8 +105,6 @@ def _spec_section(spec: dict[str, Any]) -> list[str]:
 
 def write_sweep_report(sweep_dir: str | Path) -> Path:
     """Write ``SWEEP_DIR/report.md`` (plots under ``SWEEP_DIR/plots/``) and return its path."""
-    from cs336_basics.reporting.plotting import plot_runs
-
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise UserError(f"sweep directory not found: {sweep_dir}")

@@ -22,12 +22,7 @@ from torch import nn
 from cs336_basics.config import RunConfig, from_dict, load_config
 from cs336_basics.errors import UserError
 from cs336_basics.model import TransformerLM
-from cs336_basics.runs.checkpoint import (
-    CheckpointManager,
-    load_model_weights,
-    model_state_dict,
-    read_checkpoint,
-)
+from cs336_basics.runs.checkpoint import CheckpointManager, load_model_weights, model_state_dict, read_checkpoint
 from cs336_basics.runs.layout import CHECKPOINTS, RunDir, resolve_data
 from cs336_basics.tokenizer import Tokenizer
 

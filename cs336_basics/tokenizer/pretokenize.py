@@ -23,7 +23,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
 import regex
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -90,15 +92,11 @@ def pretokenize_bytes(data: bytes, special_tokens: Sequence[str] | None = None,
 
 
 def _class_table_cache_path():
-    from pathlib import Path
-
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return root / "cs336_basics" / f"char_classes-regex-{regex.__version__}.bin"
 
 
 def _compute_class_table() -> bytes:
-    import numpy as np
-
     # Every code point, surrogates included (they are what surrogateescape produces).
     everything = "".join(map(chr, range(0x110000)))
     table = np.zeros(0x110000, dtype=np.uint8)

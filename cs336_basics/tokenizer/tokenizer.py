@@ -42,7 +42,9 @@ from cs336_basics.errors import UserError
 from cs336_basics.tokenizer import native as native_ext
 from cs336_basics.tokenizer.boundaries import safe_chunks
 from cs336_basics.tokenizer.decoding import IncrementalDecoder, decode_ids
-from cs336_basics.tokenizer.pretokenize import compiled_pattern, special_bytes_regex, split_on_special
+from cs336_basics.tokenizer.gpt2_format import load_vocab_merges
+from cs336_basics.tokenizer.pretokenize import char_class_table, compiled_pattern, special_bytes_regex, split_on_special
+from cs336_basics.tokenizer.tokenizer_dir import load_tokenizer_dir
 
 EOS = "<|endoftext|>"
 LONG_MIN_LEN = 32  # pre-tokens longer than this (in bytes) use the bucket merge
@@ -204,8 +206,6 @@ class Tokenizer:
         native = _native_module()
         self._native = None
         if native is not None:
-            from cs336_basics.tokenizer.pretokenize import char_class_table
-
             merges_ids = [(a, b, m, rank) for (a, b), (rank, m) in self._pairs.items()]
             self._native = native.Encoder(self._byte_ids, merges_ids, char_class_table())
 
@@ -218,8 +218,6 @@ class Tokenizer:
         A tokenizer directory as the only path works too (see :meth:`from_dir`);
         ``special_tokens`` then replaces the ones in its meta.json.
         """
-        from cs336_basics.tokenizer.gpt2_format import load_vocab_merges
-
         if merges_filepath is None:
             if not Path(vocab_filepath).is_dir():
                 raise UserError(f"{vocab_filepath} is not a tokenizer directory; give vocab.json and merges.txt")
@@ -231,8 +229,6 @@ class Tokenizer:
     @classmethod
     def from_dir(cls, directory: str | Path) -> "Tokenizer":
         """Load a directory written by ``cs336 tokenizer train`` (special tokens from its meta.json)."""
-        from cs336_basics.tokenizer.tokenizer_dir import load_tokenizer_dir
-
         vocab, merges, specials, _meta = load_tokenizer_dir(directory)
         return cls(vocab, merges, specials)
 

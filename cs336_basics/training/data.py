@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from cs336_basics.errors import UserError
+from cs336_basics.tokenizer.token_files import open_token_file, read_manifest
 
 
 def get_batch(data: np.ndarray, batch_size: int, context_length: int, device: str | torch.device = "cpu",
@@ -86,9 +87,7 @@ class BatchSampler:
 
 
 def open_tokens(path: str | Path, *, vocab_size: int, tokenizer_fingerprint: str | None = None) -> np.ndarray:
-    """Open a token file for training: engineer B's manifest and id-range checks, plus the manifest's dtype."""
-    from cs336_basics.tokenizer.token_files import open_token_file, read_manifest
-
+    """Open a token file for training: the manifest and id-range checks of ``open_token_file``, plus the manifest's dtype."""
     tokens = open_token_file(path, vocab_size=vocab_size, tokenizer_fingerprint=tokenizer_fingerprint)
     declared = (read_manifest(path) or {}).get("dtype")
     if declared is not None and np.dtype(declared) != tokens.dtype:

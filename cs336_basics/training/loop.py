@@ -59,19 +59,8 @@ from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.tokenizer.token_files import read_manifest
 from cs336_basics.training import runtime
 from cs336_basics.training.data import open_tokens
-from cs336_basics.training.distributed import (
-    DistInfo,
-    any_rank,
-    barrier,
-    init_distributed,
-    shutdown_distributed,
-)
-from cs336_basics.training.resolve import (
-    prepare_fresh_run_dir,
-    resume_source,
-    total_steps,
-    truncate_metrics,
-)
+from cs336_basics.training.distributed import DistInfo, any_rank, barrier, init_distributed, shutdown_distributed
+from cs336_basics.training.resolve import prepare_fresh_run_dir, resume_source, total_steps, truncate_metrics
 from cs336_basics.training.rng import preserved_rng, rng_state, set_rng_state
 from cs336_basics.training.signals import StopRequest
 from cs336_basics.training.step import StepTimings, TrainStep, build_training_parts
@@ -422,7 +411,7 @@ class Trainer:
                 self._save()
             self._evaluate_full()
             if self.main:
-                export_safetensors(self.model, self.rundir.root / "model.safetensors",
+                export_safetensors(self.model, self.rundir.weights_path,
                                    metadata={"step": str(s.step), "run_name": self.cfg.train.run_name})
         t = self.timings
         self._log("end", stop_reason=stop_reason, diverged=diverged, final_val_loss=s.final_val_loss,

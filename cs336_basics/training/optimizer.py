@@ -22,6 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from cs336_basics.model.layers import Embedding
+
 
 class AdamW(torch.optim.Optimizer):
     """Adam with decoupled weight decay; per-group ``lr``, ``betas``, ``eps``, ``weight_decay``."""
@@ -73,9 +75,7 @@ class AdamW(torch.optim.Optimizer):
 
 def _no_decay_parameter_ids(model: nn.Module) -> set[int]:
     """Parameters that should not decay: anything with ndim < 2 and every embedding table."""
-    import cs336_basics.model as model_pkg
-
-    embedding_types = tuple(t for t in (getattr(model_pkg, "Embedding", None), nn.Embedding) if t is not None)
+    embedding_types = (Embedding, nn.Embedding)
     ids = {id(p) for p in model.parameters() if p.ndim < 2}
     for module in model.modules():
         if isinstance(module, embedding_types):

@@ -24,6 +24,7 @@ import torch
 
 from cs336_basics.allocator import keep_freed_cpu_memory
 from cs336_basics.errors import UserError
+from cs336_basics.model.accounting import matmul_params
 
 # dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets
 _BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0,
@@ -54,12 +55,8 @@ def autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def flops_per_token(model_cfg) -> float | None:
-    """Training FLOPs per token, 6N + 12 L d T (None when the model's accounting is unavailable)."""
-    try:
-        from cs336_basics.model.accounting import matmul_params
-    except ImportError:
-        return None
+def flops_per_token(model_cfg) -> float:
+    """Training FLOPs per token, 6N + 12 L d T."""
     n = matmul_params(model_cfg)
     return 6.0 * n + 12.0 * model_cfg.num_layers * model_cfg.d_model * model_cfg.context_length
 

@@ -1,6 +1,6 @@
 """Optional experiment trackers beside metrics.jsonl: Weights & Biases and TensorBoard.
 
-``metrics.jsonl`` is always written (by :class:`cs336_basics.rundir.MetricsLog`);
+``metrics.jsonl`` is always written (by :class:`cs336_basics.runs.metrics.MetricsLog`);
 the trackers here mirror the same events and are imported lazily, so neither
 package is needed unless asked for. Asking for one that is not installed is a
 one-line error with the install command. W&B honours ``WANDB_MODE``
