@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from cs336_basics import __version__
 from cs336_basics.errors import UserError
+from cs336_basics.progress import set_quiet
 
 # Subcommand modules, in the order --help lists them (the pipeline's order).
 COMMAND_MODULES = [
@@ -111,8 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if quiet:
-        from cs336_basics.progress import set_quiet
-
         set_quiet(True)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

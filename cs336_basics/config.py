@@ -237,7 +237,9 @@ def _apply_changes(obj: T, changes: _Changes, prefix: str) -> T:
         key = f"{prefix}.{name}" if prefix else name
         kwargs[name] = _apply_changes(getattr(obj, name), value, key) if isinstance(value, _Changes) else value
     try:
-        return dataclasses.replace(obj, **kwargs)
+        # a section may define how changes combine (ModelConfig keeps a derived d_ff derived)
+        with_changes = getattr(obj, "with_changes", None)
+        return with_changes(**kwargs) if with_changes is not None else dataclasses.replace(obj, **kwargs)
     except (TypeError, ValueError) as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(prefix) else f"{prefix}: {message}") from exc
@@ -289,9 +291,32 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
+"""The shipped presets (``configs/`` at the top of a checkout links here)."""
+
+
+def preset_names() -> list[str]:
+    """Every shipped config, by the name that selects it (``tinystories``, ``experiments/lr_cpu``, ``models/gpt2``)."""
+    return sorted(p.relative_to(PRESET_DIR).with_suffix("").as_posix() for p in PRESET_DIR.rglob("*.toml"))
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config file: ``name`` itself when it exists, else the shipped preset of that name."""
+    path = Path(name)
+    if path.exists():
+        return path
+    for candidate in (PRESET_DIR / path, PRESET_DIR / f"{path}.toml"):
+        if candidate.is_file():
+            return candidate
+    top = [n for n in preset_names() if "/" not in n]
+    folders = sorted({n.split("/")[0] for n in preset_names() if "/" in n})
+    raise ConfigError(f"config file not found: {name} (or give a preset name: {', '.join(top)}, or "
+                      f"{', '.join(f'{f}/NAME' for f in folders)} from {PRESET_DIR})")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, cls: type[T] = RunConfig) -> T:
-    """Load ``path`` (or the defaults when None) into ``cls`` and apply ``--set`` overrides."""
-    cfg = from_dict(cls, read_mapping(path)) if path is not None else cls()
+    """Load ``path`` (a file or a preset name; the defaults when None) into ``cls`` and apply ``--set`` overrides."""
+    cfg = from_dict(cls, read_mapping(resolve_config_path(path))) if path is not None else cls()
     return apply_overrides(cfg, overrides)
 
 

@@ -39,14 +39,6 @@ QUICKSTART_TRAIN_BYTES = 20 * 2**20
 QUICKSTART_VALID_BYTES = 2 * 2**20
 
 
-def quickstart_config_path() -> Path:
-    """The quickstart preset, shipped inside the package (``configs/`` at the top of a checkout links to it)."""
-    path = Path(__file__).resolve().parent / "configs" / "quickstart.toml"
-    if not path.is_file():
-        raise UserError(f"the quickstart preset {path} is missing; pass --config FILE")
-    return path
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Place ``src`` at ``dst`` without duplicating a possibly large corpus (symlink; copy where links fail)."""
     src = src.resolve()
@@ -193,7 +185,7 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
     for path in (data, valid):
         if path is not None and path != SAMPLE_NAME and not Path(path).is_file():
             raise UserError(f"data file not found: {path}")
-    cfg = load_config(config or quickstart_config_path(), overrides)
+    cfg = load_config(config or "quickstart", overrides)
     with timer.phase("data"):
         gather_data(data_root, data, None if valid is None else Path(valid), max_bytes)
     with timer.phase("prepare"):

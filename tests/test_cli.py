@@ -59,17 +59,18 @@ def test_python_m_and_console_script_agree():
 
 
 def test_config_accepts_a_shipped_preset_name_and_lists_them_when_unknown(tmp_path):
-    from cs336_basics.commands import PRESETS, config_file
-    from cs336_basics.quickstart import quickstart_config_path
+    from cs336_basics.commands import config_file
+    from cs336_basics.config import PRESET_DIR, load_config
 
-    assert config_file("tinystories") == PRESETS / "tinystories.toml"
-    assert config_file("experiments/lr_cpu") == PRESETS / "experiments" / "lr_cpu.toml"
+    assert config_file("tinystories") == PRESET_DIR / "tinystories.toml"
+    assert config_file("experiments/lr_cpu") == PRESET_DIR / "experiments" / "lr_cpu.toml"
+    assert load_config("models/gpt2-xl").model.num_layers == 48  # the library accepts preset names too
     # the presets live inside the package, so a non-editable install has them too
-    package = quickstart_config_path().resolve().parents[1]
+    package = PRESET_DIR.resolve().parent
     assert package.name == "cs336_basics" and (package / "__init__.py").is_file()
     proc = run_cli("model", "info", "--config", "no_such_preset")
     _assert_one_line_error(proc)
-    assert "tinystories_cpu" in proc.stderr and "experiments/lr_cpu" in proc.stderr
+    assert "tinystories_cpu" in proc.stderr and "experiments/NAME" in proc.stderr
 
 
 def test_a_command_run_imports_only_its_own_module():

@@ -79,3 +79,16 @@ def test_unparseable_file_is_config_error(tmp_path):
     path.write_text("[model\n")
     with pytest.raises(ConfigError, match="cannot parse"):
         load_config(path)
+
+
+def test_a_derived_d_ff_follows_the_shape_an_explicit_one_stays():
+    """tinystories_cpu spells out d_ff 704, SwiGLU's default for d_model 256: overriding d_model re-derives it."""
+    cfg = load_config("tinystories_cpu", ["model.d_model=768"])
+    assert cfg.model.resolved_d_ff == 2048 and cfg.model.d_ff is None
+    assert load_config("tinystories_cpu", ["model.ffn=gelu"]).model.resolved_d_ff == 4 * 256
+    explicit = load_config("tinystories_cpu", ["model.d_model=768", "model.d_ff=1000"])
+    assert explicit.model.d_ff == 1000
+    kept = load_config(None, ["model.d_ff=999", "model.d_model=256", "model.num_heads=8"])
+    assert kept.model.d_ff == 999  # a width that is not the default is the user's choice
+    # overrides are checked together: an intermediate d_model that the old head count cannot divide is fine
+    assert load_config(None, ["model.d_model=104", "model.num_heads=4"]).model.head_size == 26

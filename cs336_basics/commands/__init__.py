@@ -68,20 +68,17 @@ def byte_size(text: str) -> int:
     return int(float(m.group(1)) * scale)
 
 
-PRESETS = Path(__file__).resolve().parents[1] / "configs"
-
-
 def config_file(text: str) -> Path:
     """argparse ``type=`` for ``--config``: a file, or the name of a shipped preset (``tinystories``,
-    ``experiments/lr_cpu``), which also works after a non-editable install."""
-    path = Path(text)
-    if not path.exists():
-        for candidate in (PRESETS / text, PRESETS / f"{text}.toml"):
-            if candidate.is_file():
-                return candidate
-        names = sorted(p.relative_to(PRESETS).with_suffix("").as_posix() for p in PRESETS.rglob("*.toml"))
-        raise argparse.ArgumentTypeError(f"file not found: {text} (or give a preset name: {', '.join(names)})")
-    return existing_file(text)
+    ``experiments/lr_cpu``, ``models/gpt2-xl``), which also works after a non-editable install."""
+    from cs336_basics.config import resolve_config_path
+    from cs336_basics.errors import ConfigError
+
+    try:
+        path = resolve_config_path(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return existing_file(str(path))
 
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:

@@ -11,7 +11,9 @@ built. The defaults are the CS336 spring-2025 (Llama-style) TinyStories model.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from cs336_basics.model.variants import ATTENTION, BLOCK, FFN, NORM, POSITION, default_d_ff
 
@@ -90,6 +92,18 @@ class ModelConfig:
         for name in ("attn_pdrop", "residual_pdrop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
+
+    def with_changes(self, **changes: Any) -> ModelConfig:
+        """``dataclasses.replace`` that keeps a derived ``d_ff`` derived.
+
+        When ``d_model`` or ``ffn`` change and ``d_ff`` is not among the changes, a ``d_ff`` equal to the
+        default width of the old shape is recomputed for the new one (an explicit, different width is kept):
+        ``--set model.d_model=768`` on a config whose d_ff is SwiGLU's default for 256 gives 8/3 x 768.
+        """
+        shape_changed = any(k in changes and changes[k] != getattr(self, k) for k in ("d_model", "ffn"))
+        if shape_changed and "d_ff" not in changes and self.d_ff == default_d_ff(self.ffn, self.d_model):
+            changes["d_ff"] = None
+        return dataclasses.replace(self, **changes)
 
     @property
     def head_size(self) -> int:

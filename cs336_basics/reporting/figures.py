@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg", force=True)  # headless: works without a display, never opens a window
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend (works without a display, never opens a window)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    """matplotlib.pyplot on the Agg backend."""
     return plt
 
 

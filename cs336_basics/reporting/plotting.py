@@ -22,6 +22,7 @@ from typing import Any
 
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
+from cs336_basics.reporting.figures import pyplot
 from cs336_basics.runs.records import X_FIELDS, Run, differing_keys, expand_run_dirs, load_run, run_labels
 
 X_LABELS = {"steps": "gradient steps", "tokens": "training tokens", "wallclock": "wall-clock time (s)"}
@@ -86,11 +87,7 @@ def plot_runs(run_dirs: list[str | Path], x: str = "steps", metric: str = "val_l
         out_stem = out_stem.with_suffix("")
     out_stem.parent.mkdir(parents=True, exist_ok=True)
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     drawn = 0
     for s in series:
