@@ -218,4 +218,6 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: st
     check_exportable(loaded.config.model)
     if loaded.tokenizer_dir is None:
         info("no tokenizer directory found for this run: exporting the model without tokenizer files")
+    else:
+        loaded.tokenizer()  # the files exported beside the model must be the tokenizer it was trained with
     return export_hf(loaded.model, out_dir, tokenizer_dir=loaded.tokenizer_dir, dtype=dtype, force=force)

@@ -106,12 +106,7 @@ def run(args: argparse.Namespace) -> int:
     prompts = read_prompts(args)
     device = resolve_device(args.device, option="--device")
     loaded = load_trained_model(args.checkpoint, device=device)
-    if args.tokenizer is not None:
-        from cs336_basics.tokenizer import Tokenizer
-
-        tokenizer = Tokenizer.from_dir(args.tokenizer)
-    else:
-        tokenizer = loaded.tokenizer()
+    tokenizer = loaded.tokenizer(args.tokenizer)
     check_tokenizer_fits(loaded.model, tokenizer)
     info(f"model: {loaded.checkpoint_path} (step {loaded.step}), tokenizer: {args.tokenizer or loaded.tokenizer_dir}, "
          f"device: {device}")

@@ -38,14 +38,23 @@ def register(subparsers, parents) -> None:
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
+ASSUMED_VOCAB = 10_000
+
+
 def _resolve(args: argparse.Namespace):
     from cs336_basics.config import apply_overrides, load_config
     from cs336_basics.model.presets import apply_preset
+    from cs336_basics.progress import info
 
     cfg = load_config(args.config)
     if args.preset:
         cfg.model = apply_preset(cfg.model, args.preset)
-    return apply_overrides(cfg, args.overrides)
+    cfg = apply_overrides(cfg, args.overrides)
+    if cfg.model.vocab_size is None:  # training takes it from the tokenizer; counting needs a number
+        info(f"model.vocab_size is unset (training takes the tokenizer's): counting with {ASSUMED_VOCAB:,}, the "
+             "handout's TinyStories vocabulary; --set model.vocab_size=N for another")
+        cfg.model = cfg.model.with_changes(vocab_size=ASSUMED_VOCAB)
+    return cfg
 
 
 def _fmt_count(n: int) -> str:

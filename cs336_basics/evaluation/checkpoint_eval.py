@@ -40,10 +40,8 @@ def _default_valid_path(loaded: LoadedModel) -> Path:
 
 
 def _tokenizer_or_none(loaded: LoadedModel) -> Tokenizer | None:
-    try:
-        return loaded.tokenizer()
-    except UserError:
-        return None
+    """The run's tokenizer (checked against the checkpoint's), or None when the run has none to find."""
+    return loaded.tokenizer() if loaded.tokenizer_dir is not None else None
 
 
 @dataclass

@@ -48,7 +48,7 @@ def _norms_per_block(cfg: ModelConfig) -> int:
 
 def count_parameters(cfg: ModelConfig) -> dict[str, int]:
     """Parameters by component, plus ``total``, ``embedding``, ``non_embedding`` and ``non_embedding_no_head``."""
-    d, V, L = cfg.d_model, cfg.vocab_size, cfg.num_layers
+    d, V, L = cfg.d_model, cfg.require_vocab_size(), cfg.num_layers
     d_ff = resolved_d_ff(cfg)
     ffn_dense = _ffn_matrices(cfg) * d * d_ff
     ffn_layer = cfg.num_experts * ffn_dense + d * cfg.num_experts if FFN[cfg.ffn].experts else ffn_dense
@@ -80,7 +80,7 @@ def _active_ffn_matmul_params(cfg: ModelConfig) -> int:
 def matmul_params(cfg: ModelConfig) -> int:
     """Parameters in the matmuls a token goes through, LM head included (``6 N`` FLOPs/token for MFU)."""
     d = cfg.d_model
-    return cfg.num_layers * (4 * d * d + _active_ffn_matmul_params(cfg)) + d * cfg.vocab_size
+    return cfg.num_layers * (4 * d * d + _active_ffn_matmul_params(cfg)) + d * cfg.require_vocab_size()
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> dict[str, int]:
@@ -91,7 +91,7 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> dict[str, i
         "attention_projections": L * 2 * 4 * d * d,
         "attention_scores": L * 2 * 2 * T * d,
         "ffn": L * 2 * _active_ffn_matmul_params(cfg),
-        "lm_head": 2 * d * cfg.vocab_size,
+        "lm_head": 2 * d * cfg.require_vocab_size(),
     }
     flops["total"] = sum(flops.values())
     flops["train"] = 3 * flops["total"]
@@ -100,7 +100,7 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> dict[str, i
 
 def activation_elements(cfg: ModelConfig, batch_size: int, seq_len: int | None = None) -> dict[str, int]:
     """Activation elements saved for backward, by component, for one batch."""
-    d, L, H, V = cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.vocab_size
+    d, L, H, V = cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.require_vocab_size()
     T = seq_len or cfg.context_length
     BT = batch_size * T
     d_ff = resolved_d_ff(cfg)

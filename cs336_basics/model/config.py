@@ -10,12 +10,16 @@ built. The defaults are the CS336 spring-2025 (Llama-style) TinyStories model.
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from cs336_basics.model.variants import ATTENTION, BLOCK, FFN, NORM, POSITION, default_d_ff
+
+LIMITS = {"vocab_size": 2**22, "context_length": 2**20, "d_model": 2**16, "num_layers": 2**10, "num_heads": 2**10,
+          "d_ff": 2**18, "num_experts": 2**10}
+"""Sanity bounds: far above any real model (GPT-3: d_model 12,288, 96 layers), far below a typo's allocation."""
 
 PositionName = POSITION.literal
 BlockName = BLOCK.literal
@@ -26,8 +30,8 @@ AttentionName = ATTENTION.literal
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 10000
-    """Number of token ids the embedding and the LM head cover."""
+    vocab_size: int | None = None
+    """Number of token ids the embedding and the LM head cover; unset: the training tokenizer's size (a run records the resolved value, and a value that differs from the tokenizer's is an error)."""
     context_length: int = 256
     """Longest sequence the model is trained on (and the size of learned position tables)."""
     d_model: int = 512
@@ -70,16 +74,23 @@ class ModelConfig:
             registry.check(getattr(self, registry.axis))
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
             value = getattr(self, name)
+            if value is None and name == "vocab_size":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+            if value > LIMITS[name]:
+                raise ValueError(f"model.{name} = {value:,} is beyond any model this toolkit can build "
+                                 f"(at most {LIMITS[name]:,}); check the value")
         if self.d_model % self.num_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})")
         if POSITION[self.position].rotary and self.head_size % 2:
             raise ValueError(f"RoPE needs an even head size, but d_model/num_heads = {self.head_size}")
         if self.position == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"sinusoidal positions need an even model.d_model, got {self.d_model}")
-        if self.d_ff is not None and self.d_ff <= 0:
-            raise ValueError(f"model.d_ff must be positive or unset, got {self.d_ff}")
+        if self.d_ff is not None and not 0 < self.d_ff <= LIMITS["d_ff"]:
+            raise ValueError(f"model.d_ff must be positive (at most {LIMITS['d_ff']:,}) or unset, got {self.d_ff}")
+        if not 1 <= self.num_experts <= LIMITS["num_experts"]:
+            raise ValueError(f"model.num_experts must be between 1 and {LIMITS['num_experts']}, got {self.num_experts}")
         for name in ("rope_theta", "norm_eps"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -104,6 +115,13 @@ class ModelConfig:
         if shape_changed and "d_ff" not in changes and self.d_ff == default_d_ff(self.ffn, self.d_model):
             changes["d_ff"] = None
         return dataclasses.replace(self, **changes)
+
+    def require_vocab_size(self) -> int:
+        """``vocab_size``, or a ValueError saying how to set it (a model cannot be built without one)."""
+        if self.vocab_size is None:
+            raise ValueError("model.vocab_size is unset: training takes it from the tokenizer; set "
+                             "model.vocab_size=N to build or count a model without one")
+        return self.vocab_size
 
     @property
     def head_size(self) -> int:

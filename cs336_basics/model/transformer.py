@@ -74,7 +74,8 @@ class TransformerLM(nn.Module):
         gen = make_generator(seed, device)
         d = cfg.d_model
         tied_std = 1.0 / math.sqrt(d)
-        self.token_embeddings = Embedding(cfg.vocab_size, d, device=device, dtype=dtype, generator=gen,
+        vocab_size = cfg.require_vocab_size()
+        self.token_embeddings = Embedding(vocab_size, d, device=device, dtype=dtype, generator=gen,
                                           std=tied_std if cfg.tie_embeddings else 1.0)
         positions = POSITION.load(cfg.position)
         self.position_embeddings = positions.absolute(cfg, device=device, dtype=dtype, generator=gen)
@@ -87,7 +88,7 @@ class TransformerLM(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head = TiedLMHead(self.token_embeddings)
         else:
-            self.lm_head = Linear(d, cfg.vocab_size, device=device, dtype=dtype, generator=gen)
+            self.lm_head = Linear(d, vocab_size, device=device, dtype=dtype, generator=gen)
         self._moe_ffns = [layer.ffn for layer in self.layers if FFN[cfg.ffn].experts]
         self._absolute_limit = cfg.context_length if POSITION[cfg.position].learned_table else None
 

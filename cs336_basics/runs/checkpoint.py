@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from cs336_basics.errors import UserError
+from cs336_basics.fileio import raise_if_disk_full
 
 CHECKPOINT_FORMAT = 1
 _STEP_RE = re.compile(r"^step_(\d+)\.pt$")
@@ -94,8 +95,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        raise_if_disk_full(exc, path, "rerun with --resume auto (the last complete checkpoint is kept)")
         raise
     _fsync_dir(path.parent)
     return path
@@ -182,6 +184,40 @@ def load_model_weights(model: nn.Module, state: Mapping[str, torch.Tensor], name
     model.load_state_dict(state)
 
 
+# ----------------------------------------------------------------------------- finiteness
+
+
+def first_nonfinite(tensors: Mapping[str, Any]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity (None when all are finite).
+
+    One reduction per tensor and a single host sync: cheap next to a training step.
+    """
+    named = [(k, v) for k, v in tensors.items() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if not named:
+        return None
+    flags = [torch.isfinite(v).all() for _, v in named]
+    bad = (~torch.stack([f.to(flags[0].device) for f in flags]).cpu()).nonzero()
+    return named[int(bad[0])][0] if len(bad) else None
+
+
+def optimizer_tensors(optimizer_state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Every tensor of an optimizer state dict (its moments), named ``optimizer.<param>.<key>``."""
+    out = {}
+    for param_id, entry in (optimizer_state.get("state") or {}).items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                out[f"optimizer.{param_id}.{key}"] = value
+    return out
+
+
+def check_finite(obj: Mapping[str, Any], name: str, hint: str) -> None:
+    """A UserError naming the tensor when a checkpoint holds non-finite weights or optimizer moments."""
+    bad = first_nonfinite(obj["model"]) or (first_nonfinite(optimizer_tensors(obj["optimizer"]))
+                                            if isinstance(obj.get("optimizer"), Mapping) else None)
+    if bad is not None:
+        raise UserError(f"checkpoint {name} holds non-finite values (NaN or inf) in {bad}; {hint}")
+
+
 # ----------------------------------------------------------------------------- the checkpoints/ folder
 
 
@@ -236,3 +272,16 @@ class CheckpointManager:
             return self.latest_path
         files = self.step_files()
         return files[-1][1] if files else None
+
+
+def remove_stale_temp_files(root: Path) -> list[Path]:
+    """Delete the temp files that killed saves leave behind (``.NAME.PID.tmp``) in a run directory and its
+    subfolders. Only call it while holding the run's lock: then no save is in flight."""
+    removed = []
+    for folder in (root, root / "checkpoints", root / "samples", root / "plots"):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.name.endswith(".tmp") and path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    return removed

@@ -22,7 +22,15 @@ from torch import nn
 from cs336_basics.config import RunConfig, from_dict, load_config
 from cs336_basics.errors import UserError
 from cs336_basics.model import TransformerLM
-from cs336_basics.runs.checkpoint import CheckpointManager, load_model_weights, model_state_dict, read_checkpoint
+from cs336_basics.model.accounting import count_parameters
+from cs336_basics.model.config import ModelConfig
+from cs336_basics.runs.checkpoint import (
+    CheckpointManager,
+    check_finite,
+    load_model_weights,
+    model_state_dict,
+    read_checkpoint,
+)
 from cs336_basics.runs.layout import CHECKPOINTS, RunDir, resolve_data
 from cs336_basics.tokenizer import Tokenizer
 
@@ -49,13 +57,25 @@ class LoadedModel:
     checkpoint_path: Path
     run_dir: Path | None
     tokenizer_dir: Path | None
+    tokenizer_fingerprint: str | None = None
+    """The fingerprint of the tokenizer the model was trained with (None for checkpoints from elsewhere)."""
 
-    def tokenizer(self) -> Tokenizer:
-        """The run's tokenizer (``Tokenizer.from_dir``), or a UserError saying how to point at one."""
-        if self.tokenizer_dir is None:
+    def tokenizer(self, directory: str | Path | None = None) -> Tokenizer:
+        """The run's tokenizer (or the one in ``directory``), checked against the one the model was trained with.
+
+        Another tokenizer of the same size would load without complaint and turn every id into the wrong
+        text, so a fingerprint mismatch is an error rather than garbage.
+        """
+        directory = Path(directory) if directory is not None else self.tokenizer_dir
+        if directory is None:
             raise UserError(f"no tokenizer found for {self.checkpoint_path}; set data.tokenizer_dir in the run config "
                             "or pass the tokenizer directory explicitly")
-        return Tokenizer.from_dir(self.tokenizer_dir)
+        tokenizer = Tokenizer.from_dir(directory)
+        if self.tokenizer_fingerprint and tokenizer.fingerprint != self.tokenizer_fingerprint:
+            raise UserError(f"the tokenizer in {directory} is not the one {self.checkpoint_path} was trained with "
+                            "(their fingerprints differ); use the run's tokenizer (the tokenizer/ folder of its "
+                            "dataset)")
+        return tokenizer
 
 
 def find_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
@@ -88,9 +108,28 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
     """Load a model for inference from a checkpoint file or a run directory (best.pt, else latest)."""
     ckpt_path, run_dir = find_checkpoint(path)
     obj = read_checkpoint(ckpt_path)
+    check_finite(obj, str(ckpt_path), "use an earlier checkpoint (checkpoints/step_*.pt) or retrain with a lower "
+                                      "optimizer.lr_max")
     cfg = config_from_checkpoint(obj, run_dir, str(ckpt_path))
+    check_config_matches_weights(cfg.model, obj["model"], str(ckpt_path))
     model = TransformerLM(cfg.model, attention_device=device)
     load_model_weights(model, obj["model"], str(ckpt_path))
     model.to(device).eval()
+    fingerprint = obj.get("tokenizer_fingerprint")
     return LoadedModel(model=model, config=cfg, step=int(obj.get("iteration", 0)), checkpoint_path=ckpt_path,
-                       run_dir=run_dir, tokenizer_dir=resolve_data(cfg, run_dir).tokenizer)
+                       run_dir=run_dir, tokenizer_dir=resolve_data(cfg, run_dir).tokenizer,
+                       tokenizer_fingerprint=fingerprint if isinstance(fingerprint, str) else None)
+
+
+def check_config_matches_weights(cfg: ModelConfig, state: Mapping[str, Any], name: str) -> None:
+    """Compare the parameter count the config describes with the weights the checkpoint holds, before any
+    tensor of the model is allocated (a damaged config must not allocate a model of hundreds of GB)."""
+    try:
+        described = count_parameters(cfg)["total"]
+    except ValueError as exc:
+        raise UserError(f"checkpoint {name} carries an unusable model config ({exc})") from exc
+    held = sum(v.numel() for k, v in state.items() if isinstance(v, torch.Tensor) and not k.endswith("_extra_state"))
+    tied = cfg.tie_embeddings and "lm_head.weight" in state  # a tied head saved twice by other code
+    if described != held and not (tied and described == held - state["lm_head.weight"].numel()):
+        raise UserError(f"checkpoint {name}: its config describes a model of {described:,} parameters but it holds "
+                        f"{held:,}; the config or the weights are damaged, use another checkpoint")

@@ -14,8 +14,17 @@ one-line error naming the key, not minutes into a run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+
+def _finite(section: Any, name: str, fields: tuple[str, ...]) -> None:
+    """A ValueError naming the first field that is NaN or infinite (no setting is meaningful there)."""
+    for field_name in fields:
+        value = getattr(section, field_name)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{name}.{field_name} must be a finite number, got {value}")
 
 
 @dataclass
@@ -43,15 +52,28 @@ class OptimizerConfig:
     decay_all: bool = False
     """Also decay norms, biases and embeddings (by default they are in a no-decay group)."""
     grad_clip: float = 1.0
-    """Global gradient-norm clip; 0 disables clipping."""
+    """Global gradient-norm clip; 0 turns clipping off (negative values are errors)."""
 
     def __post_init__(self) -> None:
-        if self.lr_max < 0 or self.lr_min < 0:
-            raise ValueError(f"optimizer.lr_max/lr_min must be >= 0, got {self.lr_max}/{self.lr_min}")
+        _finite(self, "optimizer", ("lr_max", "lr_min", "beta1", "beta2", "eps", "weight_decay", "grad_clip",
+                                    "wsd_decay_fraction"))
+        if not self.lr_max > 0:
+            raise ValueError(f"optimizer.lr_max must be > 0, got {self.lr_max}")
+        if not 0 <= self.lr_min <= self.lr_max:
+            raise ValueError(f"optimizer.lr_min must be in [0, lr_max = {self.lr_max}], got {self.lr_min}")
         if self.warmup_iters < 0:
             raise ValueError(f"optimizer.warmup_iters must be >= 0, got {self.warmup_iters}")
+        if self.cosine_cycle_iters is not None and self.cosine_cycle_iters <= 0:
+            raise ValueError(f"optimizer.cosine_cycle_iters must be positive or unset, got {self.cosine_cycle_iters}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"optimizer.beta1/beta2 must be in [0, 1), got {self.beta1}/{self.beta2}")
+        if not self.eps > 0:
+            raise ValueError(f"optimizer.eps must be > 0 (it keeps the update finite where a gradient is 0), "
+                             f"got {self.eps}")
+        if self.weight_decay < 0:
+            raise ValueError(f"optimizer.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip < 0:
+            raise ValueError(f"optimizer.grad_clip must be > 0, or 0 to turn clipping off, got {self.grad_clip}")
         if not 0 <= self.wsd_decay_fraction <= 1:
             raise ValueError(f"optimizer.wsd_decay_fraction must be in [0, 1], got {self.wsd_decay_fraction}")
 
@@ -116,6 +138,16 @@ class TrainConfig:
     """Peak TFLOP/s of the device for the MFU column; None: looked up for known GPUs, no MFU otherwise."""
 
     def __post_init__(self) -> None:
+        _finite(self, "train", ("divergence_loss", "peak_tflops"))
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"train.seed must be an integer in [0, 2^63), got {self.seed}")
+        if self.peak_tflops is not None and self.peak_tflops <= 0:
+            raise ValueError(f"train.peak_tflops must be positive or unset, got {self.peak_tflops}")
+        if self.divergence_loss is not None and self.divergence_loss < 0:
+            raise ValueError(f"train.divergence_loss must be >= 0 (0 disables the check) or unset, "
+                             f"got {self.divergence_loss}")
+        if self.stop_at_step is not None and self.stop_at_step <= 0:
+            raise ValueError(f"train.stop_at_step must be positive or unset, got {self.stop_at_step}")
         for name in ("batch_size", "grad_accum_steps", "eval_interval", "eval_batch_size", "checkpoint_interval",
                      "max_nonfinite"):
             if getattr(self, name) <= 0:

@@ -47,12 +47,17 @@ from cs336_basics.model.config import ModelConfig
 from cs336_basics.progress import info, progress
 from cs336_basics.runs.checkpoint import (
     CheckpointManager,
+    check_finite,
+    first_nonfinite,
     load_model_weights,
     model_state_dict,
+    optimizer_tensors,
     read_checkpoint,
+    remove_stale_temp_files,
     unwrap_model,
 )
 from cs336_basics.runs.layout import RunDir, resolve_data
+from cs336_basics.runs.lock import RunLock
 from cs336_basics.runs.metrics import MetricsLog
 from cs336_basics.runs.trained import export_safetensors
 from cs336_basics.tokenizer import Tokenizer
@@ -60,7 +65,14 @@ from cs336_basics.tokenizer.token_files import read_manifest
 from cs336_basics.training import runtime
 from cs336_basics.training.data import open_tokens
 from cs336_basics.training.distributed import DistInfo, any_rank, barrier, init_distributed, shutdown_distributed
-from cs336_basics.training.resolve import prepare_fresh_run_dir, resume_source, total_steps, truncate_metrics
+from cs336_basics.training.resolve import (
+    check_split_sizes,
+    prepare_fresh_run_dir,
+    resolve_vocab_size,
+    resume_source,
+    total_steps,
+    truncate_metrics,
+)
 from cs336_basics.training.rng import preserved_rng, rng_state, set_rng_state
 from cs336_basics.training.signals import StopRequest
 from cs336_basics.training.step import StepTimings, TrainStep, build_training_parts
@@ -81,6 +93,14 @@ class TrainResult:
     wallclock: float
     exit_code: int = 0
     """What ``cs336 train`` exits with: 0 completed, 3 diverged, 130 SIGINT, 143 SIGTERM."""
+
+
+class _NonFiniteState(Exception):
+    """A weight or optimizer moment became NaN/inf: the run stops without writing anything from it."""
+
+    def __init__(self, tensor: str) -> None:
+        super().__init__(tensor)
+        self.tensor = tensor
 
 
 @dataclass
@@ -109,55 +129,63 @@ class Trainer:
         self.device = resolve_device(t.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         self._owns_group = self.dist.enabled
+        self.lock: RunLock | None = None
         try:
             self._build(cfg, resume)
         except BaseException:
+            if self.lock is not None:
+                self.lock.release()
             if self._owns_group:  # a bad config must not leave the process group (and its peers) hanging
                 shutdown_distributed(self.dist)
             raise
 
     def _build(self, cfg, resume: str | None) -> None:
+        # 1. Everything that can reject the run, before anything in the run directory is created or changed.
         t = cfg.train
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         runtime.configure_backends(self.device)
+        paths = resolve_data(cfg, strict=True)
+        self.tokenizer = Tokenizer.from_dir(paths.tokenizer) if paths.tokenizer is not None else None
+        cfg = self.cfg = resolve_vocab_size(cfg, self.tokenizer, paths.tokenizer)
+        self.fingerprint = getattr(self.tokenizer, "fingerprint", None)
+        vocab = cfg.model.vocab_size
         self.total_steps = total_steps(cfg, self.dist.world_size)
         self.tokens_per_step = t.batch_size * self.dist.world_size * cfg.model.context_length
         self.rundir = RunDir(Path(t.runs_dir) / t.run_name)
         self.main = self.dist.is_main
-
-        paths = resolve_data(cfg, strict=True)
-        train_path, valid_path, tok_dir = paths.train, paths.valid, paths.tokenizer
-        self.tokenizer = self._load_tokenizer(tok_dir)
-        fingerprint = getattr(self.tokenizer, "fingerprint", None)
-        vocab = cfg.model.vocab_size
-        if self.tokenizer is not None and self.tokenizer.vocab_size > vocab:
-            raise UserError(f"the tokenizer in {tok_dir} has {self.tokenizer.vocab_size} tokens but model.vocab_size "
-                            f"is {vocab}; set model.vocab_size={self.tokenizer.vocab_size}")
-        self.train_tokens = open_tokens(train_path, vocab_size=vocab, tokenizer_fingerprint=fingerprint)
-        self.valid_tokens = (open_tokens(valid_path, vocab_size=vocab, tokenizer_fingerprint=fingerprint)
-                             if valid_path is not None else None)
-        self.valid_bytes_per_token = (bytes_per_token_from_manifest(read_manifest(valid_path))
-                                      if valid_path is not None else None)
-        self.fingerprint = fingerprint
-
+        self.train_tokens = open_tokens(paths.train, vocab_size=vocab, tokenizer_fingerprint=self.fingerprint)
+        self.valid_tokens = (open_tokens(paths.valid, vocab_size=vocab, tokenizer_fingerprint=self.fingerprint)
+                             if paths.valid is not None else None)
+        check_split_sizes(self.train_tokens, self.valid_tokens, cfg, paths.train, paths.valid)
+        self.valid_bytes_per_token = (bytes_per_token_from_manifest(read_manifest(paths.valid))
+                                      if paths.valid is not None else None)
         source = resume_source(cfg, self.rundir, resume)
         if source is None and resume not in (None, "auto"):
             raise UserError(f"nothing to resume at {resume}")
+        checkpoint = self._checked_checkpoint(source) if source is not None else None
+
+        # 2. Claim the run directory (one trainer at a time), clear what killed saves left, then write.
+        self.lock = RunLock(self.rundir.lock_path)
         if self.main:
+            self.lock.acquire()
+            stale = remove_stale_temp_files(self.rundir.root)
+            if stale:
+                info(f"removed {len(stale)} temp file(s) left by interrupted saves in {self.rundir.root}")
             if source is None:  # --resume auto without a checkpoint: nothing worth keeping, start over
                 prepare_fresh_run_dir(self.rundir, t.overwrite or resume == "auto")
             self.rundir.create()
             self.rundir.write_config(cfg)
         barrier(self.dist)
 
+        # 3. Build the model and everything the step needs, then load the checkpoint into them.
         self.parts = build_training_parts(cfg, self.train_tokens, self.device, self.total_steps, self.dist)
         self.model, self.optimizer, self.sampler = self.parts.model, self.parts.optimizer, self.parts.sampler
         self.schedule = self.parts.schedule
         self.state = _State()
         self.resumed_from = source
-        if source is not None:
-            self._restore(source)
+        if checkpoint is not None:
+            self._restore(checkpoint, source)
         self.ckpts = CheckpointManager(self.rundir.checkpoints, t.keep_last)
         self.parts.wrap(t.compile, self.dist, self.device)
         self.dtype = self.parts.dtype
@@ -166,19 +194,14 @@ class Trainer:
                                     self.timings)
         self.flops_per_token = runtime.flops_per_token(cfg.model)
         self.peak = runtime.peak_flops(self.device, self.dtype, t.peak_tflops)
-        limit = t.divergence_loss if t.divergence_loss is not None else 2.0 * math.log(cfg.model.vocab_size)
+        limit = t.divergence_loss if t.divergence_loss is not None else 2.0 * math.log(vocab)
         self.divergence_loss = limit if limit > 0 else math.inf
         self.stop = StopRequest(announce=self.main)
 
     # ------------------------------------------------------------------ setup helpers
 
-    @staticmethod
-    def _load_tokenizer(tok_dir: Path | None):
-        if tok_dir is None:
-            return None
-        return Tokenizer.from_dir(tok_dir)
-
-    def _restore(self, source: Path) -> None:
+    def _checked_checkpoint(self, source: Path) -> dict[str, Any]:
+        """Read the checkpoint to resume from and check that this run can continue it (nothing is written)."""
         obj = read_checkpoint(source)
         saved = obj.get("config")
         if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
@@ -190,6 +213,14 @@ class Trainer:
         if self.fingerprint and obj.get("tokenizer_fingerprint") not in (None, self.fingerprint):
             raise UserError(f"checkpoint {source} was trained with a different tokenizer than data.tokenizer_dir; "
                             "resume with the run's original dataset")
+        step = int(obj.get("iteration", 0))
+        if step > self.total_steps:
+            raise UserError(f"checkpoint {source} is at step {step}, past the run's {self.total_steps} steps; "
+                            "raise train.total_steps/total_tokens to continue")
+        check_finite(obj, str(source), "resume from an earlier checkpoints/step_*.pt with --resume PATH")
+        return obj
+
+    def _restore(self, obj: dict[str, Any], source: Path) -> None:
         load_model_weights(self.model, obj["model"], str(source))
         if obj.get("optimizer") is not None:
             self.optimizer.load_state_dict(obj["optimizer"])
@@ -205,9 +236,6 @@ class Trainer:
             self.sampler.load_state_dict(obj["sampler"])
         if "rng" in obj:
             set_rng_state(obj["rng"])
-        if s.step > self.total_steps:
-            raise UserError(f"checkpoint {source} is at step {s.step}, past the run's {self.total_steps} steps; "
-                            "raise train.total_steps/total_tokens to continue")
 
     def _checkpoint_state(self) -> dict[str, Any]:
         s = self.state
@@ -248,8 +276,10 @@ class Trainer:
                       val_top1=result.top1, val_top5=result.top5, val_tokens=result.num_tokens,
                       best_val_loss=s.best_val_loss, eval_seconds=result.seconds)
             if improved:
+                self._guard_finite()
                 t1 = time.perf_counter()
-                self.ckpts.save_best(self._checkpoint_state(), s.step)
+                with self.stop.deferred():
+                    self.ckpts.save_best(self._checkpoint_state(), s.step)
                 self.timings.checkpoint += time.perf_counter() - t1
             self._write_samples()
         self.state.last_eval_step = self.state.step
@@ -295,10 +325,24 @@ class Trainer:
         """A signal seen by any rank stops every rank after the same step (torchrun signals ranks separately)."""
         return any_rank(self.stop.requested, self.dist, self.device)
 
+    def _guard_finite(self) -> None:
+        """Raise :class:`_NonFiniteState` when a weight or an optimizer moment is NaN or infinite.
+
+        The loss and gradient checks of each step cannot see this: an update from a finite loss can
+        still overflow the weights (a NaN learning rate, a zero epsilon). Checked at every logged
+        step and before anything is written from the weights.
+        """
+        bad = first_nonfinite(model_state_dict(self.model)) or first_nonfinite(
+            optimizer_tensors(self.optimizer.state_dict()))
+        if bad is not None:
+            raise _NonFiniteState(bad)
+
     def _save(self) -> None:
+        self._guard_finite()
         if self.main:
             t0 = time.perf_counter()
-            self.ckpts.save(self._checkpoint_state(), self.state.step)
+            with self.stop.deferred():
+                self.ckpts.save(self._checkpoint_state(), self.state.step)
             self.timings.checkpoint += time.perf_counter() - t0
         self.state.last_ckpt_step = self.state.step
         barrier(self.dist)
@@ -328,13 +372,20 @@ class Trainer:
                      + (f", resuming at step {s.step}" if self.resumed_from else "") + f" -> {self.rundir.root}")
             with self.stop, progress(total=self.total_steps, initial=s.step, desc=cfg.train.run_name, unit="step",
                                      enabled=None if self.main and not cfg.logging.quiet else False) as bar:
-                stop_reason = self._loop(bar)
+                try:
+                    stop_reason = self._loop(bar)
+                    if stop_reason == "completed":
+                        self._complete()
+                except _NonFiniteState as exc:
+                    stop_reason = self._nonfinite_stop(exc.tensor)
             result = self._finish(stop_reason)
         finally:
             for tracker in self.trackers:
                 tracker.close()
             if self.metrics is not None:
                 self.metrics.close()
+            if self.lock is not None:
+                self.lock.release()
             if self._owns_group:
                 shutdown_distributed(self.dist)
         return result
@@ -381,6 +432,7 @@ class Trainer:
                 if self.flops_per_token and self.peak:
                     values["mfu"] = self.flops_per_token * tok_s / self.peak
                 self._log("train", **values)
+                self._guard_finite()
                 if bar.disable and self.main and not cfg.logging.quiet:
                     info(f"step {s.step}/{self.total_steps} loss {values['loss']:.4f} lr {lr:.3g} "
                          f"{tok_s:,.0f} tok/s")
@@ -401,18 +453,32 @@ class Trainer:
                 return "stop_at_step"
         return "completed"
 
+    def _complete(self) -> None:
+        """The end of a completed run: last evaluation and checkpoint, the whole-file evaluation, the weights file."""
+        s = self.state
+        self._guard_finite()
+        if s.last_eval_step != s.step:
+            self._evaluate()
+        if s.last_ckpt_step != s.step:
+            self._save()
+        self._evaluate_full()
+        if self.main:
+            export_safetensors(self.model, self.rundir.weights_path,
+                               metadata={"step": str(s.step), "run_name": self.cfg.train.run_name})
+
+    def _nonfinite_stop(self, tensor: str) -> str:
+        s = self.state
+        kept = self.ckpts.latest()
+        self._log("nonfinite_weights", tensor=tensor)
+        if self.main:
+            info(f"stopping: the weights are not finite after step {s.step} (NaN or inf in {tensor}); nothing is "
+                 f"saved from them" + (f", {kept} stays the last good checkpoint" if kept else "")
+                 + ". Try a lower optimizer.lr_max.")
+        return "diverged_nonfinite"
+
     def _finish(self, stop_reason: str) -> TrainResult:
         s = self.state
         diverged = stop_reason.startswith("diverged")
-        if stop_reason == "completed":
-            if s.last_eval_step != s.step:
-                self._evaluate()
-            if s.last_ckpt_step != s.step:
-                self._save()
-            self._evaluate_full()
-            if self.main:
-                export_safetensors(self.model, self.rundir.weights_path,
-                                   metadata={"step": str(s.step), "run_name": self.cfg.train.run_name})
         t = self.timings
         self._log("end", stop_reason=stop_reason, diverged=diverged, final_val_loss=s.final_val_loss,
                   best_val_loss=s.best_val_loss, full_val_loss=s.full_val_loss,

@@ -10,6 +10,7 @@ two versions of a step.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -24,6 +25,42 @@ from cs336_basics.runs.trained import find_checkpoint
 
 def micro_batch(cfg) -> int:
     return cfg.train.batch_size // cfg.train.grad_accum_steps
+
+
+def resolve_vocab_size(cfg, tokenizer, tokenizer_dir: Path | None):
+    """``cfg`` with ``model.vocab_size`` taken from the tokenizer when unset; a one-line error when they differ.
+
+    A model whose vocabulary is larger than its tokenizer's trains rows no token ever uses, and a
+    smaller one cannot embed the tokenizer's ids: both mean the wrong tokenizer or a typo.
+    """
+    vocab = cfg.model.vocab_size
+    if tokenizer is None:
+        if vocab is None:
+            raise UserError("model.vocab_size is unset and no tokenizer was found (data.tokenizer_dir, or "
+                            "tokenizer/ in data.dataset_dir); set model.vocab_size or point the run at its tokenizer")
+        return cfg
+    if vocab is None:
+        return dataclasses.replace(cfg, model=cfg.model.with_changes(vocab_size=tokenizer.vocab_size))
+    if vocab != tokenizer.vocab_size:
+        raise UserError(f"model.vocab_size is {vocab:,} but the tokenizer in {tokenizer_dir} has "
+                        f"{tokenizer.vocab_size:,} tokens; set model.vocab_size={tokenizer.vocab_size} "
+                        "(or leave it unset to take the tokenizer's)")
+    return cfg
+
+
+def check_split_sizes(train_tokens, valid_tokens, cfg, train_path: Path, valid_path: Path | None) -> None:
+    """Both splits must hold at least one training window (context_length + 1 tokens), checked before step 1."""
+    need = cfg.model.context_length + 1
+    if len(train_tokens) < need:
+        raise UserError(f"{train_path} holds {len(train_tokens):,} tokens, fewer than one window of "
+                        f"context_length + 1 = {need:,}; use more training text or a shorter model.context_length")
+    if valid_tokens is not None and len(valid_tokens) < need:
+        raise UserError(f"validation file {valid_path} holds {len(valid_tokens):,} tokens, fewer than one window "
+                        f"of context_length + 1 = {need:,}, so the run could never be evaluated; use a larger "
+                        "validation split")
+    if cfg.train.eval_tokens is not None and cfg.train.eval_tokens < need:
+        raise UserError(f"train.eval_tokens = {cfg.train.eval_tokens:,} is less than one window "
+                        f"(context_length + 1 = {need:,}); raise it or unset it to evaluate the whole file")
 
 
 def total_steps(cfg, world_size: int) -> int:

@@ -7,6 +7,9 @@ number, the shell convention: **130** for SIGINT (Ctrl-C), **143** for SIGTERM
 (what schedulers such as Slurm send before killing a job). A second signal
 aborts at once (``KeyboardInterrupt``, exit 130, or ``SystemExit(143)``)
 without a checkpoint; the last one written stays valid because saves are atomic.
+While a checkpoint is being written (:meth:`StopRequest.deferred`) a second
+signal is held until the save is complete, so an impatient double Ctrl-C still
+leaves the checkpoint it was waiting for, and exits 130.
 
 Handlers can only be installed from the main thread; elsewhere (a sweep
 running ``train`` in a worker thread) the guard is inert and the host process's
@@ -15,6 +18,7 @@ handling applies.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -30,6 +34,8 @@ class StopRequest:
         self.signum: int | None = None
         self.announce = announce
         self._previous: dict[int, object] = {}
+        self._deferring = 0
+        self._pending_abort: int | None = None
 
     @property
     def requested(self) -> bool:
@@ -43,15 +49,34 @@ class StopRequest:
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum is not None else ""
 
+    @staticmethod
+    def _abort(signum: int) -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(EXIT_CODES.get(signum, 1))
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:  # second signal: abort now
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(EXIT_CODES.get(signum, 1))
+        if self.signum is not None:  # second signal: abort now, or right after the save in progress
+            if self._deferring:
+                self._pending_abort = signum
+                return
+            self._abort(signum)
         self.signum = signum
         if self.announce:
             print(f"\n{signal.Signals(signum).name} received: finishing this step and saving a checkpoint "
                   "(send it again to abort at once)", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Hold a second signal until the block (a checkpoint write) is done, then abort."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if not self._deferring and self._pending_abort is not None:
+            signum, self._pending_abort = self._pending_abort, None
+            self._abort(signum)
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
