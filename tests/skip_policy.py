@@ -1,8 +1,9 @@
 """Which skips a test run may contain: pytest hooks, imported by name into ``tests/conftest.py``.
 
 A test may be skipped only for a missing capability that CI cannot have, and only
-through that capability's marker: ``@pytest.mark.cuda`` tests are skipped here
-when no CUDA device is present. Under ``CI=1`` (or ``CI=true``) every other
+through that capability's marker: ``@pytest.mark.cuda`` tests are skipped where
+no CUDA device is present, ``@pytest.mark.linux`` ones (``/proc``, ``RLIMIT_AS``,
+glibc) off Linux. Under ``CI=1`` (or ``CI=true``) every other
 skip -- ``skipif``, ``pytest.skip()``, ``pytest.importorskip()``, a skipped
 module -- is reported as a failure, so a missing package or an unbuilt C
 extension cannot pass as a green run. ``xfail`` is not a skip and is left alone.
@@ -11,12 +12,14 @@ extension cannot pass as a green run. ``xfail`` is not a skip and is left alone.
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 # marker name -> (check that the capability is present, the skip reason when it is not)
 CAPABILITIES = {
     "cuda": (lambda: __import__("torch").cuda.is_available(), "missing capability: no CUDA device"),
+    "linux": (lambda: sys.platform.startswith("linux"), "missing capability: not Linux (/proc, RLIMIT_AS, glibc)"),
 }
 
 

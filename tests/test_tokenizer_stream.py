@@ -225,6 +225,7 @@ def warm_text(tmp_path_factory):
     return path
 
 
+@pytest.mark.linux  # /proc/self/status and RLIMIT_AS
 def test_streaming_5mb_of_new_words_needs_less_than_1mb_of_new_address_space(tmp_path, warm_text):
     """The C encoder's cache lives in arenas allocated up front: filling and clearing it costs no memory."""
     tok = gpt2(True, (EOT,))
@@ -241,6 +242,7 @@ def test_streaming_5mb_of_new_words_needs_less_than_1mb_of_new_address_space(tmp
 PYTHON_CACHE_LIMIT = 1 << 12
 
 
+@pytest.mark.linux  # /proc/self/status and RLIMIT_AS
 def test_python_pre_token_cache_is_bounded_while_streaming_new_words(tmp_path):
     """The fallback's cache is cleared at CACHE_LIMIT entries (set small here), so ~120,000 new words
     (~25 MB of cache entries if it grew) stream in 2 MB of new address space."""
@@ -272,6 +274,7 @@ def test_python_pre_token_cache_never_exceeds_its_limit():
 
 
 @pytest.mark.slow
+@pytest.mark.linux  # /proc/self/status and RLIMIT_AS
 def test_100mb_file_without_newlines_streams_in_bounded_memory(tmp_path, warm_text):
     """A single 100 MB line of new words: read in fixed pieces, cut at safe boundaries; memory stays ~constant.
 
