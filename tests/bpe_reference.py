@@ -1,11 +1,12 @@
 """The slow, obviously-correct BPE trainer: the oracle every fast path is compared with (test-only).
 
-It follows the definition literally: pre-tokenize with the regex module (after splitting on
-special tokens), then, for every merge, recount every adjacent pair of every distinct pre-token
-from scratch (weighted by its frequency), take the pair with the highest count, ties going to the
-lexicographically greatest ``(bytes, bytes)``, and merge it left to right, non-overlapping, in every
-pre-token. No incremental bookkeeping, so nothing to get wrong in runs like ``"aaaa"``: "aaaa"
-holds the pair (a, a) three times, and merging it gives [aa, aa].
+It follows the definition literally: pre-tokenize with the regex module after splitting on
+special tokens (both in ``tests/pretokenize_reference.py``, not the package's code), then, for
+every merge, recount every adjacent pair of every distinct pre-token from scratch (weighted by
+its frequency), take the pair with the highest count, ties going to the lexicographically
+greatest ``(bytes, bytes)``, and merge it left to right, non-overlapping, in every pre-token.
+No incremental bookkeeping, so nothing to get wrong in runs like ``"aaaa"``: "aaaa" holds the
+pair (a, a) three times, and merging it gives [aa, aa].
 
 Vocabulary layout (same as the fast trainer): ids 0-255 are the single bytes, then one id per merge
 in order, then the special tokens in the order given.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN, pretokenize_bytes
+from tests.pretokenize_reference import GPT2_PATTERN, pretokenize_bytes
 
 
 def merge_word(word: tuple[bytes, ...], pair: tuple[bytes, bytes]) -> tuple[bytes, ...]:

@@ -1,24 +1,92 @@
-"""Shared fixtures: where the real corpora live, and a CLI runner."""
+"""Shared fixtures: the files of ``tests/fixtures/``, a CLI runner, and the skip policy's hooks."""
 
 from __future__ import annotations
 
+import lzma
 import os
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
+from tests.skip_policy import (pytest_configure, pytest_make_collect_report,  # noqa: F401  (hooks, found by name)
+                               pytest_runtest_makereport, pytest_runtest_setup)
+
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("CS336_SHARED_DATA", REPO.parent / "shared" / "data"))
+FIXTURES = REPO / "tests" / "fixtures"
+GPT2_DIR = FIXTURES / "gpt2"
+TINYSTORIES_TRAIN = "tinystories/train_head.txt.xz"
+TINYSTORIES_VALID = "tinystories/valid_head.txt.xz"
+MULTILINGUAL = "multilingual.txt"
+EOT = "<|endoftext|>"
 
 
-def shared_file(relative: str) -> Path:
-    """A file from ../shared/data, or skip the test where the corpora are absent (a user's machine)."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"shared corpus not available: {path}")
+@lru_cache(maxsize=None)
+def fixture_bytes(name: str) -> bytes:
+    """The bytes of ``tests/fixtures/NAME`` (``.xz`` files decompressed); a missing file is an error."""
+    path = FIXTURES / name
+    data = path.read_bytes()
+    return lzma.decompress(data) if path.suffix == ".xz" else data
+
+
+def fixture_text(name: str) -> str:
+    """A fixture as text, line endings untouched (``\\r\\n`` and lone ``\\r`` stay as they are)."""
+    return fixture_bytes(name).decode("utf-8")
+
+
+@lru_cache(maxsize=1)
+def project_documents() -> tuple[bytes, ...]:
+    """This repository's own text: its source code and documentation, one document per file (sorted by path).
+
+    Real code and Markdown (indentation, ``----`` rules, ``....``, escapes, docstrings in several
+    scripts) to put beside the prose fixtures; tests use it for properties that hold for any text.
+    """
+    suffixes = {".py", ".c", ".h", ".md", ".toml"}
+    paths = [p for p in REPO.glob("*") if p.suffix in suffixes and p.is_file()]
+    for folder in ("cs336_basics", "benchmarks", "docs", "tests"):
+        paths += [p for p in (REPO / folder).rglob("*") if p.suffix in suffixes and p.is_file()
+                  and "fixtures" not in p.relative_to(REPO).parts]
+    paths.sort()
+    return tuple(p.read_bytes() for p in paths)
+
+
+def mixed_corpus(nbytes: int | None = None) -> bytes:
+    """The multilingual/markup/code fixture, then this repository's own text, then TinyStories validation
+    stories, joined by ``<|endoftext|>`` and cut at the first document end after ``nbytes`` (all if None)."""
+    docs = [fixture_bytes(MULTILINGUAL), *project_documents(), fixture_bytes(TINYSTORIES_VALID)]
+    data = EOT.encode().join(docs)
+    if nbytes is None or nbytes >= len(data):
+        return data
+    cut = data.find(EOT.encode(), nbytes)
+    return data[:cut if cut != -1 else nbytes]
+
+
+def unpack_fixture(name: str, directory: Path) -> Path:
+    """Write fixture ``name`` (decompressed) into ``directory``; return the new file's path."""
+    path = directory / Path(name).name.removesuffix(".xz")
+    path.write_bytes(fixture_bytes(name))
     return path
+
+
+@pytest.fixture(scope="session")
+def tinystories_train(tmp_path_factory) -> Path:
+    """Real TinyStories: the first 2 MiB of the train split, 2,316 stories (a plain file)."""
+    return unpack_fixture(TINYSTORIES_TRAIN, tmp_path_factory.mktemp("fixtures"))
+
+
+@pytest.fixture(scope="session")
+def tinystories_valid(tmp_path_factory) -> Path:
+    """Real TinyStories: the first 1,000 stories of the validation split (a plain file)."""
+    return unpack_fixture(TINYSTORIES_VALID, tmp_path_factory.mktemp("fixtures"))
+
+
+@pytest.fixture
+def gpt2_dir() -> Path:
+    return GPT2_DIR
 
 
 @pytest.fixture
@@ -34,19 +102,32 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def tinystories_train() -> Path:
-    return shared_file("tinystories/tinystories_train_head.txt")
+def require_native(module: str) -> None:
+    """Skip a test of the C path when extension ``module`` (e.g. ``_encode_native``) is not built.
+
+    This skip is not a capability marker: under ``CI=1`` it fails the test, since CI builds the
+    extensions at install.
+    """
+    import importlib
+
+    if os.environ.get("CS336_NO_NATIVE"):
+        pytest.skip(f"CS336_NO_NATIVE is set: the C extension {module} is disabled")
+    try:
+        importlib.import_module(f"cs336_basics.tokenizer.{module}")
+    except ImportError as exc:
+        pytest.skip(f"C extension {module} not built ({exc}); pip install -e . builds it")
 
 
-@pytest.fixture
-def tinystories_valid() -> Path:
-    return shared_file("tinystories/tinystories_valid_head1k.txt")
+PATHS = [pytest.param(True, id="native"), pytest.param(False, id="python")]
+"""Parametrisation of ``native`` for tests that run on the C path and on the pure-Python path."""
 
 
-@pytest.fixture
-def gpt2_dir() -> Path:
-    return shared_file("gpt2/vocab.json").parent
+def native_path(native: bool, *modules: str) -> bool:
+    """``native``, after :func:`require_native` for each C extension ``modules`` the C path needs."""
+    if native:
+        for module in modules:
+            require_native(module)
+    return native
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, input: str | None = None,

@@ -2,13 +2,15 @@
 
 Slow on purpose (for each pre-token, every merge in creation order scans the
 whole pre-token), so tests use it on small vocabularies or short texts only.
-Nothing here is shared with the implementation except the pre-tokenization
-oracle of ``pretokenize.py`` (itself tested against the ``regex`` module).
+Nothing here is shared with the implementation: pre-tokenization and special-token
+splitting come from ``tests/pretokenize_reference.py``.
 """
 
 from __future__ import annotations
 
-from cs336_basics.tokenizer.pretokenize import pretokenize_reference, split_on_special
+from tests.pretokenize_reference import GPT2_PATTERN, pretokenize, split_specials
+
+EOT = "<|endoftext|>"
 
 
 def reference_encode(text: str, vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]],
@@ -25,11 +27,11 @@ def reference_encode(text: str, vocab: dict[int, bytes], merges: list[tuple[byte
             vocab[new_id] = raw
             token_id[raw] = new_id
     ids: list[int] = []
-    for segment, is_special in split_on_special(text, special_tokens):
+    for segment, is_special in split_specials(text, special_tokens):
         if is_special:
             ids.append(token_id[segment.encode("utf-8")])
             continue
-        for pretoken in pretokenize_reference(segment):
+        for pretoken in pretokenize(segment):
             parts = [bytes([b]) for b in pretoken.encode("utf-8", errors)]
             for left, right in merges:
                 merged, i = [], 0
@@ -69,13 +71,12 @@ def native_disabled(disabled: bool = True):
 
 
 def make_tokenizer(vocab, merges, specials=None, *, native: bool):
-    """A Tokenizer on the requested path; skips the test when the C encoder is not built."""
-    import pytest
+    """A Tokenizer on the requested path (the C path needs the extension: see ``require_native``)."""
+    from cs336_basics.tokenizer.tokenizer import Tokenizer
+    from tests.conftest import require_native
 
-    from cs336_basics.tokenizer.tokenizer import Tokenizer, _native_module
-
-    if native and _native_module() is None:
-        pytest.skip("C encoder not built (python setup.py build_ext --inplace)")
+    if native:
+        require_native("_encode_native")
     with native_disabled(not native):
         tok = Tokenizer(vocab, merges, specials)
     assert tok.uses_native == native
@@ -100,17 +101,37 @@ def gpt2_tokenizer(directory, native: bool, specials=("<|endoftext|>",)):
     return _GPT2_CACHE[key]
 
 
+def gpt2_byte_decoder() -> dict[str, int]:
+    """OpenAI's ``bytes_to_unicode`` (GPT-2 ``encoder.py``), inverted: printable character -> byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+                 *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    chars = list(printable)
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars)}
+
+
 @lru_cache(maxsize=1)
 def gpt2_tiktoken(directory: str):
-    """tiktoken's gpt2 encoding rebuilt from the GPT-2 files (nothing can be downloaded here)."""
+    """tiktoken's gpt2 encoding rebuilt from OpenAI's ``vocab.json`` (nothing can be downloaded here).
+
+    The file is read here, with OpenAI's byte map, not with the package's loader, so a loader bug
+    cannot hide in both sides of a comparison.
+    """
+    import json
+
     import tiktoken
 
-    from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN
-
-    vocab, _ = gpt2_vocab_merges(directory)
-    ranks = {tok: idx for idx, tok in vocab.items() if tok != b"<|endoftext|>"}
+    decoder = gpt2_byte_decoder()
+    with open(f"{directory}/vocab.json", encoding="utf-8") as fh:
+        encoder = json.load(fh)
+    ranks = {bytes(decoder[ch] for ch in token): idx for token, idx in encoder.items() if token != EOT}
     return tiktoken.Encoding(name="gpt2_from_files", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
-                             special_tokens={"<|endoftext|>": 50256})
+                             special_tokens={EOT: encoder[EOT]})
 
 
 def truncated_gpt2(directory: str, num_merges: int):

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cs336_basics.tokenizer.counting import chunk_boundaries, count_bytes, count_pretokens, native_count_available
-from cs336_basics.tokenizer.pretokenize import CLASS_SPACE, char_class_table, pretokenize_bytes
+from cs336_basics.tokenizer.counting import chunk_boundaries, count_bytes, count_pretokens
+from cs336_basics.tokenizer.pretokenize import CLASS_SPACE, char_class_table
+from tests.conftest import PATHS, native_path
+from tests.pretokenize_reference import pretokenize_bytes
 
 EOT = "<|endoftext|>"
-NATIVE = [False] + ([True] if native_count_available() else [])
 
 ATOMS = ["a", "bc", " ", "  ", "\n", "\n\n", " \n", "\t", ".", "...", "'s", "'", "1", "é", "\u3000", "\u00a0",
          "x\n", ". \n", EOT, "<|a|>", "<|a|><|a|>", "<|\n|>"]
@@ -41,10 +42,11 @@ def test_cut_rule_is_needed():
     assert pretokenize_bytes(data[:2]) + pretokenize_bytes(data[2:]) != pretokenize_bytes(data)
 
 
-@pytest.mark.parametrize("native", NATIVE)
+@pytest.mark.parametrize("native", PATHS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=texts, chunk=st.integers(1, 40))
 def test_chunked_counts_equal_one_pass(tmp_path, native, text, chunk):
+    native_path(native, "_bpe_count")
     specials = [EOT, "<|a|>", "<|a|><|a|>", "<|\n|>"]
     data = text.encode("utf-8")
     path = tmp_path / "c.txt"
@@ -75,8 +77,9 @@ def test_huge_document_without_special_tokens_is_cut_at_newlines(tmp_path):
     assert chunked == count_bytes(text, [EOT], native=False)
 
 
-@pytest.mark.parametrize("native", NATIVE)
+@pytest.mark.parametrize("native", PATHS)
 def test_two_workers_equal_one(tinystories_train, native):
+    native_path(native, "_bpe_count")
     one = count_pretokens([tinystories_train], [EOT], workers=1, chunk_bytes=1 << 20, native=native,
                           show_progress=False)
     two = count_pretokens([tinystories_train], [EOT], workers=2, chunk_bytes=128 << 10, native=native,

@@ -13,17 +13,15 @@ from cs336_basics.errors import UserError
 from cs336_basics.tokenizer.tokenizer import Tokenizer
 from cs336_basics.tokenizer.tokenizer_dir import load_tokenizer_dir, save_tokenizer_dir
 from tests.bpe_reference import train_bpe_reference
-from tests.conftest import run_cli
+from tests.conftest import MULTILINGUAL, fixture_text, run_cli
 
 EOT = "<|endoftext|>"
 
 
 @pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory):
+def trained_dir(tmp_path_factory, tinystories_train):
     """One CLI training run on real TinyStories text, shared by the tests below."""
-    from tests.conftest import shared_file
-
-    src = shared_file("tinystories/tinystories_train_head.txt")
+    src = tinystories_train
     out = tmp_path_factory.mktemp("cli") / "tok"
     proc = run_cli("tokenizer", "train", "--input", str(src), "--vocab-size", "1000", "--special-token", EOT,
                    "--out", str(out), "--workers", "2")
@@ -44,12 +42,12 @@ def test_cli_writes_all_files_and_prints_summary(trained_dir):
 
 
 def test_hf_tokenizer_json_encodes_exactly_like_our_encoder(trained_dir, tinystories_valid):
-    tokenizers = pytest.importorskip("tokenizers")
+    import tokenizers
     out, _ = trained_dir
     hf = tokenizers.Tokenizer.from_file(str(out / "tokenizer.json"))
     ours = Tokenizer.from_dir(out)
     text = tinystories_valid.read_text(encoding="utf-8")[:60_000]
-    samples = [text, "Hello, world! It's 2024.  ok\n\n  x", f"a{EOT}b {EOT}{EOT}", "aaaa    ---- .... \t\n é 日本",
+    samples = [text, fixture_text(MULTILINGUAL), "Hello, world! It's 2024.  ok\n\n  x", f"a{EOT}b {EOT}{EOT}", "aaaa    ---- .... \t\n é 日本",
                "don't we'll they've I'M",
                # whitespace and categories where regex engines could disagree (onig vs the regex module)
                "a\x1c\x1d b\x1e\x1f\x85 c\u2028\u2029 d\u00a0\u3000\u1680 e\u200b f\ufeff \u0301x \u2167 \u00b2"]
@@ -58,7 +56,7 @@ def test_hf_tokenizer_json_encodes_exactly_like_our_encoder(trained_dir, tinysto
 
 
 def test_gpt2_files_load_in_hf_tokenizers(trained_dir):
-    tokenizers = pytest.importorskip("tokenizers")
+    import tokenizers
     out, _ = trained_dir
     model = tokenizers.models.BPE.from_file(str(out / "vocab.json"), str(out / "merges.txt"))
     assert model.token_to_id("Ġthe") is not None

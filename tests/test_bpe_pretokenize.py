@@ -1,4 +1,4 @@
-"""pretok.h (through _bpe_count) splits exactly like the regex oracle, invalid UTF-8 included."""
+"""pretok.h (via _bpe_count) and the package's Python split equal the tests' regex oracle, invalid UTF-8 included."""
 
 from __future__ import annotations
 
@@ -6,20 +6,25 @@ import random
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cs336_basics.tokenizer.counting import count_bytes, native_count_available
 from cs336_basics.tokenizer.pretokenize import (CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE, _class_table_cache_path,
                                                 _compute_class_table, char_class_table, pretokenize_bytes,
                                                 pretokenize_reference, split_on_special)
+from tests.conftest import MULTILINGUAL, fixture_bytes, require_native
+from tests.pretokenize_reference import pretokenize_bytes as oracle_pretokenize_bytes
+from tests.pretokenize_reference import split_specials
 
-try:
+
+@pytest.fixture
+def bpe_count():
+    require_native("_bpe_count")
     from cs336_basics.tokenizer import _bpe_count
-except ImportError:
-    _bpe_count = None
 
-needs_native = pytest.mark.skipif(_bpe_count is None, reason="C extension not built")
+    return _bpe_count
+
 
 # Pieces chosen to hit every branch of pt_next and of strict UTF-8 decoding.
 PIECES = [b" ", b"  ", b"\n", b"\t", b"\r\n", b"'", b"s", b"ll", b"ve", b"re", b"'t", b"a", b"Z", b"1", b"42",
@@ -54,55 +59,69 @@ def test_split_on_special_longest_first():
 
 
 def test_reference_matches_gpt2_examples():
-    assert pretokenize_reference("Hello, world! It's 2024.  ok\n\n") == [
-        "Hello", ",", " world", "!", " It", "'s", " 2024", ".", " ", " ok", "\n\n"]
+    expected = [b"Hello", b",", b" world", b"!", b" It", b"'s", b" 2024", b".", b" ", b" ok", b"\n\n"]
+    text = "Hello, world! It's 2024.  ok\n\n"
+    assert pretokenize_reference(text) == [t.decode() for t in expected]
+    assert oracle_pretokenize_bytes(text.encode()) == expected
 
 
-@needs_native
-def test_random_byte_strings_match_regex():
+SPECIALS = ["<|x|>", "<|x|><|x|>", "<|y|>", "|>"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", " ", "<|", "x", "|>", "<|x|>", "<|y|>", "\n", "é"]), max_size=30).map("".join),
+       st.lists(st.sampled_from(SPECIALS), max_size=4))
+def test_package_split_equals_the_oracle(text, specials):
+    assert split_on_special(text, specials) == split_specials(text, specials)
+    data = text.encode()
+    assert pretokenize_bytes(data, specials) == oracle_pretokenize_bytes(data, specials)
+
+
+def test_package_split_equals_the_oracle_on_the_multilingual_sample():
+    data = fixture_bytes(MULTILINGUAL) + b"\xff\xfe tail \xe2\x82"
+    assert pretokenize_bytes(data, ["<|endoftext|>"]) == oracle_pretokenize_bytes(data, ["<|endoftext|>"])
+
+
+def test_random_byte_strings_match_regex(bpe_count):
     rng = random.Random(0)
     table = char_class_table()
     for _ in range(3000):
         data = b"".join(rng.choice(PIECES) for _ in range(rng.randint(0, 24)))
-        assert _bpe_count.pretokenize(data, table) == pretokenize_bytes(data), data
+        assert bpe_count.pretokenize(data, table) == oracle_pretokenize_bytes(data), data
 
 
-@needs_native
-@settings(max_examples=150, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
-def test_arbitrary_text_matches_regex(text):
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_arbitrary_text_matches_regex(bpe_count, text):
     data = text.encode("utf-8")
-    assert _bpe_count.pretokenize(data, char_class_table()) == pretokenize_bytes(data)
+    assert bpe_count.pretokenize(data, char_class_table()) == oracle_pretokenize_bytes(data)
 
 
-@needs_native
-@settings(max_examples=150, deadline=None)
-@given(st.binary(max_size=60))
-def test_arbitrary_bytes_match_regex(data):
-    assert _bpe_count.pretokenize(data, char_class_table()) == pretokenize_bytes(data)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=60))
+def test_arbitrary_bytes_match_regex(bpe_count, data):
+    assert bpe_count.pretokenize(data, char_class_table()) == oracle_pretokenize_bytes(data)
 
 
-@needs_native
-def test_real_text_matches_regex(tinystories_valid):
-    data = tinystories_valid.read_bytes()[:300_000]
-    assert _bpe_count.pretokenize(data, char_class_table()) == pretokenize_bytes(data)
+def test_real_text_matches_regex(bpe_count, tinystories_valid):
+    data = tinystories_valid.read_bytes()[:300_000] + fixture_bytes(MULTILINGUAL)
+    assert bpe_count.pretokenize(data, char_class_table()) == oracle_pretokenize_bytes(data)
 
 
-@pytest.mark.skipif(not native_count_available(), reason="C extension not built")
-def test_native_and_python_counts_are_identical(tinystories_valid):
-    data = tinystories_valid.read_bytes()[:300_000] + b"\xff\xfe tail \xe2\x82"
+def test_native_and_python_counts_are_identical(bpe_count, tinystories_valid):
+    assert native_count_available()
+    data = tinystories_valid.read_bytes()[:300_000] + fixture_bytes(MULTILINGUAL) + b"\xff\xfe tail \xe2\x82"
     native = count_bytes(data, ["<|endoftext|>"], native=True)
     python = count_bytes(data, ["<|endoftext|>"], native=False)
     assert native == python
-    assert Counter(pretokenize_bytes(data, ["<|endoftext|>"])) == Counter(native)
+    assert Counter(oracle_pretokenize_bytes(data, ["<|endoftext|>"])) == Counter(native)
 
 
-@needs_native
-def test_counter_update_adds_tables():
+def test_counter_update_adds_tables(bpe_count):
     table = char_class_table()
-    a = _bpe_count.PretokenCounter()
+    a = bpe_count.PretokenCounter()
     a.feed(b"the cat the", table)
-    b = _bpe_count.PretokenCounter()
+    b = bpe_count.PretokenCounter()
     b.update(a.to_dict())
     b.update({b" cat": 2**40})
     assert b.to_dict() == {b"the": 1, b" cat": 2**40 + 1, b" the": 1}

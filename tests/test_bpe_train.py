@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lzma
 from functools import lru_cache
 
 import pytest
@@ -10,21 +9,11 @@ import pytest
 from cs336_basics.errors import UserError
 from cs336_basics.tokenizer import train_bpe
 from cs336_basics.tokenizer.bpe_train import train_bpe_detailed
-from cs336_basics.tokenizer.counting import native_count_available
 from cs336_basics.tokenizer.merging import merge, native_merge_available
 from tests.bpe_reference import pretoken_counts_reference, train_bpe_reference
-from tests.conftest import shared_file
+from tests.conftest import PATHS, mixed_corpus, native_path, require_native
 
 EOT = "<|endoftext|>"
-NATIVE = [False] + ([True] if native_count_available() and native_merge_available() else [])
-
-
-def _english_slice(nbytes: int) -> bytes:
-    """Real web text (IMDb, newsgroups, news: many '----', '....' and space runs), cut at a document end."""
-    with lzma.open(shared_file("english/web_english.txt.xz"), "rb") as fh:
-        data = fh.read(nbytes + 100_000)
-    cut = data.find(EOT.encode(), nbytes)
-    return data[: cut if cut != -1 else nbytes]
 
 
 @lru_cache(maxsize=None)
@@ -39,9 +28,10 @@ def _write(tmp_path, data: bytes):
     return path
 
 
-@pytest.mark.parametrize("native", NATIVE)
+@pytest.mark.parametrize("native", PATHS)
 @pytest.mark.parametrize("workers", [1, 2])
 def test_tinystories_slice_equals_reference(tmp_path, tinystories_train, native, workers):
+    native_path(native, "_bpe_count", "_bpe_merge")
     data = tinystories_train.read_bytes()[:120_000]
     path = _write(tmp_path, data)
     expected = _reference(data, 420)
@@ -49,10 +39,13 @@ def test_tinystories_slice_equals_reference(tmp_path, tinystories_train, native,
     assert got == expected
 
 
-@pytest.mark.parametrize("native", NATIVE)
-def test_web_text_with_symbol_runs_equals_reference(tmp_path, native):
-    data = _english_slice(60_000)
-    assert b"----" in data and b"...." in data and b"    " in data
+@pytest.mark.parametrize("native", PATHS)
+def test_mixed_text_with_symbol_runs_equals_reference(tmp_path, native):
+    """Many scripts, markup and code: '----', '....', indentation and odd whitespace, invalid UTF-8."""
+    native_path(native, "_bpe_count", "_bpe_merge")
+    data = mixed_corpus(60_000) + b"\xff\xfe \xe2\x82 caf\xe9"
+    for run in (b"----", b"....", b"        ", b"\r\n", "\u3000".encode(), "中文".encode(), "مرحبا".encode()):
+        assert run in data
     path = _write(tmp_path, data)
     expected = _reference(data, 380)
     got = train_bpe(path, 380, [EOT], workers=2, native=native, chunk_bytes=20 << 10, show_progress=False)
@@ -62,15 +55,16 @@ def test_web_text_with_symbol_runs_equals_reference(tmp_path, native):
 @pytest.mark.slow
 @pytest.mark.parametrize("size,vocab", [(400_000, 500), (1_000_000, 320)])
 def test_bigger_real_text_equals_reference(tmp_path, size, vocab):
-    data = _english_slice(size)
+    data = mixed_corpus(size)
+    assert len(data) >= size
     path = _write(tmp_path, data)
     expected = train_bpe_reference(data, vocab, [EOT])
     assert train_bpe(path, vocab, [EOT], workers=2, chunk_bytes=256 << 10, show_progress=False) == expected
 
 
-@pytest.mark.skipif(not native_merge_available(), reason="C extension not built")
 def test_c_and_python_merge_engines_agree_on_many_merges():
-    data = _english_slice(400_000)
+    require_native("_bpe_merge")
+    data = mixed_corpus(400_000)
     counts = pretoken_counts_reference(data, [EOT])
     words, freqs = list(counts), list(counts.values())
     assert merge(words, freqs, 3000, native=True) == merge(words, freqs, 3000, native=False)

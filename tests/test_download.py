@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from cs336_basics.datasets import DATASETS, copy_prefix, cut_after_last_delimiter, download_dataset
 from cs336_basics.errors import UserError
-from tests.conftest import run_cli, shared_file
+from tests.conftest import run_cli
 
 TS_TRAIN = DATASETS["tinystories"]["train"].filename
 TS_VALID = DATASETS["tinystories"]["valid"].filename
@@ -340,9 +340,9 @@ def test_cli_download_against_local_server(served, tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "404" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_real_tinystories_served_locally(tmp_path):
-    """The shared TinyStories slice through the whole path: served, resumed after a drop, verified."""
-    src = shared_file("tinystories/tinystories_valid_head1k.txt")
+def test_real_tinystories_served_locally(tmp_path, tinystories_valid):
+    """The TinyStories fixture through the whole path: served, resumed after a drop, verified."""
+    src = tinystories_valid
     root = tmp_path / "remote"
     root.mkdir()
     (root / TS_VALID).write_bytes(src.read_bytes())

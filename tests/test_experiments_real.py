@@ -1,7 +1,7 @@
 """A real sweep: three tiny models trained on CPU by the real training loop, then results.jsonl and a plot.
 
 The token files are made here from a small synthetic corpus with a byte-level
-tokenizer (no merges), so the test needs neither the shared corpora nor BPE
+tokenizer (no merges), so the test needs neither a text corpus nor BPE
 training. One of the three runs uses an absurd learning rate without clipping
 and a low divergence threshold, so the loop's divergence stop flows through
 the sweep into results.jsonl and the plot.

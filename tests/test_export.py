@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 from cs336_basics.config import RunConfig, dump_config, to_dict
 from cs336_basics.errors import UserError
@@ -16,8 +17,6 @@ from cs336_basics.model.positions import RotaryEmbedding
 from cs336_basics.model.transformer import TransformerLM
 from cs336_basics.runs.checkpoint import save_checkpoint
 from tests.conftest import run_cli
-
-transformers = pytest.importorskip("transformers")
 
 SMALL = dict(vocab_size=300, context_length=64, d_model=64, num_layers=2, num_heads=4)
 

@@ -114,7 +114,7 @@ def test_max_token_id_chunked_matches_numpy():
 
 def test_import_hf_trained_vocab_merges(data_dir, tmp_path):
     """The original workflow's tokenizer files (Hugging Face ByteLevel BPE) are imported and encode identically."""
-    tokenizers = pytest.importorskip("tokenizers")
+    import tokenizers
     hf = tokenizers.ByteLevelBPETokenizer()
     hf.train([str(data_dir / "train.txt")], vocab_size=500, min_frequency=2, special_tokens=["<|endoftext|>"],
              show_progress=False)

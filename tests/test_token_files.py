@@ -15,7 +15,7 @@ from cs336_basics.tokenizer import token_files
 from cs336_basics.tokenizer.token_files import (dtype_for, manifest_path, open_token_file, plan_ranges,
                                                 read_manifest, staleness, tokenize_file)
 from cs336_basics.tokenizer.tokenizer import Tokenizer, _native_module
-from tests.conftest import run_cli, shared_file
+from tests.conftest import GPT2_DIR, run_cli
 from tests.encode_reference import gpt2_tokenizer, make_tokenizer, truncated_gpt2
 
 EOT = "<|endoftext|>"
@@ -24,7 +24,7 @@ NATIVE = _native_module() is not None  # file tokenization is tested on whicheve
 
 @pytest.fixture(scope="module")
 def tok():
-    vocab, merges = truncated_gpt2(str(shared_file("gpt2/vocab.json").parent), 2000)
+    vocab, merges = truncated_gpt2(str(GPT2_DIR), 2000)
     return make_tokenizer(vocab, merges, [EOT], native=NATIVE)
 
 
@@ -89,7 +89,7 @@ def test_byte_chunker_equals_encode_bytes_with_and_without_the_text_fallback(tok
 
 
 def test_gpt2_whole_corpus_equals_encode(tmp_path, tinystories_train):
-    tok = gpt2_tokenizer(shared_file("gpt2/vocab.json").parent, NATIVE, (EOT,))
+    tok = gpt2_tokenizer(GPT2_DIR, NATIVE, (EOT,))
     out = tmp_path / "train.npy"
     tokenize_file(tok, tinystories_train, out, workers=2)
     assert np.load(out).tolist() == tok.encode(tinystories_train.read_text(encoding="utf-8"))
@@ -144,7 +144,7 @@ def test_up_to_date_output_is_skipped_and_stale_ones_rebuilt(tok, corpus, tmp_pa
     assert staleness(tok, corpus, out) == "the source file changed"
     tokenize_file(tok, corpus, out, workers=1)
 
-    other = make_tokenizer(*truncated_gpt2(str(shared_file("gpt2/vocab.json").parent), 1000), [EOT], native=NATIVE)
+    other = make_tokenizer(*truncated_gpt2(str(GPT2_DIR), 1000), [EOT], native=NATIVE)
     assert staleness(other, corpus, out) == "the tokenizer changed"
     assert tokenize_file(other, corpus, out, workers=1)["reason"] == "the tokenizer changed"
     assert read_manifest(out)["tokenizer_fingerprint"] == other.fingerprint

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from cs336_basics.tokenizer.boundaries import safe_chunks
-from tests.conftest import shared_file
+from tests.conftest import GPT2_DIR
 from tests.encode_reference import gpt2_tiktoken, gpt2_tokenizer
 
 EOT = "<|endoftext|>"
@@ -43,10 +43,7 @@ def assert_linear(fn, make, n: int, repeats: int = 5) -> None:
 
 
 def gpt2(native: bool):
-    tok = gpt2_tokenizer(shared_file("gpt2/vocab.json").parent, native)
-    if native and not tok.uses_native:
-        pytest.skip("C encoder not built")
-    return tok
+    return gpt2_tokenizer(GPT2_DIR, native)
 
 
 @pytest.mark.parametrize("char", [pytest.param(c, marks=[] if c == "a" else pytest.mark.slow)
@@ -63,7 +60,7 @@ def test_one_repeated_character_native(char):
     one_mib = timed(tok.encode, char * (1 << 20))
     assert one_mib < 10
     assert_linear(tok.encode, lambda n: char * n, 2 << 20, repeats=5)
-    assert tok.encode(char * 5000) == gpt2_tiktoken(str(shared_file("gpt2/vocab.json").parent)).encode(char * 5000)
+    assert tok.encode(char * 5000) == gpt2_tiktoken(str(GPT2_DIR)).encode(char * 5000)
 
 
 @pytest.mark.slow

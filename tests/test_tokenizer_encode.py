@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from cs336_basics.errors import UserError
 from cs336_basics.tokenizer.tokenizer import Tokenizer, merge_buckets, merge_scan
-from tests.conftest import shared_file
+from tests.conftest import (GPT2_DIR, MULTILINGUAL, PATHS, TINYSTORIES_TRAIN, TINYSTORIES_VALID, fixture_text,
+                            mixed_corpus)
 from tests.encode_reference import (gpt2_tiktoken, gpt2_tokenizer, make_tokenizer, reference_encode,
                                     truncated_gpt2)
 
-PATHS = [pytest.param(True, id="native"), pytest.param(False, id="python")]
 EOT = "<|endoftext|>"
 SPECIALS = [EOT, EOT + EOT, "<|pad|>"]
 
@@ -29,7 +29,7 @@ mixed_text = st.lists(st.sampled_from(ALPHABET), max_size=60).map("".join)
 
 
 def gpt2_dir():
-    return shared_file("gpt2/vocab.json").parent
+    return GPT2_DIR
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +79,9 @@ def test_long_pre_tokens_equal_reference_loop(small, native, text):
 
 
 @pytest.mark.parametrize("native", PATHS)
-def test_equals_reference_loop_on_real_text(small, native, tinystories_valid):
+def test_equals_reference_loop_on_real_text(small, native):
     vocab, merges = small
-    text = tinystories_valid.read_text(encoding="utf-8")[:6000]
+    text = fixture_text(TINYSTORIES_VALID)[:6000] + EOT + fixture_text(MULTILINGUAL)
     tok = make_tokenizer(vocab, merges, [EOT], native=native)
     assert tok.encode(text) == reference_encode(text, vocab, merges, [EOT])
 
@@ -117,22 +117,29 @@ def test_random_merge_lists_follow_creation_order(native, consistent, seed, text
     assert tok.encode(text) == reference_encode(text, vocab, merges)
 
 
-@settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 120))
-def test_scan_heap_and_native_merges_agree(seed, n):
+def _random_pre_token(seed: int, n: int):
+    """A random merge list, its Python tokenizer, and the ids of a random pre-token of ``n`` bytes."""
     rng = random.Random(seed)
     vocab, merges = _random_merges(rng, consistent=rng.random() < 0.5)
     tok = make_tokenizer(vocab, merges, native=False)
-    ids = [tok._byte_ids[b] for b in rng.choices(b"abc ", k=n)]
-    expected = merge_scan(list(ids), tok._pairs)
-    assert merge_buckets(list(ids), tok._pairs) == expected if n else True
-    from tests.encode_reference import native_disabled
+    return vocab, merges, tok, [tok._byte_ids[b] for b in rng.choices(b"abc ", k=n)]
 
-    with native_disabled(False):
-        fast = Tokenizer(vocab, merges)
-    if fast._native is not None:
-        for algorithm in (0, 1):  # scan, buckets
-            assert fast._native.merge(ids, algorithm) == expected
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 120))
+def test_scan_and_bucket_merges_agree(seed, n):
+    _, _, tok, ids = _random_pre_token(seed, n)
+    assert merge_buckets(list(ids), tok._pairs) == merge_scan(list(ids), tok._pairs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 120))
+def test_native_scan_and_bucket_merges_agree_with_python(seed, n):
+    vocab, merges, tok, ids = _random_pre_token(seed, n)
+    fast = make_tokenizer(vocab, merges, native=True)
+    expected = merge_scan(list(ids), tok._pairs)
+    for algorithm in (0, 1):  # scan, buckets
+        assert fast._native.merge(ids, algorithm) == expected
 
 
 # ----------------------------------------------------------------------------- tiktoken equality (GPT-2)
@@ -173,24 +180,20 @@ def test_gpt2_equals_tiktoken_on_hard_cases(native, name):
 
 
 @pytest.mark.parametrize("native", PATHS)
-@pytest.mark.parametrize("corpus", ["tinystories/tinystories_valid_head1k.txt",
-                                    "tinystories/tinystories_train_head.txt"])
-def test_gpt2_equals_tiktoken_on_shared_corpora(native, corpus):
-    text = shared_file(corpus).read_text(encoding="utf-8")
+@pytest.mark.parametrize("corpus", [TINYSTORIES_VALID, TINYSTORIES_TRAIN, MULTILINGUAL])
+def test_gpt2_equals_tiktoken_on_fixture_corpora(native, corpus):
+    text = fixture_text(corpus)
     if not native:
         text = text[:300_000]  # the fallback is ~4x slower; a third of a megabyte is plenty
     tok = gpt2_tokenizer(gpt2_dir(), native)
     assert tok.encode(text) == gpt2_tiktoken(str(gpt2_dir())).encode(text, allowed_special="all")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("corpus", ["english/web_english.txt.xz", "english/gutenberg_200M.txt.xz"])
-def test_gpt2_equals_tiktoken_on_english_corpora(corpus):
-    import lzma
-
-    with lzma.open(shared_file(corpus), "rt", encoding="utf-8") as fh:
-        text = fh.read(8_000_000)
-    tok = gpt2_tokenizer(gpt2_dir(), True)
+@pytest.mark.parametrize("native", PATHS)
+def test_gpt2_equals_tiktoken_on_code_and_documentation(native):
+    """The mixed corpus: many scripts, markup, this repository's code and docs, stories (2 MB)."""
+    text = mixed_corpus().decode("utf-8")
+    tok = gpt2_tokenizer(gpt2_dir(), native)
     assert tok.encode(text) == gpt2_tiktoken(str(gpt2_dir())).encode(text, allowed_special="all")
 
 
@@ -334,16 +337,13 @@ def test_from_files_and_from_dir(tmp_path, small):
         Tokenizer.from_dir(tmp_path / "missing")
 
 
-def test_encode_bytes_keeps_invalid_utf8(small):
+@pytest.mark.parametrize("native", PATHS)
+def test_encode_bytes_keeps_invalid_utf8(small, native):
     vocab, merges = small
-    for native in (True, False):
-        try:
-            tok = make_tokenizer(vocab, merges, [EOT], native=native)
-        except pytest.skip.Exception:
-            continue
-        data = b"ok \xff\xfe bytes\xe2\x82 " + EOT.encode() + b"\xc3"
-        ids = tok.encode_bytes(data)
-        assert b"".join(tok.vocab[i] for i in ids) == data
-        text = data.decode("utf-8", "surrogateescape")
-        assert ids == reference_encode(text, vocab, merges, [EOT], errors="surrogateescape")
-        assert tok.encode_to_array(data).tolist() == ids and tok.encode_to_array(b"").size == 0
+    tok = make_tokenizer(vocab, merges, [EOT], native=native)
+    data = b"ok \xff\xfe bytes\xe2\x82 " + EOT.encode() + b"\xc3"
+    ids = tok.encode_bytes(data)
+    assert b"".join(tok.vocab[i] for i in ids) == data
+    text = data.decode("utf-8", "surrogateescape")
+    assert ids == reference_encode(text, vocab, merges, [EOT], errors="surrogateescape")
+    assert tok.encode_to_array(data).tolist() == ids and tok.encode_to_array(b"").size == 0

@@ -16,7 +16,7 @@ from cs336_basics.tokenizer import tokenizer as tokenizer_module
 import regex
 
 from cs336_basics.tokenizer.boundaries import SafeChunker, cut_candidates, find_byte_cut, find_text_cut
-from tests.conftest import REPO, shared_file
+from tests.conftest import GPT2_DIR, PATHS, REPO, TINYSTORIES_VALID, fixture_bytes
 from tests.encode_reference import gpt2_tokenizer
 
 EOT = "<|endoftext|>"
@@ -24,11 +24,10 @@ SPECIALS = [EOT, EOT + EOT, "<|a b|>"]  # the last one contains a space: cuts in
 ALPHABET = list("ab cA \n\t9'sltr.,!-") + ["é", "中", "😀", "\u00a0", "\u2028", "\ud83d", "\ude00", "\udc80",
                                           EOT, "<|", "|>", "<|a b|>", "<|a", " b|>"]
 text_st = st.lists(st.sampled_from(ALPHABET), max_size=50).map("".join)
-PATHS = [pytest.param(True, id="native"), pytest.param(False, id="python")]
 
 
 def gpt2(native=True, specials=(EOT, EOT + EOT, "<|a b|>")):
-    return gpt2_tokenizer(shared_file("gpt2/vocab.json").parent, native, specials)
+    return gpt2_tokenizer(GPT2_DIR, native, specials)
 
 
 def all_text_cuts(text: str, specials) -> list[int]:
@@ -131,74 +130,164 @@ def test_encode_iterable_on_a_real_file(native, tinystories_valid):
         assert list(tok.encode_iterable(lines)) == expected
 
 
+def distinct_words(nbytes: int, seed: int, newline_every: int = 0) -> bytes:
+    """``nbytes`` of random lowercase words of 5-10 letters, each after a space (seeded, so reproducible).
+
+    Almost every word is new: the pre-token caches keep meeting entries they have not seen. With
+    ``newline_every`` every that-many-th space is a newline instead.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    data = rng.integers(ord("a"), ord("z") + 1, size=nbytes, dtype=np.uint8)
+    separators = np.cumsum(rng.integers(6, 12, size=nbytes // 6 + 1))  # every 6-11 bytes
+    separators = np.concatenate([[0], separators[separators < nbytes - 1]])
+    data[separators] = ord(" ")
+    if newline_every:
+        data[separators[newline_every::newline_every]] = ord("\n")
+    return data.tobytes()
+
+
+def test_distinct_words_are_distinct():
+    words = distinct_words(1 << 20, 0, newline_every=50).split()
+    assert len(set(words)) > 0.99 * len(words) > 100_000 and all(5 <= len(w) <= 10 for w in words)
+    assert distinct_words(1 << 20, 0, newline_every=50).count(b"\n") == len(words) // 50
+
+
 MEMORY_PROBE = textwrap.dedent("""
     import json, resource, sys
+    from cs336_basics.tokenizer import tokenizer as tokenizer_module
     from cs336_basics.tokenizer.tokenizer import Tokenizer
 
     def vm_size():
         with open("/proc/self/status") as fh:
             return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmSize:"))
 
-    tok = Tokenizer.from_files(sys.argv[1] + "/vocab.json", sys.argv[1] + "/merges.txt", ["<|endoftext|>"])
-    path = sys.argv[2]
-    def stream(limit=None):
-        count = 0
-        with open(path, encoding="utf-8") as fh:
-            source = fh if limit is None else iter([fh.read(limit)])
-            for _ in tok.encode_iterable(source):
+    gpt2, path, warm_path, extra, cache_limit = sys.argv[1:6]
+    if int(cache_limit):
+        tokenizer_module.CACHE_LIMIT = int(cache_limit)
+    tok = Tokenizer.from_files(gpt2 + "/vocab.json", gpt2 + "/merges.txt", ["<|endoftext|>"])
+
+    def stream(source):
+        count = digest = 0
+        with open(source, encoding="utf-8") as fh:
+            for token in tok.encode_iterable(fh):
                 count += 1
-        return count
-    # Warm up (fills the pre-token cache and the allocator's free lists) on at most the first 8 MB.
-    warm = stream(8 << 20)
+                digest = (digest * 1000003 + token) & 0xFFFFFFFFFFFF
+        return count, digest
+
+    # Warm up on other text: the allocator's free lists and the caches reach their working size.
+    stream(warm_path)
     base = vm_size()
-    limit = base + int(sys.argv[3])
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    resource.setrlimit(resource.RLIMIT_AS, (base + int(extra), hard))
     try:
-        count = stream()
+        count, digest = stream(path)
         ok = True
     except MemoryError:
-        count, ok = -1, False
+        count, digest, ok = -1, -1, False
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-    print(json.dumps({"ok": ok, "count": count, "warm": warm, "native": tok.uses_native}))
+    cache = tok._native.cache_info() if tok.uses_native else {"entries": len(tok._cache),
+                                                              "max_entries": tokenizer_module.CACHE_LIMIT}
+    print(json.dumps({"ok": ok, "count": count, "digest": digest, "native": tok.uses_native, "cache": cache}))
 """)
 
 
-def run_probe(corpus, extra_bytes: int, env=None):
+def digest_of(ids) -> int:
+    """The probe's running digest of a token stream."""
+    digest = 0
+    for token in ids:
+        digest = (digest * 1000003 + int(token)) & 0xFFFFFFFFFFFF
+    return digest
+
+
+def run_probe(corpus, warm, extra_bytes: int, native: bool, cache_limit: int = 0):
     import os
 
-    result = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(shared_file("gpt2/vocab.json").parent),
-                             str(corpus), str(extra_bytes)], capture_output=True, text=True, cwd=REPO,
-                            env={**os.environ, **(env or {})}, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != "CS336_NO_NATIVE"}
+    if not native:
+        env["CS336_NO_NATIVE"] = "1"
+    result = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(GPT2_DIR), str(corpus), str(warm),
+                             str(extra_bytes), str(cache_limit)], capture_output=True, text=True, cwd=REPO,
+                            env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-@pytest.mark.parametrize("native", [pytest.param(True, id="native"),
-                                    pytest.param(False, id="python", marks=pytest.mark.slow)])
-def test_streaming_5mb_needs_less_than_1mb_of_new_address_space(native):
-    corpus = shared_file("tinystories/tinystories_5M_mixedcase.txt")
-    if native:
-        pytest.importorskip("cs336_basics.tokenizer._encode_native")
-    probe = run_probe(corpus, 1 << 20, env=None if native else {"CS336_NO_NATIVE": "1"})
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
     assert probe["native"] == native
+    return probe
+
+
+@pytest.fixture(scope="module")
+def warm_text(tmp_path_factory):
+    """Warm-up text for the probes: real stories, none of the generated words."""
+    path = tmp_path_factory.mktemp("warm") / "stories.txt"
+    path.write_bytes(fixture_bytes(TINYSTORIES_VALID))
+    return path
+
+
+@pytest.mark.linux  # /proc/self/status and RLIMIT_AS
+def test_streaming_5mb_of_new_words_needs_less_than_1mb_of_new_address_space(tmp_path, warm_text):
+    """The C encoder's cache lives in arenas allocated up front: filling and clearing it costs no memory."""
+    tok = gpt2(True, (EOT,))
+    data = distinct_words(5 << 20, 1, newline_every=40)
+    corpus = tmp_path / "words.txt"
+    corpus.write_bytes(data)
+    probe = run_probe(corpus, warm_text, 1 << 20, native=True)
     assert probe["ok"], "streaming needed more than 1 MB of new address space"
-    assert probe["count"] == probe["warm"] > 1_000_000  # the whole 5 MB file both times
+    assert probe["cache"]["entries"] <= probe["cache"]["max_entries"]
+    expected = tok.encode_to_array(data)
+    assert probe["count"] == expected.size > 1_000_000 and probe["digest"] == digest_of(expected.tolist())
+
+
+PYTHON_CACHE_LIMIT = 1 << 12
+
+
+@pytest.mark.linux  # /proc/self/status and RLIMIT_AS
+def test_python_pre_token_cache_is_bounded_while_streaming_new_words(tmp_path):
+    """The fallback's cache is cleared at CACHE_LIMIT entries (set small here), so ~120,000 new words
+    (~25 MB of cache entries if it grew) stream in 2 MB of new address space."""
+    tok = gpt2(False, (EOT,))
+    warm, corpus = tmp_path / "warm.txt", tmp_path / "words.txt"
+    warm.write_bytes(distinct_words(300_000, 2, newline_every=40))  # fills and clears the small cache
+    data = distinct_words(1 << 20, 3, newline_every=40)
+    corpus.write_bytes(data)
+    probe = run_probe(corpus, warm, 2 << 20, native=False, cache_limit=PYTHON_CACHE_LIMIT)
+    assert probe["ok"], "streaming new words needed more than 2 MB of new address space"
+    assert probe["cache"]["max_entries"] == PYTHON_CACHE_LIMIT >= probe["cache"]["entries"]
+    expected = tok.encode(data.decode())
+    assert probe["count"] == len(expected) and probe["digest"] == digest_of(expected)
 
 
 @pytest.mark.slow
-def test_100mb_file_without_newlines_streams_in_bounded_memory(tmp_path):
-    """A single 100 MB line: read in fixed pieces, cut at safe boundaries; memory stays ~constant."""
-    import random
+def test_python_pre_token_cache_never_exceeds_its_limit():
+    """With the real CACHE_LIMIT: more new pre-tokens than it allows, and the cache never holds more."""
+    tok = gpt2(False, (EOT,))
+    limit = tokenizer_module.CACHE_LIMIT
+    text = distinct_words(10 * (limit + (limit >> 3)), 4, newline_every=40).decode()
+    tok._cache.clear()
+    largest = 0
+    for i, _ in enumerate(tok.encode_iterable(io.StringIO(text))):
+        if i % 4096 == 0:
+            largest = max(largest, len(tok._cache))
+    assert len(set(text.split())) > limit  # more distinct pre-tokens than the cache may hold
+    assert limit // 2 < largest <= limit
 
-    rng = random.Random(0)
-    words = [w for w in shared_file("tinystories/tinystories_valid_head1k.txt").read_text().split() if w][:20000]
-    block = " ".join(rng.choice(words) for _ in range(200_000)).encode()
+
+@pytest.mark.slow
+@pytest.mark.linux  # /proc/self/status and RLIMIT_AS
+def test_100mb_file_without_newlines_streams_in_bounded_memory(tmp_path, warm_text):
+    """A single 100 MB line of new words: read in fixed pieces, cut at safe boundaries; memory stays ~constant.
+
+    The file is one 20 MB block of distinct words five times over: 20 MB is far more new words than
+    either pre-token cache holds, so the caches never see a repeated word as one they remember.
+    """
+    tok = gpt2(True, (EOT,))
+    block = distinct_words(20 << 20, 5)
+    assert block.startswith(b" ") and b"\n" not in block
     path = tmp_path / "one_line.txt"
     with open(path, "wb") as fh:
-        while fh.tell() < 100 * 2**20:
-            fh.write(block + b" ")
-    assert b"\n" not in block
-    probe = run_probe(path, 8 << 20)
-    assert probe["ok"] and probe["count"] > 20_000_000
+        for _ in range(5):
+            fh.write(block)  # each block starts with a space after a letter: a true pre-token boundary
+    probe = run_probe(path, warm_text, 8 << 20, native=True)
+    assert probe["ok"], "streaming needed more than 8 MB of new address space"
+    assert probe["count"] == 5 * tok.encode_to_array(block).size > 40_000_000

@@ -309,7 +309,7 @@ def test_batch_sampler_ranks_partition_the_global_batch_and_state_round_trips():
     assert torch.equal(fresh.next()[0], expected)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
+@pytest.mark.linux  # glibc's mallopt
 def test_keep_freed_cpu_memory_makes_a_repeated_large_allocation_fault_free():
     """A repeated 64 MB tensor reuses freed pages (the best of 5 repeats faults almost nothing); by default every
     repeat maps and faults in 16,384 fresh pages."""

@@ -1,10 +1,9 @@
 """Helpers shared by the training tests: a tiny byte-level dataset directory and tiny run configs.
 
 Not a conftest (that file is shared); the training test modules import from here.
-The dataset is real TinyStories text (when the shared corpora are present) or a
-generated story-like text, tokenized with a byte-level tokenizer (256 byte tokens
-+ <|endoftext|>, no merges) through the real ``cs336 tokenize`` code path, so the
-token files carry real manifests.
+The dataset is real TinyStories text (``tests/fixtures/``), tokenized with a
+byte-level tokenizer (256 byte tokens + <|endoftext|>, no merges) through the
+real ``cs336 tokenize`` code path, so the token files carry real manifests.
 """
 
 from __future__ import annotations
@@ -12,19 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from cs336_basics.config import RunConfig, apply_overrides
-
-SHARED_STORIES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinystories" / "tinystories_valid_head1k.txt"
+from tests.conftest import TINYSTORIES_VALID, fixture_text
 
 
 def _story_text(num_chars: int) -> str:
-    if SHARED_STORIES.exists():
-        return SHARED_STORIES.read_text(encoding="utf-8")[:num_chars]
-    words = "once upon a time there was a little dog who liked to play in the park with his friend".split()
-    out, i = [], 0
-    while sum(len(w) + 1 for w in out) < num_chars:
-        out.append(words[(i * 7 + i // 3) % len(words)])
-        i += 1
-    return " ".join(out)
+    text = fixture_text(TINYSTORIES_VALID)
+    assert len(text) >= num_chars, f"the TinyStories fixture holds {len(text)} characters, {num_chars} wanted"
+    return text[:num_chars]
 
 
 def make_byte_dataset(root: Path, train_chars: int = 60_000, valid_chars: int = 6_000) -> Path:
