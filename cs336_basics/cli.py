@@ -87,9 +87,13 @@ def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
     return parser
 
 
+MAX_ERROR_CHARS = 600
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split("\n")[0].split())
+    line = " ".join(text.split("\n")[0].split())
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 4] + " ..."
 
 
 def _describe_os_error(exc: OSError) -> str:
@@ -118,7 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
+        sys.stdout.flush()
         return int(result or 0)
+    except BrokenPipeError:
+        # the reader closed the pipe (cs336 plot ... | head): it has what it wanted; leave quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         if debug:
             raise

@@ -22,6 +22,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import reprlib
 import tomllib
 import types
 import typing
@@ -107,6 +108,17 @@ def _parse_scalar_string(text: str, tp: Any = Any) -> Any:
         return text
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 40
+
+
+def _show(value: Any) -> str:
+    """A bounded ``repr``: an error line stays short whatever the file held (without building the whole repr of
+    a huge value first)."""
+    return _SHORT_REPR.repr(value)
+
+
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against type ``tp`` (converting where lossless) or raise ConfigError naming ``key``."""
     origin = get_origin(tp)
@@ -115,7 +127,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         if value in get_args(tp):
             return value
-        raise ConfigError(f"{key}: {value!r} is not one of {_type_name(tp)}")
+        raise ConfigError(f"{key}: {_show(value)} is not one of {_type_name(tp)}")
     if origin in (typing.Union, types.UnionType):
         args = get_args(tp)
         if value is None:
@@ -130,43 +142,43 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 return coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(f"{key}: {value!r} is not a valid {_type_name(tp)}")
+        raise ConfigError(f"{key}: {_show(value)} is not a valid {_type_name(tp)}")
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v != ""]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {_show(value)}")
         (item_tp, *_rest) = get_args(tp) or (Any,)
         items = [coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a table/mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a table/mapping, got {_show(value)}")
         return dict(value)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a table/mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a table/mapping, got {_show(value)}")
         return from_dict(tp, value, prefix=key)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(f"{key}: expected true or false, got {_show(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise ConfigError(f"{key}: expected an integer, got {_show(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(f"{key}: expected a number, got {_show(value)}")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        raise ConfigError(f"{key}: expected a string, got {_show(value)}")
     raise ConfigError(f"{key}: unsupported config type {_type_name(tp)}")
 
 
@@ -270,17 +282,37 @@ def apply_override(cfg: T, assignment: str) -> T:
 # ----------------------------------------------------------------------------- files
 
 
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_ALIASES = 100
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` with the alias count bounded: a few hundred bytes of nested aliases (a "billion
+    laughs") would otherwise expand into gigabytes as soon as the values are walked."""
+    aliases = sum(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader))
+    if aliases > MAX_YAML_ALIASES:
+        raise ConfigError(f"config file {path} uses {aliases:,} YAML aliases (limit {MAX_YAML_ALIASES}); "
+                          "write the values out")
+    return yaml.safe_load(text) or {}
+
+
 def read_mapping(path: str | Path) -> dict[str, Any]:
     """Read a TOML or YAML file into a dict, with one-line errors for missing or malformed files."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is {path.stat().st_size:,} bytes; a run config is a few KB "
+                          f"(limit {MAX_CONFIG_BYTES:,}): is it the right file?")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); is it the right file?") from exc
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
+            data = _load_yaml(text, path)
         else:
             raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:

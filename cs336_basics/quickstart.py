@@ -188,12 +188,15 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
     cfg = load_config(config or "quickstart", overrides)
     with timer.phase("data"):
         gather_data(data_root, data, None if valid is None else Path(valid), max_bytes)
+    if cfg.model.vocab_size is None:
+        raise UserError("the quickstart trains its tokenizer to model.vocab_size; set it in the config or with "
+                        "--set model.vocab_size=N")
     with timer.phase("prepare"):
         prepared = prepare_dataset(data_root, cfg.model.vocab_size, workers=workers)
     tokenizer = Tokenizer.from_dir(prepared.tokenizer_dir)
     train_tokens = open_token_file(prepared.token_files["train"])
     cfg = _override(cfg, data={"dataset_dir": str(data_root.resolve())},
-                    model={"vocab_size": max(cfg.model.vocab_size, tokenizer.vocab_size)},
+                    model={"vocab_size": tokenizer.vocab_size},
                     train={"runs_dir": str((out / "runs").resolve()), "overwrite": True, "seed": seed})
     fixed = any(o.split("=")[0].strip() in ("train.total_steps", "train.total_tokens") for o in overrides or [])
     valid_path = prepared.token_files.get("valid")

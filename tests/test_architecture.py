@@ -17,7 +17,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "cs336_basics"
 
 LAYERS: list[list[str]] = [
-    ["errors", "fileio", "progress", "allocator", "lazy"],
+    ["errors"],
+    ["fileio", "progress", "allocator", "lazy"],
     ["hardware"],
     ["tokenizer", "http_download", "model"],
     ["datasets", "sample", "training.config"],

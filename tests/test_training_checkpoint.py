@@ -88,8 +88,18 @@ class Evil:
 def test_loading_refuses_unsafe_pickles(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "payload": Evil()}, path)
-    with pytest.raises(UserError, match="unsafe unpickling"):
+    with pytest.raises(UserError, match=r"holds Python objects \((posix|os|nt)\.system\).*would run code") as info:
         read_checkpoint(path)
+    assert "weights_only" not in str(info.value)  # never advise turning the safety off
+
+
+def test_files_that_are_not_checkpoints_say_so(tmp_path):
+    (tmp_path / "config.toml").write_text("[model]\nd_model = 64\n")
+    (tmp_path / "noise.pt").write_bytes(os.urandom(4096).replace(b"\x80", b"\x00").replace(b"PK", b"pk"))
+    for name in ("config.toml", "noise.pt"):
+        with pytest.raises(UserError, match="is not a PyTorch checkpoint") as info:
+            read_checkpoint(tmp_path / name)
+        assert "weights_only" not in str(info.value) and "unpickling" not in str(info.value)
 
 
 def test_corrupt_missing_and_mismatched_checkpoints_are_clear_errors(tmp_path):
@@ -108,7 +118,7 @@ def test_corrupt_missing_and_mismatched_checkpoints_are_clear_errors(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, torch
-    from cs336_basics.training.checkpoint import atomic_torch_save
+    from cs336_basics.runs.checkpoint import atomic_torch_save
     big = {"model": {"w": torch.randn(4_000_000)}, "iteration": 0}
     i = 0
     print("ready", flush=True)

@@ -79,6 +79,12 @@ class SweepSpec:
     batch_rule: BatchRule = "none"
     fixed_tokens: bool = False
 
+    def __post_init__(self) -> None:
+        # the name becomes the folder OUT/NAME: it must not climb out of OUT or into another folder
+        if not re.fullmatch(r"[A-Za-z0-9._=+-]+", self.name) or set(self.name) == {"."}:
+            raise ConfigError(f"sweep name {self.name!r} must be a plain directory name: letters, digits and "
+                              ". _ = + -, not only dots")
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "base_config": self.base_config, "overrides": list(self.overrides),
                 "grid": [[k, list(v)] for k, v in self.grid],
@@ -202,8 +208,6 @@ def merge_specs(file_spec: SweepSpec | None, *, name: str | None = None, base_co
 def validate_spec(spec: SweepSpec) -> None:
     if spec.batch_rule not in BATCH_RULES:
         raise ConfigError(f"batch_rule {spec.batch_rule!r} is not one of {', '.join(BATCH_RULES)}")
-    if not re.fullmatch(r"[A-Za-z0-9._=+-]+", spec.name):
-        raise ConfigError(f"sweep name {spec.name!r} may only contain letters, digits and . _ = + -")
     names = [a.name for a in spec.ablations]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -132,14 +132,21 @@ def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer | None, i
 def read_checkpoint(src: str | os.PathLike | IO[bytes], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict with ``weights_only=True``; one-line UserErrors for missing, corrupt or unsafe files."""
     name = str(src) if isinstance(src, (str, os.PathLike)) else getattr(src, "name", "checkpoint")
-    if isinstance(src, (str, os.PathLike)) and not Path(src).is_file():
-        raise UserError(f"checkpoint not found: {src} (give a .pt file or a run directory)")
+    if isinstance(src, (str, os.PathLike)):
+        if not Path(src).is_file():
+            raise UserError(f"checkpoint not found: {src} (give a .pt file or a run directory)")
+        with open(src, "rb") as fh:
+            magic = fh.read(4)
+        if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # torch's zip format, or a raw pickle
+            raise UserError(f"{name} is not a PyTorch checkpoint (it starts with {magic!r}); give a .pt file "
+                            "written by cs336 train or torch.save, or a run directory")
     try:
         obj = torch.load(src, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"refusing to load {name}: it needs unsafe unpickling ({first}); "
-                        "only checkpoints holding tensors and plain data are accepted") from exc
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise UserError(f"refusing to load {name}: it holds Python objects{what} beyond tensors and plain data, "
+                        "and loading it would run code from the file; only plain checkpoints are accepted") from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise UserError(f"cannot read checkpoint {name}: it is corrupt or truncated ({type(exc).__name__}); "
                         "use another checkpoint, e.g. an older step_*.pt") from exc
