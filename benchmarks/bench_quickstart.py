@@ -36,20 +36,24 @@ def measure(settings: dict, data_dir) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         def run_once():
             out = Path(tmp) / f"qs{len(outputs)}"
-            wall, _, stdout, cpu = run_subprocess(
+            wall, _, stdout, cpu, stderr = run_subprocess(
                 [sys.executable, "-m", "cs336_basics.cli", "quickstart", "--data", str(train), "--valid", str(valid),
                  "--out", str(out), "--minutes", str(settings["minutes"])], env)
-            outputs.append(stdout)
+            outputs.append(stderr + stdout)
             metrics["minutes"].append(wall / 60)
             metrics["bits per byte"].append(float(re.search(r"validation:.*?([\d.]+) bits/byte", stdout).group(1)))
             metrics["nats below unigram"].append(float(re.search(r"improvement:\s+([\d.]+) nats", stdout).group(1)))
             return Timing(wall, cpu)
 
         results = compare([Contender("cs336 quickstart", run_once)], repeats=settings["repeats"])
-    steps = re.search(r"-> (\d+) steps", outputs[-1])
+    plan = re.search(r"([\d.]+) s/step measured -> (\d+) steps", outputs[-1])
+    train_s = re.search(r"time \(s\):.*?train ([\d.]+)", outputs[-1])
+    facts = {"last run: step cost measured before training, s": float(plan.group(1)) if plan else "not printed",
+             "last run: steps planned": int(plan.group(2)) if plan else "not printed",
+             "last run: training seconds": float(train_s.group(1)) if train_s else "not printed"}
     return {"groups": [group("run", f"`cs336 quickstart` on {train.name}, validated on {valid.name}, "
-                             f"{settings['minutes']}-minute budget", results, metrics=metrics, size=f"{settings['minutes']}-minute budget",
-                             facts={"steps planned (last run)": int(steps.group(1)) if steps else "not printed"})],
+                             f"{settings['minutes']}-minute budget", results, metrics=metrics,
+                             size=f"{settings['minutes']}-minute budget", facts=facts)],
             "notes": ["One run per repetition of the whole command; the step count is fitted to the machine's speed "
                       "at the start of each run."]}
 

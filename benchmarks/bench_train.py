@@ -181,7 +181,8 @@ def timed_train(cfg, warmup: int):
     """A contender running one ``train()`` call; its Timing is the wall time of the steps after ``warmup``."""
     def run() -> Timing:
         result = train(cfg)
-        events = [json.loads(line) for line in open(result.run_dir / "metrics.jsonl", encoding="utf-8")]
+        lines = (result.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        events = [json.loads(line) for line in lines]
         tokens_per_step = cfg.train.batch_size * cfg.model.context_length
         steps = [e for e in events if e.get("event") == "train" and e["step"] > warmup]
         assert len(steps) == cfg.train.total_steps - warmup, "one train event per step expected (log_interval=1)"

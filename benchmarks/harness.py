@@ -122,8 +122,8 @@ def _children_cpu() -> float:
 
 
 def run_subprocess(cmd: Sequence[str], env: dict[str, str] | None = None,
-                   poll: float = 0.05) -> tuple[float, int, str, float]:
-    """Run ``cmd``; return (wall s, peak RSS of its process tree, stdout, CPU s of its process tree)."""
+                   poll: float = 0.05) -> tuple[float, int, str, float, str]:
+    """Run ``cmd``; return (wall s, peak RSS of its process tree, stdout, CPU s of its process tree, stderr)."""
     import psutil
 
     full_env = {**os.environ, **(env or {})}
@@ -146,7 +146,7 @@ def run_subprocess(cmd: Sequence[str], env: dict[str, str] | None = None,
         reader.join()
     if popen.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({popen.returncode}): {''.join(err_chunks)[-2000:]}")
-    return elapsed, peak, "".join(out_chunks), _children_cpu() - cpu_before
+    return elapsed, peak, "".join(out_chunks), _children_cpu() - cpu_before, "".join(err_chunks)
 
 
 def compare(contenders: Sequence[Contender], repeats: int = 3, warmup: int = 0, verbose: bool = True) -> list[Result]:
@@ -157,7 +157,7 @@ def compare(contenders: Sequence[Contender], repeats: int = 3, warmup: int = 0, 
             gc.collect()
             peak = 0
             if contender.cmd is not None:
-                wall, peak, _, cpu = run_subprocess(contender.cmd, contender.env)
+                wall, peak, _, cpu, _ = run_subprocess(contender.cmd, contender.env)
             else:
                 start, cpu_start = time.perf_counter(), time.process_time()
                 out = contender.fn()
