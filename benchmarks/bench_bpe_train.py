@@ -1,38 +1,43 @@
-"""Benchmark BPE training: ours vs rustbpe vs Hugging Face tokenizers, side by side.
+"""BPE training: ours vs rustbpe vs Hugging Face tokenizers, side by side, on distinct real English.
 
-Builds (once, cached under .bench/) a corpus of real English text from ../shared/data/english:
-about half Gutenberg books and half web/news text, alternating whole documents, joined with
-``<|endoftext|>``, cut at a document boundary near ``--mb`` MB. Every contender runs as a subprocess
-(so peak RSS covers its whole process tree, workers included), interleaved, ``--repeats`` times.
+Builds (once, cached under .bench/) a corpus from the shared English text: whole
+documents alternating between Gutenberg books and web/news text (about half each by
+bytes), joined with ``<|endoftext|>``, cut at a document boundary near ``--mb`` MB.
+Nothing is repeated: when less distinct text exists than asked for, the corpus is all
+of it and the record says so. Every contender runs as a subprocess (so peak RSS covers
+its whole process tree, workers included, and CPU time is the tree's), interleaved,
+``--repeats`` times:
 
-- ours: ``train_bpe(file, vocab, ["<|endoftext|>"])`` (C counting + C merging, 2 workers);
+- ours: ``train_bpe(file, vocab, ["<|endoftext|>"], workers=2)`` (C counting + C merging);
 - rustbpe: ``Tokenizer.train_from_iterator`` over the documents (split on ``<|endoftext|>``,
   which it does not know), GPT-2 pattern;
 - tokenizers: BpeTrainer with the GPT-2 split + ByteLevel, fed the documents split on
   ``<|endoftext|>`` (its only mode equivalent to ours).
 
 rustbpe and tokenizers break ties towards smaller ids, so their merges differ from ours after a few
-dozen: compare time and memory, not merges.
+dozen: compare time and memory, not merges (ours equals the reference merges; the tests check that).
 
-Usage: python benchmarks/bench_bpe_train.py --mb 100 --vocab 10000 --repeats 3 [--only ours,rustbpe]
+    python benchmarks/bench_bpe_train.py --quick
+    python benchmarks/bench_bpe_train.py --mb 100 --contenders ours,rustbpe
 """
 
 from __future__ import annotations
 
-import argparse
 import lzma
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Contender, compare, dump_json, print_table  # noqa: E402
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.corpora import EOT, GUTENBERG, WEB
+from benchmarks.harness import CACHE, Contender, compare, group, script_main, shared_data
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "english"
-CACHE = REPO / ".bench"
-EOT = "<|endoftext|>"
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+SIZES = {
+    "quick": dict(mb=10, vocab=10_000, repeats=3, workers=2, contenders="ours,rustbpe,tokenizers"),
+    "full": dict(mb=100, vocab=10_000, repeats=3, workers=2, contenders="ours,rustbpe,tokenizers"),
+}
 
 
 def _documents(xz_path: Path, limit: int):
@@ -56,17 +61,15 @@ def _documents(xz_path: Path, limit: int):
                         return
 
 
-def build_corpus(mb: int) -> Path:
-    """The benchmark file of ``mb`` MB (cached). Only ~386 MB of real text exist: beyond that the
-    mix is repeated whole (no new distinct pre-tokens, so it measures the size-dependent costs)."""
+def build_corpus(mb: int, data_dir=None) -> Path:
+    """The benchmark file of about ``mb`` MB of distinct text (cached); smaller when the corpora run out."""
     out = CACHE / f"english_mix_{mb}MB.txt"
     if out.exists():
         return out
     CACHE.mkdir(exist_ok=True)
-    target = mb * 1_000_000
-    half = target // 2
-    books = _documents(SHARED / "gutenberg_200M.txt.xz", half)
-    web = _documents(SHARED / "web_english.txt.xz", half)
+    half = mb * 1_000_000 // 2
+    books = _documents(shared_data(GUTENBERG, data_dir), half)
+    web = _documents(shared_data(WEB, data_dir), half)
     tmp = out.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         first = True
@@ -82,20 +85,6 @@ def build_corpus(mb: int) -> Path:
                     break
         for doc in web:
             fh.write(EOT + doc)
-    written = tmp.stat().st_size
-    if written < target * 0.95:
-        # Not enough real text: repeat what we have, whole, until the size is reached.
-        with open(tmp, "rb") as src_fh:
-            base = src_fh.read()
-        with open(tmp, "ab") as fh:
-            while written < target:
-                piece = base[: target - written]
-                if len(piece) < len(base):
-                    piece = piece[: piece.rfind(EOT.encode())]
-                    if not piece:
-                        break
-                fh.write(EOT.encode() + piece)
-                written += len(piece) + len(EOT)
     tmp.rename(out)
     return out
 
@@ -134,34 +123,25 @@ def run_one(name: str, path: str, vocab: int, workers: int) -> None:
     print(f"{name}: {time.perf_counter() - start:.2f}s", file=sys.stderr)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mb", type=int, default=100)
-    ap.add_argument("--vocab", type=int, default=10_000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--only", default="ours,rustbpe,tokenizers")
-    ap.add_argument("--json", default=None, help="also write raw results here")
-    ap.add_argument("--run", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--input", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.run:
-        run_one(args.run, args.input, args.vocab, args.workers)
-        return
-    corpus = build_corpus(args.mb)
-    size = corpus.stat().st_size
-    print(f"corpus: {corpus} ({size / 1e6:.1f} MB)", file=sys.stderr)
+def measure(settings: dict, data_dir) -> dict:
+    corpus = build_corpus(settings["mb"], data_dir)
+    size = corpus.stat().st_size / 1e6
     contenders = [Contender(name, cmd=[sys.executable, __file__, "--run", name, "--input", str(corpus),
-                                       "--vocab", str(args.vocab), "--workers", str(args.workers)],
-                            work=size / 1e6, work_unit="MB")
-                  for name in args.only.split(",")]
-    results = compare(contenders, repeats=args.repeats)
-    baseline = "rustbpe" if "rustbpe" in args.only.split(",") else contenders[0].name
-    print(f"\n{size / 1e6:.1f} MB, vocab {args.vocab}, {args.repeats} interleaved runs, medians:\n")
-    print_table(results, baseline=baseline)
-    if args.json:
-        dump_json(results, args.json)
+                                       "--vocab", str(settings["vocab"]), "--workers", str(settings["workers"])],
+                            work=size, work_unit="MB")
+                  for name in settings["contenders"].split(",")]
+    results = compare(contenders, repeats=settings["repeats"])
+    facts = {"corpus MB (distinct text, no repetition)": round(size, 1)}
+    notes = []
+    if size < 0.95 * settings["mb"]:
+        notes.append(f"Only {size:.0f} MB of distinct text exist in the shared corpora; asked for {settings['mb']} MB.")
+    return {"groups": [group("train", f"{size:.1f} MB of English (books + web), vocab {settings['vocab']}, "
+                             f"special token <|endoftext|>", results, size=f"{size:.0f} MB", facts=facts)], "notes": notes}
 
 
 if __name__ == "__main__":
-    main()
+    if "--run" in sys.argv:  # one contender's subprocess
+        args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+        run_one(args["--run"], args["--input"], int(args["--vocab"]), int(args["--workers"]))
+    else:
+        script_main(__doc__.splitlines()[0], SIZES, measure)

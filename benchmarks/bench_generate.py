@@ -1,54 +1,60 @@
-"""Generation speed: KV cache vs full recomputation, and vs a standard past_key_values loop.
+"""Generation speed: our KV cache vs recomputing, vs Hugging Face transformers, vs a functional loop.
 
-Measures tokens/s for ``--new`` (512) new tokens from a ``--prompt-len`` (16)
-token prompt, batch 1 and 8, on a CPU-sized Llama-style model (d_model 256,
-4 layers, 8 heads, context 1024 so 528 tokens fit without sliding; random
-weights: speed does not depend on what the weights say). Contenders, run
-interleaved by ``benchmarks/harness.py`` (medians of ``--repeats``):
+``--new`` new tokens from ``--prompt-len``-token prompts (real TinyStories
+openings), greedy, no stop at end-of-text, batch 1 (and 8 in full runs), one
+torch thread, on a Llama-style model (d_model 256, 4 layers, 8 heads, context
+1024, random weights: speed does not depend on what the weights say) with a
+10,000-token BPE trained on TinyStories, so the LM head and every contender's
+argmax cover the same 10,000 ids. Contenders, interleaved, all repeated alike:
 
-- ``ours cached``: :func:`cs336_basics.generation.generate` with the KV cache;
-- ``ours uncached``: the same with ``use_cache=False`` (whole context every step);
-- ``standard past_key_values`` (the anchor): :class:`StdDecoder` below, a model
-  written the standard way (``nn.Module`` layers: ``nn.Embedding``, ``nn.Linear``,
-  ``nn.RMSNorm``, ``F.silu``, ``F.scaled_dot_product_attention``, RoPE from
-  cos/sin tables, as in Hugging Face's Llama) on the *same weights*, driven by a
-  minimal greedy loop with Hugging Face ``past_key_values`` semantics: every
-  layer returns its keys/values, the loop carries them and each step
-  ``torch.cat``s the new token's keys/values onto them;
-- ``functional past_key_values``: :func:`hf_style_generate`, the same loop over a
-  forward written as one flat function of the weight tensors (``F.linear``, no
-  modules at all). Not how models are written, but it shows the floor of Python
-  overhead per decoding step, so it is reported as a second reference.
+- ``ours cached``: ``cs336_basics.generation.generate`` with the KV cache (the
+  default), text streaming and all;
+- ``ours uncached``: the same with ``use_cache=False`` (the whole context every step);
+- ``transformers generate``: Hugging Face ``LlamaForCausalLM.generate`` (greedy,
+  ``use_cache=True``, ``min_new_tokens`` = ``max_new_tokens``) on the folder our
+  exporter writes (``cs336_basics.export.export_hf``) from the same weights;
+- ``functional past_key_values``: a greedy loop over a module-free forward
+  (``F.linear``, ``F.scaled_dot_product_attention`` on the weight tensors) that
+  carries ``past_key_values`` and ``torch.cat``s each new token's keys/values:
+  the floor of Python overhead per step, kept as a second reference.
 
-All contenders decode greedily, so their tokens must be identical; the script
-checks that before timing. It also records the time of every decoding step of
-``ours cached`` (a forward hook) and reports the mean of the last 64 steps over
-the first 64 (flat per-token latency means ~1.0).
+Per repetition of ``ours cached`` a forward hook also records when every
+decoding step ends: the metric "latency last 64 / first 64" is the median of the
+last 64 step times over the median of the first 64 (flat latency: ~1.0), and
+"time outside the model forward" the fraction of the CPU time spent in the
+decoding loop itself. Whether every contender produced our tokens is recorded.
 
-Run: ``python benchmarks/bench_generate.py`` (``--quick`` for a smoke run).
+    python benchmarks/bench_generate.py --quick
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Contender, compare, print_table  # noqa: E402
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.corpora import EOT, TINYSTORIES_TRAIN, TINYSTORIES_VALID, text_prefix, tokenizer_dir
+from benchmarks.harness import Contender, compare, group, script_main
 
-from cs336_basics.generation import generate  # noqa: E402
-from cs336_basics.model import ModelConfig, TransformerLM  # noqa: E402
-from cs336_basics.tokenizer import Tokenizer  # noqa: E402
+# The package entry points this script uses (one place, so a restructured package is one edit away).
+from cs336_basics.export import export_hf
+from cs336_basics.generation import generate
+from cs336_basics.model import ModelConfig, TransformerLM
+from cs336_basics.tokenizer import Tokenizer
 
-# ----------------------------------------------------------------------------- the anchor
+SIZES = {
+    "quick": dict(new=128, prompt_len=16, batches="1", repeats=3, d_model=256, layers=4, heads=8, context=1024),
+    "full": dict(new=512, prompt_len=16, batches="1,8", repeats=3, d_model=256, layers=4, heads=8, context=1024),
+}
+
+
+# ----------------------------------------------------------------------------- the functional floor
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -61,9 +67,9 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
     return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
 
 
-def hf_forward(w: dict[str, torch.Tensor], cfg: ModelConfig, input_ids: torch.Tensor, position_ids: torch.Tensor,
-               past_key_values: list[tuple[torch.Tensor, torch.Tensor]] | None):
-    """One forward in the Hugging Face style; returns (logits (B, T, V), new past_key_values)."""
+def functional_forward(w: dict[str, torch.Tensor], cfg: ModelConfig, input_ids: torch.Tensor,
+                       position_ids: torch.Tensor, past_key_values: list[tuple[torch.Tensor, torch.Tensor]] | None):
+    """One forward as a flat function of our weights; returns (logits (B, T, V), new past_key_values)."""
     B, T = input_ids.shape
     H, D = cfg.num_heads, cfg.d_model // cfg.num_heads
     inv_freq = cfg.rope_theta ** (-torch.arange(0, D, 2, dtype=torch.float32) / D)
@@ -89,120 +95,46 @@ def hf_forward(w: dict[str, torch.Tensor], cfg: ModelConfig, input_ids: torch.Te
     return logits, presents
 
 
-class StdAttention(nn.Module):
-    def __init__(self, d: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv_proj = nn.Linear(d, 3 * d, bias=False)
-        self.output_proj = nn.Linear(d, d, bias=False)
-
-    def forward(self, x, cos, sin, past):
-        B, T, d = x.shape
-        q, k, v = self.qkv_proj(x).view(B, T, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, T, D)
-        q, k = _rope(q, cos, sin), _rope(k, cos, sin)
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, H, S, D)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=past is None)  # (B, H, T, D)
-        return self.output_proj(out.transpose(1, 2).reshape(B, T, d)), (k, v)
-
-
-class StdMLP(nn.Module):
-    def __init__(self, d: int, d_ff: int) -> None:
-        super().__init__()
-        self.w1, self.w3 = nn.Linear(d, d_ff, bias=False), nn.Linear(d, d_ff, bias=False)
-        self.w2 = nn.Linear(d_ff, d, bias=False)
-
-    def forward(self, x):
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
-
-
-class StdLayer(nn.Module):
-    def __init__(self, d: int, heads: int, d_ff: int, eps: float) -> None:
-        super().__init__()
-        self.ln1, self.ln2 = nn.RMSNorm(d, eps=eps), nn.RMSNorm(d, eps=eps)
-        self.attn, self.ffn = StdAttention(d, heads), StdMLP(d, d_ff)
-
-    def forward(self, x, cos, sin, past):
-        a, present = self.attn(self.ln1(x), cos, sin, past)
-        x = x + a
-        return x + self.ffn(self.ln2(x)), present
-
-
-class StdDecoder(nn.Module):
-    """The standard-way model (module names match ours, so our state dict loads into it as is)."""
-
-    def __init__(self, cfg: ModelConfig, d_ff: int) -> None:
-        super().__init__()
-        d, self.cfg = cfg.d_model, cfg
-        self.token_embeddings = nn.Embedding(cfg.vocab_size, d)
-        self.layers = nn.ModuleList(StdLayer(d, cfg.num_heads, d_ff, cfg.norm_eps) for _ in range(cfg.num_layers))
-        self.ln_final = nn.RMSNorm(d, eps=cfg.norm_eps)
-        self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)
-        D = d // cfg.num_heads
-        inv_freq = cfg.rope_theta ** (-torch.arange(0, D, 2, dtype=torch.float32) / D)
-        angles = torch.arange(cfg.context_length, dtype=torch.float32)[:, None] * inv_freq  # (ctx, D/2)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
-
-    def forward(self, input_ids, position_ids, past_key_values=None):
-        cos, sin = self.cos[position_ids].unsqueeze(1), self.sin[position_ids].unsqueeze(1)  # (B, 1, T, D/2)
-        x = self.token_embeddings(input_ids)
-        presents = []
-        for i, layer in enumerate(self.layers):
-            x, present = layer(x, cos, sin, None if past_key_values is None else past_key_values[i])
-            presents.append(present)
-        return self.lm_head(self.ln_final(x)), presents
-
-
 @torch.inference_mode()
-def greedy_past_key_values(forward, input_ids: torch.Tensor, max_new_tokens: int, vocab_limit: int) -> torch.Tensor:
-    """Greedy decoding the Hugging Face way: ``forward(ids, position_ids, past) -> (logits, past)`` carries the
-    keys/values from step to step (prompts of equal length, as in the benchmark)."""
+def functional_generate(w: dict[str, torch.Tensor], cfg: ModelConfig, input_ids: torch.Tensor,
+                        max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding the Hugging Face way over :func:`functional_forward` (prompts of equal length)."""
     B, T = input_ids.shape
     position_ids = torch.arange(T).expand(B, T)
-    logits, past = forward(input_ids, position_ids, None)
+    logits, past = functional_forward(w, cfg, input_ids, position_ids, None)
     out = []
     for step in range(max_new_tokens):
-        next_ids = logits[:, -1, :vocab_limit].argmax(-1, keepdim=True)  # (B, 1)
+        next_ids = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
         out.append(next_ids)
         if step == max_new_tokens - 1:
             break
         position_ids = position_ids[:, -1:] + 1
-        logits, past = forward(next_ids, position_ids, past)
+        logits, past = functional_forward(w, cfg, next_ids, position_ids, past)
     return torch.cat(out, dim=1)
 
 
-def standard_generate(model: StdDecoder, input_ids: torch.Tensor, max_new_tokens: int, vocab_limit: int):
-    """The loop over the module-based standard model."""
-    return greedy_past_key_values(model, input_ids, max_new_tokens, vocab_limit)
+# ----------------------------------------------------------------------------- measuring
 
 
-def hf_style_generate(w: dict[str, torch.Tensor], cfg: ModelConfig, input_ids: torch.Tensor, max_new_tokens: int,
-                      vocab_limit: int) -> torch.Tensor:
-    """The loop over the module-free functional forward."""
-    return greedy_past_key_values(lambda ids, pos, past: hf_forward(w, cfg, ids, pos, past), input_ids,
-                                  max_new_tokens, vocab_limit)
-
-
-# ----------------------------------------------------------------------------- setup
-
-
-def byte_tokenizer() -> Tokenizer:
-    return Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"])
-
-
-def prompts_of(batch: int, length: int) -> list[str]:
-    words = "Once upon a time there was a little dog named Max who loved to run in the park"
-    return [(words[i:] + words)[:length] for i in range(batch)]  # `length` ASCII bytes = `length` tokens
+def real_prompts(tok: Tokenizer, text: str, batch: int, length: int) -> list[str]:
+    """Openings of ``batch`` distinct stories that encode to exactly ``length`` tokens (and back)."""
+    prompts = []
+    for story in text.split(EOT):
+        ids = tok.encode(story.strip())[:length]
+        prompt = tok.decode(ids)
+        if len(ids) == length and tok.encode(prompt) == ids:
+            prompts.append(prompt)
+            if len(prompts) == batch:
+                return prompts
+    raise RuntimeError(f"fewer than {batch} stories give a {length}-token prompt")
 
 
 class StepClock:
-    """Forward hook recording when every forward of the model finishes (wall and process CPU time)."""
+    """Forward hooks recording when every forward of the model ends (wall), and the CPU time inside forwards."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.wall: list[float] = []
-        self.cpu: list[float] = []
-        self.in_forward = 0.0  # CPU seconds spent inside the model's forward
+        self.in_forward = 0.0
         self._entered = 0.0
         self.handles = [model.register_forward_pre_hook(lambda *_: self._enter()),
                         model.register_forward_hook(lambda *_: self._tick())]
@@ -212,126 +144,83 @@ class StepClock:
 
     def _tick(self) -> None:
         self.wall.append(time.perf_counter())
-        self.cpu.append(time.process_time())
-        self.in_forward += self.cpu[-1] - self._entered
+        self.in_forward += time.process_time() - self._entered
 
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
 
-    @staticmethod
-    def deltas(times: list[float]) -> list[float]:
-        return [b - a for a, b in zip(times, times[1:])]
 
+def measure_batch(batch: int, settings: dict, model, hf, weights, tok, valid_text: str) -> dict:
+    import statistics
 
-class CpuTimed:
-    """Wraps a contender's function to also record its process CPU time.
+    cfg, new = model.config, settings["new"]
+    prompts = real_prompts(tok, valid_text, batch, settings["prompt_len"])
+    input_ids = torch.tensor([tok.encode(p) for p in prompts])  # (B, prompt_len)
+    mask = torch.ones_like(input_ids)
 
-    With one torch thread, CPU time is the work done, unaffected by other
-    processes competing for the cores (wall time on a shared machine is not).
-    """
+    def ours(use_cache: bool):
+        return [r.token_ids for r in generate(model, tok, prompts, max_new_tokens=new, temperature=0.0,
+                                              stop_at_eos=False, use_cache=use_cache)]
 
-    def __init__(self, fn) -> None:
-        self.fn, self.times = fn, []
+    def transformers_generate():
+        with torch.inference_mode():
+            out = hf.generate(input_ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                              use_cache=True, pad_token_id=0)
+        return out[:, input_ids.shape[1]:].tolist()
 
-    def __call__(self):
-        start = time.process_time()
-        out = self.fn()
-        self.times.append(time.process_time() - start)
-        return out
+    def functional():
+        return functional_generate(weights, cfg, input_ids, new).tolist()
 
+    expected = ours(True)
+    same = {"ours uncached": ours(False) == expected, "transformers generate": transformers_generate() == expected,
+            "functional past_key_values": functional() == expected}
+    latency, outside = [], []
 
-ANCHOR = "standard past_key_values"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--new", type=int, default=512)
-    parser.add_argument("--prompt-len", type=int, default=16)
-    parser.add_argument("--batches", default="1,8")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--uncached-repeats", type=int, default=1, help="the slow reference is timed fewer times")
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--vocab", type=int, default=10000)
-    parser.add_argument("--context", type=int, default=1024)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
-    parser.add_argument("--no-uncached", action="store_true")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: CPU time then measures work on a shared machine)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.quick:
-        args.new, args.repeats, args.d_model, args.layers, args.vocab, args.context = 64, 1, 64, 2, 1000, 128
-
-    cfg = ModelConfig(vocab_size=args.vocab, context_length=args.context, d_model=args.d_model,
-                      num_layers=args.layers, num_heads=args.heads, position="rope", ffn="swiglu")
-    model = TransformerLM(cfg, seed=0).eval()
-    sdpa_model = TransformerLM(dataclasses.replace(cfg, attention="sdpa")).eval()
-    sdpa_model.load_state_dict(model.state_dict())
-    weights = {k: v.detach() for k, v in model.state_dict().items()}
-    std_model = StdDecoder(cfg, model.layers[0].ffn.w1.out_features).eval()
-    std_model.load_state_dict(model.state_dict())
-    tok = byte_tokenizer()
-    print(f"model: d_model {cfg.d_model}, {cfg.num_layers} layers, {cfg.num_heads} heads, vocab {cfg.vocab_size}, "
-          f"context {cfg.context_length}, {model.num_parameters() / 1e6:.1f}M parameters; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.new} new tokens from a {args.prompt_len}-token prompt\n")
-
-    def ours(prompts, use_cache=True, net=model):
-        return generate(net, tok, prompts, max_new_tokens=args.new, temperature=0.0, stop_at_eos=False,
-                        use_cache=use_cache)
-
-    for batch in [int(b) for b in args.batches.split(",")]:
-        prompts = prompts_of(batch, args.prompt_len)
-        input_ids = torch.tensor([tok.encode(p) for p in prompts])  # (B, prompt_len)
-        assert input_ids.shape == (batch, args.prompt_len)
-        # correctness first: the anchor and our decoding must agree token for token
-        mine = [r.token_ids for r in ours(prompts)]
-        anchor = hf_style_generate(weights, cfg, input_ids, args.new, tok.vocab_size).tolist()
-        assert mine == anchor, "hf-style loop and generate() disagree: not the same computation"
-        assert [r.token_ids for r in ours(prompts, net=sdpa_model)] == mine
-        work = batch * args.new
-        assert standard_generate(std_model, input_ids, args.new, tok.vocab_size).tolist() == mine
-        fns = {
-            "ours cached": CpuTimed(lambda: ours(prompts)),
-            "ours cached, sdpa kernel": CpuTimed(lambda: ours(prompts, net=sdpa_model)),
-            ANCHOR: CpuTimed(lambda: standard_generate(std_model, input_ids, args.new, tok.vocab_size)),
-            "functional past_key_values": CpuTimed(lambda: hf_style_generate(weights, cfg, input_ids, args.new,
-                                                                             tok.vocab_size)),
-        }
-        print(f"## batch {batch}\n")
-        results = compare([Contender(name, fn, work=work, work_unit="tok") for name, fn in fns.items()],
-                          repeats=args.repeats, warmup=1)
-        print_table(results, baseline=ANCHOR)
-        anchor_cpu = statistics.median(fns[ANCHOR].times[1:])
-        print("\n| contender | median CPU s | tok per CPU s | CPU time vs standard | speed vs standard |")
-        print("|---|---:|---:|---:|---:|")
-        for name, fn in fns.items():
-            cpu = statistics.median(fn.times[1:])  # [0] is the warmup
-            print(f"| {name} | {cpu:.3f} | {work / cpu:.1f} | {cpu / anchor_cpu:.3f} | {anchor_cpu / cpu:.3f} |")
-        cached_cpu = statistics.median(fns["ours cached"].times[1:])
-        if not args.no_uncached:
-            slow = CpuTimed(lambda: ours(prompts, use_cache=False))
-            uncached = compare([Contender("ours uncached", slow, work=work, work_unit="tok")],
-                               repeats=args.uncached_repeats)[0]
-            print(f"\nuncached: median {uncached.median:.2f}s wall ({uncached.rate:.1f} tok/s), "
-                  f"{statistics.median(slow.times):.2f}s CPU; cache speed-up "
-                  f"{uncached.median / results[0].median:.1f}x wall, {statistics.median(slow.times) / cached_cpu:.1f}x CPU")
+    def ours_cached_clocked():
         clock = StepClock(model)
         start = time.process_time()
-        ours(prompts)
+        ours(True)
         total = time.process_time() - start
         clock.remove()
-        print(f"\ngenerate() CPU {total:.2f}s, of which model forward {clock.in_forward:.2f}s: "
-              f"decoding-loop overhead {100 * (total - clock.in_forward) / total:.1f}%")
-        for label, times in (("wall", clock.wall), ("CPU", clock.cpu)):
-            steps = StepClock.deltas(times)  # decode steps after the prefill
-            first, last = statistics.median(steps[:64]), statistics.median(steps[-64:])
-            print(f"per-token latency ({label}, medians): first 64 steps {first * 1e3:.2f} ms, "
-                  f"last 64 {last * 1e3:.2f} ms, ratio {last / first:.2f}")
-        print()
+        steps = [b - a for a, b in zip(clock.wall, clock.wall[1:])]  # decoding steps after the prefill
+        latency.append(statistics.median(steps[-64:]) / statistics.median(steps[:64]))
+        outside.append((total - clock.in_forward) / total)
+
+    work = batch * new
+    contenders = [Contender("ours cached", ours_cached_clocked, work=work, work_unit="tok"),
+                  Contender("ours uncached", lambda: ours(False), work=work, work_unit="tok"),
+                  Contender("transformers generate", transformers_generate, work=work, work_unit="tok"),
+                  Contender("functional past_key_values", functional, work=work, work_unit="tok")]
+    results = compare(contenders, repeats=settings["repeats"], warmup=1)
+    r = settings["repeats"]
+    return group(f"b{batch}", f"batch {batch}: {new} new tokens from {settings['prompt_len']}-token prompts, greedy",
+                 results, size=f"batch {batch}, {new} new tokens",
+                 metrics={"latency last 64 / first 64": latency[-r:],
+                                   "time outside the model forward (CPU fraction)": outside[-r:]},
+                 facts={f"{name} gives our tokens": value for name, value in same.items()})
+
+
+def measure(settings: dict, data_dir) -> dict:
+    import transformers
+
+    torch.set_num_threads(1)
+    train_text = text_prefix(TINYSTORIES_TRAIN, None, data_dir)
+    tok = Tokenizer.from_dir(tokenizer_dir(train_text, 10_000))
+    cfg = ModelConfig(vocab_size=tok.vocab_size, context_length=settings["context"], d_model=settings["d_model"],
+                      num_layers=settings["layers"], num_heads=settings["heads"])
+    model = TransformerLM(cfg, seed=0).eval()
+    weights = {k: v.detach() for k, v in model.state_dict().items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        hf = transformers.LlamaForCausalLM.from_pretrained(export_hf(model, Path(tmp) / "hf")).eval()
+    valid_text = text_prefix(TINYSTORIES_VALID, None, data_dir).read_text(encoding="utf-8")
+    groups = [measure_batch(int(b), settings, model, hf, weights, tok, valid_text) for b in settings["batches"].split(",")]
+    notes = [f"Model: d_model {cfg.d_model}, {cfg.num_layers} layers, {cfg.num_heads} heads, vocab {cfg.vocab_size}, "
+             f"context {cfg.context_length}, {model.num_parameters() / 1e6:.1f}M parameters, random weights; "
+             f"transformers {transformers.__version__} "
+             f"(attention implementation {hf.config._attn_implementation!r})."]
+    return {"groups": groups, "notes": notes, "torch_threads": torch.get_num_threads()}
 
 
 if __name__ == "__main__":
-    main()
+    script_main(__doc__.splitlines()[0], SIZES, measure)

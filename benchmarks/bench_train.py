@@ -1,28 +1,42 @@
-"""Training throughput and MFU: our loop (``cs336 train``'s Trainer) vs a standard PyTorch GPT training loop.
+"""Training throughput: `cs336 train`'s loop vs a standard PyTorch GPT training loop, eager and compiled.
 
-The standard loop is what one would write with stock PyTorch for the same
-model: ``nn.Linear``, ``nn.RMSNorm``, RoPE, SwiGLU, ``F.scaled_dot_product_attention``,
-``F.cross_entropy`` and ``torch.optim.AdamW`` (foreach), batches from the same
-memory-mapped token array. Ours is ``cs336_basics.training.loop.Trainer``'s
-step (batch sampling, from-scratch model, cross-entropy and AdamW, clipping,
-the finiteness check) built from a RunConfig exactly as ``cs336 train`` builds it.
+Contenders, run interleaved (one repetition of each per round):
 
-Method (the machine is shared and noisy): both are built once, then run in
-interleaved blocks (A B A B ...) of ``--steps`` optimizer steps after one
-warm-up step each; the median seconds per step gives tokens/s. MFU =
-(6 N + 12 L d T) x tokens/s / peak, with N the parameters in matmuls including
-the LM head and the peak the best float32 matmul rate measured in the same run.
-Finally one short end-to-end ``train()`` run reports the loop's own overhead
-(data loading, logging, checkpointing) as a fraction of step time.
+- ``ours-default``: exactly what ``cs336 train`` runs with no ``--config``: the
+  default config (``load_config(None, ...)``, so ``model.attention="auto"``, which
+  is PyTorch's fused SDPA on CPU and CUDA), trained by the public ``train()``.
+  Only the data paths, the run directory, the batch size, the step count and the
+  evaluation/checkpoint cadence are set (and, with ``--quick``, a smaller shape
+  through ``--shape``, recorded in the settings);
+- ``ours-reference``: the same with ``model.attention=reference``, our
+  from-scratch attention kernel;
+- ``ours-compile=true`` (full runs): the same as ours-default with ``train.compile=true``;
+- ``standard-eager`` and ``standard-compiled``: :class:`StandardLoop`, what one
+  writes with stock PyTorch for the same model: ``nn.Embedding``, ``nn.Linear``,
+  ``nn.RMSNorm``, SwiGLU, RoPE as a complex multiply (``torch.polar`` /
+  ``view_as_complex``, as in Meta's Llama code), ``F.scaled_dot_product_attention``,
+  ``F.cross_entropy``, ``clip_grad_norm_`` and ``torch.optim.AdamW(fused=True)``
+  with the same no-decay group as ours (norm gains, biases and embeddings), on
+  batches sampled from the same token array; once eager and once ``torch.compile``d.
 
-    python benchmarks/bench_train.py                      # assignment shape, 2 threads
-    python benchmarks/bench_train.py --d-model 256 --steps 2 --rounds 2   # quicker
+Each repetition of ours is one ``train()`` call of ``warmup + steps`` steps; its
+time is the sum of the last ``steps`` per-step times in the run's
+``metrics.jsonl`` (``logging.log_interval=1``: each step's wall time, batch
+sampling and logging included, evaluation and checkpoints at the end excluded).
+A repetition of a standard loop is ``steps`` steps of a loop built and warmed up
+once. MFU = (6 N + 12 L d T) x tokens/s / peak, with N the matmul parameters
+(LM head included) and the peak the best float32 matmul rate measured between
+rounds. The data are real: TinyStories tokenized with a 10,000-token BPE
+trained on it. ``--components`` (a second group) times our cross-entropy and
+AdamW against PyTorch's at the same shape.
+
+    python benchmarks/bench_train.py --quick
+    python benchmarks/bench_train.py                     # the default shape, batch 16, 2 threads
 """
 
 from __future__ import annotations
 
-import argparse
-import math
+import json
 import statistics
 import sys
 import tempfile
@@ -34,77 +48,117 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.corpora import TINYSTORIES_TRAIN, TINYSTORIES_VALID, text_prefix, token_array, tokenizer_dir
+from benchmarks.harness import Contender, Timing, compare, group, script_main
+
+# The package entry points this script uses (one place, so a restructured package is one edit away).
+from cs336_basics.config import load_config
+from cs336_basics.model import TransformerLM
+from cs336_basics.training.loop import train
+from cs336_basics.training.loss import cross_entropy
+from cs336_basics.training.optimizer import AdamW
+
+SIZES = {
+    "quick": dict(shape="model.d_model=256 model.num_heads=8", batch=4, steps=2, warmup=1, repeats=3, threads=1,
+                  compile_ours=False, components=True),
+    "full": dict(shape="", batch=16, steps=3, warmup=1, repeats=5, threads=2, compile_ours=True, components=True),
+}
 
 
 # ----------------------------------------------------------------------------- the standard loop
 
 
+def rope_frequencies(d_head: int, context: int, theta: float) -> torch.Tensor:
+    """Meta's ``precompute_freqs_cis``: e^{i t theta^(-2j/D)} as a complex (T, D/2) table."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (D/2,)
+    angles = torch.outer(torch.arange(context, dtype=torch.float32), inv_freq)  # (T, D/2)
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Meta's ``apply_rotary_emb``: rotate adjacent pairs of x (B, T, H, D) by one complex multiply."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, T, H, D/2)
+    return torch.view_as_real(pairs * freqs[:, None, :]).flatten(3).type_as(x)
+
+
 class StdBlock(nn.Module):
-    def __init__(self, d: int, heads: int, d_ff: int) -> None:
+    def __init__(self, d: int, heads: int, d_ff: int, eps: float) -> None:
         super().__init__()
         self.heads = heads
-        self.norm1, self.norm2 = nn.RMSNorm(d, eps=1e-5), nn.RMSNorm(d, eps=1e-5)
+        self.norm1, self.norm2 = nn.RMSNorm(d, eps=eps), nn.RMSNorm(d, eps=eps)
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.proj = nn.Linear(d, d, bias=False)
         self.w1, self.w3 = nn.Linear(d, d_ff, bias=False), nn.Linear(d, d_ff, bias=False)
         self.w2 = nn.Linear(d_ff, d, bias=False)
 
-    @staticmethod
-    def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, T, D/2) each
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)  # (B, H, T, D)
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).unbind(2)  # (B, T, H, D) each
-        q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (B, H, T, D)
-        q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D)
+        q, k = apply_rope(q, freqs), apply_rope(k, freqs)
+        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True)  # (B, H, T, D)
         x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
         y = self.norm2(x)
         return x + self.w2(F.silu(self.w1(y)) * self.w3(y))
 
 
 class StdGPT(nn.Module):
-    def __init__(self, vocab: int, ctx: int, d: int, layers: int, heads: int, d_ff: int, theta: float = 1e4) -> None:
+    """The Llama-style model written the usual way with PyTorch's own building blocks."""
+
+    def __init__(self, vocab: int, ctx: int, d: int, layers: int, heads: int, d_ff: int, theta: float = 1e4,
+                 eps: float = 1e-5) -> None:
         super().__init__()
         self.emb = nn.Embedding(vocab, d)
-        self.blocks = nn.ModuleList(StdBlock(d, heads, d_ff) for _ in range(layers))
-        self.norm = nn.RMSNorm(d, eps=1e-5)
+        self.blocks = nn.ModuleList(StdBlock(d, heads, d_ff, eps) for _ in range(layers))
+        self.norm = nn.RMSNorm(d, eps=eps)
         self.head = nn.Linear(d, vocab, bias=False)
-        hd = d // heads
-        inv = theta ** (-torch.arange(0, hd, 2, dtype=torch.float32) / hd)  # (D/2,)
-        ang = torch.arange(ctx, dtype=torch.float32)[:, None] * inv  # (T, D/2)
-        self.register_buffer("cos", ang.cos(), persistent=False)
-        self.register_buffer("sin", ang.sin(), persistent=False)
+        self.register_buffer("freqs", rope_frequencies(d // heads, ctx, theta), persistent=False)
+
+    @classmethod
+    def like(cls, m) -> StdGPT:
+        """The standard model of the same shape as our ModelConfig ``m`` (Llama-style settings only)."""
+        ours = TransformerLM(m)
+        d_ff = ours.layers[0].ffn.w1.weight.shape[0]
+        model = cls(m.vocab_size, m.context_length, m.d_model, m.num_layers, m.num_heads, d_ff, m.rope_theta, m.norm_eps)
+        assert sum(p.numel() for p in model.parameters()) == ours.num_parameters(), "not the same shape as ours"
+        return model
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        t = ids.shape[1]
         x = self.emb(ids)
         for block in self.blocks:
-            x = block(x, self.cos[:t], self.sin[:t])
+            x = block(x, self.freqs[: ids.shape[1]])
         return self.head(self.norm(x))
+
+    def matmul_parameters(self) -> int:
+        return sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
 
 
 class StandardLoop:
-    def __init__(self, m, data: np.ndarray, batch: int, lr: float, compile_model: bool) -> None:
+    """A standard PyTorch training step with our config's optimizer settings (constant learning rate)."""
+
+    def __init__(self, cfg, data: np.ndarray, compile_model: bool) -> None:
         torch.manual_seed(0)
-        self.model = StdGPT(m.vocab_size, m.context_length, m.d_model, m.num_layers, m.num_heads, m.d_ff)
+        self.model = StdGPT.like(cfg.model)
         self.step_model = torch.compile(self.model) if compile_model else self.model
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
-        self.data, self.batch, self.ctx = data, batch, m.context_length
+        o = cfg.optimizer
+        no_decay = {id(p) for p in self.model.emb.parameters()} | {id(p) for p in self.model.parameters() if p.ndim < 2}
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in no_decay], "weight_decay": o.weight_decay},
+                  {"params": [p for p in self.model.parameters() if id(p) in no_decay], "weight_decay": 0.0}]
+        self.opt = torch.optim.AdamW(groups, lr=o.lr_max, betas=(o.beta1, o.beta2), eps=o.eps, fused=True)
+        self.clip = o.grad_clip
+        self.data, self.batch, self.ctx = data, cfg.train.batch_size, cfg.model.context_length
         self.rng = np.random.default_rng(0)
 
     def step(self) -> float:
         starts = self.rng.integers(0, len(self.data) - self.ctx, size=self.batch)
-        idx = starts[:, None] + np.arange(self.ctx + 1)  # (B, T+1)
-        block = torch.from_numpy(self.data[idx].astype(np.int64))
+        block = torch.from_numpy(self.data[starts[:, None] + np.arange(self.ctx + 1)].astype(np.int64))  # (B, T+1)
         x, y = block[:, :-1], block[:, 1:]
         logits = self.step_model(x)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return float(loss.detach())
@@ -113,165 +167,146 @@ class StandardLoop:
 # ----------------------------------------------------------------------------- ours
 
 
-def make_dataset(root: Path, vocab: int, num_tokens: int) -> Path:
-    """A dataset dir with random train/valid token files (throughput does not depend on the text)."""
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    np.save(root / "train.npy", rng.integers(0, vocab, size=num_tokens, dtype=np.uint16))
-    np.save(root / "valid.npy", rng.integers(0, vocab, size=num_tokens // 20, dtype=np.uint16))
-    return root
+def our_config(settings: dict, data_dir: Path, runs_dir: Path, name: str, *extra: str):
+    """The config ``cs336 train --dataset DATA_DIR`` builds with no --config, plus the benchmark's run settings."""
+    total = settings["warmup"] + settings["steps"]
+    return load_config(None, [
+        f"data.dataset_dir={data_dir}", f"train.runs_dir={runs_dir}", f"train.run_name={name}", "train.overwrite=true",
+        f"train.batch_size={settings['batch']}", f"train.total_steps={total}", f"train.eval_interval={total}",
+        f"train.checkpoint_interval={total}", "train.samples=false", "logging.quiet=true", "logging.log_interval=1",
+        *settings["shape"].split(), *extra])
 
 
-def our_config(args, data_dir: Path, runs_dir: Path, *extra: str):
-    from cs336_basics.config import RunConfig, apply_overrides
+def timed_train(cfg, warmup: int):
+    """A contender running one ``train()`` call; its Timing is the wall time of the steps after ``warmup``."""
+    def run() -> Timing:
+        result = train(cfg)
+        lines = (result.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        events = [json.loads(line) for line in lines]
+        tokens_per_step = cfg.train.batch_size * cfg.model.context_length
+        steps = [e for e in events if e.get("event") == "train" and e["step"] > warmup]
+        assert len(steps) == cfg.train.total_steps - warmup, "one train event per step expected (log_interval=1)"
+        return Timing(wall=sum(tokens_per_step / e["tokens_per_s"] for e in steps))
 
-    return apply_overrides(RunConfig(), [
-        f"model.vocab_size={args.vocab}", f"model.context_length={args.ctx}", f"model.d_model={args.d_model}",
-        f"model.num_layers={args.layers}", f"model.num_heads={args.heads}", f"model.d_ff={args.d_ff}",
-        f"data.dataset_dir={data_dir}", f"train.runs_dir={runs_dir}", f"train.batch_size={args.batch}",
-        "train.total_steps=1000000", "train.device=cpu", "train.samples=false", "logging.quiet=true",
-        f"train.compile={str(args.compile).lower()}", *extra])
+    return run
 
 
-# ----------------------------------------------------------------------------- measurement
-
-
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """Best float32 GEMM FLOP/s over a few square sizes (the denominator of MFU)."""
+def matmul_peak(size: int = 1024, repeats: int = 5) -> float:
+    """Best float32 GEMM FLOP/s of a few square products (the denominator of MFU)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
     best = 0.0
-    for size in (1024, n):
-        a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(repeats):
+        t0 = time.perf_counter()
         a @ b
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ b
-            best = max(best, 2 * size**3 / (time.perf_counter() - t0))
+        best = max(best, 2 * size**3 / (time.perf_counter() - t0))
     return best
 
 
-def timed_steps(fn, steps: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - t0) / steps
-
-
-def bench_components(args, rounds: int = 5) -> None:
-    """Our cross-entropy and AdamW vs PyTorch's at the benchmark shape, interleaved (median ms per call)."""
-    from cs336_basics.training.loss import cross_entropy
-    from cs336_basics.training.optimizer import AdamW
-
-    n = args.batch * args.ctx
-    logits = torch.randn(n, args.vocab, requires_grad=True)
-    targets = torch.randint(0, args.vocab, (n,))
+def measure_components(cfg, repeats: int, calls: int = 5) -> dict:
+    """Our cross-entropy and AdamW vs PyTorch's at this shape, interleaved (each repetition: ``calls`` calls)."""
+    m = cfg.model
+    n = cfg.train.batch_size * m.context_length
+    logits = torch.randn(n, m.vocab_size, requires_grad=True)
+    targets = torch.randint(0, m.vocab_size, (n,))
 
     def ce(fn):
         def run():
-            logits.grad = None
-            fn(logits, targets).backward()
+            for _ in range(calls):
+                logits.grad = None
+                fn(logits, targets).backward()
         return run
 
-    torch.manual_seed(0)
-    params_a = [nn.Parameter(torch.randn(s)) for s in ((args.vocab, args.d_model),) * 2 + ((args.d_model, args.d_model),) * 16]
-    params_b = [nn.Parameter(p.detach().clone()) for p in params_a]
-    for p, q in zip(params_a, params_b):
+    params = [[nn.Parameter(p.detach().clone()) for p in StdGPT.like(m).parameters()] for _ in range(2)]
+    for p, q in zip(*params):
         p.grad = torch.randn_like(p)
         q.grad = p.grad.clone()
-    ours_opt = AdamW(params_a, lr=1e-3, weight_decay=0.1)
-    torch_opt = torch.optim.AdamW(params_b, lr=1e-3, weight_decay=0.1)
-    pairs = {"cross_entropy fwd+bwd": (ce(cross_entropy), ce(F.cross_entropy)),
-             f"AdamW step ({sum(p.numel() for p in params_a) / 1e6:.1f}M params)": (ours_opt.step, torch_opt.step)}
-    print("\n| component | ours ms | torch ms | ours/torch time |\n|---|---:|---:|---:|")
-    for name, (ours, theirs) in pairs.items():
-        ours(), theirs()
-        a, b = [], []
-        for _ in range(rounds):
-            a.append(timed_steps(ours, 1))
-            b.append(timed_steps(theirs, 1))
-        ma, mb = statistics.median(a), statistics.median(b)
-        print(f"| {name} | {1e3 * ma:.1f} | {1e3 * mb:.1f} | {ma / mb:.2f} |", flush=True)
+    ours_opt, torch_opt = AdamW(params[0], lr=1e-3, weight_decay=0.1), torch.optim.AdamW(params[1], lr=1e-3,
+                                                                                         weight_decay=0.1, fused=True)
+
+    def opt_steps(opt):
+        def run():
+            for _ in range(calls):
+                opt.step()
+        return run
+
+    contenders = [Contender("ours cross_entropy", ce(cross_entropy)), Contender("F.cross_entropy", ce(F.cross_entropy)),
+                  Contender("ours AdamW", opt_steps(ours_opt)),
+                  Contender("torch.optim.AdamW(fused=True)", opt_steps(torch_opt))]
+    results = compare(contenders, repeats=repeats, warmup=1)
+    millions = sum(p.numel() for p in params[0]) / 1e6
+    return group("components", f"cross-entropy forward+backward on {n:,} x {m.vocab_size:,} logits and an AdamW step "
+                 f"on {millions:.1f}M parameters, {calls} calls per repetition", results,
+                 size=f"{n:,} x {m.vocab_size:,} logits; {millions:.1f}M parameters")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--vocab", type=int, default=10000)
-    p.add_argument("--ctx", type=int, default=256)
-    p.add_argument("--d-model", type=int, default=512)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=16)
-    p.add_argument("--d-ff", type=int, default=1344)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=2, help="steps per interleaved block")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved blocks per contender")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--compile", action="store_true", help="torch.compile both models")
-    p.add_argument("--e2e-steps", type=int, default=6, help="steps of the end-to-end train() run (0: skip)")
-    p.add_argument("--components", action="store_true", help="only compare cross-entropy and AdamW with PyTorch's")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.components:
-        bench_components(args)
-        return
-
-    from cs336_basics.training import runtime
-    from cs336_basics.training.loop import Trainer, train
-
+def measure(settings: dict, data_dir) -> dict:
+    torch.set_num_threads(settings["threads"])
+    text = text_prefix(TINYSTORIES_TRAIN, None, data_dir)
     tmp = Path(tempfile.mkdtemp(prefix="bench_train."))
-    data_dir = make_dataset(tmp / "data", args.vocab, 2_000_000)
-    data = np.load(data_dir / "train.npy", mmap_mode="r")
-    contenders = {}
-    for name, extra in (("ours", []), ("ours_sdpa", ["model.attention=sdpa"])):
-        trainer = Trainer(our_config(args, data_dir, tmp / "runs", f"train.run_name={name}", *extra))
-        trainer.step_counter = 0
+    probe = our_config(settings, tmp, tmp / "runs", "probe")
+    dataset = tmp / "data"
+    dataset.mkdir()
+    tok = tokenizer_dir(text, probe.model.vocab_size)
+    train_ids = token_array(tok, text)
+    np.save(dataset / "train.npy", train_ids)
+    np.save(dataset / "valid.npy", token_array(tok, text_prefix(TINYSTORIES_VALID, None, data_dir),
+                                               4 * probe.model.context_length))
+    runs = tmp / "runs"
+    variants = {"ours-default": [], "ours-reference": ["model.attention=reference"]}
+    if settings["compile_ours"]:
+        variants["ours-compile=true"] = ["train.compile=true"]
+    contenders = [Contender(name, timed_train(our_config(settings, dataset, runs, name, *extra), settings["warmup"]))
+                  for name, extra in variants.items()]
+    cfg = our_config(settings, dataset, runs, "standard")
+    compile_s = {}
+    for name, compiled in (("standard-eager", False), ("standard-compiled", True)):
+        loop = StandardLoop(cfg, train_ids, compiled)
+        start = time.perf_counter()
+        loop.step()  # warm-up (and compilation)
+        compile_s[name] = round(time.perf_counter() - start, 2)
 
-        def our_step(trainer=trainer):
-            trainer._train_step(trainer.step_counter)
-            trainer.step_counter += 1
+        def block(loop=loop):
+            for _ in range(settings["steps"]):
+                loop.step()
+        contenders.append(Contender(name, block))
+    tokens = settings["steps"] * cfg.train.batch_size * cfg.model.context_length
+    for c in contenders:
+        c.work, c.work_unit = tokens, "tok"
 
-        contenders[name] = our_step
-    std = StandardLoop(trainer.cfg.model, data, args.batch, 1e-3, args.compile)
-    contenders["standard"] = std.step
-    flops_tok = runtime.flops_per_token(trainer.cfg.model)
-    tokens_per_step = args.batch * args.ctx
-
-    print(f"shape: d_model {args.d_model}, {args.layers} layers, {args.heads} heads, ctx {args.ctx}, batch {args.batch}, "
-          f"vocab {args.vocab}, {args.threads} threads, compile={args.compile}", flush=True)
     peaks = [matmul_peak()]
-    for fn in contenders.values():  # warm-up step each
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    for rnd in range(args.rounds):
-        for name, fn in contenders.items():
-            times[name].append(timed_steps(fn, args.steps))
-            print(f"  round {rnd + 1}: {name} {times[name][-1]:.2f} s/step", file=sys.stderr, flush=True)
+
+    def peak_between_rounds():
         peaks.append(matmul_peak())
+    contenders.append(Contender("(matmul peak probe)", peak_between_rounds))  # once per round, dropped below
+    results = compare(contenders, repeats=settings["repeats"])
+    results = [r for r in results if not r.name.startswith("(")]
     peak = max(peaks)
-    print(f"float32 matmul peak (best of {len(peaks)} measurements, interleaved): {peak / 1e9:.1f} GFLOP/s")
-    print(f"model FLOPs per token (6N + 12LdT): {flops_tok / 1e6:.1f} MFLOP")
-    print("\n| loop | median s/step | tokens/s | MFU | throughput vs standard |\n|---|---:|---:|---:|---:|")
-    base = statistics.median(times["standard"])
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        tps = tokens_per_step / med
-        print(f"| {name} | {med:.3f} | {tps:,.0f} | {flops_tok * tps / peak:.3f} | {base / med:.3f} |")
-
-    if args.e2e_steps:
-        cfg = our_config(args, data_dir, tmp / "runs", "train.run_name=e2e", f"train.total_steps={args.e2e_steps}",
-                         f"train.eval_interval={args.e2e_steps}", "train.eval_tokens=8192",
-                         f"train.checkpoint_interval={max(1, args.e2e_steps // 2)}", "logging.log_interval=1")
-        result = train(cfg)
-        from cs336_basics.runs.metrics import read_jsonl
-
-        end = read_jsonl(result.run_dir / "metrics.jsonl")[-1]
-        print(f"\nend-to-end train(): {result.steps} steps, checkpoint every {max(1, args.e2e_steps // 2)} steps, "
-              f"log every step: data {end['time_data']:.3f} s, logging {end['time_logging']:.3f} s, "
-              f"checkpointing {end['time_checkpoint']:.3f} s, compute {end['time_compute']:.1f} s -> "
-              f"loop overhead {100 * end['overhead_fraction']:.2f}% of step time")
+    flops_per_token = 6 * StdGPT.like(cfg.model).matmul_parameters() + 12 * cfg.model.num_layers * cfg.model.d_model \
+        * cfg.model.context_length
+    metrics = {f"MFU {r.name}": [flops_per_token * tokens / t / peak for t in r.wall] for r in results}
+    m = cfg.model
+    steps_group = group(
+        "steps", f"training steps: d_model {m.d_model}, {m.num_layers} layers, {m.num_heads} heads, context "
+        f"{m.context_length}, vocab {m.vocab_size}, batch {cfg.train.batch_size}, {settings['steps']} steps per "
+        f"repetition, {settings['threads']} thread(s)", results, metrics=metrics,
+        size=f"d_model {m.d_model}, batch {cfg.train.batch_size}, {settings['threads']} thread(s)",
+        facts={"float32 matmul peak GFLOP/s (best between rounds)": round(peak / 1e9, 1),
+               "model FLOPs per token (6N + 12LdT)": flops_per_token,
+               "warm-up and compile seconds of the standard loops": compile_s,
+               "training tokens (TinyStories head)": int(len(train_ids))})
+    groups = [steps_group]
+    if settings["components"]:
+        groups.append(measure_components(cfg, settings["repeats"]))
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)
-    assert math.isfinite(peak)
+    notes = ["ours-attention=sdpa is not run separately: on CPU and CUDA `attention=auto` (ours-default) already is "
+             "PyTorch's fused SDPA kernel.",
+             "torch.compile (inductor) warns that it does not generate code for complex operators: the standard "
+             "loop's RoPE multiply runs as in eager mode inside the compiled model."]
+    return {"groups": groups, "notes": notes, "torch_threads": torch.get_num_threads()}
 
 
 if __name__ == "__main__":
-    main()
+    script_main(__doc__.splitlines()[0], SIZES, measure)

@@ -1,25 +1,42 @@
-"""Shared benchmark harness: interleaved repeats, medians, ratios, peak memory.
+"""Shared benchmark harness: interleaved repeats, wall and CPU time, peak memory, records.
 
 Machines here are shared and noisy, so every benchmark measures our code and
-its anchor side by side in the same invocation, alternating A, B, A, B, ...,
-and reports medians and the ratio ours/anchor (time) or ours/anchor (rate).
+its anchors side by side in the same invocation, alternating A, B, A, B, ...,
+and keeps every repetition: summaries are the median and the [min, max] over
+all of them, and ratios are computed per repetition from interleaved pairs
+(A_i / B_i), so a range that straddles a target shows as such.
 
 Two ways to run a contender:
-- ``Contender(name, fn)``: a Python callable run in this process;
-- ``Contender(name, cmd=[...])``: a subprocess; its peak RSS summed over the
-  whole process tree (workers included) is sampled with psutil.
+
+- ``Contender(name, fn)``: a Python callable run in this process; wall time
+  (``time.perf_counter``) and process CPU time (``time.process_time``, all
+  threads) are measured around it. ``fn`` may return a :class:`Timing` to report
+  its own measurement instead (e.g. only the steps after a warm-up);
+- ``Contender(name, cmd=[...])``: a subprocess; its CPU time is that of the
+  whole process tree (``RUSAGE_CHILDREN``) and its peak RSS is summed over the
+  tree (workers included), sampled with psutil.
 
 Usage::
 
-    from harness import Contender, compare, print_table
+    from benchmarks.harness import Contender, compare, print_table
     results = compare([Contender("ours", f), Contender("tiktoken", g)], repeats=3)
     print_table(results, baseline="tiktoken")
+
+A benchmark script turns its results into record *groups* (:func:`group`);
+``python -m benchmarks run`` wraps them into records (:func:`new_record`) with
+the commit, the machine and the command, and appends them to
+``benchmarks/results/AREA.jsonl``. This module imports only the standard
+library at load time, so the renderer and its test stay fast.
 """
 
 from __future__ import annotations
 
+import datetime
 import gc
 import json
+import os
+import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,7 +44,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+CACHE = REPO / ".bench"  # decompressed corpora and trained tokenizers (git-ignored)
+
+
+# ----------------------------------------------------------------------------- contenders and runs
 
 
 @dataclass
@@ -42,16 +67,29 @@ class Contender:
 
 
 @dataclass
+class Timing:
+    """A contender's own measurement of one run, returned by its ``fn`` (replaces the harness's timing)."""
+
+    wall: float
+    cpu: float | None = None
+
+
+@dataclass
 class Result:
     name: str
-    times: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     peak_rss: list[int] = field(default_factory=list)
     work: float | None = None
     work_unit: str = ""
 
     @property
+    def times(self) -> list[float]:
+        return self.wall
+
+    @property
     def median(self) -> float:
-        return statistics.median(self.times)
+        return statistics.median(self.wall)
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -78,68 +116,233 @@ def _tree_rss(proc) -> int:
     return total
 
 
-def run_subprocess(cmd: Sequence[str], env: dict[str, str] | None = None, poll: float = 0.05) -> tuple[float, int, str]:
-    """Run ``cmd``; return (seconds, peak RSS of its whole process tree, stdout)."""
-    import os
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
+
+def run_subprocess(cmd: Sequence[str], env: dict[str, str] | None = None,
+                   poll: float = 0.05) -> tuple[float, int, str, float, str]:
+    """Run ``cmd``; return (wall s, peak RSS of its process tree, stdout, CPU s of its process tree, stderr)."""
     import psutil
 
     full_env = {**os.environ, **(env or {})}
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, text=True)
     proc = psutil.Process(popen.pid)
     peak = 0
     out_chunks: list[str] = []
-    reader = threading.Thread(target=lambda: out_chunks.append(popen.stdout.read()), daemon=True)
-    reader.start()
+    err_chunks: list[str] = []
+    readers = [threading.Thread(target=lambda: out_chunks.append(popen.stdout.read()), daemon=True),
+               threading.Thread(target=lambda: err_chunks.append(popen.stderr.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
     while popen.poll() is None:
         peak = max(peak, _tree_rss(proc))
         time.sleep(poll)
     elapsed = time.perf_counter() - start
-    reader.join()
-    err = popen.stderr.read()
+    for reader in readers:
+        reader.join()
     if popen.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({popen.returncode}): {err[-2000:]}")
-    return elapsed, peak, "".join(out_chunks)
+        raise RuntimeError(f"{' '.join(cmd)} failed ({popen.returncode}): {''.join(err_chunks)[-2000:]}")
+    return elapsed, peak, "".join(out_chunks), _children_cpu() - cpu_before, "".join(err_chunks)
 
 
 def compare(contenders: Sequence[Contender], repeats: int = 3, warmup: int = 0, verbose: bool = True) -> list[Result]:
-    """Run every contender ``repeats`` times, interleaved; return their results."""
+    """Run every contender ``repeats`` times, interleaved (after ``warmup`` untimed rounds); return their results."""
     results = [Result(c.name, work=c.work, work_unit=c.work_unit) for c in contenders]
     for rnd in range(warmup + repeats):
         for contender, result in zip(contenders, results):
             gc.collect()
+            peak = 0
             if contender.cmd is not None:
-                elapsed, peak, _ = run_subprocess(contender.cmd, contender.env)
+                wall, peak, _, cpu, _ = run_subprocess(contender.cmd, contender.env)
             else:
-                start = time.perf_counter()
-                contender.fn()
-                elapsed, peak = time.perf_counter() - start, 0
+                start, cpu_start = time.perf_counter(), time.process_time()
+                out = contender.fn()
+                wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+                if isinstance(out, Timing):
+                    wall, cpu = out.wall, out.cpu
             if rnd >= warmup:
-                result.times.append(elapsed)
+                result.wall.append(wall)
+                if cpu is not None:
+                    result.cpu.append(cpu)
                 if peak:
                     result.peak_rss.append(peak)
             if verbose:
                 tag = "warmup" if rnd < warmup else f"run {rnd - warmup + 1}/{repeats}"
-                mem = f", peak {peak / 2**20:.0f} MB" if peak else ""
-                print(f"  [{tag}] {contender.name}: {elapsed:.3f}s{mem}", file=sys.stderr, flush=True)
+                extra = (f", CPU {cpu:.3f}s" if cpu is not None else "") + (f", peak {peak / 2**20:.0f} MB" if peak else "")
+                print(f"  [{tag}] {contender.name}: {wall:.3f}s{extra}", file=sys.stderr, flush=True)
     return results
 
 
 def print_table(results: Sequence[Result], baseline: str) -> str:
-    """Print a Markdown table with medians and ratios against ``baseline``; return it."""
+    """Print a Markdown table: median and [min, max] wall time, rate, ratio to ``baseline``; return it."""
     base = next(r for r in results if r.name == baseline)
-    lines = ["| contender | median s | ratio time (vs %s) | rate | peak RSS MB |" % baseline, "|---|---:|---:|---:|---:|"]
+    lines = [f"| contender | median s [min, max] | rate | time vs {baseline} | median CPU s | peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|"]
     for r in results:
         rate = f"{r.rate:,.2f} {r.work_unit}/s" if r.rate else ""
         mem = f"{r.peak_rss_mb:,.0f}" if r.peak_rss_mb else ""
-        lines.append(f"| {r.name} | {r.median:.3f} | {r.median / base.median:.3f} | {rate} | {mem} |")
+        cpu = f"{statistics.median(r.cpu):.3f}" if r.cpu else ""
+        lines.append(f"| {r.name} | {r.median:.3f} [{min(r.wall):.3f}, {max(r.wall):.3f}] | {rate} | "
+                     f"{r.median / base.median:.3f} | {cpu} | {mem} |")
     table = "\n".join(lines)
     print(table)
     return table
 
 
-def dump_json(results: Sequence[Result], path: str) -> None:
-    with open(path, "w") as fh:
-        json.dump([{"name": r.name, "times": r.times, "median": r.median, "peak_rss": r.peak_rss,
-                    "work": r.work, "rate": r.rate} for r in results], fh, indent=1)
+# ----------------------------------------------------------------------------- statistics for the summary
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """(median, min, max) over every repetition."""
+    return statistics.median(values), min(values), max(values)
+
+
+def rates(series: dict) -> list[float]:
+    """Work per wall second for every repetition of a recorded contender (1 unit of work when none is given)."""
+    work = series.get("work") or 1.0
+    return [work / t for t in series["wall_s"]]
+
+
+def paired_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    """Per-repetition ratios a_i / b_i of interleaved pairs (the i-th runs of A and B were neighbours in time)."""
+    if len(a) != len(b):
+        raise ValueError(f"unpaired repetitions: {len(a)} vs {len(b)}")
+    return [x / y for x, y in zip(a, b)]
+
+
+def verdict(low: float, high: float, target: float | None, better: str = "higher") -> str:
+    """'met' when the whole [low, high] range clears the target, 'not met' when none of it does, else 'within noise'."""
+    if target is None:
+        return "-"
+    if better == "higher":
+        return "met" if low >= target else "not met" if high < target else "within noise"
+    return "met" if high <= target else "not met" if low > target else "within noise"
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def shared_data(relative: str, data_dir: str | Path | None = None) -> Path:
+    """A file of the shared corpora (``--data-dir``, else $CS336_SHARED_DATA, else ../shared/data); exits in one line when absent."""
+    root = Path(data_dir or os.environ.get("CS336_SHARED_DATA") or REPO.parent / "shared" / "data")
+    path = root / relative
+    if not path.exists():
+        sys.exit(f"benchmark data not found: {path} (set CS336_SHARED_DATA or pass --data-dir)")
+    return path
+
+
+def group(gid: str, title: str, results: Sequence[Result], *, size: str = "", settings: dict | None = None,
+          metrics: dict[str, list[float]] | None = None, facts: dict[str, Any] | None = None) -> dict:
+    """One comparison of a record: every repetition of every contender, per-repetition metrics and plain facts.
+
+    ``size`` is the few words the summary shows next to each figure ("10 MB", "batch 8, 512 tokens")."""
+    contenders = {}
+    for r in results:
+        series: dict[str, Any] = {"wall_s": [round(t, 6) for t in r.wall]}
+        if r.cpu:
+            series["cpu_s"] = [round(t, 6) for t in r.cpu]
+        if r.peak_rss:
+            series["peak_rss_mb"] = [round(b / 2**20, 1) for b in r.peak_rss]
+        if r.work:
+            series["work"], series["work_unit"] = r.work, r.work_unit
+        contenders[r.name] = series
+    return {"id": gid, "title": title, "size": size, "settings": settings or {}, "contenders": contenders,
+            "metrics": metrics or {}, "facts": facts or {}}
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD") or "unknown",
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def torch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def new_record(area: str, kind: str, command: str, measured: dict, load_before: Sequence[float],
+               elapsed: float) -> dict:
+    """The JSON record of one area's run: what, where, when, at which commit, and every repetition."""
+    return {
+        "area": area, "kind": kind,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **git_state(),
+        "command": command,
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch_version(), "torch_threads": measured.get("torch_threads"),
+                    "load_before": [round(x, 2) for x in load_before],
+                    "load_after": [round(x, 2) for x in os.getloadavg()]},
+        "elapsed_s": round(elapsed, 1),
+        "settings": measured.get("settings", {}),
+        "notes": measured.get("notes", []),
+        "groups": measured["groups"],
+    }
+
+
+def append_record(record: dict, results_dir: Path = RESULTS) -> Path:
+    path = results_dir / f"{record['area']}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")  # key order kept: contenders in the order they ran
+    return path
+
+
+# ----------------------------------------------------------------------------- the command line of every script
+
+
+def script_main(description: str, sizes: dict[str, dict[str, Any]], measure: Callable[[dict, Any], dict]) -> None:
+    """The shared command line of the ``bench_*.py`` scripts.
+
+    ``sizes`` maps "quick" and "full" to the settings ``measure(settings, data_dir)`` takes;
+    every setting is also an option (``--d-model 256``). Prints the area's tables;
+    ``--json FILE`` (used by ``python -m benchmarks run``) writes what was measured instead.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--quick", action="store_true", help="the small sizes of `python -m benchmarks run --quick`")
+    ap.add_argument("--data-dir", help="the shared corpora (default: $CS336_SHARED_DATA or ../shared/data)")
+    ap.add_argument("--json", help=argparse.SUPPRESS)
+    for key, value in sizes["full"].items():
+        kind = type(value) if value is not None and not isinstance(value, bool) else str
+        ap.add_argument("--" + key.replace("_", "-"), type=kind, default=None,
+                        help=f"default {value!r} ({sizes['quick'][key]!r} with --quick)")
+    args = ap.parse_args()
+    kind = "quick" if args.quick else "full"
+    settings = dict(sizes[kind])
+    for key, value in sizes["full"].items():
+        given = getattr(args, key)
+        if given is not None:
+            settings[key] = (given.lower() in ("1", "true", "yes")) if isinstance(value, bool) else given
+    measured = measure(settings, args.data_dir)
+    measured["settings"] = {**settings, **measured.get("settings", {})}
+    if args.json:
+        Path(args.json).write_text(json.dumps(measured), encoding="utf-8")
+        return
+    from benchmarks.render import groups_markdown
+
+    print(groups_markdown(measured["groups"]) + "\n")
+    for note in measured.get("notes", []):
+        print(f"- {note}")

@@ -6,7 +6,7 @@ Three extension modules are built from ``cs336_basics/tokenizer/*.c`` at ``pip i
 - ``_bpe_merge``    the incremental merge engine (BPE training, second phase);
 - ``_encode_native`` the encoder's pre-tokenizer and merge loop.
 
-Each has a pure-Python fallback with identical results, 10-30x slower. A failed
+Each has a pure-Python fallback with identical results, much slower. A failed
 build used to be invisible (pip hides the compiler's output), so this module
 keeps the reason an extension is unavailable, and:
 
@@ -103,7 +103,7 @@ def warn_if_fallback(what: str, names: tuple[str, ...] = tuple(EXTENSIONS)) -> b
     if reason is None:
         return False
     fix = f"unset {DISABLE_ENV}" if disabled() else BUILD_HINT
-    print(f"warning: {what} runs the pure-Python path, 10-30x slower ({reason}); to fix: {fix} "
+    print(f"warning: {what} runs the pure-Python path, much slower than the C one ({reason}); to fix: {fix} "
           "('cs336 doctor' shows what is built)", file=sys.stderr)
     return True
 

@@ -1,0 +1,92 @@
+"""The benchmark figures in README.md and BENCHMARKS.md come from the committed records, and only from them.
+
+Nothing here measures anything or reads ../shared: it renders the committed
+``benchmarks/results/*.jsonl`` records and compares the text.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks import AREAS, render
+from benchmarks.claims import CLAIMS
+from benchmarks.harness import paired_ratios, verdict
+
+REPO = Path(__file__).resolve().parents[1]
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?")
+# what a speed or throughput figure looks like in prose
+FIGURE = re.compile(r"\b\d+(?:\.\d+)?(?:\s*[-–]\s*\d+(?:\.\d+)?)?x\b|\d[\d,.]*\s*(?:tok/s|tokens/s|MB/s|GB/s|s/step)\b")
+DOCS_FIGURE = re.compile(r"\b\d+(?:\.\d+)?(?:\s*[-–]\s*\d+(?:\.\d+)?)?x (?:faster|slower|cheaper|the speed)\b"
+                         r"|\d[\d,.]*\s*(?:tok/s|tokens/s|MB/s|GB/s|s/step)\b")
+
+
+def _blocks(text: str) -> dict[str, str]:
+    return dict(re.findall(r"<!-- bench:([\w-]+):start -->(.*?)<!-- bench:\1:end -->", text, flags=re.S))
+
+
+def _outside_blocks_and_code(text: str) -> str:
+    text = re.sub(r"<!-- bench:([\w-]+):start -->.*?<!-- bench:\1:end -->", "", text, flags=re.S)
+    return re.sub(r"```.*?```", "", text, flags=re.S)
+
+
+def test_rendering_the_committed_records_reproduces_the_committed_text():
+    for path, expected in render.rendered().items():
+        actual = path.read_text(encoding="utf-8")
+        assert actual == expected, f"{path.name} differs from its records: run `python -m benchmarks render`"
+
+
+def test_every_number_in_the_generated_blocks_comes_from_rendering_the_records():
+    generated = render.blocks()
+    for name, block_names in render.BLOCKS.items():
+        committed = _blocks((REPO / name).read_text(encoding="utf-8"))
+        for block in block_names:
+            assert NUMBER.findall(committed[block]) == NUMBER.findall(generated[block]), f"{name}: block {block}"
+
+
+@pytest.mark.parametrize("name", ["README.md", "BENCHMARKS.md"])
+def test_no_benchmark_figure_outside_the_generated_blocks(name):
+    prose = _outside_blocks_and_code((REPO / name).read_text(encoding="utf-8"))
+    assert FIGURE.findall(prose) == [], f"{name}: speed figures typed outside the generated blocks"
+
+
+def test_no_typed_speed_figures_in_the_docs():
+    for path in sorted((REPO / "docs").glob("*.md")):
+        prose = _outside_blocks_and_code(path.read_text(encoding="utf-8"))
+        assert DOCS_FIGURE.findall(prose) == [], f"{path.name}: speed figures belong in BENCHMARKS.md (records)"
+
+
+def test_records_say_what_where_when_and_keep_every_repetition():
+    records = render.load_records()
+    assert records, "no benchmark records committed"
+    for area, recs in records.items():
+        assert area in AREAS
+        for rec in recs:
+            assert rec["kind"] in ("quick", "full") and rec["area"] == area
+            assert re.fullmatch(r"[0-9a-f]{40}", rec["commit"]) and isinstance(rec["dirty"], bool)
+            machine = rec["machine"]
+            assert machine["cpu"] and machine["cores"] and machine["torch"]
+            assert len(machine["load_before"]) == 3 and len(machine["load_after"]) == 3
+            assert rec["command"].startswith("python -m benchmarks run")
+            for grp in rec["groups"]:
+                runs = {len(s["wall_s"]) for s in grp["contenders"].values()}
+                assert len(runs) == 1, f"{area}/{grp['id']}: contenders must have paired repetitions"
+                if rec["kind"] == "quick":
+                    assert runs.pop() >= 3, f"{area}/{grp['id']}: a quick record needs >= 3 repetitions"
+
+
+def test_claims_name_known_areas():
+    assert {c.area for c in CLAIMS} <= set(AREAS)
+    assert all(c.measure in ("speed", "memory", "metric") for c in CLAIMS)
+
+
+def test_met_only_when_the_whole_range_clears_the_target():
+    assert verdict(1.01, 1.2, 1.0) == "met"
+    assert verdict(0.95, 1.2, 1.0) == "within noise"
+    assert verdict(0.8, 0.99, 1.0) == "not met"
+    assert verdict(1.1, 1.4, 1.5, better="lower") == "met"
+    assert verdict(1.4, 1.6, 1.5, better="lower") == "within noise"
+    assert verdict(1.6, 1.7, 1.5, better="lower") == "not met"
+    assert paired_ratios([2.0, 4.0], [1.0, 1.0]) == [2.0, 4.0]
