@@ -75,7 +75,8 @@ def kernel_group(batch: int, heads: int, context: int, d_head: int, repeats: int
 
 def measure(settings: dict, data_dir) -> dict:
     torch.set_num_threads(settings["threads"])
-    default = load_config(None, settings["shape"].split()).model  # what `cs336 train` builds with no --config
+    # what `cs336 train` builds with no --config, on a dataset tokenized with the assignment's 10,000-token vocabulary
+    default = load_config(None, ["model.vocab_size=10000", *settings["shape"].split()]).model
     text = text_prefix(TINYSTORIES_TRAIN, None, data_dir)
     tokens = token_array(tokenizer_dir(text, default.vocab_size), text, settings["batch"] * (default.context_length + 1))
     ids = torch.from_numpy(tokens.astype("int64")).view(settings["batch"], default.context_length + 1)

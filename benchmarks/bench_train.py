@@ -167,11 +167,16 @@ class StandardLoop:
 # ----------------------------------------------------------------------------- ours
 
 
+HANDOUT_VOCAB = 10_000
+"""The assignment's TinyStories vocabulary (``cs336 prepare --vocab-size 10000``); the default config leaves
+``model.vocab_size`` to the dataset's tokenizer, and this benchmark's token files come without one."""
+
+
 def our_config(settings: dict, data_dir: Path, runs_dir: Path, name: str, *extra: str):
     """The config ``cs336 train --dataset DATA_DIR`` builds with no --config, plus the benchmark's run settings."""
     total = settings["warmup"] + settings["steps"]
     return load_config(None, [
-        f"data.dataset_dir={data_dir}", f"train.runs_dir={runs_dir}", f"train.run_name={name}", "train.overwrite=true",
+        f"model.vocab_size={HANDOUT_VOCAB}", f"data.dataset_dir={data_dir}", f"train.runs_dir={runs_dir}", f"train.run_name={name}", "train.overwrite=true",
         f"train.batch_size={settings['batch']}", f"train.total_steps={total}", f"train.eval_interval={total}",
         f"train.checkpoint_interval={total}", "train.samples=false", "logging.quiet=true", "logging.log_interval=1",
         *settings["shape"].split(), *extra])
