@@ -189,7 +189,8 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
     with timer.phase("data"):
         gather_data(data_root, data, None if valid is None else Path(valid), max_bytes)
     with timer.phase("prepare"):
-        prepared = prepare_dataset(data_root, cfg.model.vocab_size, workers=workers)
+        prepared = prepare_dataset(data_root, cfg.model.vocab_size, workers=workers,
+                                   context_length=cfg.model.context_length)
     tokenizer = Tokenizer.from_dir(prepared.tokenizer_dir)
     train_tokens = open_token_file(prepared.token_files["train"])
     cfg = _override(cfg, data={"dataset_dir": str(data_root.resolve())},
