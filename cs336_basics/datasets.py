@@ -283,8 +283,12 @@ def _download_one(remote: RemoteFile, folder: Path, *, max_bytes: int | None, ba
 
     save_validator(old.get("if_range"))
     prefix_end = max_bytes if max_bytes is not None and not remote.compressed else None
-    total = fetch(url, part, end=prefix_end, expected_size=expected_size, retries=retries, timeout=timeout,
-                  validator=old.get("if_range"), on_validator=save_validator, desc=remote.filename)
+    try:
+        total = fetch(url, part, end=prefix_end, expected_size=expected_size, retries=retries, timeout=timeout,
+                      validator=old.get("if_range"), on_validator=save_validator, desc=remote.filename)
+    finally:
+        if not part.exists():  # nothing to resume: the state of a transfer that kept no bytes goes too
+            state_path.unlink(missing_ok=True)
     # A checksum covers the whole published file, so it can only be checked when we have all of it.
     whole = prefix_end is None or (total is not None and part.stat().st_size == total)
     source_sha = _verify_sha(part, expected_sha if whole else None, url) if whole else None
