@@ -12,11 +12,17 @@ Notable choices:
   run (or the automatic retry after a dropped connection) asks for the rest
   with ``Range: bytes=N-`` and ``If-Range: <validator>``, so a file that
   changed on the server restarts from zero instead of being spliced.
+- Refusal: an answer that is an error page (HTML/JSON Content-Type or first
+  bytes) or empty is never kept (see :mod:`cs336_basics.http_download`), and a
+  ``--from-dir`` source that is one is refused too.
 - Verification: the expected size comes from the table below where known, else
   from the server (``X-Linked-Size`` of a Hub HEAD, ``Content-Range`` or
   ``Content-Length``); the expected SHA-256 from the table or from the Hub's
   ``X-Linked-Etag`` (the SHA-256 of an LFS object). A mismatch deletes the
   partial file and is a one-line :class:`UserError`; nothing is placed.
+- A full disk is :class:`DiskFullError` (exit 2, "no space left on device at
+  PATH"), never retried as a dropped connection; the ``.part`` file stays for
+  the resume.
 - Atomic placement: the final file is written under a temporary name and
   renamed, and ``DEST/NAME/downloads.json`` records what was verified (size,
   SHA-256, source, prefix limit) so reruns skip finished files.
@@ -42,15 +48,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cs336_basics.errors import UserError
+from cs336_basics.errors import UserError, disk_full_is_user_error, is_disk_full
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.http_download import NETWORK_ERRORS, NetworkError, fetch, open_stream, probe, unreachable_reason
+from cs336_basics.http_download import (
+    NETWORK_ERRORS,
+    NetworkError,
+    error_page_reason,
+    fetch,
+    open_stream,
+    probe,
+    refuse_error_page,
+    unreachable_reason,
+)
 from cs336_basics.progress import byte_progress, info
 
 DOC_DELIMITER = b"<|endoftext|>"
 BASE_URL_ENV = "CS336_DATASET_BASE_URL"
 MANIFEST_NAME = "downloads.json"
 CHUNK = 1 << 20
+DISK_FULL_FIX = "free space and rerun the same command (finished files are kept, partial downloads resume)"
 
 
 @dataclass(frozen=True)
@@ -175,6 +191,8 @@ def _gunzip(src: Path, dst: Path, max_bytes: int | None, name: str) -> bool:
             return _copy_limited(fin, fout, max_bytes)
     except (OSError, EOFError, zlib.error) as exc:
         dst.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise
         raise UserError(f"{name} is not a valid gzip file ({exc}); rerun with --force to download it again") from exc
 
 
@@ -199,12 +217,17 @@ def _gz_prefix(url: str, tmp: Path, max_bytes: int, timeout: float) -> bool:
     No resume here: a prefix is small by intent, and a gzip stream cannot restart mid-way.
     """
     try:
-        with open_stream(url, timeout) as response, open(tmp, "wb") as out:
-            with byte_progress(max_bytes, tmp.name.lstrip(".")) as bar:
+        with open_stream(url, timeout) as response:
+            reason = error_page_reason(response.headers.get("Content-Type"), b"")
+            if reason is not None:
+                raise refuse_error_page(url, reason)
+            with open(tmp, "wb") as out, byte_progress(max_bytes, tmp.name.lstrip(".")) as bar:
                 return _copy_limited(gzip.GzipFile(fileobj=response), out, max_bytes, bar.update)
     except NETWORK_ERRORS as exc:
         raise NetworkError(f"download of {url} was interrupted ({exc}); rerun the command", f"interrupted: {exc}") from exc
     except (OSError, EOFError, zlib.error) as exc:
+        if is_disk_full(exc):
+            raise
         raise UserError(f"{url} is not a valid gzip stream ({exc})") from exc
 
 
@@ -260,8 +283,12 @@ def _download_one(remote: RemoteFile, folder: Path, *, max_bytes: int | None, ba
 
     save_validator(old.get("if_range"))
     prefix_end = max_bytes if max_bytes is not None and not remote.compressed else None
-    total = fetch(url, part, end=prefix_end, expected_size=expected_size, retries=retries, timeout=timeout,
-                  validator=old.get("if_range"), on_validator=save_validator, desc=remote.filename)
+    try:
+        total = fetch(url, part, end=prefix_end, expected_size=expected_size, retries=retries, timeout=timeout,
+                      validator=old.get("if_range"), on_validator=save_validator, desc=remote.filename)
+    finally:
+        if not part.exists():  # nothing to resume: the state of a transfer that kept no bytes goes too
+            state_path.unlink(missing_ok=True)
     # A checksum covers the whole published file, so it can only be checked when we have all of it.
     whole = prefix_end is None or (total is not None and part.stat().st_size == total)
     source_sha = _verify_sha(part, expected_sha if whole else None, url) if whole else None
@@ -280,6 +307,11 @@ def _copy_one(remote: RemoteFile, folder: Path, source_dir: Path, *, max_bytes: 
     if src is None:
         raise UserError(f"{source_dir} has neither {remote.filename} nor {remote.local_name}; "
                         "put the published file there or drop --from-dir to download it")
+    with open(src, "rb") as fh:
+        reason = None if src.suffix == ".gz" else error_page_reason(None, fh.read(512))
+    if reason is not None:
+        raise UserError(f"{src} is an error page saved as a file ({reason}), not the dataset; download the "
+                        "published file again")
     source_sha = None
     if src.name == remote.filename and (remote.sha256 or remote.size):
         if remote.size is not None and src.stat().st_size != remote.size:
@@ -332,17 +364,29 @@ def download_dataset(name: str, dest: str | Path = "data", splits: list[str] | t
             info(f"{final}: up to date ({final.stat().st_size:,} bytes)")
             out[split] = final
             continue
-        if from_dir is not None:
-            entry = _copy_one(remote, folder, Path(from_dir), max_bytes=max_bytes)
-        else:
-            entry = _download_one(remote, folder, max_bytes=max_bytes, base_url=base_url, retries=retries,
-                                  timeout=timeout)
-        entry.update(max_bytes=max_bytes, sha256=sha256_file(final),
-                     downloaded=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        _record(folder, remote.local_name, entry)
+        try:
+            with disk_full_is_user_error(final, DISK_FULL_FIX):
+                entry = _place_one(remote, folder, from_dir, max_bytes=max_bytes, base_url=base_url,
+                                   retries=retries, timeout=timeout)
+        finally:
+            (folder / f".{remote.local_name}.tmp").unlink(missing_ok=True)  # left only by a failure
         info(f"{final}: {entry['size']:,} bytes" + (" (prefix cut after the last <|endoftext|>)" if max_bytes else ""))
         out[split] = final
     return out
+
+
+def _place_one(remote: RemoteFile, folder: Path, from_dir: str | Path | None, *, max_bytes: int | None,
+               base_url: str | None, retries: int, timeout: float) -> dict[str, Any]:
+    """Put one file in place (downloaded, or copied from ``from_dir``), record it in downloads.json, return its entry."""
+    if from_dir is not None:
+        entry = _copy_one(remote, folder, Path(from_dir), max_bytes=max_bytes)
+    else:
+        entry = _download_one(remote, folder, max_bytes=max_bytes, base_url=base_url, retries=retries,
+                              timeout=timeout)
+    entry.update(max_bytes=max_bytes, sha256=sha256_file(folder / remote.local_name),
+                 downloaded=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    _record(folder, remote.local_name, entry)
+    return entry
 
 
 def copy_prefix(src: str | Path, dst: str | Path, max_bytes: int | None) -> Path:

@@ -6,6 +6,15 @@ on stderr and exit code 2, without a traceback (``--debug`` shows one).
 Programming errors stay ordinary exceptions so they are never hidden.
 """
 
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
 
 class UserError(Exception):
     """Bad input, a missing file, an impossible setting: reported in one line, exit code 2."""
@@ -15,3 +24,27 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A configuration file or ``--set`` override names an unknown key or has the wrong type."""
+
+
+class DiskFullError(UserError):
+    """The disk (or the quota) ran out while writing ``path``: an environmental fault, not a bug."""
+
+    def __init__(self, path: str | os.PathLike, fix: str = "free space and rerun") -> None:
+        super().__init__(f"no space left on device at {path}; {fix}")
+        self.path = path
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the OSError of a full disk or an exhausted quota."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+@contextmanager
+def disk_full_is_user_error(path: str | os.PathLike, fix: str = "free space and rerun") -> Iterator[None]:
+    """Turn a full disk inside the block into :class:`DiskFullError` naming ``path`` and ``fix``."""
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(path, fix) from exc
+        raise

@@ -11,6 +11,11 @@
   A server that ignores ``Range`` (200 instead of 206) is handled by restarting.
 - Errors are one-line :class:`UserError` messages saying what to do (404: check
   the name or mirror; 5xx: try later, bytes are kept).
+- What arrives is checked: an answer that is an error page (an HTML or JSON
+  Content-Type, or a body starting like ``<!DOCTYPE``, ``<html`` or ``{"error"``)
+  or an empty body is refused before anything is kept, since a data file is never
+  one. A full disk while writing is :class:`DiskFullError` at once, not a dropped
+  connection to retry; the bytes already in the ``.part`` file stay for a resume.
 
 urllib keeps the ``Range`` header across redirects, which is all the Hub's CDN needs.
 """
@@ -18,6 +23,7 @@ urllib keeps the ``Range`` header across redirects, which is all the Hub's CDN n
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import time
 import urllib.error
@@ -27,12 +33,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cs336_basics.errors import UserError
+from cs336_basics.errors import UserError, disk_full_is_user_error
 from cs336_basics.progress import byte_progress
 
 CHUNK = 1 << 20
 USER_AGENT = "cs336_basics-downloader/1"
 NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException)
+ERROR_PAGE_TYPES = ("text/html", "application/xhtml+xml", "application/json", "application/problem+json")
+ERROR_PAGE_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")
+JSON_ERROR_START = re.compile(rb'^\{\s*"(error|errors|message|detail)"\s*:')
+KEEP_PART = "free space and rerun the same command to resume (the bytes downloaded so far are kept)"
 
 
 class NetworkError(UserError):
@@ -80,6 +90,22 @@ class RemoteInfo:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401 - urllib API
         return None
+
+
+def error_page_reason(content_type: str | None, head: bytes) -> str | None:
+    """Why an answer looks like an error page rather than a data file (``head``: its first bytes), or None."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind in ERROR_PAGE_TYPES:
+        return f"Content-Type {kind}"
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:64]
+    if start.lower().startswith(ERROR_PAGE_STARTS) or JSON_ERROR_START.match(start):
+        return f"a body starting with {start[:20].decode('utf-8', 'replace')!r}"
+    return None
+
+
+def refuse_error_page(url: str, reason: str) -> UserError:
+    return UserError(f"download failed: {url} answered with an error page ({reason}), not the data file; nothing "
+                     "was kept: check the URL (--base-url) or download the file by hand and use --from-dir")
 
 
 def http_error(url: str, exc: urllib.error.HTTPError) -> UserError:
@@ -168,6 +194,14 @@ class _Transfer:
                 self.on_validator(value)
 
 
+def _read(response, size: int) -> bytes:
+    """Up to ``size`` bytes of the answer; a failing connection is _Interrupted (the caller retries)."""
+    try:
+        return response.read(size)
+    except (socket.timeout, ConnectionError, http.client.HTTPException, OSError) as exc:
+        raise _Interrupted(str(exc)) from exc
+
+
 def _fetch_once(t: _Transfer, timeout: float, bar) -> None:
     """One GET appending to the part file up to byte ``t.end`` (or the end); raises _Interrupted on a drop."""
     have = t.part.stat().st_size if t.part.exists() else 0
@@ -202,21 +236,28 @@ def _fetch_once(t: _Transfer, timeout: float, bar) -> None:
             length = response.headers.get("Content-Length")
             total = t.set_total(int(length) if length and length.isdigit() else None)
             mode = "wb"
+        content_type = response.headers.get("Content-Type")
+        reason = error_page_reason(content_type, b"")
+        if reason is not None:
+            raise refuse_error_page(t.url, reason)
         t.remember_validator(response.headers)
         limit = t.end if total is None else (total if t.end is None else min(t.end, total))
         remaining = None if limit is None else limit - have
-        with open(t.part, mode) as out:
-            try:
-                while remaining is None or remaining > 0:
-                    chunk = response.read(CHUNK if remaining is None else min(CHUNK, remaining))
-                    if not chunk:
+        first = _read(response, CHUNK if remaining is None else min(CHUNK, remaining))
+        if have == 0:
+            reason = error_page_reason(content_type, first)
+            if reason is not None:
+                raise refuse_error_page(t.url, reason)
+        with disk_full_is_user_error(t.part, KEEP_PART), open(t.part, mode) as out:
+            chunk = first
+            while chunk:
+                out.write(chunk)
+                bar.update(len(chunk))
+                if remaining is not None:
+                    remaining -= len(chunk)
+                    if remaining <= 0:
                         break
-                    out.write(chunk)
-                    bar.update(len(chunk))
-                    if remaining is not None:
-                        remaining -= len(chunk)
-            except (socket.timeout, ConnectionError, http.client.HTTPException, OSError) as exc:
-                raise _Interrupted(str(exc)) from exc
+                chunk = _read(response, CHUNK if remaining is None else min(CHUNK, remaining))
     if remaining is not None and remaining > 0:
         raise _Interrupted(f"connection closed with {remaining} bytes missing")
 
@@ -251,7 +292,11 @@ def fetch(url: str, part: Path, *, end: int | None = None, expected_size: int | 
                     raise NetworkError(f"download of {url} interrupted ({exc}) after {retries} retries; "
                                        "rerun the same command to resume", f"interrupted: {exc}") from None
                 time.sleep(min(2.0 ** (attempt - 1) * 0.5, 10.0))
-    size = part.stat().st_size
+    size = part.stat().st_size if part.exists() else 0
+    if size == 0:
+        part.unlink(missing_ok=True)
+        raise UserError(f"download failed: {url} sent an empty file; check the URL (--base-url) or download the file "
+                        "by hand and use --from-dir")
     want = t.total if end is None else (end if t.total is None else min(end, t.total))
     if want is not None and size != want:
         part.unlink(missing_ok=True)

@@ -14,29 +14,44 @@ records what it was trained from (requested vocabulary size, special tokens,
 size/mtime/SHA-256 of the training text), the token files' manifests record
 the tokenizer fingerprint and the source text. A changed input rebuilds exactly
 what depends on it. ``prepare`` ends with checks that catch a broken pipeline
-early: a sample round-trips, the token file decodes to the start of its text,
-special tokens are in the vocabulary and every id is below the vocabulary size.
+early: a sample round-trips, the token file's tokens spell out the start of its
+text byte for byte, special tokens are in the vocabulary and every id is below
+the vocabulary size.
+
+Inputs are checked before anything is built: text that looks like UTF-16/32,
+binary or Latin-1 gets a warning naming the ``iconv`` that converts it, as does a
+training text with ``<|endoftext|>`` that is not a special token; a validation
+text too short for one context window (``context_length + 1`` tokens: one
+evaluation window with its next-token targets) is an error, checked on its size
+before the tokenizer is trained (no token is shorter than a byte) and on its
+token count before it is tokenized.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cs336_basics.datasets import published_names
 from cs336_basics.errors import UserError
-from cs336_basics.progress import Timer, info
+from cs336_basics.model.config import ModelConfig
+from cs336_basics.progress import Timer, info, warn
 from cs336_basics.runs.layout import SPLITS, DatasetDir
 from cs336_basics.tokenizer import Tokenizer, train_bpe
 from cs336_basics.tokenizer.gpt2_format import load_vocab_merges
-from cs336_basics.tokenizer.token_files import open_token_file, source_fingerprint, tokenize_file
+from cs336_basics.tokenizer.pretokenize import DEFAULT_SPECIAL_TOKENS, special_token_list
+from cs336_basics.tokenizer.text_checks import text_warnings
+from cs336_basics.tokenizer.token_files import (
+    check_id_range,
+    id_range,
+    open_token_file,
+    source_fingerprint,
+    tokenize_file,
+)
 from cs336_basics.tokenizer.tokenizer_dir import load_tokenizer_dir, save_tokenizer_dir
 
-DEFAULT_SPECIALS = ("<|endoftext|>",)
+EXACT_COUNT_LIMIT = 64 << 20  # bytes of validation text that may be encoded in memory to count its tokens
 
 
 def find_split_text(root: Path, split: str) -> Path | None:
@@ -55,6 +70,7 @@ class PreparedDataset:
     built: list[str] = field(default_factory=list)
     """Steps that actually ran ("tokenizer", "train", "valid"); empty when everything was up to date."""
     checks: dict[str, Any] = field(default_factory=dict)
+    special_tokens: list[str] = field(default_factory=list)
 
 
 def _tokenizer_is_current(tok_dir: Path, vocab_size: int, specials: list[str], source_hash: str) -> bool:
@@ -98,17 +114,9 @@ def import_tokenizer(src: Path, tok_dir: Path, specials: list[str]) -> None:
                        {"prepared": {"imported_from": str(src.resolve()), "source": None}})
 
 
-def _check(name: str, ok: bool, detail: str) -> None:
+def _check(name: str, ok: bool, detail: str, fix: str = "rerun 'cs336 prepare' with --force") -> None:
     if not ok:
-        raise UserError(f"prepare check failed ({name}): {detail}; rerun 'cs336 prepare' with --force")
-
-
-def max_token_id(tokens: np.ndarray, chunk: int = 1 << 24) -> int:
-    """Maximum of a (memory-mapped) token array, chunked so a huge file is never loaded at once."""
-    best = -1
-    for start in range(0, len(tokens), chunk):
-        best = max(best, int(tokens[start:start + chunk].max()))
-    return best
+        raise UserError(f"prepare check failed ({name}): {detail}; {fix}")
 
 
 def check_dataset(tokenizer, text_paths: dict[str, Path], token_paths: dict[str, Path], specials: list[str],
@@ -117,7 +125,8 @@ def check_dataset(tokenizer, text_paths: dict[str, Path], token_paths: dict[str,
     checks: dict[str, Any] = {}
     for special in specials:
         _check("special token", tokenizer.token_to_id(special) is not None,
-               f"{special!r} is not in the tokenizer's vocabulary")
+               f"{special!r} is not in the tokenizer's vocabulary",
+               "use a tokenizer that has it, or pass the special tokens it has with --special-token")
     checks["special_tokens"] = list(specials)
     for split, npy in token_paths.items():
         text_path = text_paths[split]
@@ -128,27 +137,66 @@ def check_dataset(tokenizer, text_paths: dict[str, Path], token_paths: dict[str,
         _check("round trip", tokenizer.decode(ids) == sample, f"decode(encode(x)) != x on the start of {text_path}")
         tokens = open_token_file(npy, vocab_size=tokenizer.vocab_size, tokenizer_fingerprint=tokenizer.fingerprint)
         if len(tokens):
-            top = max_token_id(tokens)
-            _check("max id", top < tokenizer.vocab_size, f"{npy} holds id {top} >= vocab size {tokenizer.vocab_size}")
-            # the file's first tokens must spell out the start of its text, byte for byte
-            first = tokenizer.decode([int(i) for i in tokens[: min(len(tokens), 2000)]]).encode("utf-8", "surrogateescape")
+            ids_range = id_range(tokens)
+            check_id_range(npy, ids_range, tokenizer.vocab_size)
+            # the file's first tokens must spell out the start of its text, byte for byte (whatever the encoding)
+            first = b"".join(tokenizer.vocab[int(i)] for i in tokens[: min(len(tokens), 2000)])
             with open(text_path, "rb") as fh:
-                text_head = fh.read(len(first) + 16)
-            common = os.path.commonprefix([first, text_head])
-            _check("token file matches text", len(common) >= len(first) - 4,
-                   f"{npy} does not decode to the start of {text_path}")
-            checks[split] = {"num_tokens": int(len(tokens)), "max_id": top}
+                text_head = fh.read(len(first))
+            _check("token file matches text", first == text_head, f"{npy} does not spell out the start of {text_path}")
+            checks[split] = {"num_tokens": int(len(tokens)), "max_id": ids_range[1]}
     return checks
 
 
-def prepare_dataset(data_dir: str | Path, vocab_size: int, special_tokens: list[str] | tuple[str, ...] = DEFAULT_SPECIALS,
-                    *, workers: int | None = None, force: bool = False,
-                    tokenizer_from: str | Path | None = None) -> PreparedDataset:
-    """Build (or confirm up to date) ``DIR/tokenizer``, ``DIR/train.npy`` and ``DIR/valid.npy``; then check them."""
+def _short_validation(path: Path, found: str, context_length: int) -> UserError:
+    need = context_length + 1
+    return UserError(f"the validation text {path} is {found}, fewer than the {need:,} tokens of one context window "
+                     f"(--context-length {context_length} + 1 next-token target), so no validation loss could be "
+                     f"computed; add held-out documents to it (about {4 * need:,} bytes of English text or more) "
+                     "or pass a smaller --context-length")
+
+
+def check_validation_bytes(path: Path, context_length: int) -> None:
+    """Reject a validation text with fewer bytes than one window has tokens (a token is at least one byte)."""
+    size = path.stat().st_size
+    if size <= context_length:
+        raise _short_validation(path, "empty" if size == 0 else f"{size:,} bytes long", context_length)
+
+
+def check_validation_tokens(tokenizer, path: Path, context_length: int) -> None:
+    """Reject a validation text that ``tokenizer`` turns into fewer than ``context_length + 1`` tokens.
+
+    A text of N bytes has at least N / (longest token) tokens; only when that bound is below the
+    floor (short texts) are the tokens counted, by encoding the text in memory.
+    """
+    size, need = path.stat().st_size, context_length + 1
+    longest = max(len(token) for token in tokenizer.vocab.values())
+    if size // longest >= need or size > EXACT_COUNT_LIMIT:
+        return
+    count = len(tokenizer.encode_to_array(path.read_bytes()))
+    if count < need:
+        raise _short_validation(path, f"{count:,} tokens long", context_length)
+
+
+def _warn_about_texts(texts: dict[str, Path], specials: list[str] | None) -> None:
+    """One warning line per problem of each text (encoding; an undeclared separator in the training text)."""
+    for split, path in texts.items():
+        for warning in text_warnings(path, specials if split == "train" else None):
+            warn(warning)
+
+
+def prepare_dataset(data_dir: str | Path, vocab_size: int,
+                    special_tokens: list[str] | tuple[str, ...] = DEFAULT_SPECIAL_TOKENS,
+                    *, workers: int | None = None, force: bool = False, tokenizer_from: str | Path | None = None,
+                    context_length: int = ModelConfig.context_length) -> PreparedDataset:
+    """Build (or confirm up to date) ``DIR/tokenizer``, ``DIR/train.npy`` and ``DIR/valid.npy``; then check them.
+
+    ``context_length`` sets the smallest validation split accepted: one window of ``context_length + 1`` tokens.
+    """
     root = Path(data_dir)
     if not root.is_dir():
         raise UserError(f"dataset directory not found: {root} (download one with 'cs336 download tinystories')")
-    specials = list(dict.fromkeys(special_tokens))
+    specials = special_token_list(special_tokens)
     if tokenizer_from is None and vocab_size < 256 + len(specials):
         raise UserError(f"--vocab-size must be at least {256 + len(specials)} (256 bytes + special tokens), got {vocab_size}")
     texts = {split: find_split_text(root, split) for split in SPLITS}
@@ -156,6 +204,9 @@ def prepare_dataset(data_dir: str | Path, vocab_size: int, special_tokens: list[
         raise UserError(f"no training text in {root}: expected train.txt or a published name such as "
                         "TinyStoriesV2-GPT4-train.txt (get one with 'cs336 download tinystories --dest ...')")
     texts = {split: path for split, path in texts.items() if path is not None}
+    if "valid" in texts:
+        check_validation_bytes(texts["valid"], context_length)
+    _warn_about_texts(texts, specials if tokenizer_from is None else None)
     ds = DatasetDir(root)
     timer = Timer()
     built: list[str] = []
@@ -174,6 +225,8 @@ def prepare_dataset(data_dir: str | Path, vocab_size: int, special_tokens: list[
     else:
         info(f"{ds.tokenizer}: up to date")
     tokenizer = Tokenizer.from_dir(ds.tokenizer)
+    if "valid" in texts:
+        check_validation_tokens(tokenizer, texts["valid"], context_length)
 
     token_paths: dict[str, Path] = {}
     for split, text_path in texts.items():
@@ -190,6 +243,6 @@ def prepare_dataset(data_dir: str | Path, vocab_size: int, special_tokens: list[
         checks = check_dataset(tokenizer, texts, token_paths, specials)
     if built:
         info(f"prepared {root} ({timer.summary()})")
-    return PreparedDataset(root, ds.tokenizer, token_paths, built, checks)
+    return PreparedDataset(root, ds.tokenizer, token_paths, built, checks, list(tokenizer.special_tokens))
 
 

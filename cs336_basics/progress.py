@@ -81,3 +81,10 @@ def info(message: str) -> None:
     log.info(message)
     if not _QUIET:
         print(message, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """A one-line ``warning: ...`` on stderr, shown even with --quiet (logged at INFO: the CLI's log
+    handler prints WARNING records to stderr too, which would show the line twice)."""
+    log.info("warning: %s", message)
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -192,7 +192,8 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
         raise UserError("the quickstart trains its tokenizer to model.vocab_size; set it in the config or with "
                         "--set model.vocab_size=N")
     with timer.phase("prepare"):
-        prepared = prepare_dataset(data_root, cfg.model.vocab_size, workers=workers)
+        prepared = prepare_dataset(data_root, cfg.model.vocab_size, workers=workers,
+                                   context_length=cfg.model.context_length)
     tokenizer = Tokenizer.from_dir(prepared.tokenizer_dir)
     train_tokens = open_token_file(prepared.token_files["train"])
     cfg = _override(cfg, data={"dataset_dir": str(data_root.resolve())},

@@ -3,7 +3,8 @@
 The server serves files from a temp folder under the published names, supports
 ``Range``/``If-Range``, advertises size and SHA-256 the way the Hugging Face Hub
 does (``X-Linked-Size``/``X-Linked-Etag`` on HEAD), and can be told to drop the
-connection mid-transfer, corrupt bytes, or answer 404/500.
+connection mid-transfer, corrupt bytes, answer 404/500, or send a fixed page
+(``pages``: name -> (Content-Type, body)) such as an HTML error page with HTTP 200.
 """
 
 from __future__ import annotations
@@ -45,6 +46,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(code)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return None
+        page = self.server.pages.get(self.path.lstrip("/"))
+        if page is not None:  # a fixed answer (e.g. an error page sent with HTTP 200)
+            content_type, body = page
+            self.send_response(200)
+            if content_type:
+                self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if method == "GET":
+                self.wfile.write(body)
             return None
         path = self._file()
         if path is None:
@@ -110,6 +122,7 @@ class LocalServer:
         self.httpd.root = root
         self.httpd.requests = []
         self.httpd.status = {}
+        self.httpd.pages = {}
         self.httpd.corrupt_at = None
         self.httpd.drops = 0
         self.httpd.drop_after = 0

@@ -11,8 +11,9 @@ import pytest
 
 from cs336_basics.datasets import copy_prefix
 from cs336_basics.errors import UserError
-from cs336_basics.prepare import check_dataset, max_token_id, prepare_dataset
+from cs336_basics.prepare import check_dataset, prepare_dataset
 from cs336_basics.tokenizer import Tokenizer
+from cs336_basics.tokenizer.token_files import id_range
 from tests.conftest import run_cli
 
 VOCAB = 400
@@ -106,10 +107,11 @@ def test_check_catches_a_token_file_from_other_text(data_dir):
         check_dataset(tok, texts, npys, ["<|endoftext|>"])
 
 
-def test_max_token_id_chunked_matches_numpy():
+def test_id_range_chunked_matches_numpy():
     rng = np.random.default_rng(0)
-    arr = rng.integers(0, 5000, size=10_001).astype(np.uint16)
-    assert max_token_id(arr, chunk=97) == int(arr.max())
+    arr = rng.integers(-300, 5000, size=10_001).astype(np.int32)
+    assert id_range(arr, chunk=97) == (int(arr.min()), int(arr.max()))
+    assert id_range(arr[:0]) is None
 
 
 def test_import_hf_trained_vocab_merges(data_dir, tmp_path):

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from pathlib import Path
+
+from cs336_basics.errors import UserError
 
 
 def existing_file(text: str) -> Path:
@@ -88,3 +91,18 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> 
                              "(the files in configs/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set model.d_model=256 (repeatable)")
+
+
+def add_special_token_options(parser: argparse.ArgumentParser) -> None:
+    """``--special-token`` (repeatable) and ``--no-special-tokens``: the commands that train a tokenizer share them."""
+    parser.add_argument("--special-token", dest="special_tokens", action="append", default=None, metavar="TOKEN",
+                        help="a special token, never split or merged across (repeatable; default <|endoftext|>)")
+    parser.add_argument("--no-special-tokens", action="store_true",
+                        help="no special tokens at all (an <|endoftext|> in the text becomes ordinary text)")
+
+
+def chosen_special_tokens(args: argparse.Namespace, defaults: Sequence[str]) -> list[str]:
+    """The special tokens the options of :func:`add_special_token_options` ask for."""
+    if args.no_special_tokens and args.special_tokens:
+        raise UserError("--no-special-tokens contradicts --special-token; give one of them")
+    return [] if args.no_special_tokens else list(dict.fromkeys(args.special_tokens or defaults))

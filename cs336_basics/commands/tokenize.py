@@ -35,7 +35,9 @@ def register(subparsers, parents) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.allocator import keep_freed_cpu_memory
+    from cs336_basics.progress import warn
     from cs336_basics.tokenizer import native as native_ext
+    from cs336_basics.tokenizer.text_checks import text_warnings
     from cs336_basics.tokenizer.token_files import tokenize_file
     from cs336_basics.tokenizer.tokenizer import Tokenizer
 
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     native_ext.warn_if_fallback("cs336 tokenize", ("_encode_native",))
 
     tokenizer = Tokenizer.from_dir(args.tokenizer)
+    for warning in text_warnings(args.input):
+        warn(warning)
     result = tokenize_file(tokenizer, args.input, args.out, workers=args.workers, force=args.force)
     tokens, nbytes = result["num_tokens"], result["num_bytes"]
     per = f"{nbytes / tokens:.3f} bytes/token" if tokens else "no tokens"

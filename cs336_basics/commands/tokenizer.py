@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from cs336_basics.commands import byte_size, positive_int
+from cs336_basics.commands import add_special_token_options, byte_size, chosen_special_tokens, positive_int
 from cs336_basics.errors import UserError
 from cs336_basics.progress import info
 
@@ -30,14 +30,12 @@ def register(subparsers, parents) -> None:
         description="Train a byte-level BPE tokenizer (GPT-2 pre-tokenization, exact merges, ties to the "
                     "lexicographically greatest pair) and write DIR/vocab.json, DIR/merges.txt (GPT-2 format), "
                     "DIR/tokenizer.json (Hugging Face tokenizers) and DIR/meta.json.",
-        epilog="Example: cs336 tokenizer train --input data/ts/train.txt --vocab-size 10000 "
-               "--special-token '<|endoftext|>' --out data/ts/tokenizer")
+        epilog="Example: cs336 tokenizer train --input data/ts/train.txt --vocab-size 10000 --out data/ts/tokenizer")
     train.add_argument("--input", required=True, nargs="+", type=Path, metavar="FILE",
                        help="UTF-8 text file(s); documents separated by special tokens")
     train.add_argument("--vocab-size", required=True, type=positive_int, metavar="N",
                        help="final vocabulary size: 256 bytes + merges + special tokens")
-    train.add_argument("--special-token", dest="special_tokens", action="append", default=[], metavar="TOK",
-                       help="a special token, e.g. '<|endoftext|>' (repeatable)")
+    add_special_token_options(train)
     train.add_argument("--out", required=True, type=Path, metavar="DIR", help="output tokenizer directory")
     train.add_argument("--workers", type=positive_int, default=None, metavar="N",
                        help=f"worker processes for counting (default: all CPUs, here {os.cpu_count()})")
@@ -88,13 +86,16 @@ def _show(token: bytes) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from cs336_basics.progress import warn
     from cs336_basics.tokenizer import native as native_ext
     from cs336_basics.tokenizer.bpe_train import train_bpe_detailed
-    from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN
+    from cs336_basics.tokenizer.pretokenize import DEFAULT_SPECIAL_TOKENS, GPT2_PATTERN
+    from cs336_basics.tokenizer.text_checks import text_warnings
     from cs336_basics.tokenizer.tokenizer import Tokenizer
     from cs336_basics.tokenizer.tokenizer_dir import save_tokenizer_dir
 
     _check_out_dir(args.out)
+    specials = chosen_special_tokens(args, DEFAULT_SPECIAL_TOKENS)
     pattern = args.pattern or GPT2_PATTERN
     if args.pattern:
         import regex
@@ -107,14 +108,18 @@ def run_train(args: argparse.Namespace) -> int:
     if holdout is None:
         last = args.input[-1]
         holdout = min(1 << 20, last.stat().st_size // 20) if last.is_file() else 0
+    for path in args.input:
+        if path.is_file():
+            for warning in text_warnings(path, specials):
+                warn(warning)
     native_ext.warn_if_fallback("cs336 tokenizer train", ("_bpe_count", "_bpe_merge"))
     started = time.time()
-    result = train_bpe_detailed(args.input, args.vocab_size, args.special_tokens, workers=args.workers,
+    result = train_bpe_detailed(args.input, args.vocab_size, specials, workers=args.workers,
                                 pattern=pattern, memory_budget=args.memory_budget, holdout_bytes=holdout)
     summary = result.summary
     meta = {"pattern": pattern, "data": data_fingerprint(args.input), "trained_at": started,
             "summary": summary.to_dict()}
-    save_tokenizer_dir(args.out, result.vocab, result.merges, list(dict.fromkeys(args.special_tokens)), meta)
+    save_tokenizer_dir(args.out, result.vocab, result.merges, specials, meta)
 
     print(summary.format())
     longest = sorted(result.vocab.values(), key=len, reverse=True)[:10]
@@ -123,7 +128,7 @@ def run_train(args: argparse.Namespace) -> int:
         with open(summary.heldout["path"], "rb") as fh:
             fh.seek(summary.heldout["start"])
             sample = fh.read(summary.heldout["end"] - summary.heldout["start"])
-        tokenizer = Tokenizer(result.vocab, result.merges, list(dict.fromkeys(args.special_tokens)))
+        tokenizer = Tokenizer(result.vocab, result.merges, specials)
         ids = tokenizer.encode(sample.decode("utf-8", "replace"))
         if ids:
             print(f"compression on {len(sample):,} held-out bytes: {len(sample) / len(ids):.3f} bytes/token")

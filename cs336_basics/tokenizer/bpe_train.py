@@ -36,7 +36,7 @@ from cs336_basics.tokenizer.counting import (
     safe_cut_at_or_after,
 )
 from cs336_basics.tokenizer.merging import merge, native_merge_available
-from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN
+from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN, special_token_list
 
 INVALID_UTF8_POLICY = "kept as bytes (each undecodable byte is a one-byte 'other' character, as with surrogateescape)"
 
@@ -55,6 +55,7 @@ class TrainSummary:
     peak_rss_mb: float = 0.0
     peak_rss_children_mb: float = 0.0
     invalid_utf8: str = INVALID_UTF8_POLICY
+    special_tokens: list[str] = field(default_factory=list)
     heldout: dict[str, Any] | None = None
     """{"path", "start", "end"}: the tail of the last file kept out of training (holdout_bytes)."""
 
@@ -72,6 +73,7 @@ class TrainSummary:
             f"peak RSS: {self.peak_rss_mb:,.0f} MB (main process), "
             f"{self.peak_rss_children_mb:,.0f} MB (largest child process, e.g. a counting worker)",
             f"engines: {engines} ({workers})",
+            f"special tokens: {', '.join(map(repr, self.special_tokens)) or 'none'}",
             f"invalid UTF-8: {self.invalid_utf8}",
         ])
 
@@ -97,8 +99,6 @@ def _check_inputs(paths: list[Path], vocab_size: int, special_tokens: list[str])
             raise UserError(f"input is a directory, not a file: {path}")
         if path.stat().st_size == 0:
             raise UserError(f"input file is empty: {path}; give a file with training text")
-    if any(not s for s in special_tokens):
-        raise UserError("a special token cannot be the empty string")
     minimum = 256 + len(special_tokens)
     if vocab_size < minimum:
         raise UserError(f"vocab_size {vocab_size} is smaller than 256 bytes + {len(special_tokens)} special tokens; "
@@ -121,7 +121,7 @@ def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: in
     (cut at a safe boundary), for measuring compression on unseen text; see ``summary.heldout``.
     """
     paths = [Path(p) for p in (input_path if isinstance(input_path, (list, tuple)) else [input_path])]
-    specials = list(dict.fromkeys(special_tokens or []))
+    specials = special_token_list(special_tokens)
     _check_inputs(paths, vocab_size, specials)
     workers = default_workers() if workers is None else max(1, int(workers))
     if chunk_bytes is None:
@@ -181,7 +181,7 @@ def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: in
         input_bytes=sum(p.stat().st_size for p in paths) - (heldout["end"] - heldout["start"] if heldout else 0),
         distinct_pretokens=distinct,
         pretoken_occurrences=occurrences, num_merges=len(merges), vocab_size=len(vocab), workers=workers,
-        native_count=native_count, native_merge=native_merge, seconds=seconds,
+        native_count=native_count, native_merge=native_merge, seconds=seconds, special_tokens=specials,
         peak_rss_mb=_peak_rss_mb(resource.RUSAGE_SELF), peak_rss_children_mb=_peak_rss_mb(resource.RUSAGE_CHILDREN),
         heldout=heldout)
     return TrainResult(vocab, merges, summary)

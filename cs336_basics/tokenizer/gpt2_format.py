@@ -62,27 +62,67 @@ def save_vocab_merges(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]]
     Path(merges_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _line_of(text: str, needle: str) -> int:
+    """The 1-based line of the first occurrence of ``needle`` in ``text`` (1 when absent)."""
+    at = text.find(needle)
+    return text.count("\n", 0, at) + 1 if at >= 0 else 1
+
+
+def _read_text(path: Path) -> str:
+    """A tokenizer file's text; not UTF-8 is a UserError naming the file and the line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); the file is damaged, "
+                        "restore or retrain the tokenizer") from exc
+
+
+def load_vocab(vocab_path: Path) -> dict[int, bytes]:
+    """``vocab.json`` ({token string: id}) as {id: token bytes}; every malformed entry is a UserError with its line."""
+    text = _read_text(vocab_path)
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{vocab_path}:{exc.lineno}: not valid JSON ({exc.msg}); restore or retrain the tokenizer") from exc
+    if not isinstance(raw, dict):
+        raise UserError(f"{vocab_path} holds a JSON {type(raw).__name__}; it must map token strings to integer ids")
+    vocab: dict[int, bytes] = {}
+    for tok, idx in raw.items():
+        if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
+            problem = f"the id of {tok!r} is {json.dumps(idx)}, not a non-negative integer"
+        elif idx in vocab:
+            problem = f"id {idx} is given to two tokens"
+        elif not all(ch in unicode_to_bytes() for ch in tok):
+            problem = f"{tok!r} is not in GPT-2 byte-to-unicode form"
+        else:
+            vocab[idx] = str_to_token(tok)
+            continue
+        line = _line_of(text, json.dumps(tok, ensure_ascii=False))
+        raise UserError(f"{vocab_path}:{line}: {problem}; restore or retrain the tokenizer")
+    return vocab
+
+
+def load_merges(merges_path: Path) -> list[tuple[bytes, bytes]]:
+    """``merges.txt`` (an optional ``#version`` line, then ``LEFT RIGHT`` per line) as byte pairs."""
+    merges: list[tuple[bytes, bytes]] = []
+    for lineno, line in enumerate(_read_text(merges_path).split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line or (lineno == 1 and line.startswith("#version")):
+            continue
+        where = f"{merges_path}:{lineno}"
+        parts = line.split(" ")
+        if len(parts) != 2 or not all(parts):
+            raise UserError(f"{where}: expected two tokens separated by one space, got {line[:60]!r}")
+        merges.append((str_to_token(parts[0], where), str_to_token(parts[1], where)))
+    return merges
+
+
 def load_vocab_merges(vocab_path: str | Path, merges_path: str | Path) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Read GPT-2 format files (ours, OpenAI's, or Hugging Face's) back into bytes."""
     vocab_path, merges_path = Path(vocab_path), Path(merges_path)
     for path in (vocab_path, merges_path):
         if not path.is_file():
             raise UserError(f"tokenizer file not found: {path}")
-    try:
-        raw = json.loads(vocab_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{vocab_path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-    if not isinstance(raw, dict):
-        raise UserError(f"{vocab_path} must map token strings to ids")
-    vocab = {int(idx): str_to_token(tok, str(vocab_path)) for tok, idx in raw.items()}
-    merges: list[tuple[bytes, bytes]] = []
-    with open(merges_path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line or (lineno == 1 and line.startswith("#version")):
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2:
-                raise UserError(f"{merges_path}:{lineno}: expected two tokens separated by one space")
-            merges.append((str_to_token(parts[0], str(merges_path)), str_to_token(parts[1], str(merges_path))))
-    return vocab, merges
+    return load_vocab(vocab_path), load_merges(merges_path)

@@ -28,12 +28,36 @@ from pathlib import Path
 import numpy as np
 import regex
 
+from cs336_basics.errors import UserError
+
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 # Bits of char_class_table(); pretok.h uses the same values.
 CLASS_LETTER = 1
 CLASS_NUMBER = 2
 CLASS_SPACE = 4
+
+
+DEFAULT_SPECIAL_TOKENS = ("<|endoftext|>",)
+"""What ``cs336 tokenizer train`` and ``cs336 prepare`` use unless told otherwise: the document separator of
+TinyStories and OpenWebText."""
+
+
+def special_token_list(special_tokens: Iterable[str] | None) -> list[str]:
+    """The distinct special tokens in order, checked: a string instead of a list (which would make every
+    character a special token) or a non-string token is a TypeError naming the fix; an empty one a UserError."""
+    if isinstance(special_tokens, (str, bytes)):
+        raise TypeError(f"special_tokens must be a list of strings, got the {type(special_tokens).__name__} "
+                        f"{special_tokens!r}; wrap it in a list: special_tokens=[{special_tokens!r}]")
+    tokens = list(dict.fromkeys(special_tokens or ()))
+    for token in tokens:
+        if not isinstance(token, str):
+            raise TypeError(f"special tokens must be strings, got {token!r} ({type(token).__name__}); "
+                            + (f"decode it: {token.decode('utf-8', 'replace')!r}" if isinstance(token, bytes)
+                               else "pass their text"))
+        if not token:
+            raise UserError("special tokens must be non-empty strings; drop the empty one")
+    return tokens
 
 
 @lru_cache(maxsize=8)

@@ -6,6 +6,8 @@ Layout: ``train.npy`` (1-D, ``uint16`` when every id fits, else ``uint32``; ids
 
     {"format": 1, "tokenizer_fingerprint": "...", "vocab_size": 10000,
      "special_tokens": ["<|endoftext|>"], "dtype": "uint16", "num_tokens": ...,
+     "min_id": ..., "max_id": ... (null for an empty file),
+     "token_file": {"size", "mtime_ns"} (of the .npy when the manifest was written),
      "num_bytes": ... (UTF-8 bytes of the source), "source": {"path", "size",
      "mtime_ns", "mtime", "hash"}, "created": "...", "seconds": ..., "workers": ...}
 
@@ -14,7 +16,12 @@ they are regenerated". Here ``tokenize_file`` rebuilds an output exactly when
 the tokenizer (fingerprint of vocab, merges, specials) or the source (size,
 mtime, content hash: whole file up to 64 MiB, else 64 sampled blocks) changed,
 and ``open_token_file`` refuses a token file whose manifest does not match the
-tokenizer or model in use.
+tokenizer or model in use, or whose ids fall outside the vocabulary (from the
+manifest's ``min_id``/``max_id``; from a chunked scan of the ids when the
+manifest predates them, the .npy changed after it was written, or there is no
+manifest, which is also a warning). A manifest that is not a JSON object with
+the required keys is an error, never "no manifest": skipping the checks would
+let another tokenizer's ids through.
 
 Parallelism: the file is cut into byte ranges at safe boundaries
 (``boundaries.find_byte_cut``), worker processes encode ranges into part
@@ -49,9 +56,9 @@ from typing import Any
 import numpy as np
 
 from cs336_basics.allocator import keep_freed_cpu_memory
-from cs336_basics.errors import UserError
+from cs336_basics.errors import UserError, disk_full_is_user_error
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.progress import byte_progress
+from cs336_basics.progress import byte_progress, warn
 from cs336_basics.tokenizer.boundaries import find_byte_cut, safe_chunks
 
 FORMAT = 1
@@ -62,6 +69,10 @@ READ_BLOCK = 1 << 20  # bytes read per step inside a worker
 ENCODE_CHUNK = 1 << 20  # bytes per encode call inside a worker
 TEXT_FALLBACK = 8 << 20  # bytes without a byte-level safe cut before falling back to the text chunker
 MAX_RANGE = 4 << 20  # bytes per work item: small enough that the workers finish together
+SCAN_CHUNK = 1 << 20  # ids per step of an id-range scan: small enough that the second pass (max) hits the cache
+REQUIRED_KEYS = {"format": int, "tokenizer_fingerprint": str, "vocab_size": int, "dtype": str, "num_tokens": int}
+OPTIONAL_KEYS = {"min_id": int, "max_id": int, "num_bytes": int, "token_file": dict, "source": dict,
+                 "special_tokens": list}
 
 
 def manifest_path(npy_path: str | Path) -> Path:
@@ -95,56 +106,164 @@ def source_fingerprint(path: str | Path) -> dict[str, Any]:
             "hash": f"{kind}:{h.hexdigest()}"}
 
 
+def tokenize_command(npy_path: str | Path, text: str | Path | None = None, force: bool = False) -> str:
+    """The ``cs336 tokenize`` command line that (re)builds ``npy_path`` (DIR: the tokenizer directory in use)."""
+    return (f"cs336 tokenize --tokenizer DIR --input {text or 'TEXT'} --out {npy_path}"
+            + (" --force" if force else ""))
+
+
+def _manifest_problem(data: Any) -> str | None:
+    """What is wrong with a parsed manifest (None when its keys have the expected types)."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__} instead of an object"
+    for key, kind in (*REQUIRED_KEYS.items(), *OPTIONAL_KEYS.items()):
+        if key not in data:
+            if key in REQUIRED_KEYS:
+                return f"no {key!r}"
+            continue
+        value = data[key]
+        if value is None and key in ("min_id", "max_id"):
+            continue  # an empty token file has no ids
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{key!r} is {json.dumps(value)[:40]}, not a JSON {'number' if kind is int else kind.__name__}"
+    try:
+        if np.dtype(data["dtype"]).kind not in "ui":
+            return f"'dtype' is {data['dtype']!r}, not an integer type"
+    except TypeError:
+        return f"'dtype' is {data['dtype']!r}, not a numpy type"
+    return None
+
+
 def read_manifest(npy_path: str | Path) -> dict | None:
-    """The manifest beside ``npy_path``, or None when it is missing or unreadable."""
+    """The manifest beside ``npy_path``, or None when there is none.
+
+    A manifest that cannot be read or is not what ``tokenize_file`` writes (not JSON, not an
+    object, a key missing or of the wrong type) is a UserError naming the file and the fix.
+    """
     path = manifest_path(npy_path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) else None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        problem = f"not valid JSON: {exc.msg} at line {exc.lineno}"
+    else:
+        problem = _manifest_problem(data)
+        if problem is None:
+            return data
+    raise UserError(f"{path} is damaged ({problem}); rebuild the token file and its manifest with "
+                    f"'{tokenize_command(npy_path, force=True)}'")
+
+
+def id_range(tokens: np.ndarray, chunk: int = SCAN_CHUNK) -> tuple[int, int] | None:
+    """(smallest, largest) id of a (memory-mapped) token array, read in chunks; None when it is empty."""
+    lo = hi = None
+    for start in range(0, len(tokens), chunk):
+        block = tokens[start:start + chunk]
+        block_lo, block_hi = int(block.min()), int(block.max())
+        lo = block_lo if lo is None else min(lo, block_lo)
+        hi = block_hi if hi is None else max(hi, block_hi)
+    return None if lo is None else (lo, hi)
+
+
+def check_id_range(path: str | Path, ids: tuple[int, int] | None, vocab_size: int) -> None:
+    """UserError when ``ids`` (smallest, largest) leave ``0 .. vocab_size - 1``: an embedding lookup would fail."""
+    if ids is None:
+        return
+    lo, hi = ids
+    rebuild = f"rebuild it with the tokenizer in use: '{tokenize_command(path, force=True)}'"
+    if lo < 0:
+        raise UserError(f"{path} contains the negative token id {lo}; ids must be 0..{vocab_size - 1}, {rebuild}")
+    if hi >= vocab_size:
+        raise UserError(f"{path} contains token id {hi} but the vocabulary in use has {vocab_size} ids "
+                        f"(0..{vocab_size - 1}); {rebuild}")
+
+
+def _describes(manifest: dict, path: Path) -> bool:
+    """True when ``manifest`` records the id range of the .npy at ``path`` as it is now (same size and mtime)."""
+    recorded, st = manifest.get("token_file") or {}, path.stat()
+    return "max_id" in manifest and (recorded.get("size"), recorded.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
+
+
+def _recorded_id_range(manifest: dict) -> tuple[int, int] | None:
+    """The manifest's (min_id, max_id); None for an empty file."""
+    if manifest.get("min_id") is None or manifest.get("max_id") is None:
+        return None
+    return manifest["min_id"], manifest["max_id"]
+
+
+def _not_a_token_file(path: Path, detail: str) -> UserError:
+    """The error for a path that cannot be opened as a token file, with a ``cs336 tokenize`` that works."""
+    if path.suffix == ".npy":
+        return UserError(f"{path} {detail}; rebuild it with '{tokenize_command(path, force=True)}'")
+    npy = path.with_suffix(".npy")
+    text = path if path.is_file() else None
+    return UserError(f"{path} {detail}: token files are .npy arrays made from text; make one with "
+                     f"'{tokenize_command(npy, text)}' and use {npy}")
 
 
 def open_token_file(npy_path: str | Path, *, vocab_size: int | None = None,
                     tokenizer_fingerprint: str | None = None) -> np.ndarray:
-    """Memory-map a token file, checking it against the tokenizer/model in use (UserError with the fix)."""
+    """Memory-map a token file, checking it against the tokenizer/model in use (UserError with the fix).
+
+    Checks: a readable 1-D integer ``.npy``; its manifest (damaged: an error; missing: a warning and a
+    scan of the ids) matches the tokenizer fingerprint, length and dtype; with ``vocab_size``, every id
+    is in ``0 .. vocab_size - 1`` (the manifest's recorded range, else a chunked scan).
+    """
     path = Path(npy_path)
-    rebuild = f"create it with 'cs336 tokenize --tokenizer DIR --input TEXT --out {path}'"
     if not path.is_file():
-        raise UserError(f"token file not found: {path}; {rebuild}")
+        if path.suffix == ".npy":
+            raise UserError(f"token file not found: {path}; create it with '{tokenize_command(path)}'")
+        raise _not_a_token_file(path, "is not a token file (not found)")
     try:
         arr = np.load(path, mmap_mode="r")
     except (ValueError, OSError, EOFError) as exc:
-        raise UserError(f"{path} is not a readable .npy token file ({exc}); re-{rebuild[2:]} --force") from exc
-    if arr.ndim != 1 or arr.dtype.kind not in "ui":
-        raise UserError(f"{path} holds a {arr.ndim}-D {arr.dtype} array, not 1-D integer token ids; re-{rebuild[2:]}")
+        raise _not_a_token_file(path, f"is not a readable .npy token file ({exc})") from exc
+    if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype.kind not in "ui":
+        detail = f"a {arr.ndim}-D {arr.dtype} array" if isinstance(arr, np.ndarray) else "not one array"
+        raise _not_a_token_file(path, f"holds {detail}, not 1-D integer token ids")
     manifest = read_manifest(path)
-    if manifest is not None:
-        fp = manifest.get("tokenizer_fingerprint")
-        if tokenizer_fingerprint is not None and fp != tokenizer_fingerprint:
-            raise UserError(f"{path} was made with a different tokenizer (fingerprint {str(fp)[:12]}..., in use "
-                            f"{tokenizer_fingerprint[:12]}...); re-run 'cs336 tokenize' with the tokenizer in use")
-        if manifest.get("num_tokens") != arr.shape[0]:
-            raise UserError(f"{path} has {arr.shape[0]} tokens but its manifest says {manifest.get('num_tokens')} "
-                            f"(replaced or truncated); re-{rebuild[2:]} --force")
-        if vocab_size is not None and int(manifest.get("vocab_size", 0)) > vocab_size:
+    if manifest is None:
+        warn(f"{path} has no manifest ({manifest_path(path).name}), so its tokenizer cannot be checked; scanning "
+             f"its {arr.shape[0]:,} ids instead (rebuild it with '{tokenize_command(path, force=True)}')")
+        if vocab_size is not None:
+            check_id_range(path, id_range(arr), vocab_size)
+        return arr
+    source = (manifest.get("source") or {}).get("path")
+    rebuild = f"rebuild it with the tokenizer in use: '{tokenize_command(path, source, force=True)}'"
+    fp = manifest["tokenizer_fingerprint"]
+    if tokenizer_fingerprint is not None and fp != tokenizer_fingerprint:
+        raise UserError(f"{path} was made with a different tokenizer (fingerprint {fp[:12]}..., in use "
+                        f"{tokenizer_fingerprint[:12]}...); {rebuild}")
+    if manifest["num_tokens"] != arr.shape[0]:
+        raise UserError(f"{path} has {arr.shape[0]} tokens but its manifest says {manifest['num_tokens']} "
+                        f"(replaced or truncated); {rebuild}")
+    if np.dtype(manifest["dtype"]) != arr.dtype:
+        raise UserError(f"{path} holds {arr.dtype} ids but its manifest says {manifest['dtype']} (replaced by "
+                        f"other code?); {rebuild}")
+    if vocab_size is not None:
+        if manifest["vocab_size"] > vocab_size:
             raise UserError(f"{path} uses a {manifest['vocab_size']}-token vocabulary but the model has vocab_size "
                             f"{vocab_size}; set model.vocab_size >= {manifest['vocab_size']}")
-    elif vocab_size is not None and arr.shape[0]:
-        # No manifest (a file from elsewhere): check the ids themselves, chunk by chunk.
-        top = max(int(arr[i:i + (1 << 24)].max()) for i in range(0, arr.shape[0], 1 << 24))
-        if top >= vocab_size:
-            raise UserError(f"{path} contains token id {top} but the model has vocab_size {vocab_size}; "
-                            f"set model.vocab_size >= {top + 1} or re-tokenize")
+        # a manifest written before ids were recorded, or a .npy changed after it: the ids are scanned
+        ids = _recorded_id_range(manifest) if _describes(manifest, path) else id_range(arr)
+        check_id_range(path, ids, vocab_size)
     return arr
 
 
 def staleness(tokenizer, input_path: str | Path, out_path: str | Path) -> str | None:
     """Why ``out_path`` must be (re)built from ``input_path``, or None when it is up to date."""
     out_path = Path(out_path)
-    manifest = read_manifest(out_path)
     if not out_path.is_file():
         return "no token file yet"
+    try:
+        manifest = read_manifest(out_path)
+    except UserError:
+        return "its manifest is damaged"
     if manifest is None or manifest.get("format") != FORMAT:
         return "no manifest"
     if manifest.get("tokenizer_fingerprint") != tokenizer.fingerprint:
@@ -247,18 +366,31 @@ def _range_chunks(path: Path, start: int, end: int, specials: list[str]) -> Iter
         yield bytes(pending)
 
 
-def encode_range(tokenizer, path: Path, start: int, end: int, out, dtype: np.dtype, on_bytes=None) -> int:
-    """Encode bytes [start, end) of ``path`` (a range cut at safe boundaries) into ``out``; return #tokens."""
-    count = 0
+def _union(a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The smallest range holding two (smallest, largest) id ranges (None: no ids)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a[0], b[0]), max(a[1], b[1])
+
+
+def encode_range(tokenizer, path: Path, start: int, end: int, out, dtype: np.dtype,
+                 on_bytes=None) -> tuple[int, tuple[int, int] | None]:
+    """Encode bytes [start, end) of ``path`` (a range cut at safe boundaries) into ``out``.
+
+    Returns the number of tokens and their (smallest, largest) id, None when there are none.
+    """
+    count, ids_range = 0, None
     for data in _range_chunks(path, start, end, tokenizer.special_tokens):
         ids = tokenizer.encode_to_array(data)
-        if ids.size and int(ids.max()) > np.iinfo(dtype).max:  # defensive: never wrap an id
-            raise UserError(f"token id {int(ids.max())} does not fit {dtype}; this is a bug in dtype selection")
+        if ids.size:
+            ids_range = _union(ids_range, (int(ids.min()), int(ids.max())))
+            if ids_range[1] > np.iinfo(dtype).max:  # defensive: never wrap an id
+                raise UserError(f"token id {ids_range[1]} does not fit {dtype}; this is a bug in dtype selection")
         out.write(ids.astype(dtype, copy=False).tobytes())
         count += ids.size
         if on_bytes is not None:
             on_bytes(len(data))
-    return count
+    return count, ids_range
 
 
 _WORKER: dict[str, Any] = {}
@@ -269,12 +401,12 @@ def _worker_init(tokenizer) -> None:
     _WORKER["tokenizer"] = tokenizer
 
 
-def _worker_task(task: tuple[str, int, int, str, str]) -> tuple[str, int, int]:
+def _worker_task(task: tuple[str, int, int, str, str]) -> tuple[str, int, tuple[int, int] | None, int]:
     """Encode one range in a worker into its own part file (the parent splices it into the output)."""
     path, start, end, dtype, part = task
     with open(part, "wb") as out:
-        count = encode_range(_WORKER["tokenizer"], Path(path), start, end, out, np.dtype(dtype))
-    return part, count, end - start
+        count, ids_range = encode_range(_WORKER["tokenizer"], Path(path), start, end, out, np.dtype(dtype))
+    return part, count, ids_range, end - start
 
 
 def _append_file(dst, src_path: str) -> None:
@@ -315,20 +447,36 @@ def npy_header(dtype: np.dtype, count: int) -> bytes:
 
 
 class _Syncer:
-    """Flushes written data to disk in the background while encoding goes on, so the final fsync is short."""
+    """Flushes written data to disk in the background while encoding goes on, so the final fsync is short.
+
+    A background flush that fails (a full disk shows up here when the file system allocates late) is
+    raised by the next ``kick`` or by ``finish``, in the writing thread.
+    """
 
     def __init__(self, fh) -> None:
-        self.fh, self.thread = fh, None
+        self.fh, self.thread, self.error = fh, None, None
+
+    def _sync(self) -> None:
+        try:
+            os.fdatasync(self.fh.fileno())
+        except OSError as exc:
+            self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
 
     def kick(self) -> None:
         if self.thread is None or not self.thread.is_alive():
+            self._raise()
             self.fh.flush()
-            self.thread = threading.Thread(target=os.fdatasync, args=(self.fh.fileno(),), daemon=True)
+            self.thread = threading.Thread(target=self._sync, daemon=True)
             self.thread.start()
 
     def finish(self) -> None:
         if self.thread is not None:
             self.thread.join()
+        self._raise()
         self.fh.flush()
         os.fsync(self.fh.fileno())
 
@@ -360,9 +508,11 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
     out_tmp = out_path.parent / f".{out_path.name}.{os.getpid()}.tmp"
     work_dir = out_path.parent / f".{out_path.name}.{os.getpid()}.parts"
     started = time.perf_counter()
-    total = 0
+    total, ids_range = 0, None
+    full = "free space and rerun (the token file there before, if any, is unchanged)"
     try:
-        with open(out_tmp, "wb") as fh, byte_progress(size, f"tokenize {input_path.name}") as bar:
+        with (disk_full_is_user_error(out_path, full), open(out_tmp, "wb") as fh,
+              byte_progress(size, f"tokenize {input_path.name}") as bar):
             fh.write(npy_header(dtype, 0))  # placeholder until the count is known
             syncer = _Syncer(fh)
             if workers == 1 or len(ranges) <= 1:
@@ -371,7 +521,8 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
                     syncer.kick()
 
                 for start, end in ranges:
-                    total += encode_range(tokenizer, input_path, start, end, fh, dtype, advance)
+                    count, span = encode_range(tokenizer, input_path, start, end, fh, dtype, advance)
+                    total, ids_range = total + count, _union(ids_range, span)
             else:
                 work_dir.mkdir(exist_ok=True)
                 tasks = [(str(input_path), a, b, dtype.str, str(work_dir / f"{i:05d}.bin"))
@@ -381,10 +532,10 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
                 with ctx.Pool(min(workers, len(tasks)), initializer=_worker_init, initargs=(tokenizer,)) as pool:
                     # in file order: each range is appended (and flushed to disk in the background)
                     # while the workers encode the next ones
-                    for part, count, nbytes in pool.imap(_worker_task, tasks):
+                    for part, count, span, nbytes in pool.imap(_worker_task, tasks):
                         _append_file(fh, part)
                         os.unlink(part)
-                        total += count
+                        total, ids_range = total + count, _union(ids_range, span)
                         syncer.kick()
                         bar.update(nbytes)
             fh.seek(0)
@@ -397,12 +548,16 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
         out_tmp.unlink(missing_ok=True)
         shutil.rmtree(work_dir, ignore_errors=True)
     elapsed = time.perf_counter() - started
+    written = out_path.stat()
     manifest = {
         "format": FORMAT, "tokenizer_fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size,
         "special_tokens": list(tokenizer.special_tokens), "dtype": dtype.name, "num_tokens": int(total),
+        "min_id": None if ids_range is None else ids_range[0], "max_id": None if ids_range is None else ids_range[1],
+        "token_file": {"size": written.st_size, "mtime_ns": written.st_mtime_ns},
         "num_bytes": size, "source": source,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(elapsed, 3), "workers": workers,
     }
-    atomic_write_text(manifest_path(out_path), json.dumps(manifest, indent=1))
+    with disk_full_is_user_error(manifest_path(out_path), "free space and rerun (the token file is rebuilt)"):
+        atomic_write_text(manifest_path(out_path), json.dumps(manifest, indent=1))
     return {**manifest, "skipped": False, "reason": reason}

@@ -43,7 +43,13 @@ from cs336_basics.tokenizer import native as native_ext
 from cs336_basics.tokenizer.boundaries import safe_chunks
 from cs336_basics.tokenizer.decoding import IncrementalDecoder, decode_ids
 from cs336_basics.tokenizer.gpt2_format import load_vocab_merges
-from cs336_basics.tokenizer.pretokenize import char_class_table, compiled_pattern, special_bytes_regex, split_on_special
+from cs336_basics.tokenizer.pretokenize import (
+    char_class_table,
+    compiled_pattern,
+    special_bytes_regex,
+    special_token_list,
+    split_on_special,
+)
 from cs336_basics.tokenizer.tokenizer_dir import load_tokenizer_dir
 
 EOS = "<|endoftext|>"
@@ -171,9 +177,7 @@ class Tokenizer:
                  special_tokens: list[str] | None = None) -> None:
         self.vocab: dict[int, bytes] = {int(i): bytes(t) for i, t in vocab.items()}
         self.merges: list[tuple[bytes, bytes]] = [(bytes(a), bytes(b)) for a, b in merges]
-        self.special_tokens: list[str] = list(dict.fromkeys(special_tokens or []))
-        if any(not s for s in self.special_tokens):
-            raise UserError("special tokens must be non-empty strings")
+        self.special_tokens: list[str] = special_token_list(special_tokens)
         by_bytes: dict[bytes, int] = {}
         for idx in sorted(self.vocab):  # the lowest id wins when two ids share bytes
             by_bytes.setdefault(self.vocab[idx], idx)

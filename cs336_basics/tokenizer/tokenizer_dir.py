@@ -102,6 +102,24 @@ def save_tokenizer_dir(out_dir: str | Path, vocab: dict[int, bytes], merges: lis
     return out_dir
 
 
+def read_meta(meta_path: Path) -> dict[str, Any]:
+    """``meta.json``: a JSON object whose ``special_tokens`` (when present) is a list of strings."""
+    try:
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{meta_path}: not UTF-8; the file is damaged, restore or retrain the tokenizer") from exc
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{meta_path}:{exc.lineno}: not valid JSON ({exc.msg}); restore or retrain the tokenizer") from exc
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path} holds a JSON {type(meta).__name__}, not an object; restore or retrain the "
+                        "tokenizer")
+    specials = meta.get("special_tokens", [])
+    if not isinstance(specials, list) or not all(isinstance(t, str) and t for t in specials):
+        raise UserError(f"{meta_path}: 'special_tokens' is {json.dumps(specials)[:60]}, not a list of non-empty "
+                        "strings; restore or retrain the tokenizer")
+    return meta
+
+
 def load_tokenizer_dir(directory: str | Path) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]], list[str], dict]:
     """Read a directory written by :func:`save_tokenizer_dir`: ``(vocab, merges, special_tokens, meta)``."""
     directory = Path(directory)
@@ -109,12 +127,7 @@ def load_tokenizer_dir(directory: str | Path) -> tuple[dict[int, bytes], list[tu
         raise UserError(f"tokenizer directory not found: {directory} (train one with 'cs336 tokenizer train')")
     vocab, merges = load_vocab_merges(directory / "vocab.json", directory / "merges.txt")
     meta_path = directory / "meta.json"
-    meta: dict[str, Any] = {}
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{meta_path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    meta = read_meta(meta_path) if meta_path.is_file() else {}
     specials = list(meta.get("special_tokens", []))
     known = set(vocab.values())
     missing = [s for s in specials if s.encode("utf-8") not in known]
