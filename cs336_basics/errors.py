@@ -34,9 +34,16 @@ class DiskFullError(UserError):
         self.path = path
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """True for the OSError of a full disk or an exhausted quota."""
-    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True for the OSError of a full disk or an exhausted quota, wherever it hides in the cause/context chain
+    (``torch.save`` reports it as a RuntimeError whose context is the OSError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @contextmanager
@@ -44,7 +51,9 @@ def disk_full_is_user_error(path: str | os.PathLike, fix: str = "free space and 
     """Turn a full disk inside the block into :class:`DiskFullError` naming ``path`` and ``fix``."""
     try:
         yield
-    except OSError as exc:
+    except DiskFullError:
+        raise
+    except Exception as exc:
         if is_disk_full(exc):
             raise DiskFullError(path, fix) from exc
         raise

@@ -28,8 +28,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from cs336_basics.errors import UserError
-from cs336_basics.fileio import raise_if_disk_full
+from cs336_basics.errors import DiskFullError, UserError, is_disk_full
 
 CHECKPOINT_FORMAT = 1
 _STEP_RE = re.compile(r"^step_(\d+)\.pt$")
@@ -97,7 +96,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise_if_disk_full(exc, path, "rerun with --resume auto (the last complete checkpoint is kept)")
+        if is_disk_full(exc):
+            raise DiskFullError(path, "free space and rerun with --resume auto (the last complete checkpoint "
+                                      "is kept)") from exc
         raise
     _fsync_dir(path.parent)
     return path

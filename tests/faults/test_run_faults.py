@@ -18,8 +18,7 @@ import torch
 
 import cs336_basics.runs.checkpoint as checkpoint_module
 from cs336_basics.cli import main
-from cs336_basics.errors import UserError
-from cs336_basics.fileio import DiskFullError
+from cs336_basics.errors import DiskFullError, UserError
 from cs336_basics.runs.checkpoint import CheckpointManager, first_nonfinite, read_checkpoint, save_checkpoint
 from cs336_basics.runs.lock import RunLock
 from cs336_basics.runs.metrics import read_jsonl
