@@ -1,7 +1,9 @@
 """Optional experiment trackers beside metrics.jsonl: Weights & Biases and TensorBoard.
 
 ``metrics.jsonl`` is always written (by :class:`cs336_basics.runs.metrics.MetricsLog`);
-the trackers here mirror the same events and are imported lazily, so neither
+the trackers here mirror the same events under one naming scheme
+(:func:`tracker_metrics`: ``train/loss``, ``val/loss``, ``val/bpb``, ...; the step
+is the x-axis, wall-clock time is the tracker's own) and are imported lazily, so neither
 package is needed unless asked for. Asking for one that is not installed is a
 one-line error with the install command. W&B honours ``WANDB_MODE``
 (``offline`` writes locally, ``disabled`` does nothing), and a resumed run keeps
@@ -29,8 +31,40 @@ class Tracker:
         pass
 
 
-def _numeric(values: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+# metrics.jsonl event -> (tracker prefix, {field: tracker name}); fields not listed keep their own name
+TRACKER_NAMES: dict[str, tuple[str, dict[str, str]]] = {
+    "train": ("train", {"loss": "loss", "lr": "lr", "grad_norm": "grad_norm", "tokens_per_s": "tokens_per_s",
+                        "mfu": "mfu", "aux_loss": "aux_loss", "skipped_steps": "skipped_steps"}),
+    "eval": ("val", {"val_loss": "loss", "val_ppl": "perplexity", "val_bpb": "bpb", "val_top1": "top1",
+                     "val_top5": "top5", "best_val_loss": "best_loss", "val_tokens": "tokens",
+                     "eval_seconds": "seconds"}),
+    "eval_full": ("val_whole_file", {"val_loss": "loss", "val_ppl": "perplexity", "val_bpb": "bpb",
+                                     "val_top1": "top1", "val_top5": "top5", "val_tokens": "tokens",
+                                     "eval_seconds": "seconds"}),
+    "samples": ("samples", {}),
+    "nonfinite": ("train", {"in_a_row": "nonfinite_in_a_row"}),
+}
+NOT_CHARTED = {"event", "time", "step", "wallclock", "tokens"}
+"""Bookkeeping every record carries: the step is the x-axis, time and wall-clock are the trackers' own."""
+
+
+def tracker_metrics(event: str, values: dict[str, Any]) -> dict[str, float]:
+    """One naming scheme for every tracker: ``train/loss``, ``train/lr``, ``val/loss``, ``val/bpb``, ...
+
+    Only numbers are kept, and none of the bookkeeping (:data:`NOT_CHARTED`): events that are not
+    metrics (start, end, resume) give nothing.
+    """
+    if event not in TRACKER_NAMES:
+        return {}
+    prefix, names = TRACKER_NAMES[event]
+    out = {}
+    for key, value in values.items():
+        if key in NOT_CHARTED or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if event == "nonfinite" and key not in names:
+            continue  # its loss/grad_norm are NaN by definition and would break the train/ charts
+        out[f"{prefix}/{names.get(key, key)}"] = float(value)
+    return out
 
 
 def require_available(logging_cfg) -> None:
@@ -54,8 +88,9 @@ class WandbTracker(Tracker):
         self.run_id = getattr(self.run, "id", None)
 
     def log(self, event: str, step: int, values: dict[str, Any]) -> None:
-        prefix = {"train": "train/", "eval": "val/"}.get(event, f"{event}/")
-        self.run.log({prefix + k: v for k, v in _numeric(values).items()}, step=step)
+        metrics = tracker_metrics(event, values)
+        if metrics:
+            self.run.log(metrics, step=step)
 
     def close(self) -> None:
         self.run.finish()
@@ -68,8 +103,9 @@ class TensorBoardTracker(Tracker):
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def log(self, event: str, step: int, values: dict[str, Any]) -> None:
-        for key, value in _numeric(values).items():
-            self.writer.add_scalar(f"{event}/{key}", value, global_step=step)
+        walltime = values.get("time") if isinstance(values.get("time"), (int, float)) else None
+        for key, value in tracker_metrics(event, values).items():
+            self.writer.add_scalar(key, value, global_step=step, walltime=walltime)
         self.writer.flush()
 
     def close(self) -> None:
