@@ -40,11 +40,12 @@ def bars_enabled() -> bool:
 
 
 def progress(iterable: Iterable[T] | None = None, *, total: float | None = None, desc: str = "",
-             unit: str = "it", unit_scale: bool = False, enabled: bool | None = None, **kwargs) -> tqdm:
-    """A tqdm bar (rate + ETA) that is silent when bars are disabled."""
+             unit: str = "it", unit_scale: bool = False, enabled: bool | None = None, leave: bool = False,
+             **kwargs) -> tqdm:
+    """A tqdm bar (rate + ETA) that is silent when bars are disabled; ``leave`` keeps its last state on screen."""
     disable = not (bars_enabled() if enabled is None else enabled)
     return tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=unit_scale, disable=disable,
-                dynamic_ncols=True, leave=False, file=sys.stderr, **kwargs)
+                dynamic_ncols=True, leave=leave, file=sys.stderr, **kwargs)
 
 
 def byte_progress(total_bytes: int | None, desc: str, enabled: bool | None = None) -> tqdm:

@@ -62,3 +62,70 @@ def test_budget_plans_from_the_measured_speed_and_never_goes_back():
 ])
 def test_trackers_share_one_naming_scheme_and_chart_no_bookkeeping(event, values, expected):
     assert tracker_metrics(event, values) == expected
+
+
+# ----------------------------------------------------------------------------- a budgeted run, end to end
+
+import time  # noqa: E402
+
+from cs336_basics.runs.metrics import read_jsonl  # noqa: E402
+from cs336_basics.training.loop import train  # noqa: E402
+from cs336_basics.training.step import TrainStep  # noqa: E402
+from tests.training_fixtures import make_byte_dataset, tiny_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_byte_dataset(tmp_path_factory.mktemp("budget") / "data")
+
+
+def _budgeted(dataset, tmp_path, seconds: float, *extra: str):
+    cfg = tiny_config(dataset, tmp_path, f"train.max_minutes={seconds / 60}", "train.total_steps=none",
+                      "logging.log_interval=5", "train.eval_interval=1000000", "train.checkpoint_interval=1000000",
+                      "optimizer.warmup_iters=2", *extra)
+    return train(cfg)
+
+
+def test_a_budget_ends_the_run_on_time_with_the_schedule_finished(dataset, tmp_path, one_torch_thread):
+    result = _budgeted(dataset, tmp_path, 4.0)
+    assert result.stop_reason == "completed" and result.steps > 20
+    records = read_jsonl(result.run_dir / "metrics.jsonl")
+    end = [r for r in records if r["event"] == "end"][0]
+    assert end["wallclock"] < 4.0 + 2.0  # the budget plus the final evaluation and checkpoint
+    lrs = [r["lr"] for r in records if r["event"] == "train"]
+    # cosine re-planned to the end of the budget: the last logged rate is near lr_min, not mid-schedule
+    assert lrs[-1] < 3e-4 + 0.1 * (3e-3 - 3e-4)
+
+
+def test_a_machine_that_slows_down_still_ends_within_the_budget(dataset, tmp_path, monkeypatch, one_torch_thread):
+    real = TrainStep.__call__
+
+    def slower(self, step):
+        if step >= 30:
+            time.sleep(0.05)  # another process took the CPU
+        return real(self, step)
+
+    monkeypatch.setattr(TrainStep, "__call__", slower)
+    result = _budgeted(dataset, tmp_path, 5.0)
+    end = [r for r in read_jsonl(result.run_dir / "metrics.jsonl") if r["event"] == "end"][0]
+    assert result.stop_reason == "completed" and end["wallclock"] < 5.0 + 2.0
+
+
+def test_console_lines_have_elapsed_time_and_eta_without_a_terminal(dataset, tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli("train", "--dataset", str(dataset), "--runs-dir", str(tmp_path), "--run-name", "c",
+                   "--total-steps", "20", "--batch-size", "4", "--set", "model.context_length=32",
+                   "--set", "model.d_model=32", "--set", "model.num_layers=1", "--set", "model.num_heads=4",
+                   "--set", "train.eval_interval=10", "--set", "train.eval_tokens=1024", "--set", "train.samples=false",
+                   "--set", "logging.log_interval=5", env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    steps = [line for line in lines if line.startswith("step ")]
+    assert steps and all(" elapsed, " in line and line.endswith(" left") for line in steps)
+    assert any("| val " in line and "(1,024-token subset)" in line for line in steps)
+    whole = [line for line in lines if line.startswith("validation, whole file (")]
+    assert len(whole) == 1 and "bits/byte" in whole[0] and "perplexity" in whole[0]
+    for line in steps:  # rounded: three decimals at most
+        train_loss = line.split("| train ")[1].split(" |")[0]
+        assert len(train_loss.split(".")[1]) == 3

@@ -104,12 +104,16 @@ class TrainConfig:
     """Optimizer steps; derived from total_tokens when None."""
     total_tokens: int | None = None
     """Training tokens; steps = total_tokens / (batch_size * context_length)."""
+    max_minutes: float | None = None
+    """Wall-clock budget of the run in minutes: the step count is re-planned from the measured speed so the schedule ends when the time is up (total_steps/total_tokens, when also set, stay an upper bound)."""
     eval_interval: int = 200
     """Steps between validation passes."""
     eval_batch_size: int = 32
     """Sequences per validation batch."""
     eval_tokens: int | None = None
     """Validate on this fixed leading subset of the validation file during training (None: all of it)."""
+    final_eval: bool = True
+    """With eval_tokens set, end a completed run with one pass over the whole validation file (event eval_full)."""
     checkpoint_interval: int = 1000
     """Steps between checkpoints."""
     stop_at_step: int | None = None
@@ -138,7 +142,9 @@ class TrainConfig:
     """Peak TFLOP/s of the device for the MFU column; None: looked up for known GPUs, no MFU otherwise."""
 
     def __post_init__(self) -> None:
-        _finite(self, "train", ("divergence_loss", "peak_tflops"))
+        _finite(self, "train", ("divergence_loss", "peak_tflops", "max_minutes"))
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"train.max_minutes must be positive or unset, got {self.max_minutes}")
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"train.seed must be an integer in [0, 2^63), got {self.seed}")
         if self.peak_tflops is not None and self.peak_tflops <= 0:

@@ -31,6 +31,7 @@ stop_reason values: ``completed``, ``stop_at_step``, ``sigint``, ``sigterm``,
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,8 @@ from cs336_basics.runs.metrics import MetricsLog
 from cs336_basics.runs.trained import export_safetensors
 from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.tokenizer.token_files import read_manifest
-from cs336_basics.training import runtime
+from cs336_basics.training import console, runtime
+from cs336_basics.training.budget import TimeBudget, final_eval_reserve
 from cs336_basics.training.data import open_tokens
 from cs336_basics.training.distributed import DistInfo, any_rank, barrier, init_distributed, shutdown_distributed
 from cs336_basics.training.resolve import (
@@ -74,6 +76,7 @@ from cs336_basics.training.resolve import (
     truncate_metrics,
 )
 from cs336_basics.training.rng import preserved_rng, rng_state, set_rng_state
+from cs336_basics.training.schedule import build_schedule
 from cs336_basics.training.signals import StopRequest
 from cs336_basics.training.step import StepTimings, TrainStep, build_training_parts
 from cs336_basics.training.trackers import Tracker, build_trackers, require_available
@@ -150,7 +153,9 @@ class Trainer:
         cfg = self.cfg = resolve_vocab_size(cfg, self.tokenizer, paths.tokenizer)
         self.fingerprint = getattr(self.tokenizer, "fingerprint", None)
         vocab = cfg.model.vocab_size
-        self.total_steps = total_steps(cfg, self.dist.world_size)
+        step_cap = total_steps(cfg, self.dist.world_size)
+        self.budget = TimeBudget(t.max_minutes * 60.0, cap=step_cap) if t.max_minutes is not None else None
+        self.total_steps = step_cap if self.budget is None else self.budget.plan(0, 0.0, None)
         self.tokens_per_step = t.batch_size * self.dist.world_size * cfg.model.context_length
         self.rundir = RunDir(Path(t.runs_dir) / t.run_name)
         self.main = self.dist.is_main
@@ -197,6 +202,10 @@ class Trainer:
         limit = t.divergence_loss if t.divergence_loss is not None else 2.0 * math.log(vocab)
         self.divergence_loss = limit if limit > 0 else math.inf
         self.stop = StopRequest(announce=self.main)
+        self._bar = None
+        self._last_train: tuple[float | None, float] = (None, float("nan"))
+        self._last_eval = None
+        self._loop_started, self._loop_start_step = time.perf_counter(), 0
 
     # ------------------------------------------------------------------ setup helpers
 
@@ -214,9 +223,12 @@ class Trainer:
             raise UserError(f"checkpoint {source} was trained with a different tokenizer than data.tokenizer_dir; "
                             "resume with the run's original dataset")
         step = int(obj.get("iteration", 0))
-        if step > self.total_steps:
-            raise UserError(f"checkpoint {source} is at step {step}, past the run's {self.total_steps} steps; "
+        limit = self.total_steps if self.budget is None else self.budget.cap
+        if limit is not None and step > limit:
+            raise UserError(f"checkpoint {source} is at step {step}, past the run's {limit} steps; "
                             "raise train.total_steps/total_tokens to continue")
+        if self.budget is not None:
+            self.total_steps = max(int(obj.get("planned_total_steps") or self.total_steps), step)
         check_finite(obj, str(source), "resume from an earlier checkpoints/step_*.pt with --resume PATH")
         return obj
 
@@ -243,7 +255,43 @@ class Trainer:
                 "iteration": s.step, "tokens": s.tokens, "config": to_dict(self.cfg),
                 "lr": self.schedule(max(s.step - 1, 0)), "rng": rng_state(), "sampler": self.sampler.state_dict(),
                 "best_val_loss": s.best_val_loss, "final_val_loss": s.final_val_loss, "tokenizer_fingerprint": self.fingerprint,
-                "wandb_run_id": s.wandb_run_id, "wallclock": self._wallclock()}
+                "wandb_run_id": s.wandb_run_id, "wallclock": self._wallclock(), "planned_total_steps": self.total_steps}
+
+    def _elapsed(self) -> float:
+        """Seconds since this process started its training loop."""
+        return time.perf_counter() - self._loop_started
+
+    def _say(self, line: str) -> None:
+        """A line for the person watching: above the progress bar on a terminal, on stderr otherwise."""
+        if not self.main or self.cfg.logging.quiet:
+            return
+        if self._bar is not None and not self._bar.disable:
+            self._bar.write(line, file=sys.stderr)
+        else:
+            info(line)
+
+    def _final_eval_tokens(self) -> int:
+        """Validation tokens the end of a completed run still evaluates (a last subset pass, the whole file)."""
+        if self.valid_tokens is None:
+            return 0
+        n = len(self.valid_tokens)
+        eval_tokens = self.cfg.train.eval_tokens
+        whole = n if eval_tokens is not None and self.cfg.train.final_eval else 0
+        return min(eval_tokens or n, n) + whole
+
+    def _replan(self, bar) -> None:
+        """Fit the step count to the time budget at the speed measured so far (evaluations included)."""
+        done = self.state.step - self._loop_start_step
+        if done < 2:
+            return  # the first steps pay for warm-up (and compilation); they are not the run's speed
+        seconds_per_step = self._elapsed() / done
+        reserve = final_eval_reserve(seconds_per_step, self.tokens_per_step, self._final_eval_tokens())
+        planned = self.budget.plan(self.state.step, self._wallclock(), seconds_per_step, reserve)
+        if planned != self.total_steps:
+            self.total_steps = planned
+            self.schedule = self.parts.schedule = build_schedule(self.cfg.optimizer, planned)
+            bar.total = planned
+            bar.refresh()
 
     def _wallclock(self) -> float:
         return self.state.wallclock_offset + (time.time() - self._started)
@@ -275,6 +323,12 @@ class Trainer:
             self._log("eval", val_loss=result.loss, val_ppl=result.perplexity, val_bpb=result.bits_per_byte,
                       val_top1=result.top1, val_top5=result.top5, val_tokens=result.num_tokens,
                       best_val_loss=s.best_val_loss, eval_seconds=result.seconds)
+            self._last_eval = result
+            subset = result.num_tokens < len(self.valid_tokens) - 1
+            self._say(console.progress_line(s.step, self.total_steps, self._last_train[0], self._last_train[1],
+                                            self._elapsed(), self._loop_start_step, val_loss=result.loss,
+                                            val_tokens=self.cfg.train.eval_tokens if subset else result.num_tokens,
+                                            val_is_subset=subset))
             if improved:
                 self._guard_finite()
                 t1 = time.perf_counter()
@@ -296,7 +350,8 @@ class Trainer:
 
     def _evaluate_full(self) -> None:
         """With ``train.eval_tokens`` the periodic passes see a fixed subset; the run ends with the whole file."""
-        if self.valid_tokens is None or self.cfg.train.eval_tokens is None or not self.main:
+        if self.valid_tokens is None or self.cfg.train.eval_tokens is None or not self.cfg.train.final_eval \
+                or not self.main:
             return
         t0 = time.perf_counter()
         result = self._validation_loss(None)
@@ -305,6 +360,7 @@ class Trainer:
         self._log("eval_full", val_loss=result.loss, val_ppl=result.perplexity, val_bpb=result.bits_per_byte,
                   val_top1=result.top1, val_top5=result.top5, val_tokens=result.num_tokens,
                   eval_seconds=result.seconds)
+        self._last_eval = result
 
     def _write_samples(self) -> None:
         if not (self.cfg.train.samples and self.tokenizer is not None):
@@ -367,11 +423,16 @@ class Trainer:
                           world_size=self.dist.world_size, device=str(self.device), dtype=str(self.dtype),
                           num_params=sum(p.numel() for p in self.model.parameters()),
                           resumed_from=str(self.resumed_from) if self.resumed_from else None)
-                info(f"training {cfg.train.run_name}: {self.total_steps} steps x {self.tokens_per_step:,} tokens on "
+                length = (f"{self.total_steps} steps" if self.budget is None else
+                          f"{console.duration(self.budget.seconds)} budget (steps re-planned from the measured speed)")
+                info(f"training {cfg.train.run_name}: {length} x {self.tokens_per_step:,} tokens on "
                      f"{self.device} ({str(self.dtype).replace('torch.', '')})"
                      + (f", resuming at step {s.step}" if self.resumed_from else "") + f" -> {self.rundir.root}")
+            self._loop_started, self._loop_start_step = time.perf_counter(), s.step
             with self.stop, progress(total=self.total_steps, initial=s.step, desc=cfg.train.run_name, unit="step",
-                                     enabled=None if self.main and not cfg.logging.quiet else False) as bar:
+                                     enabled=None if self.main and not cfg.logging.quiet else False,
+                                     leave=True) as bar:
+                self._bar = bar
                 try:
                     stop_reason = self._loop(bar)
                     if stop_reason == "completed":
@@ -403,6 +464,11 @@ class Trainer:
             s.tokens += self.tokens_per_step
             window_tokens += self.tokens_per_step
             bar.update(1)
+            if self.budget is not None:
+                if self.budget.expired(self._wallclock()):
+                    self.total_steps = s.step  # time is up: this step is the last
+                elif s.step % log_every == 0:
+                    self._replan(bar)
             if math.isfinite(loss) and math.isfinite(grad_norm):
                 s.nonfinite_in_a_row = 0
                 s.window_losses.append(loss)
@@ -433,10 +499,12 @@ class Trainer:
                     values["mfu"] = self.flops_per_token * tok_s / self.peak
                 self._log("train", **values)
                 self._guard_finite()
+                self._last_train = (values["loss"], tok_s)
                 if bar.disable and self.main and not cfg.logging.quiet:
-                    info(f"step {s.step}/{self.total_steps} loss {values['loss']:.4f} lr {lr:.3g} "
-                         f"{tok_s:,.0f} tok/s")
-                bar.set_postfix_str(f"loss {values['loss']:.3f} lr {lr:.2e} {tok_s:,.0f} tok/s", refresh=False)
+                    info(console.progress_line(s.step, self.total_steps, values["loss"], tok_s, self._elapsed(),
+                                               self._loop_start_step, lr=lr))
+                bar.set_postfix_str(f"train {console.loss(values['loss'])} | lr {lr:.1e} | {console.rate(tok_s)}",
+                                    refresh=False)
                 s.window_losses.clear()
                 window_start, window_tokens, skipped_in_window, excluded = time.perf_counter(), 0, 0, 0.0
             t_extra = time.perf_counter()
@@ -462,6 +530,10 @@ class Trainer:
         if s.last_ckpt_step != s.step:
             self._save()
         self._evaluate_full()
+        result = self._last_eval
+        if result is not None and result.num_tokens >= len(self.valid_tokens) - 1:
+            self._say(console.whole_file_line(result.loss, result.perplexity, result.bits_per_byte,
+                                              result.num_tokens))
         if self.main:
             export_safetensors(self.model, self.rundir.weights_path,
                                metadata={"step": str(s.step), "run_name": self.cfg.train.run_name})
@@ -486,9 +558,8 @@ class Trainer:
                   time_data=t.data, time_compute=t.compute, time_logging=t.logging, time_checkpoint=t.checkpoint,
                   time_eval=t.eval, time_samples=t.samples, overhead_fraction=t.overhead_fraction())
         if self.main:
-            info(f"{self.cfg.train.run_name}: {stop_reason} at step {s.step} ({s.tokens:,} tokens); "
-                 f"val loss {s.final_val_loss if s.final_val_loss is not None else 'n/a'}; "
-                 f"loop overhead {100 * t.overhead_fraction():.1f}% of step time")
+            info(f"{self.cfg.train.run_name}: {stop_reason} at step {s.step} ({s.tokens:,} tokens) in "
+                 f"{console.duration(self._elapsed())}; loop overhead {100 * t.overhead_fraction():.1f}% of step time")
         exit_code = {"sigint": 130, "sigterm": 143}.get(stop_reason, 3 if diverged else 0)
         return TrainResult(run_dir=self.rundir.root, steps=s.step, tokens=s.tokens, final_val_loss=s.final_val_loss,
                            best_val_loss=s.best_val_loss, diverged=diverged, stop_reason=stop_reason,

@@ -63,14 +63,18 @@ def check_split_sizes(train_tokens, valid_tokens, cfg, train_path: Path, valid_p
                         f"(context_length + 1 = {need:,}); raise it or unset it to evaluate the whole file")
 
 
-def total_steps(cfg, world_size: int) -> int:
+def total_steps(cfg, world_size: int) -> int | None:
+    """Steps from train.total_steps or train.total_tokens; None when only train.max_minutes bounds the run."""
     t = cfg.train
     if t.total_steps is not None:
         return t.total_steps
     if t.total_tokens is not None:
         per_step = t.batch_size * world_size * cfg.model.context_length
         return max(1, t.total_tokens // per_step)
-    raise UserError("set train.total_steps or train.total_tokens (steps = tokens / (batch_size * context_length))")
+    if t.max_minutes is not None:
+        return None
+    raise UserError("set train.total_steps, train.total_tokens (steps = tokens / (batch_size * context_length)) "
+                    "or train.max_minutes")
 
 
 def resume_source(cfg, run: RunDir, resume: str | None) -> Path | None:
