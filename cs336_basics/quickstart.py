@@ -28,11 +28,14 @@ from cs336_basics.http_download import NetworkError
 from cs336_basics.prepare import prepare_dataset
 from cs336_basics.progress import Timer, info
 from cs336_basics.reporting.run_report import write_run_report
+from cs336_basics.runs.checkpoint import CheckpointManager
+from cs336_basics.runs.layout import RunDir
 from cs336_basics.runs.trained import load_trained_model
 from cs336_basics.sample import DESCRIPTION, FULL_DATA_HINT, SAMPLE_NAME, extract_sample
 from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.tokenizer.token_files import open_token_file, read_manifest
 from cs336_basics.training.loop import train
+from cs336_basics.training.resolve import total_steps
 from cs336_basics.training.step import measure_step_seconds
 
 QUICKSTART_TRAIN_BYTES = 20 * 2**20
@@ -123,6 +126,10 @@ class QuickstartResult:
     seconds: dict[str, float]
     steps: int = 0
     tokens: int = 0
+    val_tokens: int = 0
+    """Validation tokens scored (the whole file unless a slow machine's budget allowed only its start)."""
+    valid_total: int = 0
+    """Tokens in the validation file."""
 
     @property
     def gain_over_unigram(self) -> float:
@@ -131,9 +138,12 @@ class QuickstartResult:
 
 @dataclass
 class BudgetPlan:
-    """How a time budget is split: training steps, evaluation sizes, samples during training."""
+    """How a time budget is split: the training loop's own budget, evaluation sizes, samples during training."""
 
+    train_seconds: float
+    """Wall-clock for the training loop (steps, evaluations and samples during training): its train.max_minutes."""
     steps: int
+    """The steps that fit at the measured speed (an estimate: the trainer re-plans as it measures)."""
     eval_tokens: int | None
     """Validation tokens per evaluation during training (None: no evaluation during training)."""
     final_eval_tokens: int | None
@@ -149,6 +159,8 @@ def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_token
     about twice the forward). The final evaluation may take a quarter of the budget and
     the evaluations during training a tenth; on a slow machine they score a leading part of
     the validation file instead of all of it. A tenth is kept for the last samples and the report.
+    The training loop gets the rest as its own time budget, so a machine that turns out slower
+    (or faster) than the one measured step said trains fewer (or more) steps, not for longer.
     """
     fwd = step_s / tokens_per_step / 3  # seconds per evaluated token
     final = min(valid_tokens, int(0.25 * seconds / fwd))
@@ -158,8 +170,22 @@ def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_token
     samples = interim_ok and evals * sample_s <= 0.05 * seconds
     spent = final * fwd + (evals * interim * fwd if interim_ok else 0) + (evals * sample_s if samples else 0)
     steps = max(min_steps, int((0.9 * seconds - spent) / step_s))
-    return BudgetPlan(steps, interim if interim_ok else None, None if final >= valid_tokens else max(final, 2),
-                      samples)
+    train_seconds = max(0.9 * seconds - final * fwd, min_steps * step_s)
+    return BudgetPlan(train_seconds, steps, interim if interim_ok else None,
+                      None if final >= valid_tokens else max(final, 2), samples)
+
+
+FIXED_STEPS = 1200
+"""The run's length without a time budget (``--minutes 0``), unless the config sets train.total_steps/total_tokens."""
+RUN_NAME = "quickstart"
+
+
+class QuickstartStopped(UserError):
+    """Training was stopped by a signal; the run can be continued with ``cs336 quickstart --resume``."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _override(cfg, **sections):
@@ -167,63 +193,88 @@ def _override(cfg, **sections):
                                        for name, values in sections.items()})
 
 
+def _budgeted(cfg, minutes: float, started: float, train_tokens, valid_tokens, timer: Timer):
+    """``cfg`` with the training loop's time budget and evaluation sizes fitted to what is left of ``minutes``."""
+    with timer.phase("calibrate"):
+        step_s = measure_step_seconds(cfg, train_tokens)
+    plan = plan_budget(minutes * 60 - (time.perf_counter() - started), step_s,
+                       cfg.train.batch_size * cfg.model.context_length, len(valid_tokens), cfg.train.eval_tokens,
+                       cfg.model.context_length)
+    given = cfg.train.total_steps is not None or cfg.train.total_tokens is not None
+    cap = total_steps(cfg, world_size=1) if given else None  # when given, they stay an upper bound
+    steps = plan.steps if cap is None else min(plan.steps, cap)
+    info(f"time budget {minutes:g} min: {step_s:.3f} s/step measured, training gets "
+         f"{plan.train_seconds / 60:.1f} min (about {steps} steps; re-planned as it runs)")
+    cfg = _override(cfg, train={"max_minutes": plan.train_seconds / 60, "final_eval": False,
+                                "eval_tokens": plan.eval_tokens or 4 * cfg.model.context_length,
+                                "eval_interval": max(1, steps // 4) if plan.eval_tokens else 10**9,
+                                "checkpoint_interval": max(1, steps // 2), "samples": plan.samples},
+                    optimizer={"warmup_iters": min(cfg.optimizer.warmup_iters, max(1, steps // 10))})
+    return cfg, plan.final_eval_tokens
+
+
 def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = None, valid: str | Path | None = None, *,
                    minutes: float | None = None, config: str | Path | None = None, overrides: list[str] | None = None,
                    max_bytes: int | None = None, workers: int | None = None, max_new_tokens: int = 160,
-                   seed: int = 0) -> QuickstartResult:
+                   seed: int = 0, resume: bool = False) -> QuickstartResult:
     """Data -> tokenizer + token files -> trained model -> evaluation, baseline, samples and report under ``out``.
 
     ``minutes`` is a time budget for the whole command: the step time is measured on this machine
-    first and the step count (and so the cosine schedule) is fitted to what is left after data
-    preparation. ``minutes=None``, or a ``train.total_steps``/``train.total_tokens`` override, trains
-    the fixed number of steps instead (reproducible, however long it takes).
+    first, evaluation sizes are fitted to what is left, and the training loop gets the rest as its
+    ``train.max_minutes`` (it re-plans its step count, and so its schedule, from the speed it
+    measures). ``minutes=None`` trains a fixed number of steps (the config's, else
+    :data:`FIXED_STEPS`), reproducible however long it takes. ``resume`` continues an interrupted
+    quickstart in ``out`` from its latest checkpoint, with the settings it started with.
     """
     started = time.perf_counter()
     timer = Timer()
     out = Path(out)
     data_root = out / "data"
-    for path in (data, valid):
-        if path is not None and path != SAMPLE_NAME and not Path(path).is_file():
-            raise UserError(f"data file not found: {path}")
-    cfg = load_config(config or "quickstart", overrides)
-    with timer.phase("data"):
-        gather_data(data_root, data, None if valid is None else Path(valid), max_bytes)
-    if cfg.model.vocab_size is None:
-        raise UserError("the quickstart trains its tokenizer to model.vocab_size; set it in the config or with "
-                        "--set model.vocab_size=N")
+    run = RunDir(out / "runs" / RUN_NAME)
+    if resume:
+        if not run.config_path.is_file() or CheckpointManager(run.checkpoints).latest() is None:
+            raise UserError(f"nothing to resume in {out} (no {run.config_path} with a checkpoint); run "
+                            "'cs336 quickstart' without --resume")
+        if data is not None or config is not None or overrides:
+            info("resuming: the quickstart continues with the data and settings it started with")
+        cfg = load_config(run.config_path)
+        data_root = Path(cfg.data.dataset_dir)
+    else:
+        for path in (data, valid):
+            if path is not None and path != SAMPLE_NAME and not Path(path).is_file():
+                raise UserError(f"data file not found: {path}")
+        cfg = load_config(config or "quickstart", overrides)
+        if cfg.model.vocab_size is None:
+            raise UserError("the quickstart trains its tokenizer to model.vocab_size; set it in the config or with "
+                            "--set model.vocab_size=N")
+        with timer.phase("data"):
+            gather_data(data_root, data, None if valid is None else Path(valid), max_bytes)
     with timer.phase("prepare"):
         prepared = prepare_dataset(data_root, cfg.model.vocab_size, workers=workers,
                                    context_length=cfg.model.context_length)
     tokenizer = Tokenizer.from_dir(prepared.tokenizer_dir)
     train_tokens = open_token_file(prepared.token_files["train"])
-    cfg = _override(cfg, data={"dataset_dir": str(data_root.resolve())},
-                    model={"vocab_size": tokenizer.vocab_size},
-                    train={"runs_dir": str((out / "runs").resolve()), "overwrite": True, "seed": seed})
-    fixed = any(o.split("=")[0].strip() in ("train.total_steps", "train.total_tokens") for o in overrides or [])
     valid_path = prepared.token_files.get("valid")
     if valid_path is None:
         raise UserError(f"no validation text in {data_root}; pass --valid FILE")
     valid_tokens = open_token_file(valid_path)
     final_eval_tokens = None
-    if minutes is not None and not fixed:
-        with timer.phase("calibrate"):
-            step_s = measure_step_seconds(cfg, train_tokens)
-        plan = plan_budget(minutes * 60 - (time.perf_counter() - started), step_s,
-                           cfg.train.batch_size * cfg.model.context_length, len(valid_tokens), cfg.train.eval_tokens,
-                           cfg.model.context_length)
-        info(f"time budget {minutes:g} min: {step_s:.3f} s/step measured -> {plan.steps} steps")
-        final_eval_tokens = plan.final_eval_tokens
-        cfg = _override(cfg, train={"total_steps": plan.steps,
-                                    "eval_tokens": plan.eval_tokens or 4 * cfg.model.context_length,
-                                    "eval_interval": max(1, plan.steps // 4) if plan.eval_tokens else plan.steps + 1,
-                                    "checkpoint_interval": max(1, plan.steps // 2), "samples": plan.samples},
-                        optimizer={"warmup_iters": min(cfg.optimizer.warmup_iters, max(1, plan.steps // 10))})
+    if not resume:
+        cfg = _override(cfg, data={"dataset_dir": str(data_root.resolve())},
+                        model={"vocab_size": tokenizer.vocab_size},
+                        train={"runs_dir": str(run.root.parent.resolve()), "run_name": RUN_NAME, "overwrite": True,
+                               "seed": seed})
+        if minutes is not None:
+            cfg, final_eval_tokens = _budgeted(cfg, minutes, started, train_tokens, valid_tokens, timer)
+        elif cfg.train.total_steps is None and cfg.train.total_tokens is None:
+            cfg = _override(cfg, train={"total_steps": FIXED_STEPS})
     with timer.phase("train"):
-        result = train(cfg)
+        result = train(cfg, resume="auto" if resume else None)
     if result.diverged:
         raise UserError(f"quickstart training diverged ({result.stop_reason}); try --set optimizer.lr_max=1e-3")
     if result.stop_reason != "completed":
-        raise UserError(f"quickstart training stopped early ({result.stop_reason}); rerun to start again")
+        raise QuickstartStopped(f"quickstart stopped ({result.stop_reason}) at step {result.steps} with a checkpoint; "
+                                f"continue it with: cs336 quickstart --resume --out {out}", result.exit_code or 1)
 
     loaded = load_trained_model(result.run_dir)
     model = loaded.model
@@ -231,6 +282,7 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
         info(f"slow machine: scoring the first {final_eval_tokens:,} of {len(valid_tokens):,} validation tokens "
              "(a larger --minutes scores all of them)")
         valid_tokens = valid_tokens[:final_eval_tokens]
+    valid_total = len(valid_tokens)
     bytes_per_token = bytes_per_token_from_manifest(read_manifest(valid_path))
     with timer.phase("evaluate"):
         ev = evaluate_loss(model, valid_tokens, cfg.model.context_length, cfg.train.eval_batch_size,
@@ -249,11 +301,11 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
             info(f"warning: the run report could not be written ({type(exc).__name__}: {exc})")
     seconds = {**{k: round(v, 1) for k, v in timer.phases.items()}, "total": round(time.perf_counter() - started, 1)}
     qs = QuickstartResult(out, result.run_dir, ev.loss, ev.bits_per_byte, uni.loss, uni.bits_per_byte, samples,
-                          report, seconds, result.steps, result.tokens)
+                          report, seconds, result.steps, result.tokens, ev.num_tokens, valid_total)
     summary = {"val_loss": ev.loss, "val_bpb": ev.bits_per_byte, "val_tokens": ev.num_tokens,
                "unigram_loss": uni.loss, "unigram_bpb": uni.bits_per_byte, "gain_over_unigram": qs.gain_over_unigram,
                "steps": result.steps, "train_tokens": result.tokens, "checkpoint": str(loaded.checkpoint_path),
                "seconds": seconds, "samples": samples, "config": str(result.run_dir / "config.toml"),
-               "scored_valid_tokens": len(valid_tokens)}
+               "scored_valid_tokens": len(valid_tokens), "budget_minutes": minutes}
     atomic_write_text(out / "quickstart.json", json.dumps(summary, indent=2) + "\n")
     return qs

@@ -47,6 +47,14 @@ def test_budget_plan_fast_machine_scores_everything():
     assert 0.8 * 530 < predicted <= 0.9 * 530 + 0.33
 
 
+def test_budget_plan_gives_training_what_evaluation_does_not_need():
+    plan = plan_budget(530.0, 0.33, 2048, 221_719, 32_768, 128)
+    fwd = 0.33 / 2048 / 3
+    # the loop's own budget covers its steps, its evaluations and samples; the final evaluation comes after
+    assert plan.train_seconds == pytest.approx(0.9 * 530 - 221_719 * fwd)
+    assert plan.steps * 0.33 <= plan.train_seconds
+
+
 def test_budget_plan_slow_machine_shrinks_evaluation_not_below_min_steps():
     plan = plan_budget(470.0, 20.0, 2048, 221_719, 32_768, 128)
     assert plan.steps == 20 and not plan.samples
@@ -196,3 +204,73 @@ def test_gather_data_downloads_a_prefix_when_no_data_is_given(tmp_path, monkeypa
     assert 0 < len(train) <= 20_000 and train.endswith(b"<|endoftext|>")
     assert (remote / TS_TRAIN).read_bytes().startswith(train)
     assert (tmp_path / "qs" / "data" / "valid.txt").read_bytes() == (remote / TS_VALID).read_bytes()
+
+
+def _hog() -> "subprocess.Popen":
+    """A second CPU-bound process on the machine, as the quickstart's budget must survive one."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+@pytest.mark.slow
+def test_quickstart_keeps_its_budget_on_a_loaded_machine(tmp_path, sample_files):
+    """A 1-minute budget with another process spinning on a core: the command ends within the budget plus one
+    evaluation of the validation slice (the training loop re-plans its steps from the speed it measures)."""
+    valid = tmp_path / "valid.txt"
+    copy_prefix(sample_files["valid"], valid, 40_000)
+    args = ["quickstart", "--data", "sample", "--valid", str(valid), "--out", str(tmp_path / "qs"), "--workers", "1",
+            "--minutes", "1"]
+    for assignment in [a for a in TINY if not a.startswith(("train.total_steps", "train.eval_interval",
+                                                              "train.checkpoint_interval"))]:
+        args += ["--set", assignment]
+    hog = _hog()
+    try:
+        started = time.perf_counter()
+        proc = run_cli(*args, timeout=900, env={"OMP_NUM_THREADS": "1"})
+        wall = time.perf_counter() - started
+    finally:
+        hog.kill()
+        hog.wait()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
+    evaluate = summary["seconds"]["evaluate"]
+    assert summary["seconds"]["total"] <= 60 + evaluate + 5, summary["seconds"]
+    assert wall <= 60 + evaluate + 20  # process start-up and imports on top
+    assert summary["val_loss"] < summary["unigram_loss"]
+
+
+@pytest.mark.slow
+def test_an_interrupted_quickstart_resumes(tmp_path, sample_files):
+    """SIGTERM during training: exit 143 with the command that continues; --resume finishes the same run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    valid = tmp_path / "valid.txt"
+    copy_prefix(sample_files["valid"], valid, 40_000)
+    out = tmp_path / "qs"
+    args = ["quickstart", "--data", "sample", "--valid", str(valid), "--out", str(out), "--workers", "1",
+            "--minutes", "0"]
+    for assignment in [a for a in TINY if not a.startswith("train.total_steps")] + [
+            "train.total_steps=600", "train.checkpoint_interval=10", "train.eval_interval=300"]:
+        args += ["--set", assignment]
+    env = {**os.environ, "CS336_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cs336_basics", *args], stderr=subprocess.PIPE, text=True, env=env)
+    ckpt = out / "runs" / "quickstart" / "checkpoints" / "latest.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 143, err[-2000:]
+    assert f"cs336 quickstart --resume --out {out}" in err.splitlines()[-1]
+    assert not (out / "quickstart.json").exists()
+    proc = run_cli("quickstart", "--resume", "--out", str(out), timeout=900, env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "quickstart.json").read_text())
+    assert summary["steps"] == 600
+    events = [json.loads(line)["event"] for line in (out / "runs" / "quickstart" / "metrics.jsonl").open()]
+    assert events.count("resume") == 1 and events[-1] == "end"

@@ -40,6 +40,9 @@ def register(subparsers, parents) -> None:
     parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help="processes for tokenizer training and tokenizing")
     parser.add_argument("--seed", type=int, default=0, help="seed for training and sampling (default 0)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted quickstart in --out from its latest checkpoint, with the "
+                             "settings it started with (its time budget counts the time already spent)")
     add_config_args(parser)
     parser.set_defaults(func=run)
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     native_ext.warn_if_fallback("cs336 quickstart")
     result = run_quickstart(args.out, args.data, args.valid, minutes=args.minutes or None,
                             config=args.config, overrides=args.overrides, max_bytes=args.max_bytes,
-                            workers=args.workers, seed=args.seed)
+                            workers=args.workers, seed=args.seed, resume=args.resume)
 
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
@@ -62,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"--- story {i} ---")
         print(sample.strip())
     print()
-    print(f"validation:        {fmt(result.val_loss)} nats/token, {fmt(result.val_bpb)} bits/byte")
+    scope = (f"whole validation file, {result.val_tokens:,} tokens" if result.val_tokens >= result.valid_total - 1
+             else f"first {result.val_tokens:,} of {result.valid_total:,} validation tokens")
+    print(f"validation:        {fmt(result.val_loss)} nats/token, {fmt(result.val_bpb)} bits/byte ({scope})")
     print(f"unigram baseline:  {fmt(result.unigram_loss)} nats/token, {fmt(result.unigram_bpb)} bits/byte")
     print(f"improvement:       {result.gain_over_unigram:.2f} nats/token below the unigram baseline")
     print("time (s):          " + ", ".join(f"{k} {v}" for k, v in result.seconds.items()))
