@@ -420,7 +420,7 @@ def test_differing_keys_and_table(tmp_path):
     assert differing_keys(runs) == ["optimizer.lr_max"]  # run_name differs too but is ignored
     table = final_metrics_table(paths)
     lines = table.strip().splitlines()
-    assert lines[0].startswith("| run | lr_max | steps | tokens |") and len(lines) == 2 + 3
+    assert lines[0].startswith("| run | lr_max | final val loss | best val loss |") and len(lines) == 2 + 3
     assert "diverged" in lines[-1] and "finished" in lines[2]
 
 

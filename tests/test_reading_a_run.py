@@ -129,3 +129,115 @@ def test_console_lines_have_elapsed_time_and_eta_without_a_terminal(dataset, tmp
     for line in steps:  # rounded: three decimals at most
         train_loss = line.split("| train ")[1].split(" |")[0]
         assert len(train_loss.split(".")[1]) == 3
+
+
+# ----------------------------------------------------------------------------- reports and plots
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import matplotlib.image  # noqa: E402
+
+from cs336_basics.config import RunConfig, apply_overrides  # noqa: E402
+from cs336_basics.reporting.run_report import write_run_report  # noqa: E402
+from cs336_basics.reporting.sweep_report import write_sweep_report  # noqa: E402
+from cs336_basics.runs.layout import RunDir  # noqa: E402
+from cs336_basics.runs.metrics import MetricsLog  # noqa: E402
+from cs336_basics.runs.records import load_run, run_labels  # noqa: E402
+
+
+def _write_run(root: Path, overrides: list[str], steps: int = 200, decay: float = 1.0, spike: bool = True,
+               full_eval: float | None = None) -> Path:
+    """A run directory with a realistic metrics.jsonl: warmup then cosine lr, falling losses, grad-norm spikes."""
+    run = RunDir(root)
+    run.create()
+    run.write_config(apply_overrides(RunConfig(), ["model.vocab_size=2048", *overrides]))
+    log = MetricsLog(run.metrics_path, start_time=0.0)
+    for step in range(10, steps + 1, 10):
+        lr = 3e-3 * min(1.0, step / 40) * (0.55 + 0.45 * math.cos(math.pi * step / steps))
+        grad = 40.0 if spike and step in (20, 30) else 0.4 + 0.002 * step
+        loss = 2.0 + 5.0 * (step / 10) ** (-0.5 * decay)
+        log.log("train", step=step, tokens=step * 2048, wallclock=step * 0.2, loss=loss, lr=lr, grad_norm=grad,
+                tokens_per_s=10_000 + 500 * math.sin(step))
+        if step % 50 == 0:
+            log.log("eval", step=step, tokens=step * 2048, wallclock=step * 0.2 + 0.1, val_loss=loss + 0.1,
+                    val_tokens=32_767, val_bpb=(loss + 0.1) / 2.6)
+    if full_eval is not None:
+        log.log("eval_full", step=steps, tokens=steps * 2048, wallclock=steps * 0.2 + 1, val_loss=full_eval,
+                val_ppl=math.exp(full_eval), val_bpb=full_eval / 2.6, val_tokens=221_718)
+    log.log("end", step=steps, tokens=steps * 2048, wallclock=steps * 0.2 + 2, stop_reason="completed",
+            diverged=False)
+    log.close()
+    return root
+
+
+def _assert_every_point_visible(png: Path) -> None:
+    image = matplotlib.image.imread(png)  # a real, readable image
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    description = json.loads(png.with_name(png.stem + ".axes.json").read_text())
+    for ax in description["axes"]:
+        (x0, x1), (y0, y1) = sorted(ax["xlim"]), sorted(ax["ylim"])
+        for line in ax["lines"]:
+            first = next((y for y in line["y"] if math.isfinite(y)), None)
+            for xv, yv in zip(line["x"], line["y"]):
+                if not (math.isfinite(xv) and math.isfinite(yv)):
+                    continue
+                assert x0 <= xv <= x1, (png.name, line["label"], xv, ax["xlim"])
+                capped = ax["cap"] is not None and yv > ax["cap"] and first is not None and yv > first
+                assert capped or y0 <= yv <= y1, (png.name, line["label"], yv, ax["ylim"])
+
+
+def test_run_report_plots_show_every_point_and_keep_the_final_evaluation_apart(tmp_path):
+    # losses still falling fast at the end; the whole-file evaluation is worse than the subset's last value
+    run = _write_run(tmp_path / "run", [], steps=200, full_eval=4.0)
+    report = write_run_report(run)
+    pngs = sorted((run / "plots").glob("*.png"))
+    assert {p.stem for p in pngs} >= {"loss_vs_steps", "loss_vs_wallclock", "lr_vs_steps", "grad_norm_vs_steps",
+                                     "tokens_per_s_vs_steps", "convergence"}
+    for png in pngs:
+        _assert_every_point_visible(png)
+    loss_plot = json.loads((run / "plots" / "loss_vs_steps.axes.json").read_text())["axes"][0]
+    labels = [line["label"] for line in loss_plot["lines"]]
+    assert "validation loss (32,768-token subset)" in labels and "validation loss, whole file (final)" in labels
+    val = next(line for line in loss_plot["lines"] if line["label"].startswith("validation loss ("))
+    assert 4.0 not in val["y"]  # the final pass is its own marker, not a jump at the end of the curve
+    text = report.read_text()
+    assert "validation loss, whole file at the end (221,718 tokens) | 4" in text
+    assert "final validation loss (32,768-token subset)" in text
+    # the fit and the plateau check see only the periodic evaluations: a curve still falling is not "plateaued"
+    assert "points fitted | 4" in text and "plateau" in text.lower()
+    assert "**Plateau verdict:** improving" in text
+
+
+def test_a_six_run_sweep_report_is_readable(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    settings = [["optimizer.lr_max=1e-3", "train.batch_size=16", "model.d_model=128", "model.num_layers=2"],
+                ["optimizer.lr_max=3e-3", "train.batch_size=32", "model.d_model=256", "model.num_layers=4"],
+                ["optimizer.lr_max=1e-2", "train.batch_size=64", "model.d_model=128", "model.num_layers=4"],
+                ["optimizer.lr_max=3e-2", "train.batch_size=16", "model.d_model=256", "model.num_layers=2"],
+                ["optimizer.lr_max=1e-3", "train.batch_size=64", "model.d_model=256", "model.num_layers=2"],
+                ["optimizer.lr_max=3e-3", "train.batch_size=32", "model.d_model=128", "model.num_layers=6"]]
+    for i, overrides in enumerate(settings):
+        _write_run(sweep / "runs" / f"r{i}", overrides, decay=0.5 + 0.1 * i, spike=False)
+    (sweep / "sweep.json").write_text(json.dumps({"name": "sweep", "runs": [{"name": f"r{i}"} for i in range(6)]}))
+    text = write_sweep_report(sweep).read_text()
+    assert text.index("## Results") < text.index("## Learning curves")  # the compact table comes first
+    results = text[text.index("## Results"):text.index("## Definition")]
+    assert "| run | changed | final val loss | best val loss |" in results
+    assert "| r0 | d_model=128, num_layers=2, lr_max=0.001, batch_size=16 |" in results
+    for png in sorted((sweep / "plots").glob("*.png")):
+        _assert_every_point_visible(png)
+        legend = [line["label"] for line in json.loads(png.with_name(png.stem + ".axes.json").read_text())["axes"][0]
+                  ["lines"]]
+        assert legend == [f"r{i}" for i in range(6)]  # short run names, not every key
+    assert text.count("Runs in the legend:") == 4 and "| r5 | 128 | 6 | 0.003 | 32 |" in text
+
+
+def test_legends_ignore_settings_a_run_does_not_use(tmp_path):
+    dense = _write_run(tmp_path / "dense", ["model.ffn=swiglu"])
+    moe4 = _write_run(tmp_path / "moe4", ["model.ffn=moe", "model.num_experts=4"])
+    moe8 = _write_run(tmp_path / "moe8", ["model.ffn=moe", "model.num_experts=8"])
+    labels = run_labels([load_run(dense), load_run(moe4), load_run(moe8)])
+    assert labels == ["ffn=swiglu", "ffn=moe, num_experts=4", "ffn=moe, num_experts=8"]
+    assert run_labels([load_run(dense), load_run(moe4)]) == ["ffn=swiglu", "ffn=moe"]

@@ -9,6 +9,7 @@ The assignment's two views::
 from __future__ import annotations
 
 import argparse
+import json
 
 from cs336_basics.commands import existing_dir
 
@@ -41,4 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print(final_metrics_table(args.run_dirs))
     paths = plot_runs(args.run_dirs, x=args.x, metric=args.metric, out=args.out, title=args.title, log_y=args.log_y)
     print("wrote " + ", ".join(str(p) for p in paths[:2]))
+    keys_table = json.loads(paths[2].read_text(encoding="utf-8")).get("keys_table")
+    if keys_table:  # the legend names the runs; what each one changed
+        print(keys_table, end="")
     return 0

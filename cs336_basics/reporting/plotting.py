@@ -1,15 +1,21 @@
 """Learning-curve plots comparing runs: one PNG + SVG, plus a JSON sidecar of exactly what was drawn.
 
 The legend names the config keys that differ between the runs (read from each
-run's ``config.toml``), so ``cs336 plot runs/lr_*`` needs no hand-written labels.
-The assignment's two required views are ``--x steps`` and ``--x wallclock``.
+run's ``config.toml``, ignoring keys a run's own choices leave unused), so
+``cs336 plot runs/lr_*`` needs no hand-written labels. With more than three
+differing keys the legend names the runs instead and the keys go into a table
+(``keys_table``: the sidecar holds it, ``cs336 plot`` prints it, sweep reports
+put it under the figure). The assignment's two required views are ``--x steps``
+and ``--x wallclock``.
 
 Choices:
 - Diverged runs are drawn up to their last finite value and marked with an
-  ``x`` there; the y range is capped a little above the highest *initial*
-  value of any run, so one exploding run does not flatten every other curve.
-- The sidecar ``<out>.json`` records every series (label, x, y) and the axes;
-  tests and reports use it instead of parsing pixels.
+  ``x`` there; for loss-like metrics the y range is capped a little above the
+  highest *initial* value of any run, so one exploding run does not flatten
+  every other curve; other metrics (lr, gradient norm, tokens/s) show their
+  full range, on a log scale when they span more than a factor of 30.
+- The sidecar ``<out>.json`` records every series (label, x, y); ``<out>.axes.json``
+  the limits actually drawn; tests and reports use them instead of parsing pixels.
 - matplotlib's ``Agg`` backend: works headless, never opens a window.
 """
 
@@ -22,24 +28,28 @@ from typing import Any
 
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.reporting.figures import pyplot
-from cs336_basics.runs.records import X_FIELDS, Run, differing_keys, expand_run_dirs, load_run, run_labels
+from cs336_basics.reporting.figures import pyplot, save_figure, value_limits, wants_log_scale
+from cs336_basics.runs.records import (
+    MAX_LEGEND_KEYS,
+    X_FIELDS,
+    Run,
+    config_value,
+    differing_keys,
+    expand_run_dirs,
+    load_run,
+    run_labels,
+    short_names,
+)
 
 X_LABELS = {"steps": "gradient steps", "tokens": "training tokens", "wallclock": "wall-clock time (s)"}
 
 
-def _y_limits(series: list[dict[str, Any]]) -> tuple[float, float] | None:
-    finite = [y for s in series for y in s["y"] if y is not None and math.isfinite(y)]
-    if not finite:
-        return None
-    low, high = min(finite), max(finite)
-    stable = [s for s in series if not s["diverged"]] or series  # a blow-up must not set the scale
-    firsts = [next((y for y in s["y"] if y is not None and math.isfinite(y)), None) for s in stable]
-    firsts = [f for f in firsts if f is not None]
-    cap = max(firsts) if firsts else high
-    top = min(high, cap + 0.1 * (cap - low)) if cap > low else high
-    pad = 0.03 * (top - low) if top > low else max(abs(low) * 0.05, 0.05)
-    return low - pad, top + pad
+def keys_table(runs: list[Run], keys: list[str]) -> str:
+    """A Markdown table of run name -> differing config values: what a legend of run names leaves out."""
+    short = short_names(keys)
+    lines = ["| run | " + " | ".join(short[k] for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    lines += [f"| {r.name} | " + " | ".join(config_value(r, k) for k in keys) + " |" for r in runs]
+    return "\n".join(lines) + "\n"
 
 
 def collect_series(runs: list[Run], x: str, metric: str) -> list[dict[str, Any]]:
@@ -89,42 +99,37 @@ def plot_runs(run_dirs: list[str | Path], x: str = "steps", metric: str = "val_l
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    drawn = 0
-    for s in series:
-        if not s["x"]:
-            continue
+    drawn = [s for s in series if s["x"]]
+    for s in drawn:
         ys = [float("nan") if y is None else y for y in s["y"]]
-        (line,) = ax.plot(s["x"], ys, marker="." if len(ys) <= 30 else None, label=s["label"], linewidth=1.5)
-        drawn += 1
-        if s["diverged"]:
-            line.set_label(s["label"] + " (diverged)")
-    limits = _y_limits(series)
-    if limits and not log_y:
-        ax.set_ylim(*limits)
-    for s, line in zip([s for s in series if s["x"]], list(ax.get_lines())):
+        label = s["label"] + (" (diverged)" if s["diverged"] else "")
+        ax.plot(s["x"], ys, marker="." if len(ys) <= 30 else None, label=label, linewidth=1.5)
+    log_y = log_y or wants_log_scale(metric, [s["y"] for s in drawn])
+    limits = None if log_y else value_limits(metric, [s["y"] for s in drawn])
+    if limits is not None:
+        ax.set_ylim(limits[0], limits[1])
+    for s, line in zip(drawn, list(ax.get_lines())):
         finite = [(xv, yv) for xv, yv in zip(s["x"], s["y"]) if yv is not None]
         if s["diverged"] and finite:
-            # mark where the run stopped; above the y range, pin the mark to the top edge
+            # mark where the run stopped; above a loss cap, pin the mark to the top edge
             xv, yv = finite[-1]
-            y_mark = min(yv, limits[1]) if limits and not log_y else yv
+            y_mark = min(yv, limits[1]) if limits is not None else yv
             ax.plot([xv], [y_mark], marker="x", markersize=11, markeredgewidth=2.5, color=line.get_color(),
-                    clip_on=False)
+                    clip_on=False, label="_stopped")
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel(X_LABELS[x])
     ax.set_ylabel(metric)
     keys = differing_keys(runs)
+    named_by_run = len(keys) > MAX_LEGEND_KEYS
     ax.set_title(title or f"{metric} vs {X_LABELS[x]}")
     ax.grid(True, alpha=0.3)
-    ax.legend(title=("varied: " + ", ".join(keys)) if keys else None, fontsize="small", title_fontsize="small")
+    legend_title = None if named_by_run or not keys else "varied: " + ", ".join(short_names(keys).values())
+    ax.legend(title=legend_title, fontsize="small", title_fontsize="small", ncol=2 if len(drawn) > 6 else 1)
     fig.tight_layout()
     png, svg, sidecar = (out_stem.with_suffix(s) for s in (".png", ".svg", ".json"))
-    # write to temp names then rename, so a reader never sees half an image
-    for path, fmt in ((png, "png"), (svg, "svg")):
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format=fmt, dpi=120)
-        tmp.replace(path)
-    plt.close(fig)
-    atomic_write_text(sidecar, json.dumps({"x": x, "metric": metric, "varied": keys, "curves": drawn,
-                                           "series": series}, indent=1))
+    save_figure(fig, out_stem, dpi=120, formats=("png", "svg"), caps={0: limits[2] if limits else None})
+    table = keys_table(runs, keys) if named_by_run else None
+    atomic_write_text(sidecar, json.dumps({"x": x, "metric": metric, "varied": keys, "curves": len(drawn),
+                                           "series": series, "keys_table": table}, indent=1))
     return [png, svg, sidecar]

@@ -66,8 +66,12 @@ def _plot_two(run, x: str, out_stem: Path) -> Path | None:
     if train[0]:
         ax.plot(train[0], train[1], linewidth=1.0, alpha=0.8, label="train loss")
     if val[0]:
-        ax.plot(val[0], val[1], "o-", markersize=3, linewidth=1.5, label="validation loss")
-    finite = [y for y in train[1] + val[1] if math.isfinite(y)]
+        subset = _eval_scope(run)
+        ax.plot(val[0], val[1], "o-", markersize=3, linewidth=1.5, label=f"validation loss{subset}")
+    whole = run.curve("val_loss", x, event="eval_full")
+    if whole[0]:  # the final pass over the whole file: its own marker, never part of the curve
+        ax.plot(whole[0], whole[1], "*", markersize=12, color="tab:red", label="validation loss, whole file (final)")
+    finite = [y for y in train[1] + val[1] + whole[1] if math.isfinite(y)]
     if finite and max(finite) > 3 * min(finite):  # keep the interesting part visible after a huge first loss
         ax.set_yscale("log")
     ax.set_xlabel(X_LABELS[x])
@@ -77,6 +81,15 @@ def _plot_two(run, x: str, out_stem: Path) -> Path | None:
     ax.legend()
     fig.tight_layout()
     return save_figure(fig, out_stem)[0]
+
+
+def _eval_scope(run) -> str:
+    """`` (N-token subset)`` when the periodic evaluations scored a leading part of the validation file."""
+    full = _last(run.records, "eval_full", "val_tokens")
+    periodic = _last(run.records, "eval", "val_tokens")
+    if full is not None and periodic is not None and periodic < full:
+        return f" ({int(periodic) + 1:,}-token subset)"
+    return ""
 
 
 def _last(records: list[dict[str, Any]], event: str, key: str) -> Any:
@@ -108,11 +121,21 @@ def summary_section(run) -> list[str]:
         ["final validation loss", s.final_val_loss],
         ["best validation loss", s.best_val_loss],
     ]
+    scope = _eval_scope(run)
+    if scope:
+        rows[rows.index(["final validation loss", s.final_val_loss])][0] += scope
+        rows[rows.index(["best validation loss", s.best_val_loss])][0] += scope
     for key, label in (("val_ppl", "final validation perplexity"), ("val_bpb", "final validation bits/byte"),
                        ("val_top1", "final validation top-1 accuracy"), ("val_top5", "final validation top-5 accuracy")):
         value = as_float(_last(run.records, "eval", key))
         if value is not None:
-            rows.append([label, value])
+            rows.append([label + scope, value])
+    tokens = _last(run.records, "eval_full", "val_tokens")
+    for key, label in (("val_loss", "validation loss"), ("val_ppl", "validation perplexity"),
+                       ("val_bpb", "validation bits/byte")):
+        value = as_float(_last(run.records, "eval_full", key))
+        if value is not None:
+            rows.append([f"{label}, whole file at the end ({int(tokens):,} tokens)", value])
     tps = _median([as_float(r.get("tokens_per_s")) for r in run.records if r.get("event") == "train"])
     if tps is not None:
         rows.append(["median training tokens/s", round(tps)])

@@ -20,6 +20,7 @@ from cs336_basics.fileio import atomic_write_text
 from cs336_basics.reporting.plotting import plot_runs
 from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.records import (
+    MAX_LEGEND_KEYS,
     Run,
     config_value,
     differing_keys,
@@ -52,14 +53,18 @@ def metrics_rows(runs: list[Run], results: dict[str, dict[str, Any]] | None = No
     """Header and rows of the final-metrics table (one row per run)."""
     keys = differing_keys(runs)
     short = short_names(keys)
-    header = ["run"] + [short[k] for k in keys] + ["steps", "tokens", "wall-clock (s)", "final train loss",
-                                                  "final val loss", "best val loss", "status"]
+    compact = len(keys) > MAX_LEGEND_KEYS  # one "changed" column instead of a column per key
+    key_header = ["changed"] if compact else [short[k] for k in keys]
+    header = ["run"] + key_header + ["final val loss", "best val loss", "final train loss", "steps", "tokens",
+                                     "wall-clock (s)", "status"]
     rows = []
     for run in runs:
         s = run.summary()
-        rows.append([run.name] + [config_value(run, k) for k in keys] + [
-            format_value(s.steps), format_value(s.tokens), "-" if s.wallclock is None else f"{s.wallclock:.1f}",
-            _loss(s.final_train_loss), _loss(s.final_val_loss), _loss(s.best_val_loss),
+        values = [config_value(run, k) for k in keys]
+        changed = [", ".join(f"{short[k]}={v}" for k, v in zip(keys, values) if v != "unused")] if compact else values
+        rows.append([run.name] + changed + [
+            _loss(s.final_val_loss), _loss(s.best_val_loss), _loss(s.final_train_loss), format_value(s.steps),
+            format_value(s.tokens), "-" if s.wallclock is None else f"{s.wallclock:.1f}",
             _status(run, (results or {}).get(run.name))])
     return header, rows
 
@@ -116,16 +121,7 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     if not runs and not results:
         raise UserError(f"{sweep_dir} holds no runs yet; run 'cs336 sweep' first")
 
-    lines = [f"# Sweep {spec.get('name', sweep_dir.name)}", ""]
-    lines += _spec_section(spec)
-    lines += ["## Learning curves", ""]
-    views = [("val_loss", "steps"), ("val_loss", "wallclock"), ("val_loss", "tokens"), ("loss", "steps")]
-    for metric, x in views:
-        if not any(run.curve(metric, x)[0] for run in runs):
-            continue
-        png = plot_runs([r.path for r in runs], x=x, metric=metric, out=sweep_dir / "plots" / f"{metric}_vs_{x}")[0]
-        lines += [f"![{metric} vs {x}]({png.relative_to(sweep_dir).as_posix()})", ""]
-    lines += ["## Final metrics", ""]
+    lines = [f"# Sweep {spec.get('name', sweep_dir.name)}", "", "## Results", ""]
     if runs:
         header, rows = metrics_rows(runs, results)
         lines.append(markdown_table(header, rows))
@@ -138,6 +134,18 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     if finite:
         best, name = min(finite)
         lines += [f"Best validation loss: **{best:.4f}** ({name}).", ""]
+    lines += _spec_section(spec)
+    lines += ["## Learning curves", ""]
+    views = [("val_loss", "steps"), ("val_loss", "wallclock"), ("val_loss", "tokens"), ("loss", "steps")]
+    for metric, x in views:
+        if not any(run.curve(metric, x)[0] for run in runs):
+            continue
+        stem = sweep_dir / "plots" / f"{metric}_vs_{x}"
+        png, _, sidecar = plot_runs([r.path for r in runs], x=x, metric=metric, out=stem)
+        lines += [f"![{metric} vs {x}]({png.relative_to(sweep_dir).as_posix()})", ""]
+        table = json.loads(sidecar.read_text(encoding="utf-8")).get("keys_table")
+        if table:
+            lines += ["Runs in the legend:", "", table]
     diverged = [run.name for run in runs if _status(run, results.get(run.name)) == "diverged"]
     if diverged:
         lines += ["Diverged (stopped early, marked x on the plots): " + ", ".join(diverged) + ".", ""]

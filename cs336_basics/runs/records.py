@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.errors import UserError
+from cs336_basics.model.variants import FFN, POSITION
 from cs336_basics.runs.metrics import read_jsonl
 
 # The plot/table x axes and the metrics.jsonl field each one reads.
@@ -83,14 +84,20 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
-    def curve(self, metric: str, x: str = "steps") -> tuple[list[float], list[float]]:
-        """(xs, ys) for every record carrying ``metric`` (non-finite ys kept as nan/inf)."""
+    def curve(self, metric: str, x: str = "steps", event: str | None = None) -> tuple[list[float], list[float]]:
+        """(xs, ys) for every record of ``event`` carrying ``metric`` (non-finite ys kept as nan/inf).
+
+        ``event`` defaults to the one that draws the metric's curve (:func:`curve_event`): the
+        validation curve is the periodic evaluations only, never the final whole-file pass (a
+        different quantity when evaluations use a subset, drawn as its own marker).
+        """
         if x not in X_FIELDS:
             raise UserError(f"unknown x axis {x!r}; choose one of {', '.join(X_FIELDS)}")
         field_name = X_FIELDS[x]
+        event = event or curve_event(metric)
         xs, ys = [], []
         for record in self.records:
-            if metric not in record:
+            if metric not in record or record.get("event") != event:
                 continue
             xv, yv = as_float(record.get(field_name)), as_float(record[metric])
             if xv is None or yv is None:
@@ -107,6 +114,36 @@ class Run:
 
     def summary(self) -> RunSummary:
         return summarize_records(self.records)
+
+
+CURVE_EVENTS = {"eval": ("val_",), "samples": ("distinct_", "repetition_", "eos_rate", "mean_tokens", "in_vocab_rate",
+                                                "reference_ppl")}
+
+
+def curve_event(metric: str) -> str:
+    """The metrics.jsonl event whose records draw ``metric``'s curve (train, eval or samples)."""
+    for event, prefixes in CURVE_EVENTS.items():
+        if metric.startswith(prefixes):
+            return event
+    return "train"
+
+
+def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A flattened config without the keys its own choices make unused (MoE sizes of a dense model, the RoPE
+    base of a model without RoPE, a schedule's parameters under another schedule), so runs are not told
+    apart by settings that changed nothing."""
+    out = dict(config)
+    ffn, position, schedule = config.get("model.ffn"), config.get("model.position"), config.get("optimizer.schedule")
+    if ffn in FFN.entries and not FFN[ffn].experts:
+        for key in ("model.num_experts", "model.moe_top_k", "model.moe_aux_loss_coef"):
+            out.pop(key, None)
+    if position in POSITION.entries and not POSITION[position].rotary:
+        out.pop("model.rope_theta", None)
+    if schedule is not None and schedule != "wsd":
+        out.pop("optimizer.wsd_decay_fraction", None)
+    if schedule is not None and schedule != "cosine":
+        out.pop("optimizer.cosine_cycle_iters", None)
+    return out
 
 
 def summarize_records(records: list[dict[str, Any]]) -> RunSummary:
@@ -209,13 +246,15 @@ def differing_keys(runs: list[Run]) -> list[str]:
     """Config keys whose values are not the same in every run (ignoring names and logging)."""
     if len(runs) < 2:
         return []
-    keys = sorted(set().union(*(r.config for r in runs)))
+    configs = [relevant_config(r.config) for r in runs]
+    keys = sorted(set().union(*configs))
     missing = object()
     out = []
     for key in keys:
         if any(key == k or (k.endswith(".") and key.startswith(k)) for k in IGNORED_KEYS):
             continue
-        values = [r.config.get(key, missing) for r in runs]
+        # compared only between the runs that use the key (a dense run has no say on the number of experts)
+        values = [c.get(key, missing) for c, r in zip(configs, runs) if key in c or key not in r.config]
         if any(v != values[0] for v in values[1:]):
             out.append(key)
     return out
@@ -235,18 +274,30 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+MAX_LEGEND_KEYS = 3
+"""Beyond this many differing keys a legend names runs, and the keys go into a table beside the figure."""
+
+
 def config_value(run: Run, key: str) -> str:
-    """A config value for legends and tables; absent keys are None settings that TOML cannot store."""
+    """A config value for legends and tables: ``default`` for a None setting (TOML cannot store it),
+    ``unused`` for a key this run's own choices ignore (a dense model's MoE sizes)."""
+    if key in run.config and key not in relevant_config(run.config):
+        return "unused"
     return format_value(run.config[key]) if key in run.config else "default"
 
 
 def run_labels(runs: list[Run]) -> list[str]:
-    """Legend labels naming what differs between the runs (the run directory name if nothing does)."""
+    """Legend labels naming what differs between the runs: the run directory name if nothing does, or if more
+    than :data:`MAX_LEGEND_KEYS` keys do (a legend listing them all would hide the curves)."""
     keys = differing_keys(runs)
-    if not keys:
+    if not keys or len(keys) > MAX_LEGEND_KEYS:
         return [r.name for r in runs]
     short = short_names(keys)
-    labels = [", ".join(f"{short[k]}={config_value(r, k)}" for k in keys) for r in runs]
+    labels = []
+    for run in runs:
+        relevant = relevant_config(run.config)
+        shown = [k for k in keys if k in relevant or k not in run.config]
+        labels.append(", ".join(f"{short[k]}={config_value(run, k)}" for k in shown) or run.name)
     if len(set(labels)) != len(labels):  # e.g. only ignored keys differ
         labels = [f"{r.name}: {label}" for r, label in zip(runs, labels)]
     return labels
