@@ -13,6 +13,7 @@ AREAS: dict[str, tuple[str, str]] = {
     "tokenize_workers": ("bench_tokenize_workers", "`cs336 tokenize`: 2 workers vs 1"),
     "model": ("bench_model", "Model forward+backward: ours vs a standard PyTorch GPT"),
     "train": ("bench_train", "Training loop: `cs336 train` vs a standard PyTorch loop"),
+    "precision": ("bench_precision", "Autocast precision on this CPU: bf16 vs float32, and what dtype=auto chose"),
     "generate": ("bench_generate", "Generation: KV cache, Hugging Face transformers, a functional loop"),
     "eval": ("bench_eval", "Evaluation: sliding windows and batching"),
     "quickstart": ("bench_quickstart", "The quickstart: time budget and quality (full runs only)"),

@@ -74,6 +74,12 @@ CLAIMS: list[Claim] = [
           "F.cross_entropy"),
     Claim("train", "components", "AdamW step speed, ours / torch.optim.AdamW(fused=True)", "ours AdamW",
           "torch.optim.AdamW(fused=True)"),
+    # autocast precision (benchmarks/bench_precision.py): measurements of the machine, no target
+    Claim("precision", "assignment", "training step speed, bf16 autocast / float32, assignment shape", "bfloat16",
+          "float32"),
+    Claim("precision", "quickstart", "training step speed, bf16 autocast / float32, quickstart shape", "bfloat16",
+          "float32"),
+    Claim("precision", "matmul", "square matmul speed, bf16 / float32", "bfloat16", "float32"),
     # generation (benchmarks/bench_generate.py)
     Claim("generate", "b1", "KV-cache speed-up, batch 1 (wall)", "ours cached", "ours uncached", target=5.0,
           when=("new", 512), readme="KV-cached generation vs recomputing the context, batch 1"),

@@ -45,8 +45,8 @@ class CpuInfo:
 
     @property
     def native_bf16(self) -> bool:
-        """The CPU computes bf16 dot products in hardware (AVX512-BF16 or AMX), rather than emulating them."""
-        return self.has("avx512_bf16") or self.has("amx_bf16")
+        """The CPU computes bf16 dot products in hardware (AVX512-BF16, AMX or Arm's BF16), rather than emulating them."""
+        return self.has("avx512_bf16") or self.has("amx_bf16") or self.has("bf16")
 
 
 def _linux_cpuinfo(text: str) -> tuple[str, frozenset[str]]:

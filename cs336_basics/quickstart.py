@@ -266,8 +266,10 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
                                "seed": seed})
         if minutes is not None:
             cfg, final_eval_tokens = _budgeted(cfg, minutes, started, train_tokens, valid_tokens, timer)
-        elif cfg.train.total_steps is None and cfg.train.total_tokens is None:
-            cfg = _override(cfg, train={"total_steps": FIXED_STEPS})
+        else:  # no time budget: a fixed length, however long it takes
+            if cfg.train.total_steps is None and cfg.train.total_tokens is None:
+                cfg = _override(cfg, train={"total_steps": FIXED_STEPS})
+            cfg = _override(cfg, train={"max_minutes": None})
     with timer.phase("train"):
         result = train(cfg, resume="auto" if resume else None)
     if result.diverged:

@@ -72,6 +72,19 @@ def unpack_fixture(name: str, directory: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory):
+    """Decisions the toolkit caches per machine (the measured autocast dtype) go to a directory of this test
+    session, never the user's ~/.cache; subprocesses inherit it through the environment."""
+    before = os.environ.get("CS336_CACHE_DIR")
+    os.environ["CS336_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("CS336_CACHE_DIR", None)
+    else:
+        os.environ["CS336_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def tinystories_train(tmp_path_factory) -> Path:
     """Real TinyStories: the first 2 MiB of the train split, 2,316 stories (a plain file)."""

@@ -20,6 +20,7 @@ LAYERS: list[list[str]] = [
     ["errors"],
     ["fileio", "progress", "allocator", "lazy"],
     ["hardware"],
+    ["precision"],
     ["tokenizer", "http_download", "model"],
     ["datasets", "sample", "training.config"],
     ["config"],

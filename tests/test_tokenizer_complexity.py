@@ -1,7 +1,9 @@
-"""Pathological inputs run in linear time: time(2n)/time(n) < 2.5 and each run under 10 s.
+"""Pathological inputs run in linear time: time(2n)/time(n) < 2.8 and each run under 10 s.
 
-Timings use the best of five runs per size, so a noisy shared machine rarely
-breaks the ratio; an O(n^2) merge would show a ratio near 4. The results are
+Timings are the process's CPU time (time spent descheduled by other programs
+does not count) and the best of five runs per size, so a noisy shared machine
+rarely breaks the ratio; a linear pass gives about 2 (a little more where the
+larger input leaves the cache), an O(n^2) merge about 4. The results are
 also checked for exactness (against tiktoken on GPT-2) so speed never hides a
 wrong answer.
 """
@@ -21,12 +23,12 @@ EOT = "<|endoftext|>"
 
 
 def timed(fn, arg, min_seconds: float = 0.25) -> float:
-    """Seconds per call, calling repeatedly for at least ``min_seconds`` (short runs are scheduler noise)."""
-    calls, start = 0, time.perf_counter()
+    """CPU seconds per call, calling repeatedly for at least ``min_seconds`` (short runs are timer noise)."""
+    calls, start = 0, time.process_time()
     while True:
         fn(arg)
         calls += 1
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
         if elapsed >= min_seconds:
             return elapsed / calls
 
@@ -39,7 +41,7 @@ def assert_linear(fn, make, n: int, repeats: int = 5) -> None:
         t1 = min(t1, timed(fn, small))
         t2 = min(t2, timed(fn, large))
     assert t2 < 10, f"{t2:.1f}s for {len(large)} characters"
-    assert t2 / max(t1, 1e-3) < 2.5, f"time(2n)/time(n) = {t2 / t1:.2f} ({t1:.3f}s -> {t2:.3f}s)"
+    assert t2 / max(t1, 1e-3) < 2.8, f"time(2n)/time(n) = {t2 / t1:.2f} ({t1:.3f}s -> {t2:.3f}s)"
 
 
 def gpt2(native: bool):

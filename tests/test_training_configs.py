@@ -15,7 +15,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
 def test_every_top_level_config_loads_and_has_a_length(name):
     cfg = load_config(CONFIGS / name)
-    assert total_steps(cfg, world_size=1) > 0
+    steps = total_steps(cfg, world_size=1)  # None: the run is bounded by train.max_minutes
+    assert (steps is not None and steps > 0) or (steps is None and cfg.train.max_minutes > 0)
 
 
 @pytest.mark.parametrize("name, ffn, d_ff", [("tinystories.toml", "swiglu", 1344), ("tinystories_gelu.toml", "gelu", 2048)])

@@ -37,6 +37,8 @@ def register(subparsers, parents) -> None:
     parser.add_argument("--max-tokens", type=positive_int, default=None,
                         help="evaluate only the first N tokens of the file")
     parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="autocast dtype: auto (default) is bf16 on CUDA and on CPUs where it measures faster")
     parser.add_argument("--samples", action="store_true",
                         help="also generate from fixed prompts and report generation-quality metrics")
     parser.add_argument("--prompt", action="append", default=None, metavar="TEXT",
@@ -57,6 +59,7 @@ def _print_results(out: dict[str, Any]) -> None:
     print(f"checkpoint   {out['checkpoint']} (step {out['step']})")
     print(f"data         {out['data']}: {out['num_tokens']:,} tokens scored, context {out['context_length']}, "
           f"{mode}, {out['seconds']:.1f}s")
+    print(f"dtype        {out['dtype']} ({out['dtype_reason']})")
     print(f"loss         {out['loss']:.4f} nats/token")
     print(f"perplexity   {out['perplexity']:.3f}")
     bpb = out["bits_per_byte"]
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                if args.samples else None)
     out = evaluate_checkpoint(args.checkpoint, args.data, device=args.device, batch_size=args.batch_size,
                               context_length=args.context_length, stride=args.stride, max_tokens=args.max_tokens,
-                              samples=samples, reference_checkpoint=args.reference_checkpoint)
+                              samples=samples, dtype=args.dtype, reference_checkpoint=args.reference_checkpoint)
     _print_results(out)
     if args.json_out is not None:
         clean = {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}

@@ -24,6 +24,7 @@ from cs336_basics.evaluation.text_metrics import generation_metrics, reference_p
 from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, generate
 from cs336_basics.hardware import resolve_device
 from cs336_basics.model.variants import POSITION
+from cs336_basics.precision import choose_inference_dtype
 from cs336_basics.runs.layout import RunDir, resolve_data
 from cs336_basics.runs.trained import LoadedModel, load_trained_model
 from cs336_basics.tokenizer import Tokenizer
@@ -58,10 +59,11 @@ class SampleSettings:
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, *, device: str = "auto",
                         batch_size: int = 16, context_length: int | None = None, stride: int | None = None,
                         max_tokens: int | None = None, samples: SampleSettings | None = None,
-                        reference_checkpoint: str | Path | None = None) -> dict[str, Any]:
+                        reference_checkpoint: str | Path | None = None, dtype: str = "auto") -> dict[str, Any]:
     """The work of ``cs336 eval``: loss, perplexity, bits/byte and top-k accuracy of a checkpoint over a whole
     token file (default: the run's validation file), plus generation metrics when ``samples`` is given (or a
-    reference checkpoint). Returns JSON-able results."""
+    reference checkpoint). ``dtype`` is resolved like ``train.dtype`` (:mod:`cs336_basics.precision`), timed on
+    this evaluation's own forward pass. Returns JSON-able results."""
     run_device = resolve_device(device, option="--device")
     loaded = load_trained_model(checkpoint, device=run_device)
     model, mcfg = loaded.model, loaded.config.model
@@ -76,18 +78,21 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     if stride is not None and stride > context:
         raise UserError(f"--stride {stride} is larger than the context length {context}; use 1..{context}")
     bpt = bytes_per_token_from_manifest(read_manifest(path))
+    choice = choose_inference_dtype(dtype, model, mcfg, run_device, batch_size, context)
     result = evaluate_loss(model, tokens, context, batch_size, run_device, stride=stride, max_tokens=max_tokens,
-                           bytes_per_token=bpt)
+                           bytes_per_token=bpt, autocast_dtype=choice.dtype)
     out: dict[str, Any] = {"checkpoint": str(loaded.checkpoint_path), "step": loaded.step, "data": str(path),
-                           "bytes_per_token": bpt, **result.to_dict()}
+                           "bytes_per_token": bpt, "dtype": choice.name, "dtype_reason": choice.reason,
+                           **result.to_dict()}
     if samples is not None or reference_checkpoint is not None:
         out["samples"] = sample_metrics(loaded, tokenizer, samples or SampleSettings(), run_device,
-                                        reference_checkpoint)
+                                        reference_checkpoint, choice.dtype)
     return out
 
 
 def sample_metrics(loaded: LoadedModel, tokenizer: Tokenizer | None, settings: SampleSettings,
-                   device: torch.device, reference_checkpoint: str | Path | None = None) -> dict[str, Any]:
+                   device: torch.device, reference_checkpoint: str | Path | None = None,
+                   dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     """Generation-quality metrics of samples from fixed prompts (and their perplexity under a reference model)."""
     model = loaded.model
     if tokenizer is None:
@@ -96,7 +101,8 @@ def sample_metrics(loaded: LoadedModel, tokenizer: Tokenizer | None, settings: S
     prompts = list(settings.prompts or DEFAULT_PROMPTS) * settings.per_prompt  # rows draw independently
     with evaluation_mode(model):
         results = generate(model, tokenizer, prompts, max_new_tokens=settings.max_new_tokens,
-                           temperature=READING_TEMPERATURE, top_p=READING_TOP_P, seed=settings.seed, device=device)
+                           temperature=READING_TEMPERATURE, top_p=READING_TOP_P, seed=settings.seed, device=device,
+                           dtype=dtype)
     ref_ppl = None
     if reference_checkpoint is not None:
         ref = load_trained_model(reference_checkpoint, device=device)

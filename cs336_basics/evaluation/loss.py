@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from cs336_basics.errors import UserError
+from cs336_basics.precision import autocast
 from cs336_basics.progress import progress
 
 LN2 = math.log(2.0)
@@ -125,12 +126,6 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
             module.training = mode
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def _check_tokens(tokens: np.ndarray) -> None:
     if not isinstance(tokens, (np.ndarray, torch.Tensor)) or tokens.ndim != 1:
         raise UserError("evaluation tokens must be a one-dimensional array of token ids (a .npy token file)")
@@ -199,7 +194,7 @@ def evaluate_loss(model: nn.Module, tokens: np.ndarray, context_length: int, bat
             positions = torch.arange(inputs.shape[1], device=device)  # (T,)
             score_from = torch.tensor([w.score_from for w in batch], device=device)  # (B,)
             mask = positions.unsqueeze(0) >= score_from.unsqueeze(1)  # (B, T)
-            with _autocast(device, autocast_dtype):
+            with autocast(device, autocast_dtype or torch.float32):
                 logits = model(inputs)  # (B, T, V)
             s, t1, t5, n = _score_batch(logits, targets, mask)
             nll_sum, top1, top5, count = nll_sum + s, top1 + t1, top5 + t5, count + n

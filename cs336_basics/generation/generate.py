@@ -15,7 +15,8 @@ Notable choices:
   data are separated by it, so the model has seen "start of a document" there).
 - Prompts longer than the context keep their last ``context_length`` tokens.
 - The model is put in eval mode under ``torch.inference_mode`` and its previous
-  mode restored afterwards.
+  mode restored afterwards; its forward passes run under the caller's autocast
+  dtype, while sampling works on float32 logits.
 - With a seed, a private ``torch.Generator`` drives sampling, so the same seed
   gives the same samples and the global RNG is untouched.
 """
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from cs336_basics.errors import UserError
+from cs336_basics.precision import autocast
 from cs336_basics.generation.decoding import make_decoder
 from cs336_basics.generation.sampling import SamplingParams, apply_repetition_penalty, choose_next, make_generator
 from cs336_basics.generation.streaming import TextStream
@@ -86,7 +88,8 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
              temperature: float = 1.0, top_p: float | None = None, top_k: int | None = None,
              repetition_penalty: float = 1.0, stop: Sequence[str] | None = None, seed: int | None = None,
              use_cache: bool = True, on_token: TokenCallback | None = None, device: str | torch.device | None = None,
-             stop_at_eos: bool = True, return_logits: bool = False) -> list[GenerationResult]:
+             stop_at_eos: bool = True, return_logits: bool = False,
+             dtype: torch.dtype = torch.float32) -> list[GenerationResult]:
     """Continue each prompt; one :class:`GenerationResult` per prompt, in order.
 
     ``temperature=0`` is greedy decoding. ``top_k``/``top_p`` restrict sampling
@@ -96,7 +99,8 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
     stop string). ``seed`` makes sampling reproducible. ``on_token(row, piece)``
     streams completed text. ``use_cache=False`` recomputes the whole context at
     every step (the slow reference). Inputs go to the model's device (``device``
-    is used only for a model without parameters).
+    is used only for a model without parameters). ``dtype`` is the autocast
+    dtype of the forward passes (sampling itself is always float32).
     """
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -130,7 +134,7 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, dtype):
             decoder = make_decoder(model, use_cache, device)
             logits = decoder.prefill(histories) if max_new_tokens > 0 else None
             for step in range(max_new_tokens):

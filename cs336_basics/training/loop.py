@@ -420,13 +420,14 @@ class Trainer:
                                                s.wandb_run_id)
                 s.wandb_run_id = next((t.run_id for t in self.trackers if t.run_id), s.wandb_run_id)
                 self._log("start" if self.resumed_from is None else "resume", total_steps=self.total_steps,
-                          world_size=self.dist.world_size, device=str(self.device), dtype=str(self.dtype),
+                          world_size=self.dist.world_size, device=str(self.device),
+                          **self.parts.dtype_choice.record(),
                           num_params=sum(p.numel() for p in self.model.parameters()),
                           resumed_from=str(self.resumed_from) if self.resumed_from else None)
                 length = (f"{self.total_steps} steps" if self.budget is None else
                           f"{console.duration(self.budget.seconds)} budget (steps re-planned from the measured speed)")
                 info(f"training {cfg.train.run_name}: {length} x {self.tokens_per_step:,} tokens on "
-                     f"{self.device} ({str(self.dtype).replace('torch.', '')})"
+                     f"{self.device}, {self.parts.dtype_choice.describe()}"
                      + (f", resuming at step {s.step}" if self.resumed_from else "") + f" -> {self.rundir.root}")
             self._loop_started, self._loop_start_step = time.perf_counter(), s.step
             with self.stop, progress(total=self.total_steps, initial=s.step, desc=cfg.train.run_name, unit="step",

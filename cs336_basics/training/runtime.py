@@ -1,8 +1,9 @@
 """Where and in what precision a run executes: device auto-detection, autocast dtype, FLOP accounting for MFU.
 
 - device ``auto``: CUDA, else Apple MPS, else CPU (:func:`cs336_basics.hardware.resolve_device`).
-- dtype ``auto``: bfloat16 autocast on CUDA (parameters and optimizer state stay
-  float32), float32 elsewhere. On CUDA, TF32 matmuls are enabled too: a
+- dtype ``auto``: bfloat16 autocast on CUDA and on CPUs where bf16 is native and
+  measured faster (:mod:`cs336_basics.precision`; parameters and optimizer state
+  stay float32), float32 elsewhere. On CUDA, TF32 matmuls are enabled too: a
   float32 run then gets tensor-core speed at ~1e-3 relative precision, the
   usual trade for training.
 - MFU (Chowdhery et al. 2022, PaLM appendix B): model FLOPs per token
@@ -18,13 +19,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from cs336_basics.allocator import keep_freed_cpu_memory
-from cs336_basics.errors import UserError
 from cs336_basics.model.accounting import matmul_params
+from cs336_basics.precision import choose_dtype
 
 # dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets
 _BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0,
@@ -32,13 +31,12 @@ _BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """The autocast dtype for a run (float32 means no autocast)."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-    if dtype == torch.float16 and device.type != "cuda":
-        raise UserError(f"train.dtype=float16 needs a CUDA device (got {device.type}); use bfloat16 or float32")
-    return dtype
+    """The autocast dtype for a setting without a measurement (float32 means no autocast).
+
+    A run resolves ``auto`` with :func:`cs336_basics.training.step.choose_training_dtype`,
+    which may time its own step in both dtypes on a CPU with native bf16.
+    """
+    return choose_dtype(name, device).dtype
 
 
 def configure_backends(device: torch.device) -> None:
@@ -47,12 +45,6 @@ def configure_backends(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-
-
-def autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def flops_per_token(model_cfg) -> float:

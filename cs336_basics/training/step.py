@@ -14,6 +14,7 @@ micro-batching, clipping and ``torch.compile`` exactly when the run does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from torch import nn
 
 from cs336_basics.hardware import resolve_device
 from cs336_basics.model import TransformerLM
+from cs336_basics.precision import DtypeChoice, autocast, choose_dtype, shape_key
 from cs336_basics.runs.checkpoint import unwrap_model
 from cs336_basics.training import runtime
 from cs336_basics.training.clipping import clip_grad_norm_tensor
@@ -77,6 +79,8 @@ class TrainingParts:
     sampler: BatchSampler
     dtype: torch.dtype
     """Autocast dtype (float32: no autocast)."""
+    dtype_choice: DtypeChoice
+    """How ``dtype`` was chosen (``train.dtype=auto`` may have measured both)."""
     step_model: nn.Module | None = None
     """The model as the step calls it: ``torch.compile`` and DDP wrappers around ``model``."""
     scaler: torch.amp.GradScaler | None = None
@@ -94,15 +98,16 @@ def build_training_parts(cfg, train_tokens: np.ndarray, device: torch.device, to
     """Model (seeded by ``train.seed``, built on the CPU then moved), optimizer, schedule and batch sampler."""
     dist = dist or DistInfo()
     t = cfg.train
+    choice = choose_training_dtype(cfg, train_tokens, device, dist)  # before seeding: it may build trial models
+    dtype = choice.dtype
     torch.manual_seed(t.seed)
     model = TransformerLM(cfg.model, attention_device=device).to(device)
-    dtype = runtime.resolve_dtype(t.dtype, device)
     micro_batch = t.batch_size // t.grad_accum_steps
     sampler = BatchSampler(train_tokens, micro_batch, cfg.model.context_length, device, seed=t.seed, rank=dist.rank,
                            world_size=dist.world_size)
     return TrainingParts(model=model, optimizer=build_optimizer(model, cfg.optimizer),
                          schedule=build_schedule(cfg.optimizer, total_steps), sampler=sampler, dtype=dtype,
-                         scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None)
+                         dtype_choice=choice, scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None)
 
 
 @dataclass
@@ -133,7 +138,7 @@ class TrainStep:
             last = micro == accum - 1
             sync = contextlib.nullcontext() if last or not self.dist.enabled else step_model.no_sync()
             with sync:
-                with runtime.autocast(self.device, p.dtype):
+                with autocast(self.device, p.dtype):
                     logits = step_model(x)  # (B, T, V)
                     loss = cross_entropy(logits, y)
                     aux = getattr(inner, "aux_loss", None)
@@ -161,6 +166,26 @@ class TrainStep:
         p.optimizer.zero_grad(set_to_none=True)
         self.timings.compute += time.perf_counter() - t2
         return result
+
+
+def choose_training_dtype(cfg, train_tokens: np.ndarray, device: torch.device, dist: DistInfo) -> DtypeChoice:
+    """``train.dtype`` resolved for this run; ``auto`` on a CPU with native bf16 times this run's step in both.
+
+    The trial steps run eagerly (without ``train.compile``: compiling twice would cost more than
+    the measurement) and are cached per machine and shape. Under DDP nothing is measured, since
+    ranks timing independently could choose differently; ``auto`` then keeps the unmeasured rule.
+    """
+    t = cfg.train
+
+    def measure(dtype: torch.dtype) -> float:
+        trial = dataclasses.replace(cfg, train=dataclasses.replace(t, dtype=str(dtype).removeprefix("torch."),
+                                                                  compile=False))
+        return measure_step_seconds(trial, train_tokens, steps=3, warmup=1)
+
+    key = shape_key("train", {"model": dataclasses.asdict(cfg.model), "micro_batch": t.batch_size // t.grad_accum_steps,
+                              "device": str(device)})
+    return choose_dtype(t.dtype, device, measure=None if dist.enabled else measure, key=key,
+                        d_model=cfg.model.d_model)
 
 
 def measure_step_seconds(cfg, train_tokens: np.ndarray, steps: int = 2, warmup: int = 1) -> float:
