@@ -121,21 +121,26 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_subprocess(cmd: Sequence[str], env: dict[str, str] | None = None,
-                   poll: float = 0.05) -> tuple[float, int, str, float, str]:
-    """Run ``cmd``; return (wall s, peak RSS of its process tree, stdout, CPU s of its process tree, stderr)."""
+def run_subprocess(cmd: Sequence[str], env: dict[str, str] | None = None, poll: float = 0.05,
+                   merge_stderr: bool = False) -> tuple[float, int, str, float, str]:
+    """Run ``cmd``; return (wall s, peak RSS of its process tree, stdout, CPU s of its process tree, stderr).
+
+    ``merge_stderr``: stderr goes into stdout in the order it was written (a transcript), and "" is returned
+    for it."""
     import psutil
 
     full_env = {**os.environ, **(env or {})}
     cpu_before = _children_cpu()
     start = time.perf_counter()
-    popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, text=True)
+    popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+                             env=full_env, text=True)
     proc = psutil.Process(popen.pid)
     peak = 0
     out_chunks: list[str] = []
     err_chunks: list[str] = []
-    readers = [threading.Thread(target=lambda: out_chunks.append(popen.stdout.read()), daemon=True),
-               threading.Thread(target=lambda: err_chunks.append(popen.stderr.read()), daemon=True)]
+    readers = [threading.Thread(target=lambda: out_chunks.append(popen.stdout.read()), daemon=True)]
+    if not merge_stderr:
+        readers.append(threading.Thread(target=lambda: err_chunks.append(popen.stderr.read()), daemon=True))
     for reader in readers:
         reader.start()
     while popen.poll() is None:
@@ -145,7 +150,8 @@ def run_subprocess(cmd: Sequence[str], env: dict[str, str] | None = None,
     for reader in readers:
         reader.join()
     if popen.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({popen.returncode}): {''.join(err_chunks)[-2000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} failed ({popen.returncode}): "
+                           f"{''.join(err_chunks or out_chunks)[-2000:]}")
     return elapsed, peak, "".join(out_chunks), _children_cpu() - cpu_before, "".join(err_chunks)
 
 
@@ -298,6 +304,7 @@ def new_record(area: str, kind: str, command: str, measured: dict, load_before: 
         "settings": measured.get("settings", {}),
         "notes": measured.get("notes", []),
         "groups": measured["groups"],
+        **({"transcript": measured["transcript"]} if "transcript" in measured else {}),
     }
 
 

@@ -17,7 +17,7 @@ from benchmarks import AREAS
 from benchmarks.claims import CLAIMS, Claim
 from benchmarks.harness import REPO, RESULTS, paired_ratios, rates, spread, verdict
 
-BLOCKS = {"BENCHMARKS.md": ("summary", "details"), "README.md": ("readme-speed",)}
+BLOCKS = {"BENCHMARKS.md": ("summary", "details"), "README.md": ("readme-speed", "quickstart-transcript")}
 
 
 # ----------------------------------------------------------------------------- records
@@ -213,6 +213,36 @@ def details(records: dict[str, list[dict]], latest_by_area: dict[str, dict | Non
     return "\n\n".join(sections) if sections else "No benchmark records yet."
 
 
+def elide_progress(output: str, keep: int = 3) -> str:
+    """The output with the training lines (``step N/M ...``) cut to the first and last ``keep``, "..." between."""
+    lines = output.rstrip("\n").splitlines()
+    steps = [i for i, line in enumerate(lines) if line.startswith("step ")]
+    if len(steps) <= 2 * keep:
+        return "\n".join(lines)
+    cut = set(steps[keep:-keep])
+    out = []
+    for i, line in enumerate(lines):
+        if i not in cut:
+            out.append(line)
+        elif i == steps[keep]:
+            out.append("...")
+    return "\n".join(out)
+
+
+def quickstart_transcript(records: dict[str, list[dict]]) -> str:
+    """The README's quickstart transcript: the output of the latest recorded full quickstart run."""
+    with_output = [r for r in records.get("quickstart", []) if r.get("transcript")]
+    if not with_output:
+        return "No recorded quickstart run yet: run `python -m benchmarks run --only quickstart`."
+    record = with_output[-1]
+    m = record["machine"]
+    head = (f"Recorded by `python -m benchmarks run --only quickstart` on {record['date'][:10]} (commit "
+            f"{record['commit'][:10]}; {m['cpu']}, {m['cores']} cores, load average {m['load_before'][0]:g} before the "
+            "run); the training lines in the middle are cut.")
+    return "\n".join([head, "", "```text", f"$ {record['transcript']['command']}",
+                      elide_progress(record["transcript"]["output"]), "```"])
+
+
 # ----------------------------------------------------------------------------- files
 
 
@@ -227,7 +257,8 @@ def replace_block(text: str, name: str, body: str) -> str:
 def blocks(results_dir: Path = RESULTS) -> dict[str, str]:
     records = load_records(results_dir)
     chosen = {area: latest(records.get(area, [])) for area in AREAS}
-    return {"summary": summary(chosen), "details": details(records, chosen), "readme-speed": readme_speed(chosen)}
+    return {"summary": summary(chosen), "details": details(records, chosen), "readme-speed": readme_speed(chosen),
+            "quickstart-transcript": quickstart_transcript(records)}
 
 
 def rendered(repo: Path = REPO, results_dir: Path = RESULTS) -> dict[Path, str]:

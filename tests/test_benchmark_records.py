@@ -90,3 +90,20 @@ def test_met_only_when_the_whole_range_clears_the_target():
     assert verdict(1.4, 1.6, 1.5, better="lower") == "within noise"
     assert verdict(1.6, 1.7, 1.5, better="lower") == "not met"
     assert paired_ratios([2.0, 4.0], [1.0, 1.0]) == [2.0, 4.0]
+
+
+def test_the_readme_transcript_is_the_latest_recorded_quickstart_output(tmp_path):
+    output = "\n".join(["prepared qs/data"] + [f"step {i}/10 | train 3.0" for i in range(1, 11)]
+                       + ["validation:        3.1 nats/token, 1.2 bits/byte"])
+    old = {"area": "quickstart", "date": "2026-01-01T00:00:00Z", "commit": "a" * 40,
+           "machine": {"cpu": "CPU", "cores": 2, "load_before": [0.5]},
+           "transcript": {"command": "cs336 quickstart --data sample --out qs", "output": "old run"}}
+    new = dict(old, date="2026-02-01T00:00:00Z", commit="b" * 40,
+               transcript={"command": "cs336 quickstart --data sample --out qs", "output": output})
+    text = render.quickstart_transcript({"quickstart": [old, new, {"area": "quickstart"}]})
+    assert "old run" not in text and "bbbbbbbbbb" in text and "$ cs336 quickstart --data sample --out qs" in text
+    shown = text.split("```text\n")[1].split("\n```")[0].splitlines()[1:]
+    assert shown == ["prepared qs/data", "step 1/10 | train 3.0", "step 2/10 | train 3.0", "step 3/10 | train 3.0",
+                     "...", "step 8/10 | train 3.0", "step 9/10 | train 3.0", "step 10/10 | train 3.0",
+                     "validation:        3.1 nats/token, 1.2 bits/byte"]
+    assert "No recorded quickstart run" in render.quickstart_transcript({"quickstart": [{"area": "quickstart"}]})
