@@ -15,6 +15,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
 def test_every_top_level_config_loads_and_has_a_length(name):
     cfg = load_config(CONFIGS / name)
+    if name == "quickstart.toml":  # `cs336 quickstart` sets the length: train.max_minutes from --minutes
+        assert cfg.train.total_steps is None and cfg.train.total_tokens is None and cfg.train.max_minutes is None
+        return
     assert total_steps(cfg, world_size=1) > 0
 
 
