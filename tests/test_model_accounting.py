@@ -55,7 +55,8 @@ def test_tinystories_non_embedding_count_both_ways():
 
 VARIANT_KWARGS = [dict(), dict(ffn="moe", num_experts=3, moe_top_k=2), dict(block="parallel", norm="layernorm"),
                   dict(norm="none"), dict(tie_embeddings=True), dict(ffn="silu", position="sinusoidal"),
-                  dict(block="postnorm", position="none"), dict(ffn="gelu", position="learned")]
+                  dict(block="postnorm", position="none"), dict(ffn="gelu", position="learned"),
+                  dict(ffn="relu2", qk_norm="rmsnorm", init="zero_out"), dict(qk_norm="rmsnorm", block="parallel")]
 
 
 @pytest.mark.parametrize("kwargs", VARIANT_KWARGS)

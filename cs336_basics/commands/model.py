@@ -81,8 +81,8 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     print(f"model: {m.num_layers} layers, d_model {m.d_model}, {m.num_heads} heads, d_ff {resolved_d_ff(m)}, "
           f"vocab {m.vocab_size}, context {m.context_length}")
-    print(f"       position={m.position} block={m.block} norm={m.norm} ffn={m.ffn} "
-          f"tie_embeddings={m.tie_embeddings}" + (f" experts={m.num_experts} top_k={m.moe_top_k}"
+    print(f"       position={m.position} block={m.block} norm={m.norm} qk_norm={m.qk_norm} ffn={m.ffn} "
+          f"init={m.init} tie_embeddings={m.tie_embeddings}" + (f" experts={m.num_experts} top_k={m.moe_top_k}"
                                                    if m.ffn == "moe" else ""))
     print("\nparameters")
     for key in ("token_embeddings", "position_embeddings", "attention", "ffn", "norms", "lm_head"):

@@ -6,8 +6,9 @@ Formulas follow the CS336 handouts (``transformer_accounting`` and
 - parameters: embeddings ``V d`` (+ ``context d`` for learned positions),
   attention ``4 d^2`` per layer (fused QKV ``3 d^2`` + output ``d^2``), FFN
   ``2 d d_ff`` (gelu, silu) or ``3 d d_ff`` (swiglu; MoE: ``E`` such experts plus
-  a ``d E`` router), norms ``d`` (RMSNorm) or ``2 d`` (LayerNorm) each, LM head
-  ``d V`` unless tied. "Non-embedding" follows the 2024 handout (LM head counted,
+  a ``d E`` router), norms ``d`` (RMSNorm) or ``2 d`` (LayerNorm) each (QK-norm:
+  two gains of ``d_head`` per layer, counted with the norms), LM head
+  ``d V`` unless tied. The init scheme changes values, never counts. "Non-embedding" follows the 2024 handout (LM head counted,
   token and position tables excluded); ``non_embedding_no_head`` is the
   Kaplan-style count without the head.
 - forward FLOPs per token: ``2 x`` the parameters of every matmul a token goes
@@ -18,7 +19,7 @@ Formulas follow the CS336 handouts (``transformer_accounting`` and
 - memory (float32 unless ``bytes_per_value`` says otherwise): parameters,
   gradients (same size), AdamW state (two moments), and the activations saved
   for backward for a batch, itemised per the handout: per layer the norms'
-  inputs, QKV, ``QK^T`` and softmax ``(B, H, T, T)``, the attention output, the
+  inputs (QK-norm: its query and key inputs), QKV, ``QK^T`` and softmax ``(B, H, T, T)``, the attention output, the
   output projection and the FFN's hidden tensors; then the final norm, the
   logits and the cross-entropy's softmax ``(B, T, V)``.
 """
@@ -26,7 +27,7 @@ Formulas follow the CS336 handouts (``transformer_accounting`` and
 from __future__ import annotations
 
 from cs336_basics.model.config import ModelConfig
-from cs336_basics.model.variants import BLOCK, FFN, NORM, POSITION
+from cs336_basics.model.variants import BLOCK, FFN, NORM, POSITION, QK_NORM
 
 
 def resolved_d_ff(cfg: ModelConfig) -> int:
@@ -46,6 +47,11 @@ def _norms_per_block(cfg: ModelConfig) -> int:
     return BLOCK[cfg.block].norms
 
 
+def _qk_norm_params(cfg: ModelConfig) -> int:
+    """Per layer: one gain of head size for the queries, one for the keys (shared by the heads)."""
+    return 2 * QK_NORM[cfg.qk_norm].params_per_dim * cfg.head_size
+
+
 def count_parameters(cfg: ModelConfig) -> dict[str, int]:
     """Parameters by component, plus ``total``, ``embedding``, ``non_embedding`` and ``non_embedding_no_head``."""
     d, V, L = cfg.d_model, cfg.require_vocab_size(), cfg.num_layers
@@ -57,7 +63,7 @@ def count_parameters(cfg: ModelConfig) -> dict[str, int]:
         "position_embeddings": cfg.context_length * d if POSITION[cfg.position].learned_table else 0,
         "attention": L * 4 * d * d,
         "ffn": L * ffn_layer,
-        "norms": (L * _norms_per_block(cfg) + 1) * _norm_params(cfg),  # + the final norm
+        "norms": (L * _norms_per_block(cfg) + 1) * _norm_params(cfg) + L * _qk_norm_params(cfg),  # + final norm
         "lm_head": 0 if cfg.tie_embeddings else d * V,
     }
     total = sum(counts.values())
@@ -110,7 +116,7 @@ def activation_elements(cfg: ModelConfig, batch_size: int, seq_len: int | None =
     if FFN[cfg.ffn].experts:
         ffn = cfg.moe_top_k * ffn + BT * cfg.num_experts
     per_layer = {
-        "norms": _norms_per_block(cfg) * BT * d,
+        "norms": _norms_per_block(cfg) * BT * d + (2 * BT * d if QK_NORM[cfg.qk_norm].params_per_dim else 0),
         "qkv": 3 * BT * d,
         "scores_and_softmax": 2 * batch_size * H * T * T,
         "attention_output": 2 * BT * d,  # weighted sum of values + output projection

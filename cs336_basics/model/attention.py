@@ -29,6 +29,14 @@ with a KV cache needs.
 ``(3*d_model, d_model)`` whose rows are ``[W_q; W_k; W_v]``, each with heads
 contiguous (head ``h`` = rows ``h*d_head:(h+1)*d_head``), so separate q/k/v
 weights map onto it by concatenation. Reference: Vaswani et al. 2017.
+
+QK-norm (``ModelConfig.qk_norm``, Dehghani et al. 2023; Wortsman et al. 2023)
+is a normalisation module applied to each head's queries and keys before the
+rotation: RMSNorm bounds the attention logits, which otherwise grow with the
+weights and saturate the softmax at high learning rates; ``none`` is
+:class:`~cs336_basics.model.layers.NoNorm`, so ``forward`` has one path. It
+runs before RoPE because a rotation keeps the norm anyway and RoPE must see
+the final vectors, and before the KV cache so cached keys are already normed.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cs336_basics.model.kv_cache import LayerCache
-from cs336_basics.model.layers import Linear, dropout_or_identity
+from cs336_basics.model.layers import Linear, NoNorm, dropout_or_identity
 from cs336_basics.model.positions import NoRotation
 
 
@@ -147,7 +155,8 @@ class MultiHeadSelfAttention(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, rotary: nn.Module | None = None,
                  kernel: nn.Module | None = None, device=None, dtype=None,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, q_norm: nn.Module | None = None,
+                 k_norm: nn.Module | None = None) -> None:
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model {d_model} is not divisible by num_heads {num_heads} (choose a divisor)")
@@ -158,6 +167,12 @@ class MultiHeadSelfAttention(nn.Module):
         self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype, generator=generator)
         self.rotary = rotary if rotary is not None else NoRotation()
         self.kernel = kernel if kernel is not None else ReferenceAttention()
+        self.q_norm = q_norm if q_norm is not None else NoNorm()
+        self.k_norm = k_norm if k_norm is not None else NoNorm()
+
+    def output_projections(self) -> list[nn.Module]:
+        """The layers whose output is added to the residual stream (zeroed by ``model.init=zero_out``)."""
+        return [self.output_proj]
 
     def forward(self, x: Tensor, positions: Tensor | None = None, mask: Tensor | None = None,
                 cache: LayerCache | None = None) -> Tensor:
@@ -165,6 +180,7 @@ class MultiHeadSelfAttention(nn.Module):
         qkv = self.qkv_proj(x).view(*lead, T, 3, self.num_heads, self.d_head)  # (..., T, 3, H, D)
         qkv = qkv.movedim(-4, -2)  # (..., 3, H, T, D)
         q, k, v = qkv.unbind(dim=-4)  # (..., H, T, D) each
+        q, k = self.q_norm(q), self.k_norm(k)  # over D, per head
         if positions is None:
             positions = torch.arange(T, device=x.device)  # (T,)
         elif positions.dim() > 1:

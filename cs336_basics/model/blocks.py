@@ -28,7 +28,7 @@ from cs336_basics.model.attention import MultiHeadSelfAttention
 from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.kv_cache import LayerCache
 from cs336_basics.model.layers import NoNorm, dropout_or_identity
-from cs336_basics.model.variants import ATTENTION, BLOCK, FFN, NORM, attention_kernel
+from cs336_basics.model.variants import ATTENTION, BLOCK, FFN, NORM, QK_NORM, attention_kernel
 
 
 class PreNormBlock(nn.Module):
@@ -86,8 +86,11 @@ def build_block(cfg: ModelConfig, rotary: nn.Module | None = None, *, device=Non
     target = attention_device if attention_device is not None else device
     device_type = torch.device(target).type if target is not None else torch.get_default_device().type
     kernel = ATTENTION.load(attention_kernel(cfg.attention, device_type))(cfg.attn_pdrop)
+    qk_norm = QK_NORM.load(cfg.qk_norm)
     attn = MultiHeadSelfAttention(cfg.d_model, cfg.num_heads, rotary=rotary, kernel=kernel, device=device,
-                                  dtype=dtype, generator=generator)
+                                  dtype=dtype, generator=generator,
+                                  q_norm=qk_norm(cfg.head_size, cfg.norm_eps, device=device, dtype=dtype),
+                                  k_norm=qk_norm(cfg.head_size, cfg.norm_eps, device=device, dtype=dtype))
     ffn = FFN.load(cfg.ffn).from_config(cfg, device=device, dtype=dtype, generator=generator)
     norm = NORM.load(cfg.norm)
     ln1 = norm(cfg.d_model, cfg.norm_eps, device=device, dtype=dtype)

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from cs336_basics.model.variants import ATTENTION, BLOCK, FFN, NORM, POSITION, default_d_ff
+from cs336_basics.model.variants import (ATTENTION, BLOCK, FFN, INIT, NORM, POSITION, QK_NORM, REGISTRIES,
+                                         default_d_ff)
 
 LIMITS = {"vocab_size": 2**22, "context_length": 2**20, "d_model": 2**16, "num_layers": 2**10, "num_heads": 2**10,
           "d_ff": 2**18, "num_experts": 2**10}
@@ -26,6 +27,8 @@ BlockName = BLOCK.literal
 NormName = NORM.literal
 FFNName = FFN.literal
 AttentionName = ATTENTION.literal
+QKNormName = QK_NORM.literal
+InitName = INIT.literal
 
 
 @dataclass
@@ -41,7 +44,7 @@ class ModelConfig:
     num_heads: int = 16
     """Attention heads; d_model must be divisible by it."""
     d_ff: int | None = None
-    """Hidden width of the feed-forward network; None picks 4*d_model (gelu, and silu, which that parameter-matches to swiglu) or 8/3*d_model rounded to the nearest multiple of 64 (swiglu, moe experts)."""
+    """Hidden width of the feed-forward network; None picks 4*d_model (gelu, relu2, and silu, which that parameter-matches to swiglu) or 8/3*d_model rounded to the nearest multiple of 64 (swiglu, moe experts)."""
     position: PositionName = "rope"
     """Position information: learned absolute, fixed sinusoidal, rotary (RoPE) or none (NoPE)."""
     rope_theta: float = 10000.0
@@ -53,7 +56,7 @@ class ModelConfig:
     norm_eps: float = 1e-5
     """Epsilon of the normalisation layers."""
     ffn: FFNName = "swiglu"
-    """Feed-forward network: W2 GELU(W1 x), SwiGLU, non-gated SiLU, or a mixture of SwiGLU experts."""
+    """Feed-forward network: W2 GELU(W1 x), SwiGLU, non-gated SiLU, W2 ReLU(W1 x)^2, or a mixture of SwiGLU experts."""
     num_experts: int = 8
     """MoE only: number of experts."""
     moe_top_k: int = 2
@@ -69,8 +72,13 @@ class ModelConfig:
     attention: AttentionName = "auto"
     """Attention kernel: our from-scratch reference implementation, PyTorch's fused SDPA (an optional fast path, tested equal), or auto (SDPA on CPU and CUDA, the reference on other devices; chosen when the model is built)."""
 
+    qk_norm: QKNormName = "none"
+    """Normalisation of each head's queries and keys before RoPE: none, or RMSNorm (QK-norm)."""
+    init: InitName = "handout"
+    """Initialisation scheme: the handout's truncated normals, or the same with zeroed attention output and FFN down-projections (zero_out)."""
+
     def __post_init__(self) -> None:
-        for registry in (POSITION, BLOCK, NORM, FFN, ATTENTION):
+        for registry in REGISTRIES:
             registry.check(getattr(self, registry.axis))
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
             value = getattr(self, name)

@@ -9,6 +9,10 @@ the course (``w1`` in, ``w2`` out, ``w3`` the gate of the gated variants):
   ``d_ff ~ 8/3 d_model`` so it has as many parameters as a 4x GELU FFN;
 - :class:`SiLUFFN` ``W2 SiLU(W1 x)``: the gate ablation, parameter-matched to
   SwiGLU by giving it ``d_ff = 4 d_model`` (two matrices of 4d vs three of 8/3 d);
+- :class:`ReLU2FFN` ``W2 ReLU(W1 x)^2`` (So et al. 2021, "Primer"; the
+  activation of the modded-nanoGPT speed runs): no gate, so ``d_ff = 4 d_model``
+  like the other two-matrix FFNs, and about a third cheaper per parameter
+  than SwiGLU's three matmuls at equal width;
 - :class:`MoEFFN` a router picks the top-k of E SwiGLU experts per token
   (Shazeer et al. 2017; Fedus et al. 2021 for the load-balancing loss).
 
@@ -27,9 +31,13 @@ from cs336_basics.model.layers import Linear, gelu, silu, softmax
 
 
 class DenseFFN(nn.Module):
-    """What the dense FFNs share: no auxiliary loss, built from ``(d_model, d_ff)``."""
+    """What the dense FFNs share: no auxiliary loss, built from ``(d_model, d_ff)``, ``w2`` the output matrix."""
 
     aux_loss: Tensor | None = None
+
+    def output_projections(self) -> list[nn.Module]:
+        """The layers whose output is added to the residual stream (zeroed by ``model.init=zero_out``)."""
+        return [self.w2]
 
     @classmethod
     def from_config(cls, cfg, *, device=None, dtype=None, generator=None) -> nn.Module:
@@ -53,6 +61,14 @@ class SiLUFFN(GeluFFN):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.w2(silu(self.w1(x)))
+
+
+class ReLU2FFN(GeluFFN):
+    """``W2 ReLU(W1 x)^2``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.w1(x).clamp_min(0.0)  # (..., d_ff)
+        return self.w2(h * h)
 
 
 class SwiGLU(DenseFFN):

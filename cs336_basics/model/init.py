@@ -9,6 +9,20 @@
   ``sqrt(d_model)``.
 - Normalisation gains: ones (biases of LayerNorm: zeros).
 
+Schemes (``ModelConfig.init``, the registry in :mod:`cs336_basics.model.variants`)
+run once the layers have drawn their weights, so every scheme consumes the
+same random numbers and two models built from one seed differ only where a
+scheme changes them:
+
+- :class:`HandoutInit`: nothing more to do;
+- :class:`ZeroOutInit`: zero the matrices that write into the residual stream
+  (attention output projection, FFN down-projection, of every block). Each
+  block then starts as the identity and the logits depend only on the
+  embeddings, as in the modded-nanoGPT speed runs; gradients still reach
+  those matrices (their inputs are not zero) and, through them, the rest of
+  the block from the second step on (cf. Fixup, Zhang et al. 2019; ReZero,
+  Bachlechner et al. 2020, which zero a residual gain instead).
+
 Every function takes an optional ``torch.Generator``; the model builds one from
 its ``seed`` so the same seed gives the same weights regardless of the global
 RNG state.
@@ -49,3 +63,22 @@ def make_generator(seed: int | None, device=None) -> torch.Generator | None:
     gen = torch.Generator(device="cpu" if device is None else torch.device(device))
     gen.manual_seed(seed)
     return gen
+
+
+class HandoutInit:
+    """The handout's initialisation, which the layers already drew."""
+
+    @staticmethod
+    def apply(model: nn.Module) -> None:
+        return None
+
+
+class ZeroOutInit:
+    """Zero every ``output_projections()`` layer of the model's attention and FFN modules."""
+
+    @staticmethod
+    def apply(model: nn.Module) -> None:
+        with torch.no_grad():
+            for module in model.modules():
+                for layer in getattr(module, "output_projections", lambda: [])():
+                    layer.weight.zero_()

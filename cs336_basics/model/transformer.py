@@ -42,7 +42,7 @@ from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.init import make_generator
 from cs336_basics.model.kv_cache import KVCache
 from cs336_basics.model.layers import Embedding, Linear, dropout_or_identity
-from cs336_basics.model.variants import FFN, NORM, POSITION
+from cs336_basics.model.variants import FFN, INIT, NORM, POSITION
 
 
 class TiedLMHead(nn.Module):
@@ -89,6 +89,7 @@ class TransformerLM(nn.Module):
             self.lm_head = TiedLMHead(self.token_embeddings)
         else:
             self.lm_head = Linear(d, vocab_size, device=device, dtype=dtype, generator=gen)
+        INIT.load(cfg.init).apply(self)
         self._moe_ffns = [layer.ffn for layer in self.layers if FFN[cfg.ffn].experts]
         self._absolute_limit = cfg.context_length if POSITION[cfg.position].learned_table else None
 

@@ -1,6 +1,6 @@
 """Every model variant, one registry per axis: the single place that lists the allowed names.
 
-An axis (position, block, norm, ffn, attention) maps each name to a spec: the
+An axis (position, block, norm, ffn, attention, qk_norm, init) maps each name to a spec: the
 class that implements it, as ``"module:Class"`` inside :mod:`cs336_basics.model`,
 and the few structural facts that code without torch needs (parameter and FLOP
 accounting, which decoder a KV cache can use). :class:`~cs336_basics.model.config.ModelConfig`
@@ -62,6 +62,13 @@ class FFNSpec:
     """Default ``d_ff`` of 8/3 d_model (parameter-matched gated FFNs) instead of 4 d_model."""
     experts: bool = False
     """A routed mixture of experts (num_experts, moe_top_k apply)."""
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    impl: str
+    """A class whose ``apply(model)`` adjusts the weights the layers drew for themselves."""
+    doc: str
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,7 @@ FFN: Registry[FFNSpec] = Registry("ffn", {
     "swiglu": FFNSpec("ffn:SwiGLU", "W2 (SiLU(W1 x) * W3 x) (Shazeer 2020)", matrices=3, hidden_tensors=4,
                       gated_width=True),
     "silu": FFNSpec("ffn:SiLUFFN", "W2 SiLU(W1 x): SwiGLU without its gate"),
+    "relu2": FFNSpec("ffn:ReLU2FFN", "W2 ReLU(W1 x)^2 (So et al. 2021, Primer)"),
     "moe": FFNSpec("ffn:MoEFFN", "top-k routed SwiGLU experts", matrices=3, hidden_tensors=4, gated_width=True,
                    experts=True),
 })
@@ -143,7 +151,20 @@ ATTENTION: Registry[AttentionSpec] = Registry("attention", {
     "sdpa": AttentionSpec("attention:SDPAAttention", "torch.nn.functional.scaled_dot_product_attention"),
 })
 
-REGISTRIES = (POSITION, BLOCK, NORM, FFN, ATTENTION)
+QK_NORM: Registry[NormSpec] = Registry("qk_norm", {
+    "none": NormSpec("layers:NoNorm", "queries and keys as projected", params_per_dim=0),
+    "rmsnorm": NormSpec("layers:RMSNorm", "RMSNorm of each head's query and key before RoPE, one gain per head "
+                                          "dimension shared by the heads (Dehghani et al. 2023; Wortsman et al. 2023)"),
+})
+
+INIT: Registry[InitSpec] = Registry("init", {
+    "handout": InitSpec("init:HandoutInit", "every matrix drawn as the handout says (truncated normal)"),
+    "zero_out": InitSpec("init:ZeroOutInit", "the handout's draw, then the attention output projection and the FFN "
+                                            "down-projection of every block set to zero: each block starts as the "
+                                            "identity on the residual stream"),
+})
+
+REGISTRIES = (POSITION, BLOCK, NORM, FFN, ATTENTION, QK_NORM, INIT)
 
 
 def attention_kernel(name: str, device_type: str) -> str:

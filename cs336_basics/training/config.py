@@ -27,10 +27,17 @@ def _finite(section: Any, name: str, fields: tuple[str, ...]) -> None:
             raise ValueError(f"{name}.{field_name} must be a finite number, got {value}")
 
 
+OPTIMIZER_NAMES = ("adamw", "muon")
+"""The values of ``optimizer.name`` (the builders are chosen in :mod:`cs336_basics.training.step`)."""
+OptimizerName = Literal[OPTIMIZER_NAMES]  # type: ignore[valid-type]
+
+
 @dataclass
 class OptimizerConfig:
+    name: OptimizerName = "adamw"
+    """Optimizer: AdamW for every parameter, or Muon for the blocks' 2-D matrices with AdamW for embeddings, LM head, norms and biases (Jordan 2024)."""
     lr_max: float = 1e-3
-    """Peak learning rate (reached at the end of warmup)."""
+    """Peak learning rate (reached at the end of warmup); with Muon, the AdamW part's."""
     lr_min: float = 1e-4
     """Final learning rate of the cosine/WSD decay."""
     warmup_iters: int = 100
@@ -53,10 +60,30 @@ class OptimizerConfig:
     """Also decay norms, biases and embeddings (by default they are in a no-decay group)."""
     grad_clip: float = 1.0
     """Global gradient-norm clip; 0 turns clipping off (negative values are errors)."""
+    muon_lr: float = 0.02
+    """Muon only: peak learning rate of the hidden matrices; the schedule scales it by the same factor as lr_max."""
+    muon_momentum: float = 0.95
+    """Muon only: momentum (EMA decay) of the hidden matrices' gradients."""
+    muon_nesterov: bool = True
+    """Muon only: orthogonalise the Nesterov look-ahead of the momentum instead of the momentum itself."""
+    muon_ns_steps: int = 5
+    """Muon only: Newton-Schulz iterations per update."""
+    muon_weight_decay: float = 0.0
+    """Muon only: decoupled weight decay of the hidden matrices (weight_decay stays the AdamW part's)."""
 
     def __post_init__(self) -> None:
+        if self.name not in OPTIMIZER_NAMES:
+            raise ValueError(f"optimizer.name: {self.name!r} is not one of {', '.join(OPTIMIZER_NAMES)}")
         _finite(self, "optimizer", ("lr_max", "lr_min", "beta1", "beta2", "eps", "weight_decay", "grad_clip",
-                                    "wsd_decay_fraction"))
+                                    "wsd_decay_fraction", "muon_lr", "muon_momentum", "muon_weight_decay"))
+        if not self.muon_lr > 0:
+            raise ValueError(f"optimizer.muon_lr must be > 0, got {self.muon_lr}")
+        if not 0 <= self.muon_momentum < 1:
+            raise ValueError(f"optimizer.muon_momentum must be in [0, 1), got {self.muon_momentum}")
+        if not 1 <= self.muon_ns_steps <= 100:
+            raise ValueError(f"optimizer.muon_ns_steps must be between 1 and 100, got {self.muon_ns_steps}")
+        if self.muon_weight_decay < 0:
+            raise ValueError(f"optimizer.muon_weight_decay must be >= 0, got {self.muon_weight_decay}")
         if not self.lr_max > 0:
             raise ValueError(f"optimizer.lr_max must be > 0, got {self.lr_max}")
         if not 0 <= self.lr_min <= self.lr_max:

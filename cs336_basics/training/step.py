@@ -33,6 +33,7 @@ from cs336_basics.training.clipping import clip_grad_norm_tensor
 from cs336_basics.training.data import BatchSampler
 from cs336_basics.training.distributed import DistInfo, all_reduce_mean
 from cs336_basics.training.loss import cross_entropy
+from cs336_basics.training.muon import build_muon
 from cs336_basics.training.optimizer import build_optimizer, set_lr
 from cs336_basics.training.schedule import build_schedule
 
@@ -66,6 +67,10 @@ class StepResult:
     @property
     def finite(self) -> bool:
         return math.isfinite(self.loss) and math.isfinite(self.grad_norm)
+
+
+OPTIMIZER_BUILDERS = {"adamw": build_optimizer, "muon": build_muon}
+"""``optimizer.name`` -> ``builder(model, OptimizerConfig)`` (the names are checked when the config loads)."""
 
 
 @dataclass
@@ -105,7 +110,7 @@ def build_training_parts(cfg, train_tokens: np.ndarray, device: torch.device, to
     micro_batch = t.batch_size // t.grad_accum_steps
     sampler = BatchSampler(train_tokens, micro_batch, cfg.model.context_length, device, seed=t.seed, rank=dist.rank,
                            world_size=dist.world_size)
-    return TrainingParts(model=model, optimizer=build_optimizer(model, cfg.optimizer),
+    return TrainingParts(model=model, optimizer=OPTIMIZER_BUILDERS[cfg.optimizer.name](model, cfg.optimizer),
                          schedule=build_schedule(cfg.optimizer, total_steps), sampler=sampler, dtype=dtype,
                          dtype_choice=choice, scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None)
 
