@@ -21,6 +21,7 @@ here and why (CPU flags, and on a CPU with native bf16 the timed decision).
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -49,10 +50,13 @@ SHAPES = {
 
 SIZES = {
     "quick": dict(shapes="quickstart", steps=2, warmup=1, repeats=3, threads=2, matmul=1024),
-    "full": dict(shapes="assignment,quickstart", steps=1, warmup=1, repeats=2, threads=2, matmul=1024),
+    "full": dict(shapes="assignment,quickstart", steps=3, warmup=1, repeats=3, threads=2, matmul=1024),
 }
-"""Few steps on purpose: where bf16 is emulated (AVX2-only CPUs) it runs about 25x slower than float32, and one
-bf16 step of the assignment shape takes about two minutes on 2 cores."""
+"""Where bf16 is emulated (CPUs without AVX512-BF16/AMX) it runs about 25x slower than float32, and one bf16 step of
+the assignment shape takes about two minutes on 2 cores: there :data:`EMULATED` replaces the steps and repeats."""
+
+EMULATED = dict(steps=1, repeats=2)
+"""Steps and repeats of any size on a CPU without native bf16 (recorded in the settings and the group titles)."""
 
 
 def _config(preset, vocab: int, batch: int, data_dir: Path, runs: Path, name: str, settings: dict, *extra: str):
@@ -79,6 +83,8 @@ def _matmul_group(size: int, repeats: int) -> dict:
 
 
 def measure(settings: dict, data_dir) -> dict:
+    if not cpu_info().native_bf16:
+        settings.update(EMULATED)
     torch.set_num_threads(settings["threads"])
     tmp = Path(tempfile.mkdtemp(prefix="bench_precision."))
     text = text_prefix(TINYSTORIES_TRAIN, None, data_dir)
@@ -115,8 +121,6 @@ def measure(settings: dict, data_dir) -> dict:
         or "none (bf16 is emulated)"
     facts["bf16 must be at least this much faster for auto to choose it"] = MIN_SPEEDUP
     groups[-1]["facts"] = facts
-    import shutil
-
     shutil.rmtree(tmp, ignore_errors=True)
     return {"groups": groups, "notes": ["Ratios are float32 time / bf16 time per interleaved round: above 1, bf16 "
                                         "autocast is faster on this machine."],
