@@ -17,7 +17,10 @@ The three share one optimizer (its state, parameters and gradients) and switch
 its path between repetitions, which the identical state layout of the paths
 allows: they do the same work on the same memory, and the machine holds one
 copy of the 48-layer state (2.5 GB) instead of three. A repetition is ``steps``
-calls of ``step()``. The facts say which path ``foreach=None`` takes on a CPU.
+calls of ``step()``, with the CPU allocator set up as a training run sets it
+(``runtime.configure_backends``: freed memory is kept for reuse, so the
+temporaries of each step do not page-fault in again). The facts say which path
+``foreach=None`` takes on a CPU.
 
     python benchmarks/bench_optimizer.py --quick
     python benchmarks/bench_optimizer.py
@@ -37,6 +40,7 @@ from benchmarks.harness import Contender, compare, group, script_main
 from cs336_basics.model import TransformerLM
 from cs336_basics.model.config import ModelConfig
 from cs336_basics.training import optimizer as adamw
+from cs336_basics.training import runtime
 from cs336_basics.training.optimizer import AdamW, param_groups
 
 SIZES = {
@@ -68,6 +72,7 @@ def optimizer_for(layers: int) -> tuple[AdamW, int, int]:
 
 def measure(settings: dict, data_dir) -> dict:
     torch.set_num_threads(settings["threads"])
+    runtime.configure_backends(torch.device("cpu"))
     groups = []
     for layers in (int(x) for x in str(settings["layers"]).split(",")):
         opt, tensors, count = optimizer_for(layers)

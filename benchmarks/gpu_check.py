@@ -234,7 +234,7 @@ def ddp_section(device: torch.device) -> dict:
                                                   else None)
         ddp(torch.randn(2, 8, device=device)).sum().backward()
         ok = bool(torch.equal(value.cpu(), torch.ones(4))) and layer.weight.grad is not None
-        backend = torch.distributed.get_backend()
+        backend = str(torch.distributed.get_backend())
     finally:
         shutdown_distributed(info, force=True)
     return {"backend": backend, "expected_backend": process_group_backend(device.type), "world_size": info.world_size,

@@ -49,8 +49,10 @@ from cs336_basics.model.layers import Embedding
 
 
 CPU_FOREACH = False
-"""``foreach=None`` on a CPU: whether the multi-tensor path is the default there (see the module docstring
-and ``benchmarks/bench_optimizer.py`` for the measurement behind it)."""
+"""``foreach=None`` on a CPU: whether the multi-tensor path is the default there. Off: on the development
+machines (``benchmarks/bench_optimizer.py``, area ``optimizer`` in BENCHMARKS.md) the chunked path measured
+within noise of the per-tensor loop, since the update is bound by memory traffic and the loop's Python calls
+are a small part of a step, and the unchunked path clearly slower; with no reliable gain the simpler loop stays."""
 
 CPU_CHUNK_BYTES = 4 * 2**20
 """Parameter bytes per chunk of the multi-tensor path on a CPU: a chunk's parameters, gradients and two moments
