@@ -39,7 +39,7 @@ default ``benchmarks/results/gpu_check-<device name>.json``). ``--device cpu
 CPU unless ``--compile on``): the test suite runs it that way so the script
 cannot rot between GPU sessions.
 
-    python benchmarks/gpu_check.py                       # on a CUDA machine, about 3-8 minutes
+    python benchmarks/gpu_check.py                       # on a CUDA machine (sized for < 8 minutes; never run yet)
     python benchmarks/gpu_check.py --device cpu --tiny   # the smoke test
 """
 
