@@ -3,8 +3,8 @@
 The code paths below are the ones a CUDA run goes through and a CPU run never
 does: the autocast dtype, TF32 flags, pinned-memory batch copies, the MFU peak
 table, the NCCL process group, DDP's device ids, the fused attention kernel,
-device auto-detection, CUDA RNG state in checkpoints and the optimizer's
-multi-tensor default. Each test passes the device (or its name) in, or stubs
+device auto-detection, CUDA RNG state in checkpoints, the float16 grad scaler
+and the optimizer's multi-tensor default. Each test passes the device (or its name) in, or stubs
 the one ``torch.cuda`` call that would need a GPU, so a typo in a CUDA branch
 fails here instead of minutes into the first GPU run.
 """
@@ -223,3 +223,27 @@ def test_checkpoints_carry_the_cuda_rng_state(monkeypatch):
 def test_adamw_is_multi_tensor_on_cuda_by_default():
     assert use_foreach(None, "cuda") is True
     assert use_foreach(False, "cuda") is False
+
+
+def test_float16_runs_build_a_grad_scaler_and_step_through_it(monkeypatch):
+    """float16 exists only on CUDA; here its step (scale, unscale, scaler.step, update) runs with the choice injected."""
+    import numpy as np
+
+    from cs336_basics.config import RunConfig, apply_overrides
+    from cs336_basics.precision import DtypeChoice
+    from cs336_basics.training import step as step_module
+
+    monkeypatch.setattr(step_module, "choose_training_dtype",
+                        lambda *args, **kwargs: DtypeChoice(torch.float16, "as configured"))
+    cfg = apply_overrides(RunConfig(), ["model.vocab_size=64", "model.context_length=16", "model.d_model=32",
+                                        "model.num_layers=1", "model.num_heads=2", "model.d_ff=64",
+                                        "train.batch_size=4", "train.device=cpu"])
+    tokens = np.random.default_rng(0).integers(0, 64, size=2_000).astype(np.uint16)
+    with pytest.warns(UserWarning):  # no CUDA here: the scaler is built, then disabled by torch
+        parts = step_module.build_training_parts(cfg, tokens, torch.device("cpu"), total_steps=2)
+    assert isinstance(parts.scaler, torch.amp.GradScaler) and parts.dtype == torch.float16
+    before = [p.detach().clone() for p in parts.model.parameters()]
+    train_step = step_module.TrainStep(parts, torch.device("cpu"), 1, 1.0)
+    results = [train_step(i) for i in range(2)]  # step 0 of the warmup has lr 0; step 1 moves the weights
+    assert all(r.finite for r in results)
+    assert any(not torch.equal(a, b) for a, b in zip(before, parts.model.parameters()))
