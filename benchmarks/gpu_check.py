@@ -238,7 +238,8 @@ def ddp_section(device: torch.device) -> dict:
     finally:
         shutdown_distributed(info, force=True)
     return {"backend": backend, "expected_backend": process_group_backend(device.type), "world_size": info.world_size,
-            "ok": ok and backend == process_group_backend(device.type), "seconds": round(time.perf_counter() - start, 3)}
+            "ok": ok and backend == process_group_backend(device.type),
+            "seconds": round(time.perf_counter() - start, 3)}
 
 
 # ----------------------------------------------------------------------------- the script

@@ -226,7 +226,7 @@ def test_adamw_is_multi_tensor_on_cuda_by_default():
 
 
 def test_float16_runs_build_a_grad_scaler_and_step_through_it(monkeypatch):
-    """float16 exists only on CUDA; here its step (scale, unscale, scaler.step, update) runs with the choice injected."""
+    """float16 exists only on CUDA; its step (scale, unscale, scaler.step, update) runs here, the choice injected."""
     import numpy as np
 
     from cs336_basics.config import RunConfig, apply_overrides

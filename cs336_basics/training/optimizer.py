@@ -21,8 +21,9 @@ Two implementations of the same update, chosen by ``foreach``:
 - **multi-tensor** (:func:`adamw_foreach`): the same operations as
   ``torch._foreach_*`` calls, each over a list of tensors, with the per-tensor
   scalars (bias corrections, which depend on each tensor's step) passed as
-  lists. On CUDA one call is one fused kernel launch over all of them, which is
-  why every fast GPU optimizer works this way. On a CPU there is no fused
+  lists. On CUDA a call launches a few kernels that each cover many tensors
+  (PyTorch's ``multi_tensor_apply``, from NVIDIA Apex) instead of one launch per
+  tensor, which is what makes it fast there. On a CPU there is no fused
   kernel (the list is looped over in C++), and one op over the *whole* model
   (hundreds of MB) evicts everything before the next op reads it back, so the
   lists are cut into chunks of about :data:`CPU_CHUNK_BYTES` and all the ops run
@@ -34,7 +35,7 @@ parameter), so a checkpoint written by one path resumes in the other; ``foreach`
 is an attribute of the optimizer, not a group option, so loading a state dict
 never changes it. ``foreach=None`` resolves per device (:func:`use_foreach`):
 on for CUDA, and on a CPU whatever ``benchmarks/bench_optimizer.py`` measured
-faster (:data:`CPU_FOREACH`).
+faster (:data:`CPU_FOREACH`: no reliable gain was measured, so CPUs keep the loop).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ CPU_CHUNK_BYTES = 4 * 2**20
 
 
 def use_foreach(foreach: bool | None, device_type: str) -> bool:
-    """The path ``foreach`` means on a device type: an explicit setting, else on for CUDA, :data:`CPU_FOREACH` on CPU."""
+    """The path ``foreach`` means on a device type: as set, else on for CUDA and :data:`CPU_FOREACH` on a CPU."""
     if foreach is not None:
         return foreach
     if device_type == "cuda":
