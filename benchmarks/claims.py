@@ -80,6 +80,14 @@ CLAIMS: list[Claim] = [
     Claim("precision", "quickstart", "training step speed, bf16 autocast / float32, quickstart shape", "bfloat16",
           "float32"),
     Claim("precision", "matmul", "square matmul speed, bf16 / float32", "bfloat16", "float32"),
+    # AdamW's two paths on the CPU (benchmarks/bench_optimizer.py)
+    Claim("optimizer", "layers48", "foreach AdamW faster than per-tensor on CPU with 48 layers", "foreach",
+          "per-tensor", target=1.0),
+    Claim("optimizer", "layers48", "chunked foreach AdamW / per-tensor on CPU, 48 layers", "foreach, chunked",
+          "per-tensor", target=1.0),
+    Claim("optimizer", "layers4", "foreach AdamW / per-tensor on CPU, 4 layers", "foreach", "per-tensor"),
+    Claim("optimizer", "layers4", "chunked foreach AdamW / per-tensor on CPU, 4 layers", "foreach, chunked",
+          "per-tensor"),
     # generation (benchmarks/bench_generate.py)
     Claim("generate", "b1", "KV-cache speed-up, batch 1 (wall)", "ours cached", "ours uncached", target=5.0,
           when=("new", 512), readme="KV-cached generation vs recomputing the context, batch 1"),

@@ -288,6 +288,11 @@ def torch_version() -> str:
         return "not installed"
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: fewer than ``os.cpu_count()`` when pinned (taskset, container CPU sets)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def new_record(area: str, kind: str, command: str, measured: dict, load_before: Sequence[float],
                elapsed: float) -> dict:
     """The JSON record of one area's run: what, where, when, at which commit, and every repetition."""
@@ -296,7 +301,8 @@ def new_record(area: str, kind: str, command: str, measured: dict, load_before: 
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **git_state(),
         "command": command,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable_cores(),
+                    "python": platform.python_version(),
                     "torch": torch_version(), "torch_threads": measured.get("torch_threads"),
                     "load_before": [round(x, 2) for x in load_before],
                     "load_after": [round(x, 2) for x in os.getloadavg()]},

@@ -48,13 +48,24 @@ def windows_to_batch(data: np.ndarray, starts: np.ndarray, context_length: int,
                      device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Gather windows ``data[s : s + context_length + 1]`` and split them into (inputs, targets)."""
     idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(context_length + 1)  # (B, T+1)
-    block = torch.from_numpy(np.asarray(data[idx], dtype=np.int64))  # (B, T+1)
-    device = torch.device(device)
-    if device.type == "cuda":
-        block = block.pin_memory().to(device, non_blocking=True)
-    elif device.type != "cpu":
-        block = block.to(device)
+    block = batch_to_device(torch.from_numpy(np.asarray(data[idx], dtype=np.int64)), device)  # (B, T+1)
     return block[:, :-1], block[:, 1:]  # (B, T), (B, T)
+
+
+def batch_to_device(block: torch.Tensor, device: str | torch.device, pin: bool | None = None) -> torch.Tensor:
+    """A CPU batch on ``device``; ``pin`` (default: for CUDA) copies it through page-locked memory.
+
+    From pinned memory the copy to the GPU can be asynchronous (``non_blocking``), so the host
+    goes on to launch the step's kernels while the batch is in flight; from ordinary pageable
+    memory it could not be, so ``non_blocking`` is used exactly when the batch is pinned.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        return block
+    pin = device.type == "cuda" if pin is None else pin
+    if pin:
+        block = block.pin_memory()
+    return block.to(device, non_blocking=pin)
 
 
 class BatchSampler:

@@ -34,22 +34,38 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init_distributed(device_type: str) -> DistInfo:
-    """Join the process group torchrun describes (no-op for a single process)."""
+def process_group_backend(device_type: str) -> str:
+    """NCCL for CUDA tensors (GPU-to-GPU collectives), gloo for everything else (CPU tensors)."""
+    return "nccl" if device_type == "cuda" else "gloo"
+
+
+def rank_device(device: torch.device, info: DistInfo) -> torch.device:
+    """The device this rank trains on: its own GPU (``cuda:LOCAL_RANK``) under multi-process CUDA, else ``device``."""
+    if info.enabled and device.type == "cuda":
+        return torch.device("cuda", info.local_rank)
+    return device
+
+
+def init_distributed(device_type: str, *, force: bool = False) -> DistInfo:
+    """Join the process group torchrun describes (no-op for a single process unless ``force``).
+
+    ``force`` joins even at world size 1 (RANK/WORLD_SIZE default to 0/1; MASTER_ADDR/MASTER_PORT
+    must be set), which checks that the backend initialises on this machine.
+    """
     world = env_world_size()
-    if world <= 1:
+    if world <= 1 and not force:
         return DistInfo()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        dist.init_process_group(backend=process_group_backend(device_type), rank=rank, world_size=world)
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
 
 
-def shutdown_distributed(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+def shutdown_distributed(info: DistInfo, *, force: bool = False) -> None:
+    """Leave the process group (``force``: also one joined at world size 1)."""
+    if (info.enabled or force) and dist.is_initialized():
         dist.destroy_process_group()
 
 

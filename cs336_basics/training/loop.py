@@ -66,7 +66,14 @@ from cs336_basics.tokenizer.token_files import read_manifest
 from cs336_basics.training import console, runtime
 from cs336_basics.training.budget import TimeBudget, final_eval_reserve
 from cs336_basics.training.data import open_tokens
-from cs336_basics.training.distributed import DistInfo, any_rank, barrier, init_distributed, shutdown_distributed
+from cs336_basics.training.distributed import (
+    DistInfo,
+    any_rank,
+    barrier,
+    init_distributed,
+    rank_device,
+    shutdown_distributed,
+)
 from cs336_basics.training.resolve import (
     check_split_sizes,
     prepare_fresh_run_dir,
@@ -145,8 +152,7 @@ class Trainer:
     def _build(self, cfg, resume: str | None) -> None:
         # 1. Everything that can reject the run, before anything in the run directory is created or changed.
         t = cfg.train
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
+        self.device = rank_device(self.device, self.dist)
         runtime.configure_backends(self.device)
         paths = resolve_data(cfg, strict=True)
         self.tokenizer = Tokenizer.from_dir(paths.tokenizer) if paths.tokenizer is not None else None

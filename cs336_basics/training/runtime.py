@@ -26,8 +26,8 @@ from cs336_basics.model.accounting import matmul_params
 from cs336_basics.precision import choose_dtype
 
 # dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets
-_BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0,
-                     "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0}
+_BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "H100 PCIe": 756.0, "A100": 312.0, "L40S": 362.0, "L40": 181.0,
+                     "A10G": 125.0, "L4": 121.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0}
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -53,13 +53,28 @@ def flops_per_token(model_cfg) -> float:
     return 6.0 * n + 12.0 * model_cfg.num_layers * model_cfg.d_model * model_cfg.context_length
 
 
-def peak_flops(device: torch.device, dtype: torch.dtype, configured_tflops: float | None) -> float | None:
-    """Peak FLOP/s for MFU: the configured value, else a known GPU's bf16 peak, else None."""
+def table_peak_flops(device_name: str, dtype: torch.dtype) -> float | None:
+    """A known GPU's dense bf16/fp16 peak FLOP/s for a device name (``torch.cuda.get_device_name``), else None.
+
+    The longest table key contained in the name wins, so "H100 PCIe" is not read as the SXM "H100"
+    and "L40S" not as "L4"; float32 runs get None (their peak is a different, TF32 figure).
+    """
+    if dtype not in (torch.bfloat16, torch.float16):
+        return None
+    matches = [key for key in _BF16_PEAK_TFLOPS if key in device_name]
+    if not matches:
+        return None
+    return _BF16_PEAK_TFLOPS[max(matches, key=len)] * 1e12
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype, configured_tflops: float | None,
+               device_name: str | None = None) -> float | None:
+    """Peak FLOP/s for MFU: the configured value, else a known GPU's bf16 peak, else None.
+
+    ``device_name`` defaults to the CUDA device's name (tests pass one in).
+    """
     if configured_tflops:
         return configured_tflops * 1e12
-    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
-        name = torch.cuda.get_device_name(device)
-        for key, tflops in _BF16_PEAK_TFLOPS.items():
-            if key in name:
-                return tflops * 1e12
-    return None
+    if device.type != "cuda":
+        return None
+    return table_peak_flops(device_name if device_name is not None else torch.cuda.get_device_name(device), dtype)

@@ -1,0 +1,105 @@
+"""AdamW on the CPU: the per-tensor loop vs the multi-tensor (``torch._foreach_*``) path, whole and chunked.
+
+Contenders, run interleaved (one repetition of each per round), all
+``optimizer.step()`` of our :class:`~cs336_basics.training.optimizer.AdamW`
+over the parameters of the assignment's TinyStories model (vocab 10,000,
+context 256, d_model 512, 16 heads, SwiGLU d_ff 1344) with 4 layers and with
+48 layers, in the two groups a run uses (decayed matrices; undecayed norms and
+embeddings), gradients filled with random values:
+
+- ``per-tensor``: ``foreach=False``, every op of one parameter, then the next;
+- ``foreach``: ``foreach=True, chunk_bytes=0``: each ``torch._foreach_*`` op over
+  every tensor of a group before the next op;
+- ``foreach, chunked``: ``foreach=True`` with the CPU's default chunks
+  (``CPU_CHUNK_BYTES`` of parameters): every op over one chunk, then the next chunk.
+
+The three share one optimizer (its state, parameters and gradients) and switch
+its path between repetitions, which the identical state layout of the paths
+allows: they do the same work on the same memory, and the machine holds one
+copy of the 48-layer state (2.5 GB) instead of three. A repetition is ``steps``
+calls of ``step()``, with the CPU allocator set up as a training run sets it
+(``runtime.configure_backends``: freed memory is kept for reuse, so the
+temporaries of each step do not page-fault in again). The facts say which path
+``foreach=None`` takes on a CPU.
+
+    python benchmarks/bench_optimizer.py --quick
+    python benchmarks/bench_optimizer.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import Contender, compare, group, script_main
+
+from cs336_basics.model import TransformerLM
+from cs336_basics.model.config import ModelConfig
+from cs336_basics.training import optimizer as adamw
+from cs336_basics.training import runtime
+from cs336_basics.training.optimizer import AdamW, param_groups
+
+SIZES = {
+    "quick": dict(layers="4,48", steps=2, repeats=3, threads=2),
+    "full": dict(layers="4,48", steps=5, repeats=10, threads=2),
+}
+
+PATHS = {"per-tensor": dict(foreach=False, chunk_bytes=None),
+         "foreach": dict(foreach=True, chunk_bytes=0),
+         "foreach, chunked": dict(foreach=True, chunk_bytes=None)}
+"""contender -> the optimizer's (foreach, chunk_bytes) while it runs."""
+
+
+def model_config(layers: int) -> ModelConfig:
+    return ModelConfig(vocab_size=10_000, context_length=256, d_model=512, num_layers=layers, num_heads=16,
+                       d_ff=1344, rope_theta=10_000.0)
+
+
+def optimizer_for(layers: int) -> tuple[AdamW, int, int]:
+    """AdamW over the model's parameters (two groups, random gradients); also (tensors, parameters)."""
+    torch.manual_seed(0)
+    model = TransformerLM(model_config(layers))
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt = AdamW(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    return opt, len(params), sum(p.numel() for p in params)
+
+
+def measure(settings: dict, data_dir) -> dict:
+    torch.set_num_threads(settings["threads"])
+    runtime.configure_backends(torch.device("cpu"))
+    groups = []
+    for layers in (int(x) for x in str(settings["layers"]).split(",")):
+        opt, tensors, count = optimizer_for(layers)
+
+        def steps(path: dict, opt=opt):
+            def run():
+                opt.foreach, opt.chunk_bytes = path["foreach"], path["chunk_bytes"]
+                for _ in range(settings["steps"]):
+                    opt.step()
+            return run
+
+        contenders = [Contender(name, steps(path), work=settings["steps"], work_unit="step")
+                      for name, path in PATHS.items()]
+        results = compare(contenders, repeats=settings["repeats"], warmup=1)  # the warm-up allocates the state
+        groups.append(group(
+            f"layers{layers}", f"AdamW `step()` over the assignment model's parameters with {layers} layers: "
+            f"{tensors} tensors, {count / 1e6:.1f}M parameters, {settings['steps']} steps per repetition, "
+            f"{settings['threads']} thread(s)", results, size=f"{layers} layers, {count / 1e6:.1f}M parameters",
+            facts={"tensors": tensors, "parameters": count,
+                   "chunk size of `foreach, chunked` (parameter bytes)": adamw.CPU_CHUNK_BYTES}))
+        del opt
+    groups[-1]["facts"]["foreach=None on a CPU takes"] = ("the multi-tensor path (chunked)" if adamw.CPU_FOREACH
+                                                          else "the per-tensor loop")
+    return {"groups": groups, "notes": ["Ratios are per-tensor time / the other path's time per interleaved round: "
+                                        "above 1, that path is faster."],
+            "torch_threads": torch.get_num_threads()}
+
+
+if __name__ == "__main__":
+    script_main(__doc__.splitlines()[0], SIZES, measure)
