@@ -4,7 +4,9 @@ Runs ``cs336 quickstart --data sample --out TMP`` (the TinyStories sample bundle
 with the package: the first 2 MiB of the train split and the first 1,000 validation
 stories, byte-identical to ``tinystories_train_head.txt`` and
 ``tinystories_valid_head1k.txt`` of the shared data; the default 9-minute budget)
-``--repeats`` times as a whole command and records, per run, the wall minutes, the validation bits per byte over the whole
+and the same command with the handout's recipe (``--set`` overrides: AdamW, cosine,
+SwiGLU, handout init), alternating, ``--repeats`` times each as whole commands, and
+records, per run, the wall minutes, the validation bits per byte over the whole
 validation file and the improvement over the unigram baseline in nats per token,
 parsed from the command's own summary lines. The run sizes itself to the machine
 (it measures a step first), so a loaded machine trains fewer steps and reaches a
@@ -18,6 +20,7 @@ the whole budget); there is no quick form.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -30,42 +33,73 @@ from benchmarks.harness import REPO, Contender, Timing, compare, group, run_subp
 
 SIZES = {"quick": dict(minutes=9, repeats=1), "full": dict(minutes=9, repeats=1)}
 
+HANDOUT = ["optimizer.name=adamw", "optimizer.schedule=cosine", "model.qk_norm=none", "model.init=handout",
+           "model.ffn=swiglu"]
+"""Overrides that turn the quickstart's recipe back into the handout's (AdamW, cosine, SwiGLU, handout init)."""
+
+CONTENDERS = {"cs336 quickstart": [], "handout recipe": HANDOUT}
+"""Contender -> its ``--set`` overrides; the first is the command as a user runs it (its metrics carry no prefix)."""
+
 
 def _found(pattern: str, text: str, kind=float):
     match = re.search(pattern, text)
     return kind(match.group(1)) if match else "not printed"
 
 
+def _curve(metrics_file: Path) -> str:
+    """The run's periodic evaluations as ``wall-clock bits/byte`` pairs (the 32k-token subset the trainer logs)."""
+    events = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    points = [e for e in events if e.get("event") == "eval" and "val_bpb" in e]
+    return ", ".join(f"{e['wallclock'] / 60:.1f} min {e['val_bpb']:.3f}" for e in points)
+
+
 def measure(settings: dict, data_dir) -> dict:
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    outputs: list[str] = []
-    metrics: dict[str, list[float]] = {"minutes": [], "bits per byte": [], "nats below unigram": []}
+    outputs: dict[str, list[str]] = {name: [] for name in CONTENDERS}
+    curves: dict[str, str] = {}
+    metrics: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        def run_once():
-            out = Path(tmp) / f"qs{len(outputs)}"
-            wall, _, stdout, cpu, _ = run_subprocess(
-                [sys.executable, "-m", "cs336_basics.cli", "quickstart", "--data", "sample", "--out", str(out),
-                 "--minutes", str(settings["minutes"])], env, merge_stderr=True)
-            outputs.append(stdout.replace(str(out), "qs"))
-            metrics["minutes"].append(wall / 60)
-            metrics["bits per byte"].append(float(re.search(r"validation:.*?([\d.]+) bits/byte", stdout).group(1)))
-            metrics["nats below unigram"].append(float(re.search(r"improvement:\s+([\d.]+) nats", stdout).group(1)))
-            return Timing(wall, cpu)
+        def runner(name: str, overrides: list[str]):
+            prefix = "" if not overrides else f"{name}: "
 
-        results = compare([Contender("cs336 quickstart", run_once)], repeats=settings["repeats"])
-    last = outputs[-1]
+            def run_once():
+                out = Path(tmp) / f"qs-{len(outputs[name])}-{'ours' if not overrides else 'handout'}"
+                sets = [arg for o in overrides for arg in ("--set", o)]
+                wall, _, stdout, cpu, _ = run_subprocess(
+                    [sys.executable, "-m", "cs336_basics.cli", "quickstart", "--data", "sample", "--out", str(out),
+                     "--minutes", str(settings["minutes"]), *sets], env, merge_stderr=True)
+                outputs[name].append(stdout.replace(str(out), "qs"))
+                found = {"minutes": wall / 60,
+                         "bits per byte": float(re.search(r"validation:.*?([\d.]+) bits/byte", stdout).group(1)),
+                         "nats below unigram": float(re.search(r"improvement:\s+([\d.]+) nats", stdout).group(1))}
+                for key, value in found.items():
+                    metrics.setdefault(prefix + key, []).append(value)
+                curves[name] = _curve(out / "runs" / "quickstart" / "metrics.jsonl")
+                return Timing(wall, cpu)
+            return run_once
+
+        results = compare([Contender(name, runner(name, o)) for name, o in CONTENDERS.items()],
+                          repeats=settings["repeats"])
+    last = outputs["cs336 quickstart"][-1]
     facts = {"last run: step cost measured before training, s": _found(r"([\d.]+) s/step measured", last),
              "last run: steps first planned": _found(r"about (\d+) steps", last, int),
              "last run: steps trained": _found(r"quickstart: completed at step (\d+)", last, int),
-             "last run: training seconds": _found(r"time \(s\):.*?train ([\d.]+)", last)}
+             "last run: training seconds": _found(r"time \(s\):.*?train ([\d.]+)", last),
+             "handout recipe, last run: steps trained": _found(r"quickstart: completed at step (\d+)",
+                                                               outputs["handout recipe"][-1], int)}
+    for name, curve in curves.items():
+        facts[f"{name}, last run: validation bits/byte (32,768-token subset) at each evaluation"] = curve
     return {"groups": [group("run", "`cs336 quickstart --data sample` (2 MiB of TinyStories train, validated on "
-                             f"1,000 held-out stories), {settings['minutes']}-minute budget", results, metrics=metrics,
-                             size=f"{settings['minutes']}-minute budget", facts=facts)],
+                             f"1,000 held-out stories), {settings['minutes']}-minute budget, against the same command "
+                             "with the handout recipe (`--set " + " --set ".join(HANDOUT) + "`)", results,
+                             metrics=metrics, size=f"{settings['minutes']}-minute budget", facts=facts)],
             "transcript": {"command": "cs336 quickstart --data sample --out qs"
                                       + ("" if settings["minutes"] == 9 else f" --minutes {settings['minutes']}"),
                            "output": last},
-            "notes": ["One run per repetition of the whole command; the step count is fitted to the machine's speed "
-                      "at the start of each run."]}
+            "notes": ["One run per repetition of each whole command, the two recipes alternating; the step count is "
+                      "fitted to the machine's speed at the start of each run.",
+                      "Bits per byte: the final evaluation over the whole validation file, parsed from the "
+                      "command's summary."]}
 
 
 if __name__ == "__main__":

@@ -193,12 +193,14 @@ def choose_training_dtype(cfg, train_tokens: np.ndarray, device: torch.device, d
                         d_model=cfg.model.d_model)
 
 
-def measure_step_seconds(cfg, train_tokens: np.ndarray, steps: int = 2, warmup: int = 1) -> float:
-    """Mean wall time of one training step of ``cfg`` on this machine, right now: the run's own step.
+def measure_step_seconds(cfg, train_tokens: np.ndarray, steps: int = 3, warmup: int = 1) -> float:
+    """Median wall time of one training step of ``cfg`` on this machine, right now: the run's own step.
 
     Few steps on purpose: on a slow or busy machine every calibration step is time the
     budget no longer has, and the first (warm-up) step is not counted (with ``train.compile``
-    it pays the compilation).
+    it pays the compilation). The median, not the mean: one step that coincides with another
+    process's burst would otherwise shrink the whole plan (and its evaluation cadence) for a
+    run whose loop re-plans from the speed it sees anyway.
     """
     device = resolve_device(cfg.train.device)
     runtime.configure_backends(device)
@@ -213,4 +215,4 @@ def measure_step_seconds(cfg, train_tokens: np.ndarray, steps: int = 2, warmup: 
             torch.cuda.synchronize(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    return float(np.mean(times))
+    return float(np.median(times))
