@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,21 @@ def test_owt_and_cpu_presets():
     assert owt.model.vocab_size == 32000 and owt.model.d_model == 512 and owt.train.total_tokens == 327_680_000
     cpu = load_config(CONFIGS / "tinystories_cpu.toml")
     assert cpu.train.device == "cpu" and cpu.model.d_model < 512
+
+
+@pytest.mark.parametrize("fast, handout", [("tinystories_fast", "tinystories"), ("owt_fast", "owt")])
+def test_fast_presets_change_only_the_recipe(fast, handout):
+    """The *_fast presets keep the handout's shape, data and token budget and change the recipe."""
+    new, old = load_config(fast), load_config(handout)
+    for section in ("data", "train"):
+        a, b = dataclasses.asdict(getattr(new, section)), dataclasses.asdict(getattr(old, section))
+        assert {k: v for k, v in a.items() if k != "run_name"} == {k: v for k, v in b.items() if k != "run_name"}
+    shape = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "position", "block", "norm")
+    assert [getattr(new.model, k) for k in shape] == [getattr(old.model, k) for k in shape]
+    recipe = (new.optimizer.name, new.optimizer.schedule, new.model.qk_norm, new.model.ffn, new.model.init)
+    assert recipe == ("muon", "wsd", "rmsnorm", "relu2", "zero_out")
+    ffn_params = lambda m: (2 if m.ffn == "relu2" else 3) * m.d_model * m.d_ff  # noqa: E731
+    assert abs(ffn_params(new.model) / ffn_params(old.model) - 1) < 0.02
 
 
 def test_tinystories_model_builds_with_the_expected_size():
