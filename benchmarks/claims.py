@@ -80,6 +80,10 @@ CLAIMS: list[Claim] = [
     Claim("precision", "quickstart", "training step speed, bf16 autocast / float32, quickstart shape", "bfloat16",
           "float32"),
     Claim("precision", "matmul", "square matmul speed, bf16 / float32", "bfloat16", "float32"),
+    # compiling the model (benchmarks/bench_compile.py): eager time / compiled time
+    Claim("compile", "assignment", "compiled training step at least as fast as eager, assignment shape", "compiled",
+          "eager", target=1.0),
+    Claim("compile", "quickstart", "training step speed, compiled / eager, quickstart shape", "compiled", "eager"),
     # generation (benchmarks/bench_generate.py)
     Claim("generate", "b1", "KV-cache speed-up, batch 1 (wall)", "ours cached", "ours uncached", target=5.0,
           when=("new", 512), readme="KV-cached generation vs recomputing the context, batch 1"),

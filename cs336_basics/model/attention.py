@@ -58,6 +58,18 @@ def causal_mask(num_queries: int, num_keys: int, device=None) -> Tensor:
     return ones.tril(diagonal=num_keys - num_queries)
 
 
+def masked_softmax_(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """Softmax over the last dimension of ``scores``, in place, with masked entries (mask False) set to 0.
+
+    Max-subtracted like :func:`~cs336_basics.model.layers.softmax`; masked scores become the most
+    negative finite value first, so ``exp`` makes them exactly 0. Returns ``scores``, now the probabilities.
+    """
+    if mask is not None:
+        scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+    return scores.div_(scores.sum(dim=-1, keepdim=True))
+
+
 class MaskedSoftmax(torch.autograd.Function):
     """Softmax over the last dimension of attention scores, with an optional may-attend mask, in one node.
 
@@ -71,14 +83,10 @@ class MaskedSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores: Tensor, mask: Tensor | None) -> Tensor:
-        # in place: the scores are a fresh matmul output that nothing else keeps
-        if mask is not None:
-            scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
-        y = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
-        y = y.div_(y.sum(dim=-1, keepdim=True))
+        masked_softmax_(scores, mask)  # in place: a fresh matmul output that nothing else keeps
         ctx.mark_dirty(scores)
-        ctx.save_for_backward(y)
-        return y
+        ctx.save_for_backward(scores)
+        return scores  # the dirty input itself, as mark_dirty requires (and as compilers check)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
@@ -97,7 +105,11 @@ def scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor |
     """
     scale = 1.0 / math.sqrt(Q.shape[-1])
     scores = (Q * scale) @ K.transpose(-2, -1)  # (..., Tq, Tk)
-    probs = MaskedSoftmax.apply(scores.float(), mask).to(V.dtype)  # (..., Tq, Tk)
+    scores = scores.float()
+    # without gradients (inference, decoding) no autograd node is needed: plain in-place ops, which
+    # compilers can also trace (they follow mark_dirty only when recording for backward)
+    softmax = MaskedSoftmax.apply if scores.requires_grad else masked_softmax_
+    probs = softmax(scores, mask).to(V.dtype)  # (..., Tq, Tk)
     if dropout is not None:
         probs = dropout(probs)
     return probs @ V  # (..., Tq, d_v)
