@@ -24,6 +24,7 @@ import torch
 from torch._dynamo.backends.debugging import aot_eager, boxed_nop
 
 from cs336_basics.model import ModelConfig, TransformerLM, preset
+from cs336_basics.model.attention import CopyingReferenceAttention, ReferenceAttention
 from cs336_basics.model.compiled import COMPILE_TWINS, compile_model, prepare_for_compile
 from cs336_basics.model.ffn import DenseMoEFFN, MoEFFN
 from cs336_basics.model.positions import PairRotaryEmbedding, RotaryEmbedding
@@ -163,6 +164,20 @@ def test_dense_moe_computes_the_routed_mixture():
     grads_dense = torch.autograd.grad((out_dense * g).sum() + dense.aux_loss, [x, *dense.parameters()])
     for a, b in zip(grads_dense, grads_routed):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_copying_reference_attention_equals_the_in_place_one_bit_for_bit():
+    """The same softmax arithmetic and closed-form backward, on a copy of the scores instead of in place."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8, requires_grad=True) for _ in range(3))
+    mask = torch.rand(2, 1, 5, 5) > 0.3
+    mask[..., 0] = True  # every query sees a key
+    for m, causal in ((None, True), (mask, False)):
+        g = torch.randn(2, 3, 5, 8)
+        outs = [kernel(q, k, v, m, causal) for kernel in (ReferenceAttention(), CopyingReferenceAttention())]
+        assert torch.equal(outs[0], outs[1])
+        grads = [torch.autograd.grad(out, (q, k, v), g) for out in outs]
+        assert all(torch.equal(a, b) for a, b in zip(*grads))
 
 
 def test_twins_are_stateless_subclasses():

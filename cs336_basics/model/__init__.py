@@ -15,6 +15,7 @@ from __future__ import annotations
 from cs336_basics.lazy import lazy_exports
 
 _EXPORTS = {
+    "CopyingReferenceAttention": "attention",
     "MultiHeadSelfAttention": "attention",
     "ReferenceAttention": "attention",
     "SDPAAttention": "attention",

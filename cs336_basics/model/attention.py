@@ -95,21 +95,38 @@ class MaskedSoftmax(torch.autograd.Function):
         return (grad - inner).mul_(y), None
 
 
+class CopyingMaskedSoftmax(MaskedSoftmax):
+    """:class:`MaskedSoftmax` computed on a copy of the scores: the same values and closed-form backward.
+
+    Overwriting an input needs ``ctx.mark_dirty``, whose backward a compiler's autograd
+    (AOTAutograd) cannot replay; with a copy nothing is overwritten. Under a compiler the
+    copy costs nothing (the graph is rewritten without in-place ops anyway), eagerly it
+    costs one ``(..., Tq, Tk)`` buffer, hence only compiled models use it.
+    """
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, mask: Tensor | None) -> Tensor:
+        y = masked_softmax_(scores.clone(), mask)
+        ctx.save_for_backward(y)
+        return y
+
+
 def scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None = None,
-                                 dropout: nn.Module | None = None) -> Tensor:
+                                 dropout: nn.Module | None = None,
+                                 softmax: type[MaskedSoftmax] = MaskedSoftmax) -> Tensor:
     """``softmax(Q K^T / sqrt(d_k)) V`` with an optional may-attend mask.
 
     Shapes: Q ``(..., Tq, d_k)``, K ``(..., Tk, d_k)``, V ``(..., Tk, d_v)``, mask
     broadcastable to ``(..., Tq, Tk)``; returns ``(..., Tq, d_v)``. The softmax runs
-    in float32 even when the inputs are bf16.
+    in float32 even when the inputs are bf16; ``softmax`` is the autograd function
+    used when gradients are recorded.
     """
     scale = 1.0 / math.sqrt(Q.shape[-1])
     scores = (Q * scale) @ K.transpose(-2, -1)  # (..., Tq, Tk)
     scores = scores.float()
     # without gradients (inference, decoding) no autograd node is needed: plain in-place ops, which
     # compilers can also trace (they follow mark_dirty only when recording for backward)
-    softmax = MaskedSoftmax.apply if scores.requires_grad else masked_softmax_
-    probs = softmax(scores, mask).to(V.dtype)  # (..., Tq, Tk)
+    probs = (softmax.apply if scores.requires_grad else masked_softmax_)(scores, mask).to(V.dtype)  # (..., Tq, Tk)
     if dropout is not None:
         probs = dropout(probs)
     return probs @ V  # (..., Tq, d_v)
@@ -118,6 +135,8 @@ def scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor |
 class ReferenceAttention(nn.Module):
     """Our attention: :func:`scaled_dot_product_attention` with dropout on the probabilities."""
 
+    softmax: type[MaskedSoftmax] = MaskedSoftmax
+
     def __init__(self, attn_pdrop: float = 0.0) -> None:
         super().__init__()
         self.attn_dropout = dropout_or_identity(attn_pdrop)
@@ -125,7 +144,13 @@ class ReferenceAttention(nn.Module):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
         if is_causal and q.shape[-2] > 1:
             mask = causal_mask(q.shape[-2], k.shape[-2], q.device)
-        return scaled_dot_product_attention(q, k, v, mask, self.attn_dropout)
+        return scaled_dot_product_attention(q, k, v, mask, self.attn_dropout, self.softmax)
+
+
+class CopyingReferenceAttention(ReferenceAttention):
+    """:class:`ReferenceAttention` with :class:`CopyingMaskedSoftmax`: the form compiled models use."""
+
+    softmax = CopyingMaskedSoftmax
 
 
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,

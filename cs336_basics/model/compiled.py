@@ -5,15 +5,19 @@ a backend (TorchInductor by default, which fuses elementwise work into generated
 kernels). Python code that depends on tensor *data* or on memory layout cannot be
 traced: Dynamo then ends the graph, runs that code eagerly and starts a new graph
 (a *graph break*), and every break costs fusion opportunities and a round trip
-through Python. Two of the model's modules are written for eager speed in a way
-a tracer cannot follow, so each has a sibling class that computes the same values
-and traces into one graph:
+through Python. Three of the model's modules are written for eager speed in a
+way a compiler cannot follow, so each has a sibling class that computes the same
+values and traces into one graph:
 
 - :class:`~cs336_basics.model.positions.RotaryEmbedding` rotates pairs as one complex
   multiply, after asking whether the complex view of ``x`` is legal (strides and
   storage offset: a break), and Inductor generates no code for complex operators;
   :class:`~cs336_basics.model.positions.PairRotaryEmbedding` does the same
   products in real arithmetic;
+- :class:`~cs336_basics.model.attention.ReferenceAttention` overwrites the score
+  matrix with the probabilities (``ctx.mark_dirty``), and AOTAutograd, which
+  records the backward of a compiled graph, cannot replay that;
+  :class:`~cs336_basics.model.attention.CopyingReferenceAttention` works on a copy;
 - :class:`~cs336_basics.model.ffn.MoEFFN` gathers the tokens routed to each expert
   (``nonzero``: a shape that depends on the data) and skips empty experts (a branch
   on data); :class:`~cs336_basics.model.ffn.DenseMoEFFN` runs every expert on every
@@ -38,12 +42,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cs336_basics.model.attention import CopyingReferenceAttention, ReferenceAttention
 from cs336_basics.model.ffn import DenseMoEFFN, MoEFFN
 from cs336_basics.model.positions import PairRotaryEmbedding, RotaryEmbedding
 
 COMPILE_TWINS: dict[type[nn.Module], type[nn.Module]] = {
     RotaryEmbedding: PairRotaryEmbedding,
     MoEFFN: DenseMoEFFN,
+    ReferenceAttention: CopyingReferenceAttention,
 }
 """Eager class -> its compile-friendly sibling (a subclass computing the same values, with no state of its own)."""
 
