@@ -148,10 +148,14 @@ class PairRotaryEmbedding(RotaryEmbedding):
 
     The rotation is the pair ``(cos, sin)`` of the angles instead of ``e^{i angle}``, and
     each pair ``(x_2i, x_2i+1)`` becomes ``(x_2i cos - x_2i+1 sin, x_2i sin + x_2i+1 cos)``
-    (:func:`rotate_pairs`): the same products and sums, rounded the same way, as the
-    complex multiply, and in float32 for bf16 inputs as there. It never asks for strides
-    or a storage offset, so a compiler traces one graph and fuses it; run eagerly it makes
-    more passes over ``x`` than the complex multiply, hence not the eager default.
+    (:func:`rotate_pairs`): the complex multiply's products and sums, in float32 for bf16
+    inputs as there. Results agree to an ulp or two, not always bit for bit, for two
+    reasons outside this code: ``torch.polar`` and ``torch.cos``/``torch.sin`` may round an
+    angle's cosine or sine differently (by one ulp), and PyTorch's broadcasting complex
+    multiply fuses a multiply-add; given the same cos and sin, operands of one shape
+    give identical bits. It never asks for strides or a storage offset, so a compiler
+    traces one graph and fuses it; run eagerly it makes more passes over ``x`` than the
+    complex multiply, hence not the eager default.
     Adds no state: :func:`~cs336_basics.model.compiled.prepare_for_compile` turns a
     :class:`RotaryEmbedding` into one in place.
     """
