@@ -149,7 +149,7 @@ class PairRotaryEmbedding(RotaryEmbedding):
     The rotation is the pair ``(cos, sin)`` of the angles instead of ``e^{i angle}``, and
     each pair ``(x_2i, x_2i+1)`` becomes ``(x_2i cos - x_2i+1 sin, x_2i sin + x_2i+1 cos)``
     (:func:`rotate_pairs`): the complex multiply's products and sums, in float32 for bf16
-    inputs as there. Results agree to an ulp or two, not always bit for bit, for two
+    inputs as there. Results agree to a few ulps, not always bit for bit, for two
     reasons outside this code: ``torch.polar`` and ``torch.cos``/``torch.sin`` may round an
     angle's cosine or sine differently (by one ulp), and PyTorch's broadcasting complex
     multiply fuses a multiply-add; given the same cos and sin, operands of one shape
