@@ -42,6 +42,7 @@ the final vectors, and before the KV cache so cached keys are already normed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -111,22 +112,33 @@ class CopyingMaskedSoftmax(MaskedSoftmax):
         return y
 
 
+@torch.compiler.disable
+def in_place_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """``MaskedSoftmax.apply``, always run eagerly, even inside a compiled model.
+
+    A compiler's autograd cannot replay the backward of an overwritten input (``mark_dirty``), so a
+    model compiled without :func:`~cs336_basics.model.compiled.prepare_for_compile` breaks its graph
+    here instead of failing in backward; prepared models use :class:`CopyingMaskedSoftmax` and no break.
+    """
+    return MaskedSoftmax.apply(scores, mask)
+
+
 def scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None = None,
                                  dropout: nn.Module | None = None,
-                                 softmax: type[MaskedSoftmax] = MaskedSoftmax) -> Tensor:
+                                 softmax: Callable[[Tensor, Tensor | None], Tensor] = in_place_softmax) -> Tensor:
     """``softmax(Q K^T / sqrt(d_k)) V`` with an optional may-attend mask.
 
     Shapes: Q ``(..., Tq, d_k)``, K ``(..., Tk, d_k)``, V ``(..., Tk, d_v)``, mask
     broadcastable to ``(..., Tq, Tk)``; returns ``(..., Tq, d_v)``. The softmax runs
-    in float32 even when the inputs are bf16; ``softmax`` is the autograd function
-    used when gradients are recorded.
+    in float32 even when the inputs are bf16; ``softmax(scores, mask)`` is the
+    differentiable softmax used when gradients are recorded.
     """
     scale = 1.0 / math.sqrt(Q.shape[-1])
     scores = (Q * scale) @ K.transpose(-2, -1)  # (..., Tq, Tk)
     scores = scores.float()
     # without gradients (inference, decoding) no autograd node is needed, so plain in-place ops: less
     # overhead, and traceable by compilers, which accept mark_dirty only while recording a backward
-    probs = (softmax.apply if scores.requires_grad else masked_softmax_)(scores, mask).to(V.dtype)  # (..., Tq, Tk)
+    probs = (softmax if scores.requires_grad else masked_softmax_)(scores, mask).to(V.dtype)  # (..., Tq, Tk)
     if dropout is not None:
         probs = dropout(probs)
     return probs @ V  # (..., Tq, d_v)
@@ -135,7 +147,7 @@ def scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor |
 class ReferenceAttention(nn.Module):
     """Our attention: :func:`scaled_dot_product_attention` with dropout on the probabilities."""
 
-    softmax: type[MaskedSoftmax] = MaskedSoftmax
+    softmax = staticmethod(in_place_softmax)
 
     def __init__(self, attn_pdrop: float = 0.0) -> None:
         super().__init__()
@@ -150,7 +162,7 @@ class ReferenceAttention(nn.Module):
 class CopyingReferenceAttention(ReferenceAttention):
     """:class:`ReferenceAttention` with :class:`CopyingMaskedSoftmax`: the form compiled models use."""
 
-    softmax = CopyingMaskedSoftmax
+    softmax = staticmethod(CopyingMaskedSoftmax.apply)
 
 
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,
