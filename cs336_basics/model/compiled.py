@@ -16,8 +16,9 @@ values and traces into one graph:
   products in real arithmetic;
 - :class:`~cs336_basics.model.attention.ReferenceAttention` overwrites the score
   matrix with the probabilities (``ctx.mark_dirty``), and AOTAutograd, which
-  records the backward of a compiled graph, cannot replay that;
-  :class:`~cs336_basics.model.attention.CopyingReferenceAttention` works on a copy;
+  records the backward of a compiled graph, cannot replay that, so that node always
+  runs eagerly (a break); :class:`~cs336_basics.model.attention.CopyingReferenceAttention`
+  works on a copy;
 - :class:`~cs336_basics.model.ffn.MoEFFN` gathers the tokens routed to each expert
   (``nonzero``: a shape that depends on the data) and skips empty experts (a branch
   on data); :class:`~cs336_basics.model.ffn.DenseMoEFFN` runs every expert on every
