@@ -88,6 +88,10 @@ CLAIMS: list[Claim] = [
     Claim("optimizer", "layers4", "foreach AdamW / per-tensor on CPU, 4 layers", "foreach", "per-tensor"),
     Claim("optimizer", "layers4", "chunked foreach AdamW / per-tensor on CPU, 4 layers", "foreach, chunked",
           "per-tensor"),
+    # compiling the model (benchmarks/bench_compile.py): eager time / compiled time
+    Claim("compile", "assignment", "compiled training step at least as fast as eager, assignment shape", "compiled",
+          "eager", target=1.0),
+    Claim("compile", "quickstart", "training step speed, compiled / eager, quickstart shape", "compiled", "eager"),
     # generation (benchmarks/bench_generate.py)
     Claim("generate", "b1", "KV-cache speed-up, batch 1 (wall)", "ours cached", "ours uncached", target=5.0,
           when=("new", 512), readme="KV-cached generation vs recomputing the context, batch 1"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from cs336_basics.lazy import lazy_exports
 
 _EXPORTS = {
+    "CopyingReferenceAttention": "attention",
     "MultiHeadSelfAttention": "attention",
     "ReferenceAttention": "attention",
     "SDPAAttention": "attention",
@@ -25,7 +26,10 @@ _EXPORTS = {
     "PreNormBlock": "blocks",
     "TransformerBlock": "blocks",
     "build_block": "blocks",
+    "compile_model": "compiled",
+    "prepare_for_compile": "compiled",
     "ModelConfig": "config",
+    "DenseMoEFFN": "ffn",
     "GeluFFN": "ffn",
     "MoEFFN": "ffn",
     "SiLUFFN": "ffn",
@@ -42,6 +46,7 @@ _EXPORTS = {
     "LearnedPositionEmbedding": "positions",
     "NoAbsolutePosition": "positions",
     "NoRotation": "positions",
+    "PairRotaryEmbedding": "positions",
     "RotaryEmbedding": "positions",
     "SinusoidalPositionEmbedding": "positions",
     "PRESETS": "presets",

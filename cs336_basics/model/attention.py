@@ -42,6 +42,7 @@ the final vectors, and before the KV cache so cached keys are already normed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +59,18 @@ def causal_mask(num_queries: int, num_keys: int, device=None) -> Tensor:
     return ones.tril(diagonal=num_keys - num_queries)
 
 
+def masked_softmax_(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """Softmax over the last dimension of ``scores``, in place, with masked entries (mask False) set to 0.
+
+    Max-subtracted like :func:`~cs336_basics.model.layers.softmax`; masked scores become the most
+    negative finite value first, so ``exp`` makes them exactly 0. Returns ``scores``, now the probabilities.
+    """
+    if mask is not None:
+        scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
+    scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+    return scores.div_(scores.sum(dim=-1, keepdim=True))
+
+
 class MaskedSoftmax(torch.autograd.Function):
     """Softmax over the last dimension of attention scores, with an optional may-attend mask, in one node.
 
@@ -71,14 +84,10 @@ class MaskedSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores: Tensor, mask: Tensor | None) -> Tensor:
-        # in place: the scores are a fresh matmul output that nothing else keeps
-        if mask is not None:
-            scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
-        y = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
-        y = y.div_(y.sum(dim=-1, keepdim=True))
+        masked_softmax_(scores, mask)  # in place: a fresh matmul output that nothing else keeps
         ctx.mark_dirty(scores)
-        ctx.save_for_backward(y)
-        return y
+        ctx.save_for_backward(scores)
+        return scores  # the dirty input itself, as mark_dirty requires (and as compilers check)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
@@ -87,17 +96,49 @@ class MaskedSoftmax(torch.autograd.Function):
         return (grad - inner).mul_(y), None
 
 
+class CopyingMaskedSoftmax(MaskedSoftmax):
+    """:class:`MaskedSoftmax` computed on a copy of the scores: the same values and closed-form backward.
+
+    Overwriting an input needs ``ctx.mark_dirty``, whose backward a compiler's autograd
+    (AOTAutograd) cannot replay; with a copy nothing is overwritten. Under a compiler the
+    copy costs nothing (the graph is rewritten without in-place ops anyway), eagerly it
+    costs one ``(..., Tq, Tk)`` buffer, hence only compiled models use it.
+    """
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, mask: Tensor | None) -> Tensor:
+        y = masked_softmax_(scores.clone(), mask)
+        ctx.save_for_backward(y)
+        return y
+
+
+@torch.compiler.disable
+def in_place_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """``MaskedSoftmax.apply``, always run eagerly, even inside a compiled model.
+
+    A compiler's autograd cannot replay the backward of an overwritten input (``mark_dirty``), so a
+    model compiled without :func:`~cs336_basics.model.compiled.prepare_for_compile` breaks its graph
+    here instead of failing in backward; prepared models use :class:`CopyingMaskedSoftmax` and no break.
+    """
+    return MaskedSoftmax.apply(scores, mask)
+
+
 def scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None = None,
-                                 dropout: nn.Module | None = None) -> Tensor:
+                                 dropout: nn.Module | None = None,
+                                 softmax: Callable[[Tensor, Tensor | None], Tensor] = in_place_softmax) -> Tensor:
     """``softmax(Q K^T / sqrt(d_k)) V`` with an optional may-attend mask.
 
     Shapes: Q ``(..., Tq, d_k)``, K ``(..., Tk, d_k)``, V ``(..., Tk, d_v)``, mask
     broadcastable to ``(..., Tq, Tk)``; returns ``(..., Tq, d_v)``. The softmax runs
-    in float32 even when the inputs are bf16.
+    in float32 even when the inputs are bf16; ``softmax(scores, mask)`` is the
+    differentiable softmax used when gradients are recorded.
     """
     scale = 1.0 / math.sqrt(Q.shape[-1])
     scores = (Q * scale) @ K.transpose(-2, -1)  # (..., Tq, Tk)
-    probs = MaskedSoftmax.apply(scores.float(), mask).to(V.dtype)  # (..., Tq, Tk)
+    scores = scores.float()
+    # without gradients (inference, decoding) no autograd node is needed, so plain in-place ops: less
+    # overhead, and traceable by compilers, which accept mark_dirty only while recording a backward
+    probs = (softmax if scores.requires_grad else masked_softmax_)(scores, mask).to(V.dtype)  # (..., Tq, Tk)
     if dropout is not None:
         probs = dropout(probs)
     return probs @ V  # (..., Tq, d_v)
@@ -106,6 +147,8 @@ def scaled_dot_product_attention(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor |
 class ReferenceAttention(nn.Module):
     """Our attention: :func:`scaled_dot_product_attention` with dropout on the probabilities."""
 
+    softmax = staticmethod(in_place_softmax)
+
     def __init__(self, attn_pdrop: float = 0.0) -> None:
         super().__init__()
         self.attn_dropout = dropout_or_identity(attn_pdrop)
@@ -113,7 +156,13 @@ class ReferenceAttention(nn.Module):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
         if is_causal and q.shape[-2] > 1:
             mask = causal_mask(q.shape[-2], k.shape[-2], q.device)
-        return scaled_dot_product_attention(q, k, v, mask, self.attn_dropout)
+        return scaled_dot_product_attention(q, k, v, mask, self.attn_dropout, self.softmax)
+
+
+class CopyingReferenceAttention(ReferenceAttention):
+    """:class:`ReferenceAttention` with :class:`CopyingMaskedSoftmax`: the form compiled models use."""
+
+    softmax = staticmethod(CopyingMaskedSoftmax.apply)
 
 
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,

@@ -14,7 +14,9 @@ the course (``w1`` in, ``w2`` out, ``w3`` the gate of the gated variants):
   like the other two-matrix FFNs, and about a third cheaper per parameter
   than SwiGLU's three matmuls at equal width;
 - :class:`MoEFFN` a router picks the top-k of E SwiGLU experts per token
-  (Shazeer et al. 2017; Fedus et al. 2021 for the load-balancing loss).
+  (Shazeer et al. 2017; Fedus et al. 2021 for the load-balancing loss);
+  :class:`DenseMoEFFN` computes the same mixture without data-dependent
+  shapes (every expert on every token), the form compiled models use.
 
 Every FFN has ``aux_loss`` (the MoE load-balancing loss of its last forward,
 unscaled); dense FFNs report None so the model only sums real losses. Each is
@@ -133,8 +135,35 @@ class MoEFFN(nn.Module):
                 continue
             y = expert(x_flat[token_idx]) * weights[token_idx, slot].unsqueeze(-1).to(x.dtype)  # (n_e, d)
             out = out.index_add(0, token_idx, y.to(out.dtype))
-        counts = torch.zeros(self.num_experts, device=x.device, dtype=torch.float32)
-        counts = counts.index_add(0, top_e.reshape(-1), torch.ones(top_e.numel(), device=x.device))
+        self.aux_loss = self.balance_loss(probs, top_e)
+        return out.view(shape)
+
+    def balance_loss(self, probs: Tensor, top_e: Tensor) -> Tensor:
+        """``E * sum_e f_e * P_e`` from the router's ``probs (N, E)`` and choices ``top_e (N, k)``."""
+        counts = torch.zeros(self.num_experts, device=probs.device, dtype=torch.float32)
+        counts = counts.index_add(0, top_e.reshape(-1), torch.ones(top_e.numel(), device=probs.device))
         fraction = counts / top_e.numel()  # (E,)
-        self.aux_loss = self.num_experts * (fraction * probs.mean(dim=0)).sum()
+        return self.num_experts * (fraction * probs.mean(dim=0)).sum()
+
+
+class DenseMoEFFN(MoEFFN):
+    """The mixture of :class:`MoEFFN` computed densely: every expert on every token, times its gate.
+
+    A token's gate for expert ``e`` is its renormalised router weight when ``e`` is among
+    its top-k, else 0, so the output is the same mixture. The shapes no longer depend on
+    the routing (no ``nonzero``, no skipped experts), so a compiler traces one static
+    graph; the price is ``num_experts / top_k`` times the expert FLOPs, which is why
+    eager models keep :class:`MoEFFN`. Adds no state:
+    :func:`~cs336_basics.model.compiled.prepare_for_compile` turns a :class:`MoEFFN` into one in place.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        x_flat = x.reshape(-1, shape[-1])  # (N, d)
+        probs, weights, top_e = self.route(x_flat)
+        gates = torch.zeros_like(probs).scatter(-1, top_e, weights).to(x.dtype)  # (N, E), 0 where not routed
+        out = torch.zeros_like(x_flat)
+        for e, expert in enumerate(self.experts):
+            out = out + expert(x_flat) * gates[:, e:e + 1]  # (N, d) * (N, 1)
+        self.aux_loss = self.balance_loss(probs, top_e)
         return out.view(shape)

@@ -20,6 +20,13 @@ multiplication per pair (the formulation of Meta's Llama code; the real-arithmet
 formula :func:`rotate_pairs` is kept as its test oracle). Its angles are
 computed from the positions on the fly rather than read from a table, so RoPE
 and NoPE models have no maximum position (needed by sliding-window decoding).
+
+:class:`PairRotaryEmbedding` is the same rotation in real arithmetic, for
+compilers: TorchInductor generates no code for complex operators, and the
+complex form's check of strides and storage offset (is the complex view legal?)
+is a Python branch that splits a traced graph.
+:func:`cs336_basics.model.compiled.prepare_for_compile` swaps it in; eager
+models keep the complex form, which is faster there.
 """
 
 from __future__ import annotations
@@ -136,8 +143,36 @@ class RotaryEmbedding(_Frequencies):
         return f"d_head={self.d_head}, theta={self.theta}"
 
 
+class PairRotaryEmbedding(RotaryEmbedding):
+    """RoPE as :class:`RotaryEmbedding` computes it, in real arithmetic: what compiled models use.
+
+    The rotation is the pair ``(cos, sin)`` of the angles instead of ``e^{i angle}``, and
+    each pair ``(x_2i, x_2i+1)`` becomes ``(x_2i cos - x_2i+1 sin, x_2i sin + x_2i+1 cos)``
+    (:func:`rotate_pairs`): the complex multiply's products and sums, in float32 for bf16
+    inputs as there. Results agree to a few ulps, not always bit for bit, for two
+    reasons outside this code: ``torch.polar`` and ``torch.cos``/``torch.sin`` may round an
+    angle's cosine or sine differently (by one ulp), and PyTorch's broadcasting complex
+    multiply fuses a multiply-add; given the same cos and sin, operands of one shape
+    give identical bits. It never asks for strides or a storage offset, so a compiler
+    traces one graph and fuses it; run eagerly it makes more passes over ``x`` than the
+    complex multiply, hence not the eager default.
+    Adds no state: :func:`~cs336_basics.model.compiled.prepare_for_compile` turns a
+    :class:`RotaryEmbedding` into one in place.
+    """
+
+    def rotation(self, positions: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        """``(cos, sin)`` of every angle: float32 ``(..., T, d/2)`` each."""
+        return self.cos_sin(positions)
+
+    def rotate(self, x: Tensor, rotation: tuple[Tensor, Tensor]) -> Tensor:  # type: ignore[override]
+        """Rotate the pairs of ``x (..., T, d)`` by ``rotation`` (from :meth:`rotation`, broadcastable)."""
+        work = x if x.dtype in (torch.float32, torch.float64) else x.float()  # as the complex form computes
+        return rotate_pairs(work, *rotation).to(x.dtype)  # (..., T, d)
+
+
 def rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """RoPE in real arithmetic, the handout's formula: the test oracle for :class:`RotaryEmbedding`.
+    """RoPE in real arithmetic, the handout's formula: the test oracle for :class:`RotaryEmbedding`
+    and the arithmetic of :class:`PairRotaryEmbedding`.
 
     ``x (..., T, d)``; ``cos``/``sin`` ``(..., T, d/2)``; pair ``(x_2i, x_2i+1)`` becomes
     ``(x_2i cos - x_2i+1 sin, x_2i sin + x_2i+1 cos)``.

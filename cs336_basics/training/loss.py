@@ -29,20 +29,21 @@ class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, targets: Tensor) -> Tensor:
         # logits: (N, V), targets: (N,)
+        from_exps = logits.dtype == torch.float32  # then z below is logits itself, not a copy
         z = logits.float()
         row_max = z.amax(dim=-1, keepdim=True)  # (N, 1)
         exps = (z - row_max).exp_()  # (N, V): a fresh buffer, exp(z - max)
         sums = exps.sum(dim=-1, keepdim=True)  # (N, 1)
         lse = sums.log().add_(row_max)  # (N, 1)
         picked = z.gather(-1, targets.unsqueeze(-1))  # (N, 1)
-        if z is logits:
+        if from_exps:
             # float32 logits: keep the exponentials instead of the logits (same size), so the
             # backward is one in-place scale instead of recomputing the softmax
             ctx.save_for_backward(exps, targets, sums)
         else:
             # bf16/fp16 logits: keep the smaller logits and recompute the softmax in float32
             ctx.save_for_backward(logits, targets, lse)
-        ctx.from_exps = z is logits
+        ctx.from_exps = from_exps
         return (lse - picked).mean()
 
     @staticmethod

@@ -26,6 +26,7 @@ from torch import nn
 
 from cs336_basics.hardware import resolve_device
 from cs336_basics.model import TransformerLM
+from cs336_basics.model.compiled import compile_model
 from cs336_basics.precision import DtypeChoice, autocast, choose_dtype, shape_key
 from cs336_basics.runs.checkpoint import unwrap_model
 from cs336_basics.training import runtime
@@ -87,11 +88,13 @@ class TrainingParts:
     dtype_choice: DtypeChoice
     """How ``dtype`` was chosen (``train.dtype=auto`` may have measured both)."""
     step_model: nn.Module | None = None
-    """The model as the step calls it: ``torch.compile`` and DDP wrappers around ``model``."""
+    """The model as the step calls it: ``torch.compile`` (see :mod:`cs336_basics.model.compiled`) and DDP
+    wrappers around ``model``."""
     scaler: torch.amp.GradScaler | None = None
 
-    def wrap(self, compile_model: bool, dist: DistInfo, device: torch.device) -> None:
-        model = torch.compile(self.model) if compile_model else self.model
+    def wrap(self, compiled: bool, dist: DistInfo, device: torch.device) -> None:
+        """Set ``step_model``: ``model`` compiled (its compile-friendly modules swapped in, in place) and/or in DDP."""
+        model = compile_model(self.model) if compiled else self.model
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
