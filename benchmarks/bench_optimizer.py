@@ -1,4 +1,4 @@
-"""AdamW on the CPU: the per-tensor loop vs the multi-tensor (``torch._foreach_*``) path, whole and chunked.
+"""AdamW on the CPU: the per-tensor loop vs the multi-tensor (``torch._foreach_*``) path, whole, chunked, compiled.
 
 Contenders, run interleaved (one repetition of each per round), all
 ``optimizer.step()`` of our :class:`~cs336_basics.training.optimizer.AdamW`
@@ -11,9 +11,12 @@ embeddings), gradients filled with random values:
 - ``foreach``: ``foreach=True, chunk_bytes=0``: each ``torch._foreach_*`` op over
   every tensor of a group before the next op;
 - ``foreach, chunked``: ``foreach=True`` with the CPU's default chunks
-  (``CPU_CHUNK_BYTES`` of parameters): every op over one chunk, then the next chunk.
+  (``CPU_CHUNK_BYTES`` of parameters): every op over one chunk, then the next chunk;
+- ``foreach, compiled``: ``compile=True`` (``optimizer.compile``): the multi-tensor
+  update compiled by ``torch.compile`` (Inductor), one pass over memory per tensor.
+  Its compilation runs before the timed rounds and is reported in the facts.
 
-The three share one optimizer (its state, parameters and gradients) and switch
+The four share one optimizer (its state, parameters and gradients) and switch
 its path between repetitions, which the identical state layout of the paths
 allows: they do the same work on the same memory, and the machine holds one
 copy of the 48-layer state (2.5 GB) instead of three. A repetition is ``steps``
@@ -29,6 +32,7 @@ temporaries of each step do not page-fault in again). The facts say which path
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -48,10 +52,11 @@ SIZES = {
     "full": dict(layers="4,48", steps=5, repeats=10, threads=2),
 }
 
-PATHS = {"per-tensor": dict(foreach=False, chunk_bytes=None),
-         "foreach": dict(foreach=True, chunk_bytes=0),
-         "foreach, chunked": dict(foreach=True, chunk_bytes=None)}
-"""contender -> the optimizer's (foreach, chunk_bytes) while it runs."""
+PATHS = {"per-tensor": dict(foreach=False, chunk_bytes=None, compile=False),
+         "foreach": dict(foreach=True, chunk_bytes=0, compile=False),
+         "foreach, chunked": dict(foreach=True, chunk_bytes=None, compile=False),
+         "foreach, compiled": dict(foreach=True, chunk_bytes=0, compile=True)}
+"""contender -> the optimizer's (foreach, chunk_bytes, compile) while it runs."""
 
 
 def model_config(layers: int) -> ModelConfig:
@@ -79,11 +84,16 @@ def measure(settings: dict, data_dir) -> dict:
 
         def steps(path: dict, opt=opt):
             def run():
-                opt.foreach, opt.chunk_bytes = path["foreach"], path["chunk_bytes"]
+                opt.foreach, opt.chunk_bytes, opt.compile = path["foreach"], path["chunk_bytes"], path["compile"]
                 for _ in range(settings["steps"]):
                     opt.step()
             return run
 
+        opt.step()  # allocate the state, so that the compile time below is compilation only
+        opt.compile = True
+        start = time.perf_counter()
+        opt.step()  # the first compiled step compiles the update of each parameter group
+        compile_s = time.perf_counter() - start
         contenders = [Contender(name, steps(path), work=settings["steps"], work_unit="step")
                       for name, path in PATHS.items()]
         results = compare(contenders, repeats=settings["repeats"], warmup=1)  # the warm-up allocates the state
@@ -92,7 +102,9 @@ def measure(settings: dict, data_dir) -> dict:
             f"{tensors} tensors, {count / 1e6:.1f}M parameters, {settings['steps']} steps per repetition, "
             f"{settings['threads']} thread(s)", results, size=f"{layers} layers, {count / 1e6:.1f}M parameters",
             facts={"tensors": tensors, "parameters": count,
-                   "chunk size of `foreach, chunked` (parameter bytes)": adamw.CPU_CHUNK_BYTES}))
+                   "chunk size of `foreach, chunked` (parameter bytes)": adamw.CPU_CHUNK_BYTES,
+                   "seconds to compile the update (first step of `foreach, compiled`, not in the times)":
+                       round(compile_s, 1)}))
         del opt
     groups[-1]["facts"]["foreach=None on a CPU takes"] = ("the multi-tensor path (chunked)" if adamw.CPU_FOREACH
                                                           else "the per-tensor loop")

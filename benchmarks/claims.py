@@ -85,7 +85,11 @@ CLAIMS: list[Claim] = [
           "per-tensor", target=1.0),
     Claim("optimizer", "layers48", "chunked foreach AdamW / per-tensor on CPU, 48 layers", "foreach, chunked",
           "per-tensor", target=1.0),
+    Claim("optimizer", "layers48", "compiled foreach AdamW (optimizer.compile) / per-tensor on CPU, 48 layers",
+          "foreach, compiled", "per-tensor", target=1.0),
     Claim("optimizer", "layers4", "foreach AdamW / per-tensor on CPU, 4 layers", "foreach", "per-tensor"),
+    Claim("optimizer", "layers4", "compiled foreach AdamW / per-tensor on CPU, 4 layers", "foreach, compiled",
+          "per-tensor"),
     Claim("optimizer", "layers4", "chunked foreach AdamW / per-tensor on CPU, 4 layers", "foreach, chunked",
           "per-tensor"),
     # compiling the model (benchmarks/bench_compile.py): eager time / compiled time

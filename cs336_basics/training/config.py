@@ -62,6 +62,8 @@ class OptimizerConfig:
     """Global gradient-norm clip; 0 turns clipping off (negative values are errors)."""
     foreach: bool | None = None
     """AdamW's multi-tensor path (torch._foreach_* ops over many parameters per call; the same update and checkpoint format as the per-tensor loop); None: on for CUDA, on CPU only where it measured faster (cs336_basics.training.optimizer.CPU_FOREACH)."""
+    compile: bool = False
+    """Compile AdamW's multi-tensor update with torch.compile: each tensor's update becomes one pass over memory (faster where the step is memory-bound, as on CPUs), at the cost of compiling at start (seconds to minutes, growing with the number of parameter tensors); worth it for long runs."""
     muon_lr: float = 0.02
     """Muon only: peak learning rate of the hidden matrices; the schedule scales it by the same factor as lr_max."""
     muon_momentum: float = 0.95
@@ -78,6 +80,8 @@ class OptimizerConfig:
             raise ValueError(f"optimizer.name: {self.name!r} is not one of {', '.join(OPTIMIZER_NAMES)}")
         _finite(self, "optimizer", ("lr_max", "lr_min", "beta1", "beta2", "eps", "weight_decay", "grad_clip",
                                     "wsd_decay_fraction", "muon_lr", "muon_momentum", "muon_weight_decay"))
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"optimizer.compile must be true or false, got {self.compile!r}")
         if self.foreach is not None and not isinstance(self.foreach, bool):
             raise ValueError(f"optimizer.foreach must be true, false or unset, got {self.foreach!r}")
         if not self.muon_lr > 0:

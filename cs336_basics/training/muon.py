@@ -79,11 +79,12 @@ def muon_scale(shape: torch.Size) -> float:
 class Muon(torch.optim.Optimizer):
     """Muon for groups with ``muon=True`` (keys ``lr``, ``lr_ratio``, ``momentum``, ``nesterov``, ``ns_steps``,
     ``weight_decay``); AdamW for groups with ``muon=False`` (keys ``lr``, ``betas``, ``eps``, ``weight_decay``;
-    ``foreach`` picks AdamW's path as in :class:`~cs336_basics.training.optimizer.AdamW`)."""
+    ``foreach`` and ``compile`` pick AdamW's path as in :class:`~cs336_basics.training.optimizer.AdamW`)."""
 
     def __init__(self, muon_groups: list[dict], adamw_groups: list[dict], *, lr: float, lr_ratio: float,
                  momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5, weight_decay: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, foreach: bool | None = None) -> None:
+                 betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, foreach: bool | None = None,
+                 compile: bool = False) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"invalid Muon momentum {momentum}: must be in [0, 1)")
         if ns_steps < 1:
@@ -96,7 +97,7 @@ class Muon(torch.optim.Optimizer):
                         weight_decay=weight_decay, betas=tuple(betas), eps=eps)
         super().__init__(groups, defaults)
         self._adamw = AdamW([p for g in adamw_groups for p in g["params"]] or [torch.zeros(0)], lr=lr,
-                            betas=betas, eps=eps, foreach=foreach)
+                            betas=betas, eps=eps, foreach=foreach, compile=compile)
         self._link()
 
     def _link(self) -> None:
@@ -157,4 +158,4 @@ def build_muon(model: nn.Module, cfg) -> Muon:
     return Muon([{"params": matrices}] if matrices else [], adamw_groups, lr=cfg.lr_max,
                 lr_ratio=cfg.muon_lr / cfg.lr_max, momentum=cfg.muon_momentum, nesterov=cfg.muon_nesterov,
                 ns_steps=cfg.muon_ns_steps, weight_decay=cfg.muon_weight_decay, betas=(cfg.beta1, cfg.beta2),
-                eps=cfg.eps, foreach=cfg.foreach)
+                eps=cfg.eps, foreach=cfg.foreach, compile=cfg.compile)

@@ -30,6 +30,15 @@ Two implementations of the same update, chosen by ``foreach``:
   on one chunk before the next (:func:`chunk_indices`): cache locality of the
   per-tensor loop, Python overhead of the multi-tensor one.
 
+A third form, ``compile=True``, runs the multi-tensor update through
+``torch.compile`` (:func:`adamw_foreach_tensors`, over each group's whole list):
+Inductor fuses every tensor's ops into one pass that reads the parameter, its
+gradient and both moments once and writes three of them back, where the eager
+ops sweep memory about a dozen times. The per-step values (learning rate, bias
+corrections) enter as 0-d tensors so the compiled code is reused at every step.
+Compiling costs seconds to minutes at start (it grows with the number of
+tensors), so it is opt-in (``optimizer.compile``): worth it for long runs.
+
 Both keep exactly the same state (``step``, ``exp_avg``, ``exp_avg_sq`` per
 parameter), so a checkpoint written by one path resumes in the other; ``foreach``
 is an attribute of the optimizer, not a group option, so loading a state dict
@@ -115,16 +124,49 @@ def adamw_foreach(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tens
     torch._foreach_addcdiv_(params, exp_avgs, denom, [-lr / (1.0 - beta1**t) for t in steps])
 
 
+def adamw_foreach_tensors(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
+                          exp_avg_sqs: list[Tensor], decay: Tensor, step_size: Tensor, bias2_sqrt: Tensor, *,
+                          beta1: float, beta2: float, eps: float) -> None:
+    """:func:`adamw_foreach` for tensors that share one step count, with the per-step values as 0-d tensors.
+
+    ``decay`` = 1 - lr * weight_decay, ``step_size`` = -lr / (1 - beta1^t), ``bias2_sqrt`` = sqrt(1 - beta2^t).
+    Written for ``torch.compile`` (see :data:`_compiled_update`): tensors rather than Python floats, so one
+    compiled graph serves every step, and an explicit ``update`` list that Inductor fuses away.
+    """
+    torch._foreach_mul_(params, decay)  # decoupled decay, from theta_{t-1}
+    torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)  # m = b1 m + (1 - b1) g
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)  # v = b2 v + (1 - b2) g^2
+    denom = torch._foreach_div(torch._foreach_sqrt(exp_avg_sqs), bias2_sqrt)
+    torch._foreach_add_(denom, eps)
+    update = torch._foreach_div(exp_avgs, denom)
+    torch._foreach_mul_(update, step_size)
+    torch._foreach_add_(params, update)
+
+
+_compiled_update: Callable | None = None
+"""``torch.compile(adamw_foreach_tensors)``, made on first use (importing this module compiles nothing)."""
+
+
+def compiled_update() -> Callable:
+    global _compiled_update
+    if _compiled_update is None:
+        _compiled_update = torch.compile(adamw_foreach_tensors, fullgraph=True)
+    return _compiled_update
+
+
 class AdamW(torch.optim.Optimizer):
     """Adam with decoupled weight decay; per-group ``lr``, ``betas``, ``eps``, ``weight_decay``.
 
     ``foreach``: True for the multi-tensor path, False for the per-tensor loop, None for the device's default
     (:func:`use_foreach`). ``chunk_bytes``: the multi-tensor path's chunk size (None: the device's default,
-    :func:`default_chunk_bytes`; 0: one list per group).
+    :func:`default_chunk_bytes`; 0: one list per group). ``compile``: the multi-tensor update compiled by
+    ``torch.compile`` over each group's whole list (implies the multi-tensor path; ``chunk_bytes`` is unused).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01, *, foreach: bool | None = None, chunk_bytes: int | None = None) -> None:
+                 weight_decay: float = 0.01, *, foreach: bool | None = None, chunk_bytes: int | None = None,
+                 compile: bool = False) -> None:
         if lr < 0:
             raise ValueError(f"invalid learning rate {lr}")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
@@ -138,6 +180,7 @@ class AdamW(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
         self.foreach = foreach
         self.chunk_bytes = chunk_bytes
+        self.compile = compile
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
@@ -159,7 +202,9 @@ class AdamW(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
             device_type = params[0].device.type
-            if use_foreach(self.foreach, device_type):
+            if self.compile:
+                self._step_compiled(group, params)
+            elif use_foreach(self.foreach, device_type):
                 self._step_foreach(group, params, device_type)
             else:
                 self._step_per_tensor(group, params)
@@ -188,6 +233,19 @@ class AdamW(torch.optim.Optimizer):
                           [states[i]["exp_avg"] for i in idx], [states[i]["exp_avg_sq"] for i in idx],
                           [states[i]["step"] for i in idx], lr=group["lr"], beta1=beta1, beta2=beta2,
                           eps=group["eps"], weight_decay=group["weight_decay"])
+
+
+    def _step_compiled(self, group: dict, params: list[Tensor]) -> None:
+        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        by_step: dict[int, list[Tensor]] = {}  # one list unless some tensors missed steps without a gradient
+        for p in params:
+            by_step.setdefault(self.state[p]["step"], []).append(p)
+        for t, ps in by_step.items():
+            states = [self.state[p] for p in ps]
+            scalars = [torch.tensor(x, dtype=torch.float32, device=ps[0].device)
+                       for x in (1.0 - lr * wd, -lr / (1.0 - beta1**t), math.sqrt(1.0 - beta2**t))]
+            compiled_update()(ps, [p.grad for p in ps], [s["exp_avg"] for s in states],
+                              [s["exp_avg_sq"] for s in states], *scalars, beta1=beta1, beta2=beta2, eps=eps)
 
 
 def _no_decay_parameter_ids(model: nn.Module) -> set[int]:
@@ -219,7 +277,8 @@ def param_groups(model: nn.Module, weight_decay: float, decay_all: bool = False)
 def build_optimizer(model: nn.Module, cfg) -> AdamW:
     """AdamW from an :class:`~cs336_basics.training.config.OptimizerConfig` (lr is set per step by the schedule)."""
     return AdamW(param_groups(model, cfg.weight_decay, cfg.decay_all), lr=cfg.lr_max,
-                 betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=cfg.foreach)
+                 betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=cfg.foreach,
+                 compile=cfg.compile)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
