@@ -39,8 +39,8 @@ corrections) enter as 0-d tensors so the compiled code is reused at every step.
 Compiling costs seconds to minutes at start (it grows with the number of
 tensors), so it is opt-in (``optimizer.compile``): worth it for long runs.
 
-Both keep exactly the same state (``step``, ``exp_avg``, ``exp_avg_sq`` per
-parameter), so a checkpoint written by one path resumes in the other; ``foreach``
+All three keep exactly the same state (``step``, ``exp_avg``, ``exp_avg_sq`` per
+parameter), so a checkpoint written by one path resumes in another; ``foreach``
 is an attribute of the optimizer, not a group option, so loading a state dict
 never changes it. ``foreach=None`` resolves per device (:func:`use_foreach`):
 on for CUDA, and on a CPU whatever ``benchmarks/bench_optimizer.py`` measured
