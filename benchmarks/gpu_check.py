@@ -224,8 +224,8 @@ def ddp_section(device: torch.device) -> dict:
     """Join a one-process group with the backend a run would use, all-reduce, and step a DDP-wrapped layer."""
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(free_port()))
-    if device.type == "cpu":
-        # one local process: gloo on the loopback interface, not on whatever the host name resolves to
+    if device.type == "cpu" and sys.platform.startswith("linux"):
+        # one local process: gloo on the loopback interface ("lo" on Linux), not on whatever the host name resolves to
         # (resolving it can stall for minutes on a machine without DNS)
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     start = time.perf_counter()
