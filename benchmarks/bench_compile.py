@@ -31,10 +31,7 @@ interleaved round (above 1: compiling pays off once compiled).
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,7 +40,7 @@ import torch
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.harness import Contender, compare, group, script_main
+from benchmarks.harness import Contender, cold_inductor_cache, compare, group, script_main
 
 from cs336_basics.config import load_config
 from cs336_basics.training.distributed import DistInfo
@@ -89,9 +86,12 @@ def _contender(name: str, cfg, tokens: np.ndarray, compiled: bool, settings: dic
 
 
 def measure(settings: dict, data_dir) -> dict:
+    with cold_inductor_cache("bench_compile"):
+        return _measure(settings)
+
+
+def _measure(settings: dict) -> dict:
     torch.set_num_threads(settings["threads"])
-    cache = tempfile.mkdtemp(prefix="bench_compile.inductor.")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # read when Inductor first compiles: a cold compile
     groups = []
     for shape in settings["shapes"].split(","):
         preset, vocab = SHAPES[shape]
@@ -111,7 +111,6 @@ def measure(settings: dict, data_dir) -> dict:
             facts={f"seconds of the {settings['warmup']} warm-up steps (compiled: compilation from an empty "
                    "Inductor cache included)": warmup_s}))
         torch._dynamo.reset()
-    shutil.rmtree(cache, ignore_errors=True)
     notes = ["Ratios are eager time / compiled time per interleaved round: above 1, the compiled step is faster; "
              "compilation itself is not in them (see the warm-up seconds)."]
     return {"groups": groups, "notes": notes, "torch_threads": torch.get_num_threads()}

@@ -32,10 +32,7 @@ temporaries of each step do not page-fault in again). The facts say which path
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,7 +40,7 @@ import torch
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.harness import Contender, compare, group, script_main
+from benchmarks.harness import Contender, cold_inductor_cache, compare, group, script_main
 
 from cs336_basics.model import TransformerLM
 from cs336_basics.model.config import ModelConfig
@@ -80,8 +77,11 @@ def optimizer_for(layers: int) -> tuple[AdamW, int, int]:
 
 
 def measure(settings: dict, data_dir) -> dict:
-    cache = tempfile.mkdtemp(prefix="bench_optimizer.inductor.")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # read at Inductor's first compile: the compile time is a cold one
+    with cold_inductor_cache("bench_optimizer"):  # the compile time in the facts is a first run's
+        return _measure(settings)
+
+
+def _measure(settings: dict) -> dict:
     torch.set_num_threads(settings["threads"])
     runtime.configure_backends(torch.device("cpu"))
     groups = []
@@ -109,12 +109,11 @@ def measure(settings: dict, data_dir) -> dict:
             f"{settings['threads']} thread(s)", results, size=f"{layers} layers, {count / 1e6:.1f}M parameters",
             facts={"tensors": tensors, "parameters": count,
                    "chunk size of `foreach, chunked` (parameter bytes)": adamw.CPU_CHUNK_BYTES,
-                   "seconds to compile the update (first step of `foreach, compiled`, empty Inductor cache; not in the times)":
-                       round(compile_s, 1)}))
+                   "seconds to compile the update (first step of `foreach, compiled`, empty Inductor cache; "
+                   "not in the times)": round(compile_s, 1)}))
         del opt
     groups[-1]["facts"]["foreach=None on a CPU takes"] = ("the multi-tensor path (chunked)" if adamw.CPU_FOREACH
                                                           else "the per-tensor loop")
-    shutil.rmtree(cache, ignore_errors=True)
     return {"groups": groups, "notes": ["Ratios are per-tensor time / the other path's time per interleaved round: "
                                         "above 1, that path is faster."],
             "torch_threads": torch.get_num_threads()}

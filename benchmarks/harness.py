@@ -31,15 +31,18 @@ library at load time, so the renderer and its test stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gc
 import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -286,6 +289,20 @@ def torch_version() -> str:
         return version("torch")
     except PackageNotFoundError:
         return "not installed"
+
+
+@contextlib.contextmanager
+def cold_inductor_cache(prefix: str):
+    """An empty Inductor cache directory for the block, so a compile time measured in it is a first run's.
+
+    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first compiles, so enter this before any compilation.
+    """
+    cache = tempfile.mkdtemp(prefix=f"{prefix}.inductor.")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+    try:
+        yield cache
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def usable_cores() -> int:
