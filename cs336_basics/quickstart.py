@@ -151,6 +151,11 @@ class BudgetPlan:
     samples: bool
 
 
+RESERVE_FRACTION = 0.05
+"""The part of the budget no plan spends: the last samples and the report take about 2 s, and a busy machine's
+timing noise the rest (a 9-minute quickstart keeps 27 s)."""
+
+
 def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_tokens: int, eval_tokens: int | None,
                 context_length: int, evals: int = 3, min_steps: int = 20) -> BudgetPlan:
     """Split ``seconds`` between training and evaluation from one measured step time.
@@ -158,7 +163,8 @@ def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_token
     A forward pass costs about a third of a training step per token (the backward pass is
     about twice the forward). The final evaluation may take a quarter of the budget and
     the evaluations during training a tenth; on a slow machine they score a leading part of
-    the validation file instead of all of it. A tenth is kept for the last samples and the report.
+    the validation file instead of all of it. :data:`RESERVE_FRACTION` is kept for the last samples,
+    the report and the timing noise of a shared machine.
     The training loop gets the rest as its own time budget, so a machine that turns out slower
     (or faster) than the one measured step said trains fewer (or more) steps, not for longer.
     """
@@ -169,11 +175,22 @@ def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_token
     sample_s = 2 * step_s  # rough cost of one round of training samples
     samples = interim_ok and evals * sample_s <= 0.05 * seconds
     spent = final * fwd + (evals * interim * fwd if interim_ok else 0) + (evals * sample_s if samples else 0)
-    steps = max(min_steps, int((0.9 * seconds - spent) / step_s))
-    train_seconds = max(0.9 * seconds - final * fwd, min_steps * step_s)
+    usable = (1.0 - RESERVE_FRACTION) * seconds
+    steps = max(min_steps, int((usable - spent) / step_s))
+    train_seconds = max(usable - final * fwd, min_steps * step_s)
     return BudgetPlan(train_seconds, steps, interim if interim_ok else None,
                       None if final >= valid_tokens else max(final, 2), samples)
 
+
+REPEATS_FOR_DROPOUT = 4.0
+"""A quickstart that would go through its training tokens this many times or more trains with dropout. Up to about
+four passes, repeated tokens are worth nearly as much as new ones (Muennighoff et al. 2023, "Scaling data-constrained
+language models"); beyond that a small model memorises the text: on the 2 MiB sample, 16 passes without dropout end
+with a higher validation loss than 8 (docs/questions.md, section 10)."""
+
+REPEATING_DROPOUT = 0.1
+"""Residual and attention dropout for a quickstart that repeats its data (the best setting measured in
+docs/questions.md, section 10)."""
 
 FIXED_STEPS = 1200
 """The run's length without a time budget (``--minutes 0``), unless the config sets train.total_steps/total_tokens."""
@@ -193,15 +210,45 @@ def _override(cfg, **sections):
                                        for name, values in sections.items()})
 
 
-def _budgeted(cfg, minutes: float, started: float, train_tokens, valid_tokens, timer: Timer):
-    """``cfg`` with the training loop's time budget and evaluation sizes fitted to what is left of ``minutes``."""
-    with timer.phase("calibrate"):
-        step_s = measure_step_seconds(cfg, train_tokens)
-    plan = plan_budget(minutes * 60 - (time.perf_counter() - started), step_s,
-                       cfg.train.batch_size * cfg.model.context_length, len(valid_tokens), cfg.train.eval_tokens,
-                       cfg.model.context_length)
+def repeats(cfg, steps: int, train_tokens: int) -> float:
+    """How many times ``steps`` of ``cfg``'s batches go through ``train_tokens`` training tokens."""
+    return steps * cfg.train.batch_size * cfg.model.context_length / max(1, train_tokens)
+
+
+def with_dropout_if_repeating(cfg, steps: int, train_tokens: int, overrides: list[str] | None):
+    """``cfg`` with :data:`REPEATING_DROPOUT` when the run would see its data :data:`REPEATS_FOR_DROPOUT` times or
+    more and neither the config nor ``--set`` chose a dropout; otherwise ``cfg`` itself."""
+    chosen = cfg.model.residual_pdrop > 0 or cfg.model.attn_pdrop > 0 or any(
+        item.split("=", 1)[0].strip() in ("model.residual_pdrop", "model.attn_pdrop") for item in overrides or [])
+    times = repeats(cfg, steps, train_tokens)
+    if chosen or times < REPEATS_FOR_DROPOUT:
+        return cfg
+    info(f"the run goes through its {train_tokens:,} training tokens about {times:.0f} times: dropout "
+         f"{REPEATING_DROPOUT:g} against overfitting (--set model.residual_pdrop=0 --set model.attn_pdrop=0 "
+         "turns it off)")
+    return _override(cfg, model={"residual_pdrop": REPEATING_DROPOUT, "attn_pdrop": REPEATING_DROPOUT})
+
+
+def _budgeted(cfg, minutes: float, started: float, train_tokens, valid_tokens, timer: Timer,
+              overrides: list[str] | None = None):
+    """``cfg`` with the training loop's time budget and evaluation sizes fitted to what is left of ``minutes``
+    (and with dropout when that budget would repeat the training data many times)."""
+
+    def plan_for(step_s: float) -> BudgetPlan:
+        return plan_budget(minutes * 60 - (time.perf_counter() - started), step_s,
+                           cfg.train.batch_size * cfg.model.context_length, len(valid_tokens), cfg.train.eval_tokens,
+                           cfg.model.context_length)
+
     given = cfg.train.total_steps is not None or cfg.train.total_tokens is not None
     cap = total_steps(cfg, world_size=1) if given else None  # when given, they stay an upper bound
+    with timer.phase("calibrate"):
+        step_s = measure_step_seconds(cfg, train_tokens)
+        first_steps = plan_for(step_s).steps if cap is None else min(plan_for(step_s).steps, cap)
+        regularised = with_dropout_if_repeating(cfg, first_steps, len(train_tokens), overrides)
+        if regularised is not cfg:  # dropout makes a step slower: plan with its own speed
+            cfg = regularised
+            step_s = measure_step_seconds(cfg, train_tokens)
+    plan = plan_for(step_s)
     steps = plan.steps if cap is None else min(plan.steps, cap)
     info(f"time budget {minutes:g} min: {step_s:.3f} s/step measured, training gets "
          f"{plan.train_seconds / 60:.1f} min (about {steps} steps; re-planned as it runs)")
@@ -265,11 +312,12 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
                         train={"runs_dir": str(run.root.parent.resolve()), "run_name": RUN_NAME, "overwrite": True,
                                "seed": seed})
         if minutes is not None:
-            cfg, final_eval_tokens = _budgeted(cfg, minutes, started, train_tokens, valid_tokens, timer)
+            cfg, final_eval_tokens = _budgeted(cfg, minutes, started, train_tokens, valid_tokens, timer, overrides)
         else:  # no time budget: a fixed length, however long it takes
             if cfg.train.total_steps is None and cfg.train.total_tokens is None:
                 cfg = _override(cfg, train={"total_steps": FIXED_STEPS})
             cfg = _override(cfg, train={"max_minutes": None})
+            cfg = with_dropout_if_repeating(cfg, total_steps(cfg, world_size=1), len(train_tokens), overrides)
     with timer.phase("train"):
         result = train(cfg, resume="auto" if resume else None)
     if result.diverged:
@@ -278,7 +326,9 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
         raise QuickstartStopped(f"quickstart stopped ({result.stop_reason}) at step {result.steps} with a checkpoint; "
                                 f"continue it with: cs336 quickstart --resume --out {out}", result.exit_code or 1)
 
-    loaded = load_trained_model(result.run_dir)
+    # The final weights, not best.pt: "best" is chosen on the first validation tokens, the very file scored below.
+    latest = CheckpointManager(RunDir(result.run_dir).checkpoints).latest()
+    loaded = load_trained_model(latest if latest is not None else result.run_dir)
     model = loaded.model
     if final_eval_tokens is not None:
         info(f"slow machine: scoring the first {final_eval_tokens:,} of {len(valid_tokens):,} validation tokens "

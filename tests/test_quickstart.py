@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from cs336_basics.datasets import copy_prefix
 from cs336_basics.errors import UserError
 from cs336_basics.evaluation.baseline import unigram_baseline
-from cs336_basics.quickstart import gather_data, plan_budget, split_off_validation
+from cs336_basics.quickstart import RESERVE_FRACTION, gather_data, plan_budget, split_off_validation
 from cs336_basics.sample import HERE, SAMPLE_FILES, extract_sample
 from tests.conftest import run_cli
 
@@ -41,17 +41,17 @@ def test_unigram_baseline_matches_oracle(train, valid):
 def test_budget_plan_fast_machine_scores_everything():
     plan = plan_budget(530.0, 0.33, 2048, 221_719, 32_768, 128)
     assert plan.final_eval_tokens is None and plan.eval_tokens == 32_768 and plan.samples
-    # predicted time stays inside the budget: steps + final eval + 3 interim evals (+ samples) + 10% reserve
+    # predicted time stays inside the budget: steps + final eval + 3 interim evals (+ samples) + the reserve
     fwd = 0.33 / 2048 / 3
     predicted = plan.steps * 0.33 + 221_719 * fwd + 3 * 32_768 * fwd + 3 * 2 * 0.33
-    assert 0.8 * 530 < predicted <= 0.9 * 530 + 0.33
+    assert 0.85 * 530 < predicted <= (1 - RESERVE_FRACTION) * 530 + 0.33
 
 
 def test_budget_plan_gives_training_what_evaluation_does_not_need():
     plan = plan_budget(530.0, 0.33, 2048, 221_719, 32_768, 128)
     fwd = 0.33 / 2048 / 3
     # the loop's own budget covers its steps, its evaluations and samples; the final evaluation comes after
-    assert plan.train_seconds == pytest.approx(0.9 * 530 - 221_719 * fwd)
+    assert plan.train_seconds == pytest.approx((1 - RESERVE_FRACTION) * 530 - 221_719 * fwd)
     assert plan.steps * 0.33 <= plan.train_seconds
 
 
@@ -177,6 +177,8 @@ def test_quickstart_without_network_or_data_runs_on_the_bundled_sample(tmp_path,
     assert (out / "data" / "train.txt").read_bytes() == sample_files["train"].read_bytes()
     summary = json.loads((out / "quickstart.json").read_text())
     assert summary["steps"] == 120
+    # scored with the final weights: best.pt is picked on the start of the same validation file
+    assert Path(summary["checkpoint"]).name == "latest.pt"
     # the trained model must beat the context-free baseline it is printed next to, on the same tokens
     assert summary["val_loss"] < summary["unigram_loss"] - 0.1
     assert summary["val_bpb"] < summary["unigram_bpb"]
@@ -274,3 +276,29 @@ def test_an_interrupted_quickstart_resumes(tmp_path, sample_files):
     assert summary["steps"] == 600
     events = [json.loads(line)["event"] for line in (out / "runs" / "quickstart" / "metrics.jsonl").open()]
     assert events.count("resume") == 1 and events[-1] == "end"
+
+
+def test_dropout_only_when_the_run_repeats_its_data():
+    from cs336_basics.config import load_config
+    from cs336_basics.quickstart import REPEATING_DROPOUT, REPEATS_FOR_DROPOUT, repeats, with_dropout_if_repeating
+
+    cfg = load_config("quickstart")
+    per_step = cfg.train.batch_size * cfg.model.context_length
+    train_tokens = 100 * per_step
+    assert repeats(cfg, 400, train_tokens) == pytest.approx(4.0)
+    few = with_dropout_if_repeating(cfg, int(100 * REPEATS_FOR_DROPOUT) - 1, train_tokens, None)
+    assert few is cfg and cfg.model.residual_pdrop == 0 and cfg.model.attn_pdrop == 0
+    many = with_dropout_if_repeating(cfg, int(100 * REPEATS_FOR_DROPOUT), train_tokens, None)
+    assert (many.model.residual_pdrop, many.model.attn_pdrop) == (REPEATING_DROPOUT, REPEATING_DROPOUT)
+    assert many.model.d_model == cfg.model.d_model and many.optimizer == cfg.optimizer
+
+
+def test_dropout_chosen_by_the_user_is_kept():
+    from cs336_basics.config import load_config
+    from cs336_basics.quickstart import with_dropout_if_repeating
+
+    off = load_config("quickstart", ["model.residual_pdrop=0"])
+    assert with_dropout_if_repeating(off, 10**6, 1000, ["model.residual_pdrop=0"]) is off
+    own = load_config("quickstart", ["model.attn_pdrop=0.3"])
+    kept = with_dropout_if_repeating(own, 10**6, 1000, None)
+    assert kept is own and kept.model.attn_pdrop == 0.3 and kept.model.residual_pdrop == 0
