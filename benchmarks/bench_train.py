@@ -18,6 +18,10 @@ Contenders, run interleaved (one repetition of each per round):
   ``F.cross_entropy``, ``clip_grad_norm_`` and ``torch.optim.AdamW(fused=True)``
   with the same no-decay group as ours (norm gains, biases and embeddings), on
   batches sampled from the same token array; once eager and once ``torch.compile``d.
+  They run under the autocast dtype that ``train.dtype=auto`` chose for ours-default
+  on this machine (an untimed probe run decides it first): bf16 autocast where our
+  run uses it (a CPU with native bf16 at this shape), float32 otherwise, so both
+  sides compute in the same precision.
 
 Each repetition of ours is one ``train()`` call of ``warmup + steps`` steps; its
 time is the sum of the last ``steps`` per-step times in the run's
@@ -25,8 +29,8 @@ time is the sum of the last ``steps`` per-step times in the run's
 sampling and logging included, evaluation and checkpoints at the end excluded).
 A repetition of a standard loop is ``steps`` steps of a loop built and warmed up
 once. MFU = (6 N + 12 L d T) x tokens/s / peak, with N the matmul parameters
-(LM head included) and the peak the best float32 matmul rate measured between
-rounds. The data are real: TinyStories tokenized with a 10,000-token BPE
+(LM head included) and the peak the best matmul rate in the loops' dtype measured
+between rounds. The data are real: TinyStories tokenized with a 10,000-token BPE
 trained on it. ``--components`` (a second group) times our cross-entropy and
 AdamW against PyTorch's at the same shape.
 
@@ -36,6 +40,7 @@ AdamW against PyTorch's at the same shape.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -138,8 +143,9 @@ class StdGPT(nn.Module):
 class StandardLoop:
     """A standard PyTorch training step with our config's optimizer settings (constant learning rate)."""
 
-    def __init__(self, cfg, data: np.ndarray, compile_model: bool) -> None:
+    def __init__(self, cfg, data: np.ndarray, compile_model: bool, dtype: torch.dtype = torch.float32) -> None:
         torch.manual_seed(0)
+        self.dtype = dtype
         self.model = StdGPT.like(cfg.model)
         self.step_model = torch.compile(self.model) if compile_model else self.model
         o = cfg.optimizer
@@ -155,8 +161,9 @@ class StandardLoop:
         starts = self.rng.integers(0, len(self.data) - self.ctx, size=self.batch)
         block = torch.from_numpy(self.data[starts[:, None] + np.arange(self.ctx + 1)].astype(np.int64))  # (B, T+1)
         x, y = block[:, :-1], block[:, 1:]
-        logits = self.step_model(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        with torch.autocast("cpu", dtype=self.dtype, enabled=self.dtype != torch.float32):
+            logits = self.step_model(x)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.opt.step()
@@ -182,6 +189,15 @@ def our_config(settings: dict, data_dir: Path, runs_dir: Path, name: str, *extra
         *settings["shape"].split(), *extra])
 
 
+def chosen_dtype(cfg) -> torch.dtype:
+    """The dtype ``train.dtype`` resolves to for ``cfg`` on this machine, read from a 1-step probe run's metrics
+    (the decision is cached per machine and shape, so the timed runs reuse it without measuring again)."""
+    probe = train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, total_steps=1, eval_interval=1,
+                                                                     checkpoint_interval=1)))
+    start = json.loads((probe.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[start["dtype"]]
+
+
 def timed_train(cfg, warmup: int):
     """A contender running one ``train()`` call; its Timing is the wall time of the steps after ``warmup``."""
     def run() -> Timing:
@@ -196,9 +212,9 @@ def timed_train(cfg, warmup: int):
     return run
 
 
-def matmul_peak(size: int = 1024, repeats: int = 5) -> float:
-    """Best float32 GEMM FLOP/s of a few square products (the denominator of MFU)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak(size: int = 1024, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Best GEMM FLOP/s of a few square products in ``dtype`` (the denominator of MFU)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
     best = 0.0
     for _ in range(repeats):
@@ -258,6 +274,7 @@ def measure(settings: dict, data_dir) -> dict:
     np.save(dataset / "valid.npy", token_array(tok, text_prefix(TINYSTORIES_VALID, None, data_dir),
                                                4 * probe.model.context_length))
     runs = tmp / "runs"
+    dtype = chosen_dtype(our_config(settings, dataset, runs, "dtype-probe"))
     variants = {"ours-default": [], "ours-reference": ["model.attention=reference"]}
     if settings["compile_ours"]:
         variants["ours-compile=true"] = ["train.compile=true"]
@@ -266,7 +283,7 @@ def measure(settings: dict, data_dir) -> dict:
     cfg = our_config(settings, dataset, runs, "standard")
     compile_s = {}
     for name, compiled in (("standard-eager", False), ("standard-compiled", True)):
-        loop = StandardLoop(cfg, train_ids, compiled)
+        loop = StandardLoop(cfg, train_ids, compiled, dtype)
         start = time.perf_counter()
         loop.step()  # warm-up (and compilation)
         compile_s[name] = round(time.perf_counter() - start, 2)
@@ -279,10 +296,10 @@ def measure(settings: dict, data_dir) -> dict:
     for c in contenders:
         c.work, c.work_unit = tokens, "tok"
 
-    peaks = [matmul_peak()]
+    peaks = [matmul_peak(dtype=dtype)]
 
     def peak_between_rounds():
-        peaks.append(matmul_peak())
+        peaks.append(matmul_peak(dtype=dtype))
     contenders.append(Contender("(matmul peak probe)", peak_between_rounds))  # once per round, dropped below
     results = compare(contenders, repeats=settings["repeats"])
     results = [r for r in results if not r.name.startswith("(")]
@@ -296,7 +313,9 @@ def measure(settings: dict, data_dir) -> dict:
         f"{m.context_length}, vocab {m.vocab_size}, batch {cfg.train.batch_size}, {settings['steps']} steps per "
         f"repetition, {settings['threads']} thread(s)", results, metrics=metrics,
         size=f"d_model {m.d_model}, batch {cfg.train.batch_size}, {settings['threads']} thread(s)",
-        facts={"float32 matmul peak GFLOP/s (best between rounds)": round(peak / 1e9, 1),
+        facts={"autocast dtype (train.dtype=auto for ours-default; the standard loops use the same)":
+               str(dtype).removeprefix("torch."),
+               f"{str(dtype).removeprefix('torch.')} matmul peak GFLOP/s (best between rounds)": round(peak / 1e9, 1),
                "model FLOPs per token (6N + 12LdT)": flops_per_token,
                "warm-up and compile seconds of the standard loops": compile_s,
                "training tokens (TinyStories head)": int(len(train_ids))})
