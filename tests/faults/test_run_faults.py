@@ -370,3 +370,19 @@ def test_a_sweep_name_cannot_leave_its_output_folder(tmp_path, capsys):
                      "--grid", "optimizer.lr_max=1e-3,3e-3", "--dry-run")
     assert code == 2 and "plain directory name" in _one_line_error(err)
     assert not (tmp_path / "sweep.json").exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), None])
+def test_first_nonfinite_agrees_with_isfinite_everywhere(dtype, bad):
+    """The fast check (aminmax) against the obvious one (isfinite(v).all()), a bad value at every kind of position."""
+    gen = torch.Generator().manual_seed(0)
+    for position in (0, 1, 63, 64, 65, 4095, 4096 * 3 - 1):
+        tensors = {"ints": torch.arange(5), "empty": torch.zeros(0, dtype=dtype),
+                   "a": torch.randn(4096 * 3, generator=gen).to(dtype), "b": torch.randn(17, 5, generator=gen).to(dtype)}
+        if bad is not None:
+            tensors["a"].view(-1)[position] = bad
+        expected = next((k for k, v in tensors.items()
+                         if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        assert first_nonfinite(tensors) == expected
+        assert (expected is None) == (bad is None)
