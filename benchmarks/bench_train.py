@@ -61,6 +61,7 @@ from benchmarks.harness import Contender, Timing, compare, group, script_main
 # The package entry points this script uses (one place, so a restructured package is one edit away).
 from cs336_basics.config import load_config
 from cs336_basics.model import TransformerLM
+from cs336_basics.precision import NAMES as DTYPES
 from cs336_basics.training.loop import train
 from cs336_basics.training.loss import cross_entropy
 from cs336_basics.training.optimizer import AdamW
@@ -195,7 +196,7 @@ def chosen_dtype(cfg) -> torch.dtype:
     probe = train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, total_steps=1, eval_interval=1,
                                                                      checkpoint_interval=1)))
     start = json.loads((probe.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[start["dtype"]]
+    return DTYPES[start["dtype"]]
 
 
 def timed_train(cfg, warmup: int):
@@ -308,14 +309,14 @@ def measure(settings: dict, data_dir) -> dict:
         * cfg.model.context_length
     metrics = {f"MFU {r.name}": [flops_per_token * tokens / t / peak for t in r.wall] for r in results}
     m = cfg.model
+    dtype_name = str(dtype).removeprefix("torch.")
     steps_group = group(
         "steps", f"training steps: d_model {m.d_model}, {m.num_layers} layers, {m.num_heads} heads, context "
         f"{m.context_length}, vocab {m.vocab_size}, batch {cfg.train.batch_size}, {settings['steps']} steps per "
         f"repetition, {settings['threads']} thread(s)", results, metrics=metrics,
         size=f"d_model {m.d_model}, batch {cfg.train.batch_size}, {settings['threads']} thread(s)",
-        facts={"autocast dtype (train.dtype=auto for ours-default; the standard loops use the same)":
-               str(dtype).removeprefix("torch."),
-               f"{str(dtype).removeprefix('torch.')} matmul peak GFLOP/s (best between rounds)": round(peak / 1e9, 1),
+        facts={"autocast dtype (train.dtype=auto for ours-default; the standard loops use the same)": dtype_name,
+               f"{dtype_name} matmul peak GFLOP/s (best between rounds)": round(peak / 1e9, 1),
                "model FLOPs per token (6N + 12LdT)": flops_per_token,
                "warm-up and compile seconds of the standard loops": compile_s,
                "training tokens (TinyStories head)": int(len(train_ids))})

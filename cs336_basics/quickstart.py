@@ -188,6 +188,9 @@ four passes, repeated tokens are worth nearly as much as new ones (Muennighoff e
 language models"); beyond that a small model memorises the text: on the 2 MiB sample, 16 passes without dropout end
 with a higher validation loss than 8 (docs/questions.md, section 10)."""
 
+DROPOUT_KEYS = {"model.residual_pdrop", "model.attn_pdrop"}
+"""The settings :func:`with_dropout_if_repeating` fills in; naming either with ``--set`` keeps the user's choice."""
+
 REPEATING_DROPOUT = 0.1
 """Residual and attention dropout for a quickstart that repeats its data (the best setting measured in
 docs/questions.md, section 10)."""
@@ -218,8 +221,8 @@ def repeats(cfg, steps: int, train_tokens: int) -> float:
 def with_dropout_if_repeating(cfg, steps: int, train_tokens: int, overrides: list[str] | None):
     """``cfg`` with :data:`REPEATING_DROPOUT` when the run would see its data :data:`REPEATS_FOR_DROPOUT` times or
     more and neither the config nor ``--set`` chose a dropout; otherwise ``cfg`` itself."""
-    chosen = cfg.model.residual_pdrop > 0 or cfg.model.attn_pdrop > 0 or any(
-        item.split("=", 1)[0].strip() in ("model.residual_pdrop", "model.attn_pdrop") for item in overrides or [])
+    set_keys = {item.split("=", 1)[0].strip() for item in overrides or []}  # load_config has validated them
+    chosen = cfg.model.residual_pdrop > 0 or cfg.model.attn_pdrop > 0 or bool(set_keys & DROPOUT_KEYS)
     times = repeats(cfg, steps, train_tokens)
     if chosen or times < REPEATS_FOR_DROPOUT:
         return cfg
@@ -234,22 +237,23 @@ def _budgeted(cfg, minutes: float, started: float, train_tokens, valid_tokens, t
     """``cfg`` with the training loop's time budget and evaluation sizes fitted to what is left of ``minutes``
     (and with dropout when that budget would repeat the training data many times)."""
 
-    def plan_for(step_s: float) -> BudgetPlan:
-        return plan_budget(minutes * 60 - (time.perf_counter() - started), step_s,
-                           cfg.train.batch_size * cfg.model.context_length, len(valid_tokens), cfg.train.eval_tokens,
-                           cfg.model.context_length)
-
     given = cfg.train.total_steps is not None or cfg.train.total_tokens is not None
     cap = total_steps(cfg, world_size=1) if given else None  # when given, they stay an upper bound
+
+    def plan_for(step_s: float) -> tuple[BudgetPlan, int]:
+        """The plan at ``step_s`` seconds per step, and its step count within the cap."""
+        plan = plan_budget(minutes * 60 - (time.perf_counter() - started), step_s,
+                           cfg.train.batch_size * cfg.model.context_length, len(valid_tokens), cfg.train.eval_tokens,
+                           cfg.model.context_length)
+        return plan, plan.steps if cap is None else min(plan.steps, cap)
+
     with timer.phase("calibrate"):
         step_s = measure_step_seconds(cfg, train_tokens)
-        first_steps = plan_for(step_s).steps if cap is None else min(plan_for(step_s).steps, cap)
-        regularised = with_dropout_if_repeating(cfg, first_steps, len(train_tokens), overrides)
+        regularised = with_dropout_if_repeating(cfg, plan_for(step_s)[1], len(train_tokens), overrides)
         if regularised is not cfg:  # dropout makes a step slower: plan with its own speed
             cfg = regularised
             step_s = measure_step_seconds(cfg, train_tokens)
-    plan = plan_for(step_s)
-    steps = plan.steps if cap is None else min(plan.steps, cap)
+    plan, steps = plan_for(step_s)
     info(f"time budget {minutes:g} min: {step_s:.3f} s/step measured, training gets "
          f"{plan.train_seconds / 60:.1f} min (about {steps} steps; re-planned as it runs)")
     cfg = _override(cfg, train={"max_minutes": plan.train_seconds / 60, "final_eval": False,

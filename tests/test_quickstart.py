@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from cs336_basics.datasets import copy_prefix
 from cs336_basics.errors import UserError
 from cs336_basics.evaluation.baseline import unigram_baseline
-from cs336_basics.quickstart import RESERVE_FRACTION, gather_data, plan_budget, split_off_validation
+from cs336_basics.config import load_config
+from cs336_basics.quickstart import (REPEATING_DROPOUT, REPEATS_FOR_DROPOUT, RESERVE_FRACTION, gather_data, plan_budget,
+                                     repeats, split_off_validation, with_dropout_if_repeating)
 from cs336_basics.sample import HERE, SAMPLE_FILES, extract_sample
 from tests.conftest import run_cli
 
@@ -279,9 +281,6 @@ def test_an_interrupted_quickstart_resumes(tmp_path, sample_files):
 
 
 def test_dropout_only_when_the_run_repeats_its_data():
-    from cs336_basics.config import load_config
-    from cs336_basics.quickstart import REPEATING_DROPOUT, REPEATS_FOR_DROPOUT, repeats, with_dropout_if_repeating
-
     cfg = load_config("quickstart")
     per_step = cfg.train.batch_size * cfg.model.context_length
     train_tokens = 100 * per_step
@@ -294,9 +293,6 @@ def test_dropout_only_when_the_run_repeats_its_data():
 
 
 def test_dropout_chosen_by_the_user_is_kept():
-    from cs336_basics.config import load_config
-    from cs336_basics.quickstart import with_dropout_if_repeating
-
     off = load_config("quickstart", ["model.residual_pdrop=0"])
     assert with_dropout_if_repeating(off, 10**6, 1000, ["model.residual_pdrop=0"]) is off
     own = load_config("quickstart", ["model.attn_pdrop=0.3"])

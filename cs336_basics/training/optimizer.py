@@ -234,7 +234,6 @@ class AdamW(torch.optim.Optimizer):
                           [states[i]["step"] for i in idx], lr=group["lr"], beta1=beta1, beta2=beta2,
                           eps=group["eps"], weight_decay=group["weight_decay"])
 
-
     def _step_compiled(self, group: dict, params: list[Tensor]) -> None:
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         by_step: dict[int, list[Tensor]] = {}  # one list unless some tensors missed steps without a gradient
