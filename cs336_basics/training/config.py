@@ -206,6 +206,11 @@ class TrainConfig:
         if not self.run_name or "/" in self.run_name or self.run_name in (".", ".."):
             raise ValueError(f"train.run_name {self.run_name!r} must be a plain directory name")
 
+    @property
+    def micro_batch(self) -> int:
+        """Sequences per forward/backward pass: the step's ``batch_size`` split into ``grad_accum_steps`` parts."""
+        return self.batch_size // self.grad_accum_steps
+
 
 @dataclass
 class LoggingConfig:
