@@ -61,6 +61,7 @@ from benchmarks.harness import Contender, Timing, compare, group, script_main
 # The package entry points this script uses (one place, so a restructured package is one edit away).
 from cs336_basics.config import load_config
 from cs336_basics.model import TransformerLM
+from cs336_basics.model.accounting import flops_per_token
 from cs336_basics.precision import NAMES as DTYPES
 from cs336_basics.training.loop import train
 from cs336_basics.training.loss import cross_entropy
@@ -136,9 +137,6 @@ class StdGPT(nn.Module):
         for block in self.blocks:
             x = block(x, self.freqs[: ids.shape[1]])
         return self.head(self.norm(x))
-
-    def matmul_parameters(self) -> int:
-        return sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
 
 
 class StandardLoop:
@@ -305,9 +303,8 @@ def measure(settings: dict, data_dir) -> dict:
     results = compare(contenders, repeats=settings["repeats"])
     results = [r for r in results if not r.name.startswith("(")]
     peak = max(peaks)
-    flops_per_token = 6 * StdGPT.like(cfg.model).matmul_parameters() + 12 * cfg.model.num_layers * cfg.model.d_model \
-        * cfg.model.context_length
-    metrics = {f"MFU {r.name}": [flops_per_token * tokens / t / peak for t in r.wall] for r in results}
+    train_flops = flops_per_token(cfg.model)["train"]  # 6N + 12LdT, the trainer's MFU formula
+    metrics = {f"MFU {r.name}": [train_flops * tokens / t / peak for t in r.wall] for r in results}
     m = cfg.model
     dtype_name = str(dtype).removeprefix("torch.")
     steps_group = group(
@@ -317,7 +314,7 @@ def measure(settings: dict, data_dir) -> dict:
         size=f"d_model {m.d_model}, batch {cfg.train.batch_size}, {settings['threads']} thread(s)",
         facts={"autocast dtype (train.dtype=auto for ours-default; the standard loops use the same)": dtype_name,
                f"{dtype_name} matmul peak GFLOP/s (best between rounds)": round(peak / 1e9, 1),
-               "model FLOPs per token (6N + 12LdT)": flops_per_token,
+               "model FLOPs per token (6N + 12LdT)": train_flops,
                "warm-up and compile seconds of the standard loops": compile_s,
                "training tokens (TinyStories head)": int(len(train_ids))})
     groups = [steps_group]
