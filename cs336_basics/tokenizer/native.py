@@ -6,9 +6,9 @@ Three extension modules are built from ``cs336_basics/tokenizer/*.c`` at ``pip i
 - ``_bpe_merge``    the incremental merge engine (BPE training, second phase);
 - ``_encode_native`` the encoder's pre-tokenizer and merge loop.
 
-Each has a pure-Python fallback with identical results, much slower. A failed
-build used to be invisible (pip hides the compiler's output), so this module
-keeps the reason an extension is unavailable, and:
+Each has a pure-Python fallback with identical results, much slower. pip hides
+the compiler's output, so a failed build would go unnoticed; this module keeps
+the reason an extension is unavailable, and:
 
 - :func:`status` lists every extension with ``loaded`` and the reason (``cs336 doctor``);
 - :func:`warn_if_fallback` prints one warning line naming what falls back and how to fix it
