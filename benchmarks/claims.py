@@ -65,6 +65,8 @@ CLAIMS: list[Claim] = [
     Claim("train", "steps", "training step speed, ours-default / standard compiled", "ours-default",
           "standard-compiled", target=1.0, readme="training step, `cs336 train` defaults vs the same loop with "
           "`torch.compile`"),
+    Claim("train", "steps", "training step speed, ours-default / standard eager (real RoPE)", "ours-default",
+          "standard-eager (real RoPE)", target=1.0),
     Claim("train", "steps", "training step speed, ours-reference / standard eager", "ours-reference",
           "standard-eager", target=0.9),
     Claim("train", "steps", "training step speed, ours-compile=true / standard compiled", "ours-compile=true",
