@@ -12,7 +12,10 @@ It can misbehave on purpose: ``token`` (a gated repository: 401 without
 (Content-Type, body) served as if it were the file, e.g. an HTML error page), ``corrupt_at``
 (a flipped byte in every ``GET``), ``drops``/``drop_after`` (close the connection after that many
 bytes of a body, that many times), ``ignore_range``, ``advertise_sha=False`` (a git-style ETag
-instead of the SHA-256). ``requests`` records every request (method, path, Range,
+instead of the SHA-256). With ``cdn=True`` it answers a file's resolve URL as the Hub does for
+large files, with a redirect (302, the file's headers on it) to a storage host:
+``http://localhost:PORT/cdn/SHA256``, the same server under another host name, which never
+asks for a token. ``requests`` records every request (method, path, Range,
 Authorization). The server stops itself after ``lifetime`` seconds whatever happens.
 
 The client is pointed at it through ``HF_ENDPOINT``, as a mirror would be: :func:`hub_env` for
@@ -87,13 +90,42 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return None
         return path.read_bytes(), "text/plain; charset=utf-8"
 
+    def _redirect_to_cdn(self, data: bytes) -> None:
+        self.send_response(302)
+        self.send_header("Location", f"http://localhost:{self.server.server_address[1]}/cdn/{self._etag(data)}")
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("X-Linked-Size", str(len(data)))
+        self.send_header("X-Linked-Etag", f'"{self._etag(data)}"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _cdn(self, method: str) -> tuple[bytes, str] | None:
+        """A file by its SHA-256, as a storage host serves it (no token asked for)."""
+        srv = self.server
+        srv.requests.append(Request(method, self.path, self.headers.get("Range"), self.headers.get("Authorization")))
+        wanted = self.path.removeprefix("/cdn/")
+        for path in srv.root.iterdir():
+            if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == wanted:
+                return path.read_bytes(), "application/octet-stream"
+        self._refuse(404)
+        return None
+
+    def _answer(self, method: str) -> tuple[bytes, str] | None:
+        if self.path.startswith("/cdn/"):
+            return self._cdn(method)
+        answer = self._resolve(method)
+        if answer is not None and self.server.cdn:
+            self._redirect_to_cdn(answer[0])
+            return None
+        return answer
+
     def _etag(self, data: bytes) -> str:
         if self.server.advertise_sha:
             return hashlib.sha256(data).hexdigest()
         return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # what the Hub sends for a git file
 
     def do_HEAD(self):
-        answer = self._resolve("HEAD")
+        answer = self._answer("HEAD")
         if answer is None:
             return
         data, content_type = answer
@@ -110,7 +142,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self):
-        answer = self._resolve("GET")
+        answer = self._answer("GET")
         if answer is None:
             return
         raw, content_type = answer
@@ -152,7 +184,7 @@ class LocalServer:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.set(root=root, repos=set(REPOS), requests=[], fail={}, pages={}, token=None, corrupt_at=None, drops=0,
-                 drop_after=0, ignore_range=False, advertise_sha=True)
+                 drop_after=0, ignore_range=False, advertise_sha=True, cdn=False)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         self._stop = threading.Timer(lifetime, self.close)
@@ -174,6 +206,10 @@ class LocalServer:
     def resolves(self) -> list[Request]:
         """The requests for files so far (the client may also ask ``/api/...`` things of its own)."""
         return [r for r in self.httpd.requests if "/resolve/" in r.path]
+
+    def from_cdn(self) -> list[Request]:
+        """The requests the storage host got (``cdn=True``)."""
+        return [r for r in self.httpd.requests if r.path.startswith("/cdn/")]
 
     def gets(self) -> list[str | None]:
         """The Range header of every GET of a file so far (None: the whole file)."""

@@ -337,3 +337,19 @@ def test_real_tinystories_served_locally(tmp_path, tinystories_valid, monkeypatc
         assert server.gets() == [None, "bytes=300000-"]
     finally:
         server.close()
+
+
+def test_cli_token_goes_to_the_hub_and_never_to_its_storage_host(served, tmp_path):
+    """Large files redirect to a storage host, as on the Hub: the client follows, and the token stays with the Hub."""
+    server, data = served
+    server.set(token="hf_test_token", cdn=True)
+    env = hub_env(server.url, tmp_path / "hf", HF_TOKEN="hf_test_token")
+    for args in (["--split", "valid"], ["--split", "train", "--max-bytes", "4K"]):  # whole file, ranged prefix
+        proc = download_cli(tmp_path / "d", *args, env=env)
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "d" / "tinystories" / TS_VALID).read_bytes() == data["valid"]
+    assert data["train"].startswith((tmp_path / "d" / "tinystories" / TS_TRAIN).read_bytes())
+    assert all(r.authorization == "Bearer hf_test_token" for r in server.resolves())
+    fetched = server.from_cdn()
+    assert [r.range for r in fetched] == [None, "bytes=0-4095"]
+    assert all(r.authorization is None for r in fetched)
