@@ -138,17 +138,21 @@ def test_server_errors_are_one_line_user_errors(hub, tmp_path, fault, message):
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("ignore_range", [False, True], ids=["ranged", "server-ignores-range"])
-def test_prefix_is_cut_after_last_delimiter(hub, tmp_path, ignore_range):
+@pytest.mark.parametrize("fault, gets", [
+    ({}, ["bytes=0-9999"]),  # only the prefix is asked for
+    ({"ignore_range": True}, ["bytes=0-9999"]),  # the whole file comes: the transfer stops after the prefix
+    ({"drops": 1, "drop_after": 3000}, ["bytes=0-9999", "bytes=3000-9999"]),  # the client resumes the range
+], ids=["ranged", "server-ignores-range", "dropped-and-resumed"])
+def test_prefix_is_cut_after_last_delimiter(hub, tmp_path, fault, gets):
     server, data, _ = hub
-    server.set(ignore_range=ignore_range)
+    server.set(**fault)
     out = download_dataset("tinystories", tmp_path, splits=["train"], max_bytes=10_000)
     text = out["train"].read_bytes()
     assert len(text) <= 10_000
     assert text.endswith(b"<|endoftext|>")
     assert data["train"].startswith(text)
     text.decode("utf-8")
-    assert server.gets() == ["bytes=0-9999"]  # only the prefix is asked for
+    assert server.gets() == gets
     # a different prefix size is not "up to date"; the full file replaces the prefix
     out = download_dataset("tinystories", tmp_path, splits=["train"])
     assert out["train"].read_bytes() == data["train"]
@@ -181,9 +185,11 @@ def test_gz_is_decompressed_and_prefix_streams(hub, tmp_path):
     assert not list((tmp_path / "a" / "owt").glob("*.gz*"))
     # the prefix is a stream decompressed on the way, not a cached whole file: a fresh cache shows it
     (server.root / "owt_valid.txt.gz").write_bytes(gzip.compress(data["train"]) + gzip.compress(data["valid"]))
-    out = download_dataset("owt", tmp_path / "b", splits=["valid"], max_bytes=5_000)
+    server.set(drops=1, drop_after=2000)  # a drop mid-stream: the decompression goes on where the bytes resume
+    out = download_dataset("owt", tmp_path / "b", splits=["valid"], max_bytes=50_000)
     prefix = out["valid"].read_bytes()
-    assert len(prefix) <= 5_000 and prefix.endswith(b"<|endoftext|>") and data["train"].startswith(prefix)
+    assert 40_000 < len(prefix) <= 50_000 and prefix.endswith(b"<|endoftext|>") and data["train"].startswith(prefix)
+    assert server.gets()[-2:] == [None, "bytes=2000-"]
     # two gzip members one after the other are one text, as gzip reads them
     out = download_dataset("owt", tmp_path / "c", splits=["valid"], max_bytes=10**9)
     assert out["valid"].read_bytes() == data["train"] + data["valid"]
