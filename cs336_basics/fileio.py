@@ -1,4 +1,4 @@
-"""Atomic file writes: readers never see a half-written file, a crash leaves the old one.
+"""Atomic file writes (readers never see a half-written file, a crash leaves the old one), and file hashes.
 
 Kept apart from the run-directory code so that low layers (the tokenizer's token
 files, downloads, the bundled sample) can use it without importing configs. A
@@ -8,6 +8,7 @@ write that fails because the disk is full becomes
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -31,3 +32,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes (hex), read in chunks so a corpus is never held in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
