@@ -29,6 +29,7 @@ LAYERS: list[list[str]] = [
     ["evaluation"],
     ["training"],
     ["reporting"],
+    ["interop"],
     ["experiments", "prepare", "export", "compat"],
     ["quickstart"],
     ["commands"],
