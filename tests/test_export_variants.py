@@ -111,7 +111,8 @@ def test_export_computes_our_logits_and_greedy_tokens(tmp_path, tokenizer_dir, c
     assert difference < 1e-4
 
     ours = Tokenizer.from_dir(tokenizer_dir)
-    theirs = transformers.AutoTokenizer.from_pretrained(str(folder))
+    # transformers reads config.json to load a tokenizer too, so our class's folder asks for trust there as well
+    theirs = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=expected == REMOTE_CLASS)
     prompt = theirs(PROMPT, return_tensors="pt")
     assert prompt.input_ids[0].tolist() == ours.encode(PROMPT)
     our_tokens = generate(model, ours, PROMPT, max_new_tokens=NEW_TOKENS, temperature=0.0,
