@@ -40,6 +40,8 @@ NATIVE = {  # the built-in class each of these must become; every other case bec
     "ffn=relu2": "ArceeForCausalLM",
     "quickstart": "ApertusForCausalLM",
     "init=zero_out": "LlamaForCausalLM",
+    "ffn=moe": "MixtralForCausalLM",
+    "moe with qk_norm=rmsnorm": "Qwen3MoeForCausalLM",
 }
 
 
@@ -53,7 +55,8 @@ def _cases() -> list[tuple[str, dict, bool]]:
             remote = registry is ATTENTION
             if name != getattr(default, registry.axis) or remote:
                 cases.append((f"{registry.axis}={name}", {registry.axis: name}, remote))
-    return cases + [("quickstart", {"quickstart": True}, False)]
+    return cases + [("moe with qk_norm=rmsnorm", {"ffn": "moe", "qk_norm": "rmsnorm"}, False),
+                    ("quickstart", {"quickstart": True}, False)]
 
 
 CASES = _cases()

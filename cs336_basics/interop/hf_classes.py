@@ -7,20 +7,26 @@ folder and loaded with ``trust_remote_code=True``). The built-in classes all
 share Llama's skeleton (RoPE, RMSNorm, pre-norm blocks, no biases) and differ in
 the MLP and in QK-norm:
 
-=====================  ===========================  =========
-class                  ffn                          qk_norm
-=====================  ===========================  =========
-``LlamaForCausalLM``   swiglu                       none
-``Qwen3ForCausalLM``   swiglu                       rmsnorm
-``ArceeForCausalLM``   gelu, silu, relu2            none
-``ApertusForCausalLM`` gelu, silu, relu2            rmsnorm
-=====================  ===========================  =========
+=======================  ===========================  =========
+class                    ffn                          qk_norm
+=======================  ===========================  =========
+``LlamaForCausalLM``     swiglu                       none
+``Qwen3ForCausalLM``     swiglu                       rmsnorm
+``ArceeForCausalLM``     gelu, silu, relu2            none
+``ApertusForCausalLM``   gelu, silu, relu2            rmsnorm
+``MixtralForCausalLM``   moe                          none
+``Qwen3MoeForCausalLM``  moe                          rmsnorm
+=======================  ===========================  =========
 
 The non-gated MLP of Arcee and Apertus is ``down(act(up(x)))`` with
 ``hidden_act`` one of transformers' activation names, which for these three are
-ours (``gelu`` is the exact erf form, ``relu2`` is ``relu(x)^2``). Qwen3 and
-Apertus normalise each head's queries and keys with one RMSNorm gain per head
-dimension before the rotation, as we do. Tied embeddings are ``tie_word_embeddings``.
+ours (``gelu`` is the exact erf form, ``relu2`` is ``relu(x)^2``). Qwen3,
+Apertus and Qwen3-MoE normalise each head's queries and keys with one RMSNorm
+gain per head dimension before the rotation, as we do. Mixtral and Qwen3-MoE
+(with ``norm_topk_prob``) route as our MoE does: a float32 softmax over the
+experts, the top k, their probabilities renormalised to sum to 1, SwiGLU
+experts. Their experts are written one matrix per expert, the layout both the
+4.x and the 5.x releases of transformers read. Tied embeddings are ``tie_word_embeddings``.
 
 Two layout conversions, both exact:
 
@@ -63,6 +69,12 @@ class NativeClass:
     """Names of a decoder layer's two norms: before attention, before the MLP."""
     extra: tuple[tuple[str, Any], ...] = ()
     """Config entries of this class beyond the shared ones."""
+    mlp: tuple[str, str, str] = ("gate_proj", "up_proj", "down_proj")
+    """Names of a (gated) MLP's or an expert's matrices: our ``w1``, ``w3``, ``w2``."""
+    moe_block: str = "mlp"
+    """Name of a decoder layer's mixture of experts (its router is ``gate``, its experts ``experts.<e>``)."""
+    moe_keys: tuple[tuple[str, str], ...] = ()
+    """Config entries of a mixture of experts: (this class's key, our ModelConfig attribute)."""
 
 
 NATIVE_CLASSES = (
@@ -73,6 +85,17 @@ NATIVE_CLASSES = (
                 ("input_layernorm", "post_attention_layernorm")),
     NativeClass("ApertusForCausalLM", "apertus", ("gelu", "silu", "relu2"), "rmsnorm",
                 ("attention_layernorm", "feedforward_layernorm")),
+    NativeClass("MixtralForCausalLM", "mixtral", ("moe",), "none", ("input_layernorm", "post_attention_layernorm"),
+                extra=(("sliding_window", None), ("router_jitter_noise", 0.0), ("output_router_logits", False)),
+                mlp=("w1", "w3", "w2"), moe_block="block_sparse_moe",
+                moe_keys=(("num_local_experts", "num_experts"), ("num_experts_per_tok", "moe_top_k"),
+                          ("router_aux_loss_coef", "moe_aux_loss_coef"))),
+    NativeClass("Qwen3MoeForCausalLM", "qwen3_moe", ("moe",), "rmsnorm",
+                ("input_layernorm", "post_attention_layernorm"),
+                extra=(("use_sliding_window", False), ("sliding_window", None), ("norm_topk_prob", True),
+                       ("decoder_sparse_step", 1), ("mlp_only_layers", ()), ("output_router_logits", False)),
+                moe_keys=(("num_experts", "num_experts"), ("num_experts_per_tok", "moe_top_k"),
+                          ("moe_intermediate_size", "resolved_d_ff"), ("router_aux_loss_coef", "moe_aux_loss_coef"))),
 )
 
 SKELETON = {"position": "rope", "norm": "rmsnorm", "block": "prenorm"}
@@ -139,7 +162,7 @@ def hf_config(cfg, choice: Choice, d_ff: int, *, eos_id: int | None, dtype: torc
         "num_attention_heads": cfg.num_heads,
         "num_key_value_heads": cfg.num_heads,
         "head_dim": cfg.head_size,
-        "hidden_act": "silu" if cfg.ffn == "swiglu" else cfg.ffn,
+        "hidden_act": "silu" if cfg.ffn in ("swiglu", "moe") else cfg.ffn,  # SwiGLU experts gate with SiLU
         "max_position_embeddings": cfg.context_length,
         "rms_norm_eps": cfg.norm_eps,
         "rope_theta": cfg.rope_theta,
@@ -150,6 +173,7 @@ def hf_config(cfg, choice: Choice, d_ff: int, *, eos_id: int | None, dtype: torc
         "initializer_range": 0.02,
         "use_cache": True,
         **dict(native.extra),
+        **{key: getattr(cfg, ours) for key, ours in native.moe_keys},
     }
 
 
@@ -168,6 +192,17 @@ def _permute_heads(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
     return per_head[:, rope_permutation(d_head), :].reshape(d_out, d_in)  # (H*D, d_model)
 
 
+def _mlp(state: dict[str, torch.Tensor], ours: str, theirs: str, names: tuple[str, str, str],
+         gated: bool) -> dict[str, torch.Tensor]:
+    """One FFN or expert: ``w1`` the gate (gated) or the up-projection, ``w3`` the up-projection, ``w2`` down."""
+    gate, up, down = names
+    if not gated:
+        return {f"{theirs}up_proj.weight": state[ours + "w1.weight"],
+                f"{theirs}down_proj.weight": state[ours + "w2.weight"]}
+    return {f"{theirs}{gate}.weight": state[ours + "w1.weight"], f"{theirs}{up}.weight": state[ours + "w3.weight"],
+            f"{theirs}{down}.weight": state[ours + "w2.weight"]}
+
+
 def _native_weights(state: dict[str, torch.Tensor], cfg, native: NativeClass) -> dict[str, torch.Tensor]:
     d, H = cfg.d_model, cfg.num_heads
     attn_norm, mlp_norm = native.norm_names
@@ -183,12 +218,13 @@ def _native_weights(state: dict[str, torch.Tensor], cfg, native: NativeClass) ->
             perm = rope_permutation(cfg.head_size)
             out[theirs + "self_attn.q_norm.weight"] = state[ours + "attn.q_norm.weight"][perm]
             out[theirs + "self_attn.k_norm.weight"] = state[ours + "attn.k_norm.weight"][perm]
-        if cfg.ffn == "swiglu":
-            out[theirs + "mlp.gate_proj.weight"] = state[ours + "ffn.w1.weight"]
-            out[theirs + "mlp.up_proj.weight"] = state[ours + "ffn.w3.weight"]
+        if cfg.ffn == "moe":
+            block = f"{theirs}{native.moe_block}."
+            out[block + "gate.weight"] = state[ours + "ffn.router.weight"]
+            for e in range(cfg.num_experts):
+                out.update(_mlp(state, f"{ours}ffn.experts.{e}.", f"{block}experts.{e}.", native.mlp, gated=True))
         else:
-            out[theirs + "mlp.up_proj.weight"] = state[ours + "ffn.w1.weight"]
-        out[theirs + "mlp.down_proj.weight"] = state[ours + "ffn.w2.weight"]
+            out.update(_mlp(state, ours + "ffn.", theirs + "mlp.", native.mlp, gated=cfg.ffn == "swiglu"))
         out[theirs + f"{attn_norm}.weight"] = state[ours + "ln1.weight"]
         out[theirs + f"{mlp_norm}.weight"] = state[ours + "ln2.weight"]
     out["model.norm.weight"] = state["ln_final.weight"]
