@@ -30,6 +30,7 @@ TINY = dict(vocab_size=261, context_length=64, d_model=32, num_layers=2, num_hea
             norm_eps=1e-6, num_experts=4)
 PROMPT = "the other there"
 NEW_TOKENS = 32
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NATIVE = {  # the built-in class each of these must become; every other case becomes ours
     "handout": "LlamaForCausalLM",
@@ -45,18 +46,29 @@ NATIVE = {  # the built-in class each of these must become; every other case bec
 }
 
 
+def _config(changes: dict) -> ModelConfig:
+    if changes.get("quickstart"):
+        return load_config("quickstart").model.with_changes(vocab_size=TINY["vocab_size"])
+    return ModelConfig(**{**TINY, **changes})
+
+
 def _cases() -> list[tuple[str, dict, bool]]:
-    """(id, model changes, ship our class even where a built-in one matches)."""
+    """(id, model changes, ship our class even where a built-in one matches).
+
+    Every case that becomes a built-in class runs a second time as our class, so ours is tested on every
+    name too; the attention kernel is a choice of our class only (a built-in class has its own kernels).
+    """
     default = ModelConfig(**TINY)
     cases = [("handout", {}, False), ("tie_embeddings=True", {"tie_embeddings": True}, False)]
     for registry in REGISTRIES:
         for name in registry.names:
-            # the kernel is a choice of our class only (a built-in class has its own): test it there, every name
-            remote = registry is ATTENTION
-            if name != getattr(default, registry.axis) or remote:
-                cases.append((f"{registry.axis}={name}", {registry.axis: name}, remote))
-    return cases + [("moe with qk_norm=rmsnorm", {"ffn": "moe", "qk_norm": "rmsnorm"}, False),
-                    ("quickstart", {"quickstart": True}, False)]
+            if name != getattr(default, registry.axis) or registry is ATTENTION:
+                cases.append((f"{registry.axis}={name}", {registry.axis: name}, registry is ATTENTION))
+    cases += [("moe with qk_norm=rmsnorm", {"ffn": "moe", "qk_norm": "rmsnorm"}, False),
+              ("quickstart", {"quickstart": True}, False)]
+    ours = [(f"{case} as ours", changes, True) for case, changes, remote in cases
+            if not remote and choose_class(_config(changes)).native is not None]
+    return cases + ours
 
 
 CASES = _cases()
@@ -65,12 +77,6 @@ CASES = _cases()
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
     return _tiny_tokenizer_dir(tmp_path_factory.mktemp("tok") / "tok")
-
-
-def _config(changes: dict) -> ModelConfig:
-    if changes.get("quickstart"):
-        return load_config("quickstart").model.with_changes(vocab_size=TINY["vocab_size"])
-    return ModelConfig(**{**TINY, **changes})
 
 
 def _trained(cfg: ModelConfig) -> TransformerLM:
