@@ -98,9 +98,9 @@ def export_hf(model, out_dir: str | Path, *, tokenizer_dir: str | Path | None = 
     choice = choose_class(cfg, remote_code=remote_code)
     state = model_state_dict(model)
     tensors = {k: v.to(dtype) for k, v in hf_state_dict(state, cfg, choice).items()}
-    loading = ("AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)" if choice.remote_code
-               else "AutoModelForCausalLM.from_pretrained(folder)")
-    info(f"exporting as {choice.architecture}: {choice.reason}; load with {loading}")
+    trust = ", trust_remote_code=True" if choice.remote_code else ""
+    info(f"exporting as {choice.architecture}: {choice.reason}; load it with "
+         f"AutoModelForCausalLM.from_pretrained({str(out_dir)!r}{trust})")
 
     def fill(tmp: Path) -> None:
         eos_id = None

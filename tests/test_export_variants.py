@@ -138,10 +138,11 @@ def test_every_axis_name_has_a_case():
     assert {_config(changes).tie_embeddings for _, changes, _ in CASES} == {False, True}
 
 
-def test_our_class_reads_a_left_padded_batch_as_its_rows(tmp_path):
-    """Positions follow the attention mask: a left-padded row gives the logits it gives alone."""
+def test_our_class_reads_a_left_padded_batch_as_its_rows(tmp_path, tokenizer_dir):
+    """Positions follow the attention mask: a left-padded row gives the logits and greedy tokens it gives alone."""
     cfg = ModelConfig(**{**TINY, "position": "learned", "norm": "layernorm"})
-    folder = export_hf(_trained(cfg), tmp_path / "hf")
+    model = _trained(cfg)
+    folder = export_hf(model, tmp_path / "hf", tokenizer_dir=tokenizer_dir)
     hf = _load(folder, REMOTE_CLASS)
     gen = torch.Generator().manual_seed(3)
     short, long = torch.randint(0, 260, (1, 5), generator=gen), torch.randint(0, 260, (1, 9), generator=gen)
@@ -152,6 +153,14 @@ def test_our_class_reads_a_left_padded_batch_as_its_rows(tmp_path):
         padded = hf(batch, attention_mask=mask).logits
         alone = hf(short).logits
     torch.testing.assert_close(padded[0, 4:], alone[0], atol=1e-5, rtol=1e-5)
+
+    prompts = ["the", "the other there"]
+    tok = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True, padding_side="left")
+    inputs = tok(prompts, return_tensors="pt", padding=True)
+    out = hf.generate(**inputs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
+    ours = generate(model, Tokenizer.from_dir(tokenizer_dir), prompts, max_new_tokens=NEW_TOKENS, temperature=0.0,
+                    stop_at_eos=False)
+    assert out[:, inputs.input_ids.shape[1]:].tolist() == [r.token_ids for r in ours]
 
 
 def test_exported_tokenizer_pads_with_end_of_text(tmp_path, tokenizer_dir):
