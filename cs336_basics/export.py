@@ -21,14 +21,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
 from cs336_basics.config import dump_config
 from cs336_basics.errors import UserError
-from cs336_basics.interop.hf_classes import REMOTE_FILE, choose_class, hf_config, hf_state_dict
+from cs336_basics.interop.hf_classes import REMOTE_FILE, REMOTE_SOURCE, choose_class, hf_config, hf_state_dict
 from cs336_basics.progress import info
 from cs336_basics.runs.checkpoint import model_state_dict
 from cs336_basics.runs.trained import export_safetensors, load_trained_model
@@ -36,7 +35,6 @@ from cs336_basics.tokenizer.gpt2_format import token_to_str
 
 FORMATS = ("hf", "safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
-REMOTE_SOURCE = Path(__file__).resolve().parent / "interop" / REMOTE_FILE
 
 
 def _tokenizer_files(tokenizer_dir: Path, out: Path, context_length: int) -> tuple[int | None, list[str]]:

@@ -48,12 +48,15 @@ its weights are our state dict renamed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 REMOTE_CLASS = "CS336ForCausalLM"
 REMOTE_FILE = "modeling_cs336.py"
+REMOTE_SOURCE = Path(__file__).resolve().parent / REMOTE_FILE
+"""Our class's source: a data file of this package, copied into every folder that uses the class."""
 AUTO_MAP = {"AutoConfig": "modeling_cs336.CS336Config", "AutoModelForCausalLM": "modeling_cs336.CS336ForCausalLM"}
 
 
