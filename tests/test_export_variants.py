@@ -16,14 +16,16 @@ import pytest
 import torch
 import transformers
 
-from cs336_basics.config import load_config
+from cs336_basics.config import dump_config, load_config, to_dict
 from cs336_basics.export import export_hf
 from cs336_basics.generation import generate
 from cs336_basics.interop.hf_classes import REMOTE_CLASS, choose_class
 from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.transformer import TransformerLM
 from cs336_basics.model.variants import ATTENTION, REGISTRIES
+from cs336_basics.runs.checkpoint import save_checkpoint
 from cs336_basics.tokenizer.tokenizer import Tokenizer
+from tests.conftest import run_cli
 from tests.test_export import _tiny_tokenizer_dir
 
 TINY = dict(vocab_size=261, context_length=64, d_model=32, num_layers=2, num_heads=4, rope_theta=1000.0,
@@ -170,3 +172,22 @@ def test_exported_tokenizer_pads_with_end_of_text(tmp_path, tokenizer_dir):
     assert [tok.pad_token_id] == [tok.eos_token_id] == eos
     batch = tok(["the", "the other"], padding=True)
     assert batch.input_ids[0][-1] == eos[0] and batch.attention_mask[0][-1] == 0
+
+
+def test_cs336_export_of_a_quickstart_run(tmp_path, tokenizer_dir):
+    """The issue's command: ``cs336 export`` on a run trained with the quickstart config says what it wrote, and
+    transformers loads it without remote code and computes the run's logits."""
+    run = tmp_path / "runs" / "quickstart"
+    (run / "checkpoints").mkdir(parents=True)
+    config = load_config("quickstart", [f"model.vocab_size={TINY['vocab_size']}"])
+    config.data.tokenizer_dir = str(tokenizer_dir)
+    dump_config(config, run / "config.toml")
+    model = _trained(config.model)
+    save_checkpoint(model, None, 2, run / "checkpoints" / "best.pt", config=to_dict(config))
+    proc = run_cli("export", "--checkpoint", str(run), "--out", str(tmp_path / "hf"))
+    assert proc.returncode == 0, proc.stderr
+    assert "exporting as ApertusForCausalLM: a built-in class that computes exactly this model" in proc.stderr
+    hf = _load(tmp_path / "hf", "ApertusForCausalLM")
+    ids = torch.randint(0, TINY["vocab_size"], (2, 40), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert (model(ids) - hf(ids).logits).abs().max().item() < 1e-4
