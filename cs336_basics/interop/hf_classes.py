@@ -171,7 +171,7 @@ def hf_config(cfg, choice: Choice, d_ff: int, *, eos_id: int | None, dtype: torc
         "rope_theta": cfg.rope_theta,
         "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
         "attention_bias": False,
-        "attention_dropout": 0.0,
+        "attention_dropout": cfg.attn_pdrop,  # residual dropout has no counterpart in these classes
         "mlp_bias": False,
         "initializer_range": 0.02,
         "use_cache": True,
