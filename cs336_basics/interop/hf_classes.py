@@ -124,8 +124,8 @@ def choose_class(cfg, *, remote_code: bool = False) -> Choice:
         return Choice(REMOTE_CLASS, "asked for with --remote-code")
     for key, wanted in SKELETON.items():
         if getattr(cfg, key) != wanted:
-            return Choice(REMOTE_CLASS, f"{key}={getattr(cfg, key)}: the built-in classes that could hold this "
-                                        f"model all have {key}={wanted}")
+            return Choice(REMOTE_CLASS, f"{key}={getattr(cfg, key)}: no built-in transformers class computes this "
+                                        f"model exactly (the ones that come close have {key}={wanted})")
     for native in NATIVE_CLASSES:
         if cfg.ffn in native.ffns and cfg.qk_norm == native.qk_norm:
             features = f"rope, rmsnorm, prenorm, ffn={cfg.ffn}, qk_norm={cfg.qk_norm}"
