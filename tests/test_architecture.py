@@ -29,6 +29,7 @@ LAYERS: list[list[str]] = [
     ["evaluation"],
     ["training"],
     ["reporting"],
+    ["interop"],
     ["experiments", "prepare", "download", "export", "compat"],
     ["quickstart"],
     ["commands"],
