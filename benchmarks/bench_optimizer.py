@@ -95,7 +95,7 @@ def fused_isa() -> str:
     if kernel is None:
         raise SystemExit("the C extension _adamw_native is not built or disabled: 'fused (C)' would time the "
                          "per-tensor loop; build it (pip install -e .) and unset CS336_NO_NATIVE")
-    return kernel.ISA
+    return kernel.isa()
 
 
 def measure(settings: dict, data_dir) -> dict:

@@ -329,4 +329,30 @@ def test_the_kernel_checks_its_arguments():
         kernel.step(["x"], [t.data_ptr()], [t.data_ptr()], [t.data_ptr()], [4], [0.1], [1.0], 1.0, 0.9, 0.95,
                     1e-8, 1)
     kernel.step([], [], [], [], [], [], [], 1.0, 0.9, 0.95, 1e-8, 2)  # nothing to do is not an error
-    assert kernel.ISA in ("avx512", "avx2", "baseline")
+    with pytest.raises(ValueError, match="no build"):
+        kernel.use_isa("sse9")
+
+
+def test_every_build_the_cpu_runs_gives_the_same_bits():
+    """The AVX-512, AVX2+FMA and baseline builds (those this CPU supports) compute the same roundings."""
+    kernel = fused_adamw.kernel()
+    builds = kernel.supported_isas()
+    assert builds[-1] == "baseline" and kernel.isa() == builds[0]
+    gen = torch.Generator().manual_seed(8)
+    sizes = [1, 7, 16, 33, 1001]
+    start = [[torch.randn(n, generator=gen), torch.randn(n, generator=gen), torch.randn(n, generator=gen) * 0.1,
+              torch.rand(n, generator=gen)] for n in sizes]
+    results = {}
+    try:
+        for build in builds:
+            kernel.use_isa(build)
+            tensors = [[t.clone() for t in four] for four in start]
+            for beta1 in (0.9, 0.2):  # both lerp branches
+                kernel.step(*[[four[k].data_ptr() for four in tensors] for k in (0, 1, 2, 3)], sizes,
+                            [-0.01] * len(sizes), [0.3] * len(sizes), 0.999, beta1, 0.95, 1e-8, 1)
+            results[build] = tensors
+    finally:
+        kernel.use_isa(builds[0])
+    for build in builds[1:]:
+        for ours, best in zip(results[build], results[builds[0]]):
+            assert all(torch.equal(a, b) for a, b in zip(ours, best)), build

@@ -22,8 +22,8 @@
  *
  * The file is compiled as ISO C (-std=c11), where GCC contracts no a * b + c into an FMA on its own, so the
  * only fused operations are the two fmaf calls above. The kernel exists in three builds (AVX-512, AVX2+FMA,
- * baseline x86-64/other) picked once at import from what the CPU supports; all three compute the same
- * correctly rounded operations, so they give the same bits. The elements of the whole list are split into
+ * baseline x86-64/other) picked once at import from what the CPU supports (isa(), use_isa()); all three
+ * compute the same correctly rounded operations, so they give the same bits. The elements of the whole list are split into
  * `threads` equal ranges, one per POSIX thread, when there are enough of them to repay starting a thread;
  * the GIL is released while the threads run.
  */
@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MIN_ELEMENTS_PER_THREAD (1 << 16) /* below this, one more thread costs more than it saves */
 #define MAX_THREADS 64
@@ -95,20 +96,39 @@ __attribute__((target("avx2,fma"))) static void update_avx2 UPDATE_PARAMS UPDATE
 __attribute__((target("avx512f,avx512vl,fma"))) static void update_avx512 UPDATE_PARAMS UPDATE_BODY
 #endif
 
+typedef struct {
+    const char *name;
+    update_fn fn;
+    int supported;
+} Build;
+
+/* Best first; `supported` is filled in at import. */
+static Build builds[] = {
+#ifdef HAVE_X86_BUILDS
+    {"avx512", update_avx512, 0},
+    {"avx2", update_avx2, 0},
+#endif
+    {"baseline", update_baseline, 1},
+};
+#define NBUILDS ((int)(sizeof(builds) / sizeof(builds[0])))
+
 static update_fn update = update_baseline;
 static const char *update_isa = "baseline";
 
 static void pick_update(void) {
 #ifdef HAVE_X86_BUILDS
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma")) {
-        update = update_avx512;
-        update_isa = "avx512";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        update = update_avx2;
-        update_isa = "avx2";
-    }
+    builds[0].supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("fma");
+    builds[1].supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
+    for (int i = 0; i < NBUILDS; i++) {
+        if (builds[i].supported) {
+            update = builds[i].fn;
+            update_isa = builds[i].name;
+            break;
+        }
+    }
 }
 
 typedef struct {
@@ -229,7 +249,41 @@ done:
     return result;
 }
 
+/* use_isa(name) -> previous name: run another build this CPU supports (tests compare their results). */
+static PyObject *use_isa(PyObject *module, PyObject *arg) {
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name)
+        return NULL;
+    for (int i = 0; i < NBUILDS; i++) {
+        if (strcmp(builds[i].name, name) == 0 && builds[i].supported) {
+            PyObject *previous = PyUnicode_FromString(update_isa);
+            update = builds[i].fn;
+            update_isa = builds[i].name;
+            return previous;
+        }
+    }
+    return PyErr_Format(PyExc_ValueError, "no build %s for this CPU", name);
+}
+
+static PyObject *isa(PyObject *module, PyObject *unused) { return PyUnicode_FromString(update_isa); }
+
+static PyObject *supported_isas(PyObject *module, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    for (int i = 0; out && i < NBUILDS; i++) {
+        if (!builds[i].supported)
+            continue;
+        PyObject *name = PyUnicode_FromString(builds[i].name);
+        if (!name || PyList_Append(out, name) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(name);
+    }
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
+    {"isa", isa, METH_NOARGS, "isa() -> the build that runs: 'avx512', 'avx2' or 'baseline'"},
+    {"supported_isas", supported_isas, METH_NOARGS, "supported_isas() -> the builds this CPU can run, best first"},
+    {"use_isa", use_isa, METH_O, "use_isa(name) -> previous: run another supported build"},
     {"step", step, METH_VARARGS,
      "step(params, grads, exp_avgs, exp_avg_sqs, numels, step_sizes, bias2_sqrts, decay, beta1, beta2, eps, "
      "threads): one AdamW update of contiguous float32 buffers given by address, in place"},
@@ -243,12 +297,5 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__adamw_native(void) {
     pick_update();
-    PyObject *m = PyModule_Create(&module_def);
-    if (!m)
-        return NULL;
-    if (PyModule_AddStringConstant(m, "ISA", update_isa) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    return PyModule_Create(&module_def);
 }
