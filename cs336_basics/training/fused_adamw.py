@@ -62,12 +62,15 @@ def kernel() -> ModuleType | None:
 
 
 def fits(p: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor) -> bool:
-    """Whether the kernel can update ``p`` (with its ``grad``) and its two moments in place."""
-    grad = p.grad
-    tensors = (p, grad, exp_avg, exp_avg_sq)
-    return (p.device.type == "cpu" and p.layout == torch.strided
-            and all(t.dtype == torch.float32 and t.device == p.device and t.layout == torch.strided
-                    and t.is_contiguous() and t.shape == p.shape for t in tensors))
+    """Whether the kernel can update ``p`` (with its ``grad``) and its two moments in place: all four dense,
+    contiguous float32 CPU tensors of as many elements (the kernel pairs them element by element; the cheapest
+    checks, as this runs for every tensor at every step)."""
+    n = p.numel()
+    for t in (p, p.grad, exp_avg, exp_avg_sq):
+        if not (t.is_cpu and t.dtype is torch.float32 and t.layout is torch.strided and t.is_contiguous()
+                and t.numel() == n):
+            return False
+    return True
 
 
 def step_scalars(step: int, lr: float, beta1: float, beta2: float) -> tuple[float, float]:
