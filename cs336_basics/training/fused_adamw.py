@@ -10,12 +10,14 @@ values back, for all the tensors of a group in one call (split between
 **Same results.** The kernel applies the loop's operations in its order with
 its float32 roundings, as PyTorch's CPU kernels compute them (``lerp_`` and
 ``addcmul_`` as fused multiply-adds, the others rounded one by one; see the C
-file). The one operation that cannot match bit for bit is the square root:
+file; the tests check this against the PyTorch installed, so a build that rounds
+differently shows up there). The one operation that cannot match bit for bit is the square root:
 ``torch.sqrt`` on a CPU calls the vector math library its build uses (MKL here),
 which is accurate to 1 ulp but not correctly rounded, while the kernel's
 ``sqrtf`` is (IEEE 754). So:
 
-- the moments ``exp_avg`` and ``exp_avg_sq`` come out bit-identical to the loop's;
+- given the same gradients, the moments ``exp_avg`` and ``exp_avg_sq`` come out
+  bit-identical to the loop's;
 - with a correctly rounded ``sqrt`` in the loop, the parameters are bit-identical too;
 - against the loop as it runs, a step moves a parameter differently by at most
   :data:`ULPS_OF_UPDATE` ulps of that step's update (the square root's ulp, carried
@@ -27,7 +29,7 @@ which is accurate to 1 ulp but not correctly rounded, while the kernel's
 element by element against the sum of the per-step bounds.
 
 **What it takes.** CPU float32 tensors, dense and contiguous, with a gradient and
-both moments of the same shape (:func:`fits`); anything else (bf16 or fp16
+both moments of as many elements (:func:`fits`); anything else (bf16 or fp16
 parameters, non-contiguous or CUDA tensors) goes to the optimizer's other paths.
 Writing through raw addresses bypasses autograd's version counters, so they are
 bumped as an in-place PyTorch op would bump them.
