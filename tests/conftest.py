@@ -126,10 +126,12 @@ def require_native(module: str) -> None:
     """
     import importlib
 
+    from cs336_basics.tokenizer import native
+
     if os.environ.get("CS336_NO_NATIVE"):
         pytest.skip(f"CS336_NO_NATIVE is set: the C extension {module} is disabled")
     try:
-        importlib.import_module(f"cs336_basics.tokenizer.{module}")
+        importlib.import_module(native.qualified_name(module))
     except ImportError as exc:
         pytest.skip(f"C extension {module} not built ({exc}); pip install -e . builds it")
 

@@ -61,7 +61,7 @@ class OptimizerConfig:
     grad_clip: float = 1.0
     """Global gradient-norm clip; 0 turns clipping off (negative values are errors)."""
     foreach: bool | None = None
-    """AdamW's multi-tensor path (torch._foreach_* ops over many parameters per call; the same update and checkpoint format as the per-tensor loop); None: on for CUDA, on CPU only where it measured faster (cs336_basics.training.optimizer.CPU_FOREACH)."""
+    """AdamW's multi-tensor path (torch._foreach_* ops over many parameters per call; the same update and checkpoint format as the per-tensor loop); None: on for CUDA, and on a CPU the fused C update takes every float32 tensor where it is built (cs336_basics.training.fused_adamw), the rest taking the multi-tensor path only where it measured faster (cs336_basics.training.optimizer.CPU_FOREACH); true or false picks that path for every tensor."""
     compile: bool = False
     """Compile AdamW's multi-tensor update with torch.compile: each tensor's update becomes one pass over memory (faster where the step is memory-bound, as on CPUs), at the cost of compiling at start (seconds to minutes, growing with the number of parameter tensors); worth it for long runs."""
     muon_lr: float = 0.02
