@@ -182,14 +182,15 @@ def test_a_sweep_key_given_twice_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- worker processes
-# The child runs `cs336 tokenize` with an encoder slowed to 0.3 s per chunk, so the workers are busy when a
-# signal arrives; fork hands the slowed class to the workers.
+# The child runs `cs336 tokenize` with an encoder slowed by DELAY seconds per chunk, so the workers are busy
+# when a signal arrives; fork hands the slowed class to the workers.
 SLOW_TOKENIZE = """
 import sys, time
 from cs336_basics.tokenizer.tokenizer import Tokenizer
 encode = Tokenizer.encode_to_array
+delay = float(sys.argv.pop(1))
 def slow(self, data):
-    time.sleep(0.3)
+    time.sleep(delay)
     return encode(self, data)
 Tokenizer.encode_to_array = slow
 from cs336_basics.cli import main
@@ -203,11 +204,12 @@ def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=300)
 
 
-def _start_slow_tokenize(dataset: Path, out: Path, workers: str) -> tuple[subprocess.Popen, list[psutil.Process]]:
+def _start_slow_tokenize(dataset: Path, out: Path, workers: str,
+                         delay: float) -> tuple[subprocess.Popen, list[psutil.Process]]:
     """The slowed tokenize in its own session (so a signal can go to its whole group, as Ctrl-C does), once
     its workers are running: (the process, its workers)."""
     env = {**os.environ, "CS336_NO_PROGRESS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_TOKENIZE, "tokenize", "--tokenizer",
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TOKENIZE, str(delay), "tokenize", "--tokenizer",
                              str(dataset / "tokenizer"), "--input", str(dataset / "train.txt"), "--out", str(out),
                              "--workers", workers], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
@@ -265,7 +267,7 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_output(dataset, tmp_path):
     before = snapshot(dataset)
     out = tmp_path / "out"
     out.mkdir()
-    proc, workers = _start_slow_tokenize(dataset, out / "t.npy", "100000")
+    proc, workers = _start_slow_tokenize(dataset, out / "t.npy", "100000", delay=0.3)
     try:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
         started = time.monotonic()
@@ -282,9 +284,11 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_output(dataset, tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
                     reason="the parent-death signal is Linux's; needs 2 CPUs for a worker pool")
 def test_no_worker_outlives_a_killed_parent(dataset, tmp_path):
-    proc, workers = _start_slow_tokenize(dataset, tmp_path / "t.npy", "2")
+    # each worker is inside a 60 s task: only the kernel's parent-death signal ends it within seconds
+    proc, workers = _start_slow_tokenize(dataset, tmp_path / "t.npy", "2", delay=60)
+    time.sleep(0.5)
     proc.kill()
-    proc.communicate(timeout=30)
+    proc.wait(timeout=30)  # not communicate(): a surviving worker holds the output pipes open
     try:
         assert _gone(workers, 10), [p.pid for p in workers]
     finally:
