@@ -312,3 +312,12 @@ def test_train_npy_that_is_not_a_file_is_described(dataset, tmp_path, kind, desc
     assert "does not exist" not in line
     assert snapshot(dataset) == before and (target.is_dir() if kind == "directory" else target.is_symlink())
     assert not (tmp_path / "runs" / "r").exists()
+
+
+def test_a_symlink_loop_given_as_an_input_file_is_described(dataset, tmp_path):
+    loop = tmp_path / "loop.npy"
+    loop.symlink_to("loop.npy")
+    proc = _run("eval", "--checkpoint", str(dataset / "train.txt"), "--data", str(loop))
+    assert proc.returncode == 2, proc.stderr
+    assert f"argument --data: {loop} is a symlink loop" in proc.stderr and "not found" not in proc.stderr
+    assert "Traceback" not in proc.stderr
