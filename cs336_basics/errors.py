@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,6 +33,26 @@ class DiskFullError(UserError):
     def __init__(self, path: str | os.PathLike, fix: str = "free space and rerun") -> None:
         super().__init__(f"no space left on device at {path}; {fix}")
         self.path = path
+
+
+def not_a_file(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as a regular file, as the end of a sentence that starts with the path
+    ("is a directory", "is a symlink loop", "does not exist", ...); None when it is a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symlink loop (following its links leads back to a link already followed)"
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return f"is a broken symlink (to {os.readlink(path)}, which does not exist)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "does not exist"
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a FIFO, socket or device)"
+    return None
 
 
 def is_disk_full(exc: BaseException | None) -> bool:

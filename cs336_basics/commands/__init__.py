@@ -12,16 +12,19 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from cs336_basics.errors import UserError
+from cs336_basics.errors import UserError, not_a_file
 
 
 def existing_file(text: str) -> Path:
     """argparse ``type=`` for an input file that must exist (usage error, exit 2, otherwise)."""
     path = Path(text)
-    if not path.exists():
+    problem = not_a_file(path)
+    if problem == "does not exist":
         raise argparse.ArgumentTypeError(f"file not found: {text}")
-    if path.is_dir():
+    if problem == "is a directory, not a file":
         raise argparse.ArgumentTypeError(f"expected a file but got a directory: {text}")
+    if problem is not None and "FIFO" not in problem:  # a pipe (<(...)) is a readable input
+        raise argparse.ArgumentTypeError(f"{text} {problem}")
     return path
 
 

@@ -104,10 +104,14 @@ def run_train(args: argparse.Namespace) -> int:
             regex.compile(args.pattern)
         except regex.error as exc:
             raise UserError(f"--pattern is not a valid regex ({exc}); fix the pattern") from exc
-    holdout = args.holdout
+    holdout, last = args.holdout, args.input[-1]
     if holdout is None:
-        last = args.input[-1]
         holdout = min(1 << 20, last.stat().st_size // 20) if last.is_file() else 0
+    elif holdout > 0 and last.is_file() and holdout >= last.stat().st_size:
+        size = last.stat().st_size
+        raise UserError(f"--holdout {holdout:,} bytes is not smaller than {last} ({size:,} bytes), the file it is "
+                        f"cut from, so nothing of it would be trained on; give a smaller --holdout (e.g. "
+                        f"{size // 20:,}, 5% of it) or --holdout 0")
     for path in args.input:
         if path.is_file():
             for warning in text_warnings(path, specials):

@@ -194,8 +194,14 @@ def merge_specs(file_spec: SweepSpec | None, *, name: str | None = None, base_co
     if base_config is not None:
         spec.base_config = str(base_config)
     spec.overrides = list(spec.overrides) + list(overrides or [])
+    given: dict[str, str] = {}
     for text in grid or []:
         key, values = parse_grid_arg(text)
+        if key in given:  # two lists for one key: neither can be guessed to be the one meant
+            raise ConfigError(f"--grid gives {key} twice ('{given[key]}' and '{text}'); list all its values in "
+                              f"one --grid {key}=v1,v2,...")
+        given[key] = text
+        # a key of the sweep file given on the command line takes the command line's values
         spec.grid = [(k, v) for k, v in spec.grid if k != key] + [(key, values)]
     if batch_rule is not None:
         spec.batch_rule = batch_rule  # type: ignore[assignment]

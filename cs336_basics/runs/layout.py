@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.config import dump_config
-from cs336_basics.errors import UserError
+from cs336_basics.errors import UserError, not_a_file
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
@@ -132,6 +132,15 @@ def find_beside(path: str | Path | None, run_dir: Path | None, *, want_dir: bool
     return next((c for c in candidates if kind(c)), None)
 
 
+def why_not_found(path: str | Path, run_dir: Path | None) -> str:
+    """Why :func:`find_beside` found no file for ``path``: what the first candidate that is there at all is
+    ("is a directory", "is a symlink loop", ...), else "does not exist"."""
+    path = Path(path)
+    candidates = [path] if path.is_absolute() else [base / path for base in search_bases(run_dir)]
+    present = (c for c in candidates if c.is_symlink() or c.exists())
+    return next((problem for c in present if (problem := not_a_file(c))), "does not exist")
+
+
 @dataclass(frozen=True)
 class DataPaths:
     """Where a run's data is: the token files and the tokenizer (None where not found)."""
@@ -155,8 +164,8 @@ def resolve_data(cfg: Any, run_dir: Path | None = None, *, strict: bool = False)
         if explicit:
             found = find_beside(explicit, run_dir, want_dir=want_dir)
             if found is None and strict:
-                kind = "directory" if want_dir else "file"
-                raise UserError(f"{key} {explicit} is not a {kind}; fix the path or unset it")
+                problem = "is not a directory" if want_dir else why_not_found(explicit, run_dir)
+                raise UserError(f"{key} {explicit} {problem}; fix the path or unset it")
             return found
         if data.dataset_dir and in_dataset:
             return find_beside(Path(data.dataset_dir) / in_dataset, run_dir, want_dir=want_dir)
@@ -168,8 +177,13 @@ def resolve_data(cfg: Any, run_dir: Path | None = None, *, strict: bool = False)
     train = lookup(data.train_path, "train.npy", "data.train_path")
     if strict and train is None:
         if data.dataset_dir:
-            raise UserError(f"no training data: {Path(data.dataset_dir) / 'train.npy'} does not exist; "
-                            f"run 'cs336 prepare --data {data.dataset_dir}' first")
+            where = Path(data.dataset_dir) / "train.npy"
+            problem = why_not_found(where, run_dir)
+            if problem == "does not exist":
+                raise UserError(f"no training data: {where} does not exist; "
+                                f"run 'cs336 prepare --data {data.dataset_dir}' first")
+            raise UserError(f"no training data: {where} {problem}; move it out of the way, then run "
+                            f"'cs336 prepare --data {data.dataset_dir}' to rebuild the token file")
         raise UserError("no training data: set data.dataset_dir (or --dataset DIR) or data.train_path")
     return DataPaths(train=train, valid=lookup(data.valid_path, "valid.npy", "data.valid_path"),
                      tokenizer=lookup(data.tokenizer_dir, TOKENIZER, "data.tokenizer_dir", want_dir=True),

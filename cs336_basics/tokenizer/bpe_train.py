@@ -19,7 +19,6 @@ Vocabulary layout: ids 0-255 = bytes, 256 + k = the k-th merge, then the special
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
 import time
@@ -37,6 +36,7 @@ from cs336_basics.tokenizer.counting import (
 )
 from cs336_basics.tokenizer.merging import merge, native_merge_available
 from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN, special_token_list
+from cs336_basics.tokenizer.workers import clamp_workers
 
 INVALID_UTF8_POLICY = "kept as bytes (each undecodable byte is a one-byte 'other' character, as with surrogateescape)"
 
@@ -85,10 +85,6 @@ class TrainResult:
     summary: TrainSummary
 
 
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
 def _check_inputs(paths: list[Path], vocab_size: int, special_tokens: list[str]) -> None:
     if not paths:
         raise UserError("no input file given; pass --input FILE")
@@ -123,7 +119,7 @@ def train_bpe_detailed(input_path: str | Path | list[str | Path], vocab_size: in
     paths = [Path(p) for p in (input_path if isinstance(input_path, (list, tuple)) else [input_path])]
     specials = special_token_list(special_tokens)
     _check_inputs(paths, vocab_size, specials)
-    workers = default_workers() if workers is None else max(1, int(workers))
+    workers = clamp_workers(workers)
     if chunk_bytes is None:
         if memory_budget is not None:
             # Text in flight is a few chunks per worker (being read, counted, and its table sent back).

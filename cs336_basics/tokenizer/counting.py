@@ -31,10 +31,10 @@ Invalid UTF-8 is kept as bytes in both paths (surrogateescape semantics, see pre
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from cs336_basics.progress import byte_progress
@@ -46,6 +46,7 @@ from cs336_basics.tokenizer.pretokenize import (
     compiled_pattern,
     special_bytes_regex,
 )
+from cs336_basics.tokenizer.workers import worker_pool
 
 _bpe_count = native_ext.loaded("_bpe_count")  # None without a compiler: the Python path gives identical results
 
@@ -207,24 +208,11 @@ def count_pretokens(paths: Sequence[str | Path], specials: Sequence[str], *, wor
     totals = _Totals(use_native)
     char_class_table()  # build once before forking so workers inherit it
     with byte_progress(total_bytes, "counting pre-tokens", enabled=show_progress) as bar:
-        if workers <= 1 or len(jobs) <= 1:
-            results = map(_count_task, jobs)
-            pool = None
-        else:
-            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(min(workers, len(jobs)))
-            results = pool.imap_unordered(_count_task, jobs)
-        try:
-            for nbytes, counts in results:
+        # a worker pool stops every worker on Ctrl-C or a worker's error, without draining the queue
+        with (nullcontext(None) if workers <= 1 or len(jobs) <= 1
+              else worker_pool(min(workers, len(jobs)))) as pool:
+            for nbytes, counts in (map if pool is None else pool.imap_unordered)(_count_task, jobs):
                 totals.add(counts)
                 del counts
                 bar.update(nbytes)
-        except BaseException:
-            if pool is not None:  # Ctrl-C or a worker error: stop the others now, do not drain the queue
-                pool.terminate()
-                pool.join()
-            raise
-        if pool is not None:
-            pool.close()
-            pool.join()
     return totals.result()

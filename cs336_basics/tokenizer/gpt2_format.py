@@ -19,6 +19,9 @@ from pathlib import Path
 
 from cs336_basics.errors import UserError
 
+MAX_TOKEN_ID = 1 << 32
+"""One past the largest token id: token files store ids as uint32 at most (uint16 when they fit)."""
+
 
 @lru_cache(maxsize=1)
 def bytes_to_unicode() -> dict[int, str]:
@@ -92,6 +95,9 @@ def load_vocab(vocab_path: Path) -> dict[int, bytes]:
     for tok, idx in raw.items():
         if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
             problem = f"the id of {tok!r} is {json.dumps(idx)}, not a non-negative integer"
+        elif idx >= MAX_TOKEN_ID:
+            problem = (f"the id of {tok!r} is {idx}, beyond the largest id a token file can hold "
+                       f"({MAX_TOKEN_ID - 1}, uint32)")
         elif idx in vocab:
             problem = f"id {idx} is given to two tokens"
         elif not all(ch in unicode_to_bytes() for ch in tok):

@@ -16,12 +16,14 @@ they are regenerated". Here ``tokenize_file`` rebuilds an output exactly when
 the tokenizer (fingerprint of vocab, merges, specials) or the source (size,
 mtime, content hash: whole file up to 64 MiB, else 64 sampled blocks) changed,
 and ``open_token_file`` refuses a token file whose manifest does not match the
-tokenizer or model in use, or whose ids fall outside the vocabulary (from the
-manifest's ``min_id``/``max_id``; from a chunked scan of the ids when the
-manifest predates them, the .npy changed after it was written, or there is no
-manifest, which is also a warning). A manifest that is not a JSON object with
-the required keys is an error, never "no manifest": skipping the checks would
-let another tokenizer's ids through.
+tokenizer or model in use, or whose ids fall outside the vocabulary. The ids
+are read, never taken on trust: a chunked scan of the whole file runs at
+memory speed (about 11 GB/s from the page cache: 0.05 s for 500 MB), while a
+manifest's ``min_id``/``max_id`` describe the file only as it was written (a
+file changed in place with its mtime restored looks current). No manifest is
+a warning; a manifest that is not a JSON object with the required keys is an
+error, never "no manifest": skipping the checks would let another
+tokenizer's ids through.
 
 Parallelism: the file is cut into byte ranges at safe boundaries
 (``boundaries.find_byte_cut``), worker processes encode ranges into part
@@ -43,7 +45,6 @@ import codecs
 import datetime as _dt
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import struct
@@ -56,10 +57,11 @@ from typing import Any
 import numpy as np
 
 from cs336_basics.allocator import keep_freed_cpu_memory
-from cs336_basics.errors import UserError, disk_full_is_user_error
+from cs336_basics.errors import UserError, disk_full_is_user_error, not_a_file
 from cs336_basics.fileio import atomic_write_text
 from cs336_basics.progress import byte_progress, warn
 from cs336_basics.tokenizer.boundaries import find_byte_cut, safe_chunks
+from cs336_basics.tokenizer.workers import clamp_workers, worker_pool
 
 FORMAT = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -183,19 +185,6 @@ def check_id_range(path: str | Path, ids: tuple[int, int] | None, vocab_size: in
                         f"(0..{vocab_size - 1}); {rebuild}")
 
 
-def _describes(manifest: dict, path: Path) -> bool:
-    """True when ``manifest`` records the id range of the .npy at ``path`` as it is now (same size and mtime)."""
-    recorded, st = manifest.get("token_file") or {}, path.stat()
-    return "max_id" in manifest and (recorded.get("size"), recorded.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
-
-
-def _recorded_id_range(manifest: dict) -> tuple[int, int] | None:
-    """The manifest's (min_id, max_id); None for an empty file."""
-    if manifest.get("min_id") is None or manifest.get("max_id") is None:
-        return None
-    return manifest["min_id"], manifest["max_id"]
-
-
 def _not_a_token_file(path: Path, detail: str) -> UserError:
     """The error for a path that cannot be opened as a token file, with a ``cs336 tokenize`` that works."""
     if path.suffix == ".npy":
@@ -210,15 +199,19 @@ def open_token_file(npy_path: str | Path, *, vocab_size: int | None = None,
                     tokenizer_fingerprint: str | None = None) -> np.ndarray:
     """Memory-map a token file, checking it against the tokenizer/model in use (UserError with the fix).
 
-    Checks: a readable 1-D integer ``.npy``; its manifest (damaged: an error; missing: a warning and a
-    scan of the ids) matches the tokenizer fingerprint, length and dtype; with ``vocab_size``, every id
-    is in ``0 .. vocab_size - 1`` (the manifest's recorded range, else a chunked scan).
+    Checks: a readable 1-D integer ``.npy``; its manifest (damaged: an error; missing: a warning)
+    matches the tokenizer fingerprint, length and dtype; with ``vocab_size``, every id is in
+    ``0 .. vocab_size - 1`` (a chunked scan of the data).
     """
     path = Path(npy_path)
-    if not path.is_file():
+    problem = not_a_file(path)
+    if problem == "does not exist":
         if path.suffix == ".npy":
             raise UserError(f"token file not found: {path}; create it with '{tokenize_command(path)}'")
         raise _not_a_token_file(path, "is not a token file (not found)")
+    if problem is not None:
+        raise UserError(f"token file {path} {problem}; move it out of the way and create the token file with "
+                        f"'{tokenize_command(path.with_suffix('.npy'))}'")
     try:
         arr = np.load(path, mmap_mode="r")
     except (ValueError, OSError, EOFError) as exc:
@@ -249,9 +242,9 @@ def open_token_file(npy_path: str | Path, *, vocab_size: int | None = None,
         if manifest["vocab_size"] > vocab_size:
             raise UserError(f"{path} uses a {manifest['vocab_size']}-token vocabulary but the model has vocab_size "
                             f"{vocab_size}; set model.vocab_size >= {manifest['vocab_size']}")
-        # a manifest written before ids were recorded, or a .npy changed after it: the ids are scanned
-        ids = _recorded_id_range(manifest) if _describes(manifest, path) else id_range(arr)
-        check_id_range(path, ids, vocab_size)
+        # the ids themselves, not the manifest's record of them: a file edited in place keeps its size,
+        # and its mtime can be restored, so a manifest that looks current proves nothing about the ids
+        check_id_range(path, id_range(arr), vocab_size)
     return arr
 
 
@@ -499,7 +492,7 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
     if reason is None:
         return {**read_manifest(out_path), "skipped": True}
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = clamp_workers(workers)
     source = source_fingerprint(input_path)
     size = source["size"]
     dtype = dtype_for(tokenizer.vocab_size)
@@ -527,9 +520,7 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
                 work_dir.mkdir(exist_ok=True)
                 tasks = [(str(input_path), a, b, dtype.str, str(work_dir / f"{i:05d}.bin"))
                          for i, (a, b) in enumerate(ranges)]
-                ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                                  else "spawn")
-                with ctx.Pool(min(workers, len(tasks)), initializer=_worker_init, initargs=(tokenizer,)) as pool:
+                with worker_pool(min(workers, len(tasks)), _worker_init, (tokenizer,)) as pool:
                     # in file order: each range is appended (and flushed to disk in the background)
                     # while the workers encode the next ones
                     for part, count, span, nbytes in pool.imap(_worker_task, tasks):

@@ -42,7 +42,7 @@ from cs336_basics.errors import UserError
 from cs336_basics.tokenizer import native as native_ext
 from cs336_basics.tokenizer.boundaries import safe_chunks
 from cs336_basics.tokenizer.decoding import IncrementalDecoder, decode_ids
-from cs336_basics.tokenizer.gpt2_format import load_vocab_merges
+from cs336_basics.tokenizer.gpt2_format import MAX_TOKEN_ID, load_vocab_merges
 from cs336_basics.tokenizer.pretokenize import (
     char_class_table,
     compiled_pattern,
@@ -192,6 +192,10 @@ class Tokenizer:
             self._special_ids[special] = by_bytes[raw]
         self._by_bytes = by_bytes
         self._vocab_size = next_id
+        if next_id > MAX_TOKEN_ID:
+            raise UserError(f"the vocabulary needs token id {next_id - 1}, beyond the largest id a token file can "
+                            f"hold ({MAX_TOKEN_ID - 1}, uint32); renumber the vocabulary from 0 or retrain the "
+                            "tokenizer")
         missing = [b for b in range(256) if bytes([b]) not in by_bytes]
         if missing:
             raise UserError(f"the vocabulary lacks the single byte 0x{missing[0]:02x}; a byte-level BPE vocabulary "

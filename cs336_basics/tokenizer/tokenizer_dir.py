@@ -127,10 +127,21 @@ def load_tokenizer_dir(directory: str | Path) -> tuple[dict[int, bytes], list[tu
         raise UserError(f"tokenizer directory not found: {directory} (train one with 'cs336 tokenizer train')")
     vocab, merges = load_vocab_merges(directory / "vocab.json", directory / "merges.txt")
     meta_path = directory / "meta.json"
-    meta = read_meta(meta_path) if meta_path.is_file() else {}
+    if not meta_path.is_file():
+        # without it the special tokens are unknown and would be encoded as plain text
+        raise UserError(f"{meta_path} is missing (it lists the special tokens); restore it, or retrain the tokenizer "
+                        "with 'cs336 tokenizer train' (a vocab.json + merges.txt from elsewhere is imported with "
+                        "'cs336 prepare --tokenizer DIR')")
+    meta = read_meta(meta_path)
     specials = list(meta.get("special_tokens", []))
     known = set(vocab.values())
     missing = [s for s in specials if s.encode("utf-8") not in known]
     if missing:
         raise UserError(f"{meta_path}: special token {missing[0]!r} is not in vocab.json; retrain the tokenizer")
+    special_bytes = {s.encode("utf-8") for s in specials}
+    merged = [t for t in vocab.values() if len(t) > 1 and t not in special_bytes]
+    if merged and not merges:
+        # every multi-byte token is made by a merge: without merges the tokenizer would be byte-level
+        raise UserError(f"{directory / 'merges.txt'} holds no merges but vocab.json has {len(merged)} multi-byte "
+                        "tokens that only merges produce; restore merges.txt or retrain the tokenizer")
     return vocab, merges, specials, meta
