@@ -60,6 +60,7 @@ from cs336_basics.http_download import (
     refuse_error_page,
     unreachable_reason,
 )
+from cs336_basics.outputs import DirOutput, check_output_dir
 from cs336_basics.progress import byte_progress, info
 
 DOC_DELIMITER = b"<|endoftext|>"
@@ -326,6 +327,26 @@ def _copy_one(remote: RemoteFile, folder: Path, source_dir: Path, *, max_bytes: 
     return {"source": str(src.resolve()), "source_sha256": source_sha, "size": size}
 
 
+def _is_download_folder(folder: Path, files: dict[str, RemoteFile]) -> bool:
+    """True when every entry of ``folder`` is downloads.json or a (partial) file of this dataset."""
+    names = [name for remote in files.values() for name in (remote.local_name, remote.filename)]
+    return all(entry.name == MANIFEST_NAME or any(entry.name.lstrip(".").startswith(n) for n in names)
+               for entry in folder.iterdir())
+
+
+def check_download_folder(folder: Path, files: dict[str, RemoteFile], splits, from_dir: str | Path | None) -> None:
+    """Before fetching: DEST/NAME is new or a previous download folder, does not hold --from-dir, and every file
+    to be (re)placed is absent or recorded in downloads.json (a file cs336 download did not write stays)."""
+    kind = DirOutput("cs336 download", "download folder", lambda d: _is_download_folder(d, files))
+    check_output_dir(folder, kind, inputs=[from_dir], flag="the dataset folder")
+    recorded = _load_manifest(folder) if folder.is_dir() else {}
+    for split in splits:
+        final = folder / files[split].local_name
+        if (final.exists() or final.is_symlink()) and files[split].local_name not in recorded:
+            raise UserError(f"{final} exists but {folder / MANIFEST_NAME} does not record it, so cs336 download did "
+                            "not write it; move it away and rerun (or prepare that folder with 'cs336 prepare')")
+
+
 def download_dataset(name: str, dest: str | Path = "data", splits: list[str] | tuple[str, ...] = ("train", "valid"),
                      *, max_bytes: int | None = None, base_url: str | None = None, from_dir: str | Path | None = None,
                      force: bool = False, verify: bool = False, retries: int = 5,
@@ -352,6 +373,7 @@ def download_dataset(name: str, dest: str | Path = "data", splits: list[str] | t
     if from_dir is not None and not Path(from_dir).is_dir():
         raise UserError(f"--from-dir {from_dir} is not a directory")
     folder = Path(dest) / name
+    check_download_folder(folder, files, splits, from_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -80,8 +80,7 @@ def check_not_cwd(out: str | Path, flag: str = "--out") -> None:
     here, target = Path.cwd().resolve(), _resolved(out)
     if _holds(target, here):
         where = "the current directory" if target == here else "a parent of the current directory"
-        raise UserError(f"{flag} {out} is {where}; a command never writes over it: choose a new folder, "
-                        f"e.g. {flag} {Path(out) / 'out'}")
+        raise UserError(f"{flag} {out} is {where}; a command never writes over it: choose a new folder")
 
 
 def check_holds_no_input(out: str | Path, inputs: Iterable[str | Path | None], flag: str = "--out") -> None:

@@ -42,12 +42,16 @@ from cs336_basics.config import dump_config, load_config, to_dict
 from cs336_basics.errors import UserError
 from cs336_basics.experiments.grid import PlannedRun, SweepSpec, expand
 from cs336_basics.fileio import atomic_write_text
+from cs336_basics.outputs import DirOutput, check_output_dir
 from cs336_basics.progress import info
 from cs336_basics.reporting.sweep_report import RESULTS_FILE, SPEC_FILE, read_results, write_sweep_report
 from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.records import INTERRUPTED, flatten, summarize_records
 
 TrainFn = Callable[..., Any]
+SWEEP_DIR = DirOutput("cs336 sweep", "sweep directory",
+                      lambda d: (d / SPEC_FILE).is_file() or (d / RESULTS_FILE).is_file())
+"""A sweep directory: recognised by sweep.json or results.jsonl; a rerun continues it, nothing replaces it."""
 
 
 @dataclass
@@ -217,7 +221,9 @@ class SweepRunner:
     # -- driver
 
     def run(self, *, train_fn: TrainFn | None = None, launcher: str = "inprocess", gpus: list[str] | None = None,
-            jobs: int = 1, report: bool = True) -> SweepOutcome:
+            jobs: int = 1, report: bool = True, inputs: list[str | Path] = ()) -> SweepOutcome:
+        """Run what is left of the sweep; ``inputs`` (the sweep file) must lie outside the sweep directory."""
+        check_output_dir(self.sweep_dir, SWEEP_DIR, inputs=[self.spec.base_config, self.base.data.dataset_dir, *inputs])
         self._write_spec()
         outcome = SweepOutcome(self.sweep_dir)
         todo: list[tuple[PlannedRun, bool]] = []

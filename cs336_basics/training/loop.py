@@ -45,6 +45,7 @@ from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
 from cs336_basics.evaluation.samples import write_training_samples
 from cs336_basics.hardware import resolve_device
 from cs336_basics.model.config import ModelConfig
+from cs336_basics.outputs import check_output_dir
 from cs336_basics.progress import info, progress
 from cs336_basics.runs.checkpoint import (
     CheckpointManager,
@@ -57,7 +58,7 @@ from cs336_basics.runs.checkpoint import (
     remove_stale_temp_files,
     unwrap_model,
 )
-from cs336_basics.runs.layout import RunDir, resolve_data
+from cs336_basics.runs.layout import RUN_DIR, RunDir, resolve_data
 from cs336_basics.runs.lock import RunLock
 from cs336_basics.runs.metrics import MetricsLog
 from cs336_basics.runs.trained import export_safetensors
@@ -155,6 +156,8 @@ class Trainer:
         self.device = rank_device(self.device, self.dist)
         runtime.configure_backends(self.device)
         paths = resolve_data(cfg, strict=True)
+        check_output_dir(Path(t.runs_dir) / t.run_name, RUN_DIR, flag="the run directory",
+                         inputs=[cfg.data.dataset_dir, paths.train, paths.valid, paths.tokenizer])
         self.tokenizer = Tokenizer.from_dir(paths.tokenizer) if paths.tokenizer is not None else None
         cfg = self.cfg = resolve_vocab_size(cfg, self.tokenizer, paths.tokenizer)
         self.fingerprint = getattr(self.tokenizer, "fingerprint", None)
