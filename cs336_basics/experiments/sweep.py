@@ -49,9 +49,17 @@ from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.records import INTERRUPTED, flatten, summarize_records
 
 TrainFn = Callable[..., Any]
-SWEEP_DIR = DirOutput("cs336 sweep", "sweep directory",
-                      lambda d: (d / SPEC_FILE).is_file() or (d / RESULTS_FILE).is_file())
-"""A sweep directory: recognised by sweep.json or results.jsonl; a rerun continues it, nothing replaces it."""
+SWEEP_NAMES = frozenset((SPEC_FILE, RESULTS_FILE, "runs", "configs", "logs", "plots", "report.md"))
+
+
+def is_sweep_output(directory: Path) -> bool:
+    """sweep.json or results.jsonl, or nothing but a sweep's own names (a sweep that stopped early)."""
+    return ((directory / SPEC_FILE).is_file() or (directory / RESULTS_FILE).is_file()
+            or all(entry.name in SWEEP_NAMES for entry in directory.iterdir()))
+
+
+SWEEP_DIR = DirOutput("cs336 sweep", "sweep directory", is_sweep_output)
+"""A sweep directory as an output: a rerun continues it, nothing replaces it."""
 
 
 @dataclass
