@@ -338,7 +338,7 @@ def check_download_folder(folder: Path, files: dict[str, RemoteFile], splits, fr
     """Before fetching: DEST/NAME is new or a previous download folder, does not hold --from-dir, and every file
     to be (re)placed is absent or recorded in downloads.json (a file cs336 download did not write stays)."""
     kind = DirOutput("cs336 download", "download folder", lambda d: _is_download_folder(d, files))
-    check_output_dir(folder, kind, inputs=[from_dir], flag="the dataset folder")
+    check_output_dir(folder, kind, inputs=[from_dir], flag="the dataset folder", fix="choose another --dest")
     recorded = _load_manifest(folder) if folder.is_dir() else {}
     for split in splits:
         final = folder / files[split].local_name

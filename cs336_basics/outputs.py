@@ -75,52 +75,64 @@ def _holds(outer: Path, inner: Path) -> bool:
     return outer == inner or outer in inner.parents
 
 
-def check_not_cwd(out: str | Path, flag: str = "--out") -> None:
+def _another(flag: str, fix: str | None) -> str:
+    return fix or f"choose another {flag}"
+
+
+def _shown(entries: list[Path]) -> str:
+    """The entry to name in a message: the first one that is not hidden, else the first."""
+    visible = [e for e in entries if not e.name.startswith(".")]
+    return (visible or entries)[0].name
+
+
+def check_not_cwd(out: str | Path, flag: str = "--out", fix: str | None = None) -> None:
     """Refuse the current directory and its parents as an output: replacing one would remove the user's work."""
     here, target = Path.cwd().resolve(), _resolved(out)
     if _holds(target, here):
         where = "the current directory" if target == here else "a parent of the current directory"
-        raise UserError(f"{flag} {out} is {where}; a command never writes over it: choose a new folder")
+        raise UserError(f"{flag} {out} is {where}; a command never writes over it: "
+                        f"{_another(flag, fix or 'choose a new folder')}")
 
 
-def check_holds_no_input(out: str | Path, inputs: Iterable[str | Path | None], flag: str = "--out") -> None:
+def check_holds_no_input(out: str | Path, inputs: Iterable[str | Path | None], flag: str = "--out",
+                         fix: str | None = None) -> None:
     """Refuse an output that is, or holds, one of ``inputs``."""
     target = _resolved(out)
     for given in inputs:
         if given is not None and _holds(target, _resolved(given)):
-            same = target == _resolved(given)
-            raise UserError(f"{flag} {out} {'is' if same else 'holds'} {given}, an input of this command; "
-                            f"choose an {flag} outside it")
+            what = "is an input" if target == _resolved(given) else f"holds {given}, an input"
+            raise UserError(f"{flag} {out} {what} of this command; {fix or f'choose another {flag} outside it'}")
 
 
 def check_output_dir(out: str | Path, kind: DirOutput, *, inputs: Iterable[str | Path | None] = (),
-                     force: bool = False, flag: str = "--out") -> bool:
+                     force: bool = False, flag: str = "--out", fix: str | None = None) -> bool:
     """Check a directory output before any work; True when it holds a previous output that will be replaced.
 
     ``force`` is the command's ``--force``; for a kind with ``owned=None`` a previous output is continued,
-    with or without it.
+    with or without it. ``flag`` names the output in messages, ``fix`` replaces "choose another FLAG".
     """
-    check_not_cwd(out, flag)
-    check_holds_no_input(out, inputs, flag)
+    check_not_cwd(out, flag, fix)
+    check_holds_no_input(out, inputs, flag, fix)
     path = Path(out)
     if not path.exists():
         return False
     if not path.is_dir():
-        raise UserError(f"{flag} {out} exists and is not a directory; choose another {flag}")
+        raise UserError(f"{flag} {out} exists and is not a directory; {_another(flag, fix)}")
     entries = sorted(path.iterdir())
     if not entries:
         return False
     if not kind.is_previous(path):
         raise UserError(f"{flag} {out} is a non-empty directory that {kind.command} did not write (it holds "
-                        f"{entries[0].name}); choose a new or empty folder")
+                        f"{_shown(entries)}); {_another(flag, fix)} (a new or empty folder)")
     if kind.owned is None:
         return True
     if not force:
-        raise UserError(f"{flag} {out} holds a previous {kind.what}; add --force to replace it, or choose another {flag}")
+        raise UserError(f"{flag} {out} holds a previous {kind.what}; add --force to replace it, or "
+                        f"{_another(flag, fix)}")
     foreign = foreign_entries(path, kind.owned)
     if foreign:
         raise UserError(f"{flag} {out} holds {foreign[0].name}, which {kind.command} did not write; --force replaces "
-                        f"only a {kind.what} it wrote: move {foreign[0].name} away or choose another {flag}")
+                        f"only a {kind.what} it wrote: move {foreign[0].name} away or {_another(flag, fix)}")
     return True
 
 
@@ -138,7 +150,7 @@ def check_output_file(out: str | Path, *, command: str, is_previous: Callable[[P
         raise UserError(f"{flag} {out} is a directory; give a file name, e.g. {flag} {path / example}")
     for given in inputs:
         if given is not None and target == _resolved(given):
-            raise UserError(f"{flag} {out} is {given}, an input of this command; choose another {flag}")
+            raise UserError(f"{flag} {out} is an input of this command; choose another {flag}")
     if not (path.exists() or path.is_symlink()):
         return False
     if not path.is_file() or not is_previous(path):

@@ -190,8 +190,12 @@ def _warn_about_texts(texts: dict[str, Path], specials: list[str] | None) -> Non
 def check_outputs(ds: DatasetDir, texts: dict[str, Path], tokenizer_from: str | Path | None) -> None:
     """Before any work: DIR/tokenizer is empty or a tokenizer directory holding only its own files (prepare
     replaces it when its inputs changed), and each DIR/SPLIT.npy is absent or a token file with its manifest."""
+    source = Path(tokenizer_from).resolve() if tokenizer_from is not None else None
+    if source is not None and ds.tokenizer.resolve() in (source, source.parent):
+        raise UserError(f"--tokenizer {tokenizer_from} is {ds.tokenizer}, where prepare puts the tokenizer: it is "
+                        "already in place; drop --tokenizer")
     check_output_dir(ds.tokenizer, TOKENIZER_DIR, inputs=[*texts.values(), tokenizer_from], force=True,
-                     flag="the tokenizer directory")
+                     flag="the tokenizer directory", fix="move it away or use another --data")
     for split, text in texts.items():
         check_token_output(ds.tokens(split), [text])
 

@@ -231,7 +231,8 @@ class SweepRunner:
     def run(self, *, train_fn: TrainFn | None = None, launcher: str = "inprocess", gpus: list[str] | None = None,
             jobs: int = 1, report: bool = True, inputs: list[str | Path] = ()) -> SweepOutcome:
         """Run what is left of the sweep; ``inputs`` (the sweep file) must lie outside the sweep directory."""
-        check_output_dir(self.sweep_dir, SWEEP_DIR, inputs=[self.spec.base_config, self.base.data.dataset_dir, *inputs])
+        check_output_dir(self.sweep_dir, SWEEP_DIR, inputs=[self.spec.base_config, self.base.data.dataset_dir, *inputs],
+                         flag="the sweep directory", fix="choose another --out or --name")
         self._write_spec()
         outcome = SweepOutcome(self.sweep_dir)
         todo: list[tuple[PlannedRun, bool]] = []

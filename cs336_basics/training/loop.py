@@ -157,6 +157,7 @@ class Trainer:
         runtime.configure_backends(self.device)
         paths = resolve_data(cfg, strict=True)
         check_output_dir(Path(t.runs_dir) / t.run_name, RUN_DIR, flag="the run directory",
+                         fix="choose another --run-name or --runs-dir",
                          inputs=[cfg.data.dataset_dir, paths.train, paths.valid, paths.tokenizer])
         self.tokenizer = Tokenizer.from_dir(paths.tokenizer) if paths.tokenizer is not None else None
         cfg = self.cfg = resolve_vocab_size(cfg, self.tokenizer, paths.tokenizer)

@@ -63,7 +63,7 @@ def _kept(before: dict[str, str], after: dict[str, str]) -> list[str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """data/ (byte tokenizer, texts, token files), runs/x and runs/other (trained 2 steps), foreign/ (someone
-    else's folder that looks like a Hugging Face model), src/ (published file names), base.toml."""
+    else's folder that looks like a Hugging Face model), mirror/tinystories (published file names), cfg/base.toml."""
     root = tmp_path_factory.mktemp("outputs")
     data = make_byte_dataset(root / "data", train_chars=20_000, valid_chars=4_000)
     assert main(["train", "--dataset", str(data), "--runs-dir", str(root / "runs"), "--run-name", "x", *TRAIN]) == 0
@@ -84,7 +84,8 @@ def world(tmp_path_factory) -> Path:
     src.mkdir(parents=True)
     for split in ("train", "valid"):
         (src / f"TinyStoriesV2-GPT4-{split}.txt").write_text((data / f"{split}.txt").read_text())
-    dump_config(tiny_config(data, root / "sweep-runs", "train.total_steps=2"), root / "base.toml")
+    (root / "cfg").mkdir()
+    dump_config(tiny_config(data, root / "sweep-runs", "train.total_steps=2"), root / "cfg" / "base.toml")
     return root
 
 
@@ -100,7 +101,8 @@ def test_export_force_into_the_current_directory_or_another_run_deletes_nothing(
                      "--force")
     assert code == 2
     message = _error(err)
-    assert "non-empty directory that cs336 export did not write" in message and "runs/other" in message
+    assert "non-empty directory that cs336 export did not write (it holds checkpoints)" in message
+    assert "runs/other" in message
     assert _tree(world) == before
 
 
@@ -185,7 +187,7 @@ def _cases(w: Path) -> list[tuple[str, Path, list, int]]:
     train = ["train", "--dataset", data, *TRAIN]
     export = ["export", "--checkpoint", x]
     evaluate = ["eval", "--checkpoint", x, "--max-tokens", "256"]
-    sweep = ["sweep", "--config", w / "base.toml", "--grid", "train.seed=1"]
+    sweep = ["sweep", "--config", w / "cfg" / "base.toml", "--grid", "train.seed=1"]
     quick = ["quickstart", "--data", "sample", "--minutes", "0", "--workers", "1"]
     download = ["download", "tinystories", "--from-dir", w / "mirror" / "tinystories", "--max-bytes", "5000"]
     return [
@@ -223,7 +225,7 @@ def _cases(w: Path) -> list[tuple[str, Path, list, int]]:
         ("plot: foreign", w, ["plot", x, "--out", foreign / "notes"], 2),
         ("plot: another run", w, ["plot", x, "--out", other], 2),
         ("sweep: cwd", foreign, [*sweep, "--out", "..", "--name", "foreign"], 2),
-        ("sweep: holds input", w, [*sweep, "--out", w.parent, "--name", w.name], 2),
+        ("sweep: holds input", w, [*sweep, "--out", w, "--name", "cfg"], 2),
         ("sweep: foreign", w, [*sweep, "--out", w, "--name", "foreign"], 2),
         ("sweep: another run", w, [*sweep, "--out", w / "runs", "--name", "other"], 2),
         ("quickstart: cwd", foreign, [*quick, "--out", "."], 2),
