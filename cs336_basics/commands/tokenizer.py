@@ -3,7 +3,8 @@
 Thin wrapper over :func:`cs336_basics.tokenizer.bpe_train.train_bpe_detailed` and
 :func:`cs336_basics.tokenizer.tokenizer_dir.save_tokenizer_dir`. Everything that can be checked
 before the (long) training is checked first: inputs exist and are not empty, the vocabulary is big
-enough, the output location is writable. The output directory appears only when complete.
+enough, the output location is writable and may be written (new or empty, or an earlier tokenizer
+directory with ``--force``; never the current directory or a folder holding an input: see outputs.py). The output directory appears only when complete.
 After training it prints the summary, the longest tokens and the compression (bytes/token) on a
 held-out tail of the last input file that was kept out of training.
 """

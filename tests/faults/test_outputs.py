@@ -145,6 +145,32 @@ def test_tokenizer_train_force_replaces_only_a_tokenizer_directory(world, tmp_pa
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
 
 
+def test_a_safetensors_file_is_replaced_only_when_export_wrote_it(world, tmp_path, capsys):
+    out = tmp_path / "model.safetensors"
+    args = ["export", "--checkpoint", world / "runs" / "x", "--format", "safetensors", "--out", out]
+    assert _cli(capsys, *args)[0] == 0
+    code, err = _cli(capsys, *args)
+    assert code == 2 and "holds a previous output of cs336 export; add --force" in _error(err)
+    assert _cli(capsys, *args, "--force")[0] == 0
+    theirs = tmp_path / "theirs.safetensors"
+    shutil.copyfile(world / "runs" / "x" / "model.safetensors", theirs)  # the trainer's, not export's
+    code, err = _cli(capsys, *args[:-1], theirs, "--force")
+    assert code == 2 and "exists and was not written by cs336 export" in _error(err)
+    assert theirs.read_bytes() == (world / "runs" / "x" / "model.safetensors").read_bytes()
+
+
+def test_download_keeps_a_same_named_file_it_did_not_record(world, tmp_path, capsys):
+    folder = tmp_path / "tinystories"
+    folder.mkdir()
+    mine = folder / "TinyStoriesV2-GPT4-train.txt"
+    mine.write_text("my own edited copy<|endoftext|>\n")
+    code, err = _cli(capsys, "download", "tinystories", "--dest", tmp_path, "--from-dir",
+                     world / "mirror" / "tinystories", "--split", "train", "--force")
+    assert code == 2 and "does not record it, so cs336 download did not write it" in _error(err)
+    assert mine.read_text() == "my own edited copy<|endoftext|>\n"
+    assert sorted(p.name for p in folder.iterdir()) == [mine.name]
+
+
 def test_the_directory_write_refuses_a_folder_with_files_it_did_not_write(tmp_path):
     from cs336_basics.errors import UserError
 
