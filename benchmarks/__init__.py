@@ -14,7 +14,8 @@ AREAS: dict[str, tuple[str, str]] = {
     "model": ("bench_model", "Model forward+backward: ours vs a standard PyTorch GPT"),
     "train": ("bench_train", "Training loop: `cs336 train` vs a standard PyTorch loop"),
     "precision": ("bench_precision", "Autocast precision on this CPU: bf16 vs float32, and what dtype=auto chose"),
-    "optimizer": ("bench_optimizer", "AdamW on the CPU: per-tensor loop vs multi-tensor (foreach), whole, chunked and compiled"),
+    "optimizer": ("bench_optimizer", "AdamW on the CPU: per-tensor, foreach (whole, chunked, compiled), fused C, "
+                  "torch.optim.AdamW(fused=True)"),
     "compile": ("bench_compile", "Training step with `train.compile=true` (TorchInductor) vs eager, on the CPU"),
     "generate": ("bench_generate", "Generation: KV cache, Hugging Face transformers, a functional loop"),
     "eval": ("bench_eval", "Evaluation: sliding windows and batching"),

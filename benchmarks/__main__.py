@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from benchmarks import AREAS
-from benchmarks.harness import REPO, append_record, new_record
+from benchmarks.harness import REPO, append_record, new_record, start_line
 
 FULL_ONLY = {"quickstart"}  # a single timed run of the whole quickstart: no quick form of it
 
@@ -41,10 +41,11 @@ def run(args: argparse.Namespace) -> int:
             cmd += ["--quick"] if args.quick else []
             cmd += ["--data-dir", args.data_dir] if args.data_dir else []
             print(f"== {area} ({kind}): {' '.join(cmd[1:])}", flush=True)
+            append_record(start_line(area, kind, command))
             load_before, start = os.getloadavg(), time.perf_counter()
             proc = subprocess.run(cmd, cwd=REPO)
             if proc.returncode != 0:
-                print(f"== {area}: failed (exit {proc.returncode}); no record written", flush=True)
+                print(f"== {area}: failed (exit {proc.returncode}); only its start line is written", flush=True)
                 failed.append(area)
                 continue
             with open(out, encoding="utf-8") as fh:

@@ -1,4 +1,5 @@
-"""AdamW on the CPU: the per-tensor loop vs the multi-tensor (``torch._foreach_*``) path, whole, chunked, compiled.
+"""AdamW on the CPU: the per-tensor loop, the multi-tensor path (whole, chunked, compiled), the fused C kernel, and
+``torch.optim.AdamW(fused=True)``.
 
 Contenders, run interleaved (one repetition of each per round), all
 ``optimizer.step()`` of our :class:`~cs336_basics.training.optimizer.AdamW`
@@ -15,12 +16,18 @@ embeddings), gradients filled with random values:
 - ``foreach, compiled``: ``compile=True`` (``optimizer.compile``): the multi-tensor
   update compiled by ``torch.compile`` (Inductor), one pass over memory per tensor.
   Its compilation runs before the timed rounds, from an empty Inductor cache, and is
-  reported in the facts.
+  reported in the facts;
+- ``fused (C)``: ``fused=True``: the C kernel of ``training/fused_adamw.py``, one pass
+  over memory per element, every tensor of a group in one call, on the torch threads
+  (what ``AdamW()`` runs by default on a CPU where the extension is built);
+- ``torch.optim.AdamW(fused=True)``: PyTorch's own fused CPU kernel, the anchor, with
+  the same groups and hyperparameters over the same parameters and gradients (its
+  own moments).
 
-The four share one optimizer (its state, parameters and gradients) and switch
+Ours share one optimizer (its state, parameters and gradients) and switch
 its path between repetitions, which the identical state layout of the paths
 allows: they do the same work on the same memory, and the machine holds one
-copy of the 48-layer state (2.5 GB) instead of three. A repetition is ``steps``
+copy of the 48-layer state (2.5 GB) instead of five (PyTorch's adds its two moments). A repetition is ``steps``
 calls of ``step()``, with the CPU allocator set up as a training run sets it
 (``runtime.configure_backends``: freed memory is kept for reuse, so the
 temporaries of each step do not page-fault in again). The facts say which path
@@ -44,6 +51,7 @@ from benchmarks.harness import Contender, cold_inductor_cache, compare, group, s
 
 from cs336_basics.model import TransformerLM
 from cs336_basics.model.config import ModelConfig
+from cs336_basics.training import fused_adamw
 from cs336_basics.training import optimizer as adamw
 from cs336_basics.training import runtime
 from cs336_basics.training.optimizer import AdamW, param_groups
@@ -53,11 +61,13 @@ SIZES = {
     "full": dict(layers="4,48", steps=5, repeats=10, threads=2),
 }
 
-PATHS = {"per-tensor": dict(foreach=False, chunk_bytes=None, compile=False),
-         "foreach": dict(foreach=True, chunk_bytes=0, compile=False),
-         "foreach, chunked": dict(foreach=True, chunk_bytes=None, compile=False),
-         "foreach, compiled": dict(foreach=True, chunk_bytes=0, compile=True)}
-"""contender -> the optimizer's (foreach, chunk_bytes, compile) while it runs."""
+PATHS = {"per-tensor": dict(foreach=False, chunk_bytes=None, compile=False, fused=False),
+         "foreach": dict(foreach=True, chunk_bytes=0, compile=False, fused=False),
+         "foreach, chunked": dict(foreach=True, chunk_bytes=None, compile=False, fused=False),
+         "foreach, compiled": dict(foreach=True, chunk_bytes=0, compile=True, fused=False),
+         "fused (C)": dict(foreach=None, chunk_bytes=None, compile=False, fused=True)}
+"""contender -> the optimizer's (foreach, chunk_bytes, compile, fused) while it runs."""
+TORCH_FUSED = "torch.optim.AdamW(fused=True)"
 
 
 def model_config(layers: int) -> ModelConfig:
@@ -65,15 +75,27 @@ def model_config(layers: int) -> ModelConfig:
                        d_ff=1344, rope_theta=10_000.0)
 
 
-def optimizer_for(layers: int) -> tuple[AdamW, int, int]:
-    """AdamW over the model's parameters (two groups, random gradients); also (tensors, parameters)."""
+def optimizers_for(layers: int) -> tuple[AdamW, torch.optim.AdamW, int, int]:
+    """Ours and PyTorch's fused AdamW over the model's parameters (the same two groups, random gradients);
+    also (tensors, parameters)."""
     torch.manual_seed(0)
     model = TransformerLM(model_config(layers))
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.grad = torch.randn_like(p)
-    opt = AdamW(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
-    return opt, len(params), sum(p.numel() for p in params)
+    hyper = dict(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    opt = AdamW(param_groups(model, 0.1), **hyper)
+    anchor = torch.optim.AdamW(param_groups(model, 0.1), **hyper, fused=True)
+    return opt, anchor, len(params), sum(p.numel() for p in params)
+
+
+def fused_isa() -> str:
+    """Which build of the C kernel runs here (``avx512``, ``avx2``, ``baseline``), or why none does."""
+    kernel = fused_adamw.kernel()
+    if kernel is None:
+        raise SystemExit("the C extension _adamw_native is not built or disabled: 'fused (C)' would time the "
+                         "per-tensor loop; build it (pip install -e .) and unset CS336_NO_NATIVE")
+    return kernel.isa()
 
 
 def measure(settings: dict, data_dir) -> dict:
@@ -86,13 +108,15 @@ def _measure(settings: dict) -> dict:
     runtime.configure_backends(torch.device("cpu"))
     groups = []
     for layers in (int(x) for x in str(settings["layers"]).split(",")):
-        opt, tensors, count = optimizer_for(layers)
+        opt, anchor, tensors, count = optimizers_for(layers)
 
-        def steps(path: dict, opt=opt):
+        def steps(path: dict | None, opt=opt, anchor=anchor):
             def run():
-                opt.foreach, opt.chunk_bytes, opt.compile = path["foreach"], path["chunk_bytes"], path["compile"]
+                if path is not None:
+                    opt.foreach, opt.chunk_bytes, opt.compile = path["foreach"], path["chunk_bytes"], path["compile"]
+                    opt.fused = path["fused"]
                 for _ in range(settings["steps"]):
-                    opt.step()
+                    (opt if path is not None else anchor).step()
             return run
 
         opt.step()  # allocate the state, so that the compile time below is compilation only
@@ -102,6 +126,7 @@ def _measure(settings: dict) -> dict:
         compile_s = time.perf_counter() - start
         contenders = [Contender(name, steps(path), work=settings["steps"], work_unit="step")
                       for name, path in PATHS.items()]
+        contenders.append(Contender(TORCH_FUSED, steps(None), work=settings["steps"], work_unit="step"))
         results = compare(contenders, repeats=settings["repeats"], warmup=1)  # the warm-up allocates the state
         groups.append(group(
             f"layers{layers}", f"AdamW `step()` over the assignment model's parameters with {layers} layers: "
@@ -110,12 +135,14 @@ def _measure(settings: dict) -> dict:
             facts={"tensors": tensors, "parameters": count,
                    "chunk size of `foreach, chunked` (parameter bytes)": adamw.CPU_CHUNK_BYTES,
                    "seconds to compile the update (first step of `foreach, compiled`, empty Inductor cache; "
-                   "not in the times)": round(compile_s, 1)}))
-        del opt
-    groups[-1]["facts"]["foreach=None on a CPU takes"] = ("the multi-tensor path (chunked)" if adamw.CPU_FOREACH
-                                                          else "the per-tensor loop")
-    return {"groups": groups, "notes": ["Ratios are per-tensor time / the other path's time per interleaved round: "
-                                        "above 1, that path is faster."],
+                   "not in the times)": round(compile_s, 1),
+                   "instruction set of `fused (C)`": fused_isa()}))
+        del opt, anchor
+    groups[-1]["facts"]["AdamW() on a CPU takes"] = (
+        "the fused C kernel" if adamw.use_fused(None, None, False, "cpu")
+        else "the multi-tensor path (chunked)" if adamw.CPU_FOREACH else "the per-tensor loop")
+    return {"groups": groups, "notes": ["Ratios are the anchor's time / the contender's time per interleaved round: "
+                                        "above 1, the contender is faster."],
             "torch_threads": torch.get_num_threads()}
 
 

@@ -13,8 +13,9 @@ Contenders, run interleaved (one repetition of each per round):
 - ``ours-compile=true`` (full runs): the same as ours-default with ``train.compile=true``;
 - ``standard-eager`` and ``standard-compiled``: :class:`StandardLoop`, what one
   writes with stock PyTorch for the same model: ``nn.Embedding``, ``nn.Linear``,
-  ``nn.RMSNorm``, SwiGLU, RoPE as a complex multiply (``torch.polar`` /
-  ``view_as_complex``, as in Meta's Llama code), ``F.scaled_dot_product_attention``,
+  ``nn.RMSNorm``, SwiGLU, RoPE (``standard-eager``: a complex multiply, ``torch.polar`` /
+  ``view_as_complex``, as in Meta's Llama code; ``standard-eager (real RoPE)`` and ``standard-compiled``: the same
+  rotation in real arithmetic, which Inductor fuses), ``F.scaled_dot_product_attention``,
   ``F.cross_entropy``, ``clip_grad_norm_`` and ``torch.optim.AdamW(fused=True)``
   with the same no-decay group as ours (norm gains, biases and embeddings), on
   batches sampled from the same token array; once eager and once ``torch.compile``d.
@@ -61,6 +62,7 @@ from benchmarks.harness import Contender, Timing, compare, group, script_main
 # The package entry points this script uses (one place, so a restructured package is one edit away).
 from cs336_basics.config import load_config
 from cs336_basics.model import TransformerLM
+from cs336_basics.model.accounting import flops_per_token
 from cs336_basics.precision import NAMES as DTYPES
 from cs336_basics.training.loop import train
 from cs336_basics.training.loss import cross_entropy
@@ -89,10 +91,21 @@ def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pairs * freqs[:, None, :]).flatten(3).type_as(x)
 
 
+def apply_rope_real(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """The same rotation of adjacent pairs in real arithmetic (Inductor generates code for it; it has no complex
+    kernels): (a, b) -> (a cos - b sin, a sin + b cos), with cos and sin read off the complex table."""
+    cos, sin = freqs.real[:, None, :], freqs.imag[:, None, :]  # (T, 1, D/2)
+    a, b = x.float().reshape(*x.shape[:-1], -1, 2).unbind(-1)  # (B, T, H, D/2) each
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(3).type_as(x)
+
+
+ROPE_FORMS = {"complex": apply_rope, "real": apply_rope_real}
+
+
 class StdBlock(nn.Module):
-    def __init__(self, d: int, heads: int, d_ff: int, eps: float) -> None:
+    def __init__(self, d: int, heads: int, d_ff: int, eps: float, rope: str = "complex") -> None:
         super().__init__()
-        self.heads = heads
+        self.heads, self.rope = heads, ROPE_FORMS[rope]
         self.norm1, self.norm2 = nn.RMSNorm(d, eps=eps), nn.RMSNorm(d, eps=eps)
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.proj = nn.Linear(d, d, bias=False)
@@ -102,7 +115,7 @@ class StdBlock(nn.Module):
     def forward(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).unbind(2)  # (B, T, H, D) each
-        q, k = apply_rope(q, freqs), apply_rope(k, freqs)
+        q, k = self.rope(q, freqs), self.rope(k, freqs)
         a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                            is_causal=True)  # (B, H, T, D)
         x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
@@ -114,20 +127,21 @@ class StdGPT(nn.Module):
     """The Llama-style model written the usual way with PyTorch's own building blocks."""
 
     def __init__(self, vocab: int, ctx: int, d: int, layers: int, heads: int, d_ff: int, theta: float = 1e4,
-                 eps: float = 1e-5) -> None:
+                 eps: float = 1e-5, rope: str = "complex") -> None:
         super().__init__()
         self.emb = nn.Embedding(vocab, d)
-        self.blocks = nn.ModuleList(StdBlock(d, heads, d_ff, eps) for _ in range(layers))
+        self.blocks = nn.ModuleList(StdBlock(d, heads, d_ff, eps, rope) for _ in range(layers))
         self.norm = nn.RMSNorm(d, eps=eps)
         self.head = nn.Linear(d, vocab, bias=False)
         self.register_buffer("freqs", rope_frequencies(d // heads, ctx, theta), persistent=False)
 
     @classmethod
-    def like(cls, m) -> StdGPT:
+    def like(cls, m, rope: str = "complex") -> StdGPT:
         """The standard model of the same shape as our ModelConfig ``m`` (Llama-style settings only)."""
         ours = TransformerLM(m)
         d_ff = ours.layers[0].ffn.w1.weight.shape[0]
-        model = cls(m.vocab_size, m.context_length, m.d_model, m.num_layers, m.num_heads, d_ff, m.rope_theta, m.norm_eps)
+        model = cls(m.vocab_size, m.context_length, m.d_model, m.num_layers, m.num_heads, d_ff, m.rope_theta, m.norm_eps,
+                    rope)
         assert sum(p.numel() for p in model.parameters()) == ours.num_parameters(), "not the same shape as ours"
         return model
 
@@ -137,17 +151,15 @@ class StdGPT(nn.Module):
             x = block(x, self.freqs[: ids.shape[1]])
         return self.head(self.norm(x))
 
-    def matmul_parameters(self) -> int:
-        return sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
-
 
 class StandardLoop:
     """A standard PyTorch training step with our config's optimizer settings (constant learning rate)."""
 
-    def __init__(self, cfg, data: np.ndarray, compile_model: bool, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, cfg, data: np.ndarray, compile_model: bool, dtype: torch.dtype = torch.float32,
+                 rope: str = "complex") -> None:
         torch.manual_seed(0)
         self.dtype = dtype
-        self.model = StdGPT.like(cfg.model)
+        self.model = StdGPT.like(cfg.model, rope)
         self.step_model = torch.compile(self.model) if compile_model else self.model
         o = cfg.optimizer
         no_decay = {id(p) for p in self.model.emb.parameters()} | {id(p) for p in self.model.parameters() if p.ndim < 2}
@@ -262,6 +274,12 @@ def measure_components(cfg, repeats: int, calls: int = 5) -> dict:
                  size=f"{n:,} x {m.vocab_size:,} logits; {millions:.1f}M parameters")
 
 
+STANDARD_LOOPS = (("standard-eager", False, "complex"), ("standard-eager (real RoPE)", False, "real"),
+                  ("standard-compiled", True, "real"))
+"""The anchors (name, compiled, RoPE form): eager in both RoPE forms (whichever is faster there), compiled with the
+real-valued form Inductor fuses (it generates no code for complex multiplies)."""
+
+
 def measure(settings: dict, data_dir) -> dict:
     torch.set_num_threads(settings["threads"])
     text = text_prefix(TINYSTORIES_TRAIN, None, data_dir)
@@ -283,8 +301,8 @@ def measure(settings: dict, data_dir) -> dict:
                   for name, extra in variants.items()]
     cfg = our_config(settings, dataset, runs, "standard")
     compile_s = {}
-    for name, compiled in (("standard-eager", False), ("standard-compiled", True)):
-        loop = StandardLoop(cfg, train_ids, compiled, dtype)
+    for name, compiled, rope in STANDARD_LOOPS:
+        loop = StandardLoop(cfg, train_ids, compiled, dtype, rope)
         start = time.perf_counter()
         loop.step()  # warm-up (and compilation)
         compile_s[name] = round(time.perf_counter() - start, 2)
@@ -305,9 +323,8 @@ def measure(settings: dict, data_dir) -> dict:
     results = compare(contenders, repeats=settings["repeats"])
     results = [r for r in results if not r.name.startswith("(")]
     peak = max(peaks)
-    flops_per_token = 6 * StdGPT.like(cfg.model).matmul_parameters() + 12 * cfg.model.num_layers * cfg.model.d_model \
-        * cfg.model.context_length
-    metrics = {f"MFU {r.name}": [flops_per_token * tokens / t / peak for t in r.wall] for r in results}
+    train_flops = flops_per_token(cfg.model)["train"]  # 6N + 12LdT, the trainer's MFU formula
+    metrics = {f"MFU {r.name}": [train_flops * tokens / t / peak for t in r.wall] for r in results}
     m = cfg.model
     dtype_name = str(dtype).removeprefix("torch.")
     steps_group = group(
@@ -317,7 +334,7 @@ def measure(settings: dict, data_dir) -> dict:
         size=f"d_model {m.d_model}, batch {cfg.train.batch_size}, {settings['threads']} thread(s)",
         facts={"autocast dtype (train.dtype=auto for ours-default; the standard loops use the same)": dtype_name,
                f"{dtype_name} matmul peak GFLOP/s (best between rounds)": round(peak / 1e9, 1),
-               "model FLOPs per token (6N + 12LdT)": flops_per_token,
+               "model FLOPs per token (6N + 12LdT)": train_flops,
                "warm-up and compile seconds of the standard loops": compile_s,
                "training tokens (TinyStories head)": int(len(train_ids))})
     groups = [steps_group]

@@ -65,6 +65,8 @@ CLAIMS: list[Claim] = [
     Claim("train", "steps", "training step speed, ours-default / standard compiled", "ours-default",
           "standard-compiled", target=1.0, readme="training step, `cs336 train` defaults vs the same loop with "
           "`torch.compile`"),
+    Claim("train", "steps", "training step speed, ours-default / standard eager (real RoPE)", "ours-default",
+          "standard-eager (real RoPE)", target=1.0),
     Claim("train", "steps", "training step speed, ours-reference / standard eager", "ours-reference",
           "standard-eager", target=0.9),
     Claim("train", "steps", "training step speed, ours-compile=true / standard compiled", "ours-compile=true",
@@ -80,7 +82,12 @@ CLAIMS: list[Claim] = [
     Claim("precision", "quickstart", "training step speed, bf16 autocast / float32, quickstart shape", "bfloat16",
           "float32"),
     Claim("precision", "matmul", "square matmul speed, bf16 / float32", "bfloat16", "float32"),
-    # AdamW's two paths on the CPU (benchmarks/bench_optimizer.py)
+    # AdamW's paths on the CPU (benchmarks/bench_optimizer.py)
+    Claim("optimizer", "layers4", "fused C AdamW (the CPU default) / torch.optim.AdamW(fused=True), 4 layers",
+          "fused (C)", "torch.optim.AdamW(fused=True)", target=1.0),
+    Claim("optimizer", "layers48", "fused C AdamW (the CPU default) / torch.optim.AdamW(fused=True), 48 layers",
+          "fused (C)", "torch.optim.AdamW(fused=True)", target=1.0),
+    Claim("optimizer", "layers48", "fused C AdamW / per-tensor on CPU, 48 layers", "fused (C)", "per-tensor"),
     Claim("optimizer", "layers48", "foreach AdamW faster than per-tensor on CPU with 48 layers", "foreach",
           "per-tensor", target=1.0),
     Claim("optimizer", "layers48", "chunked foreach AdamW / per-tensor on CPU, 48 layers", "foreach, chunked",

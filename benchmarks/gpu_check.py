@@ -70,6 +70,7 @@ from cs336_basics.config import load_config
 from cs336_basics.evaluation import evaluate_loss
 from cs336_basics.generation import generate
 from cs336_basics.hardware import resolve_device
+from cs336_basics.model.accounting import flops_per_token
 from cs336_basics.precision import cache_path, choose_dtype
 from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.training import runtime
@@ -183,7 +184,7 @@ def train_section(settings: dict, tokens: np.ndarray, device: torch.device, *, d
     return {"compiled": compile_model, "attention": attention, "dtype": dtype, "steps": len(measured),
             "warmup_steps": warmup, "warmup_s": round(sum(times[:warmup]), 3),
             "step_s_median": round(statistics.median(measured), 5), "tokens_per_s": round(tokens_per_s, 1),
-            "mfu": round(runtime.flops_per_token(cfg.model) * tokens_per_s / peak, 4) if peak else None,
+            "mfu": round(flops_per_token(cfg.model)["train"] * tokens_per_s / peak, 4) if peak else None,
             "peak_flops": peak, "peak_memory_mb": round(memory, 1), "peak_memory_kind": memory_kind,
             "losses": [round(x, 4) for x in losses]}
 

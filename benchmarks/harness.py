@@ -267,19 +267,54 @@ def git_state() -> dict[str, Any]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
 
+    status = git("status", "--porcelain").splitlines()
     return {"commit": git("rev-parse", "HEAD") or "unknown",
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+            "dirty": any(not line.startswith("??") for line in status),
+            "untracked": any(line.startswith("??") for line in status)}
+
+
+# the vector features a CPU's record names, in the kernel's spelling, with the short label rows show
+VECTOR_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16",
+                   "asimd": "NEON", "sve": "SVE", "bf16": "BF16"}
+
+
+def _cpuinfo() -> tuple[str, list[str]]:
+    """The CPU's model name and its flags, from ``/proc/cpuinfo`` (empty flags elsewhere)."""
+    model, flags = "", []
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not model:
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = value.split()
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine(), flags
 
 
 def cpu_model() -> str:
+    return _cpuinfo()[0]
+
+
+def machine_identity() -> dict[str, Any]:
+    """What tells two machines apart: CPU model, its vector features, cores, memory, and a fingerprint of those.
+
+    The fingerprint hashes the model name, every CPU flag and the memory size, so two hosts sold under one name
+    ("AMD EPYC") but with different instruction sets get different fingerprints.
+    """
+    import hashlib
+
+    model, flags = _cpuinfo()
     try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 0
+    memory_gib = round(memory / 2**30)
+    digest = hashlib.sha256("|".join([model, " ".join(sorted(flags)), str(memory_gib)]).encode()).hexdigest()
+    return {"cpu": model, "features": [f for f in VECTOR_FEATURES if f in flags], "cores": os.cpu_count(),
+            "usable_cores": usable_cores(), "memory_gib": memory_gib, "fingerprint": digest[:12]}
 
 
 def torch_version() -> str:
@@ -318,8 +353,7 @@ def new_record(area: str, kind: str, command: str, measured: dict, load_before: 
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **git_state(),
         "command": command,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable_cores(),
-                    "python": platform.python_version(),
+        "machine": {**machine_identity(), "python": platform.python_version(),
                     "torch": torch_version(), "torch_threads": measured.get("torch_threads"),
                     "load_before": [round(x, 2) for x in load_before],
                     "load_after": [round(x, 2) for x in os.getloadavg()]},
@@ -329,6 +363,13 @@ def new_record(area: str, kind: str, command: str, measured: dict, load_before: 
         "groups": measured["groups"],
         **({"transcript": measured["transcript"]} if "transcript" in measured else {}),
     }
+
+
+def start_line(area: str, kind: str, command: str) -> dict:
+    """The line a run appends before it measures: a start with no record after it was interrupted or discarded."""
+    return {"event": "start", "area": area, "kind": kind,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **git_state(), "command": command, "fingerprint": machine_identity()["fingerprint"]}
 
 
 def append_record(record: dict, results_dir: Path = RESULTS) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks import AREAS
 from benchmarks.claims import CLAIMS, Claim
-from benchmarks.harness import REPO, RESULTS, paired_ratios, rates, spread, verdict
+from benchmarks.harness import REPO, RESULTS, VECTOR_FEATURES, paired_ratios, rates, spread, verdict
 
 BLOCKS = {"BENCHMARKS.md": ("summary", "details"), "README.md": ("readme-speed", "quickstart-transcript")}
 
@@ -23,12 +23,31 @@ BLOCKS = {"BENCHMARKS.md": ("summary", "details"), "README.md": ("readme-speed",
 # ----------------------------------------------------------------------------- records
 
 
+def _lines(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
 def load_records(results_dir: Path = RESULTS) -> dict[str, list[dict]]:
-    """area -> its records, oldest first."""
+    """area -> its records, oldest first (the start lines left out)."""
+    return {path.stem: [line for line in _lines(path) if line.get("event") != "start"]
+            for path in sorted(results_dir.glob("*.jsonl"))}
+
+
+def unfinished_starts(results_dir: Path = RESULTS) -> dict[str, list[dict]]:
+    """area -> the start lines no record follows: runs that were interrupted, failed or discarded (or still run)."""
     out: dict[str, list[dict]] = {}
     for path in sorted(results_dir.glob("*.jsonl")):
-        with open(path, encoding="utf-8") as fh:
-            out[path.stem] = [json.loads(line) for line in fh if line.strip()]
+        open_start = None
+        for line in _lines(path):
+            if line.get("event") == "start":
+                if open_start is not None:
+                    out.setdefault(path.stem, []).append(open_start)
+                open_start = line
+            else:
+                open_start = None
+        if open_start is not None:
+            out.setdefault(path.stem, []).append(open_start)
     return out
 
 
@@ -117,9 +136,27 @@ def short_cpu(name: str) -> str:
     return " ".join(name.split()) or "unknown CPU"
 
 
+def machine_name(machine: dict) -> str:
+    """``AMD EPYC, AVX2`` / ``AMD EPYC, AVX-512, AVX512-BF16``: the CPU with the vector features that set its speed
+    (records from before features were stored say "features not recorded")."""
+    if "features" not in machine:
+        return f"{short_cpu(machine['cpu'])}, features not recorded"
+    labels = [VECTOR_FEATURES[f] for f in machine["features"] if f in VECTOR_FEATURES]
+    if "AVX-512" in labels and "AVX2" in labels:
+        labels.remove("AVX2")
+    return ", ".join([short_cpu(machine["cpu"]), *labels] if labels else [short_cpu(machine["cpu"]), "no vector features"])
+
+
+def tree_mark(record: dict) -> str:
+    """A mark for a record measured on a tree that differs from its commit."""
+    marks = (["uncommitted changes"] if record.get("dirty") else []) + (["untracked files"] if record.get("untracked") else [])
+    return f" ({' and '.join(marks)})" if marks else ""
+
+
 def _record_cell(record: dict) -> str:
     m = record["machine"]
-    return (f"{record['kind']}, {record['date'][:10]}, {short_cpu(m['cpu'])}, "
+    dirty = " †" if record.get("dirty") or record.get("untracked") else ""
+    return (f"{record['kind']}, {record['date'][:10]}, {machine_name(m)}{dirty}, "
             f"load {m['load_before'][0]:g}→{m['load_after'][0]:g}")
 
 
@@ -148,6 +185,8 @@ def summary(latest_by_area: dict[str, dict | None]) -> str:
             lines.append(f"| {claim.label} | {row['group'].get('size', '')} | {row['ours']} | {row['anchor']} | "
                          f"**{med_range(row['values'])}** | {cpu} | {len(row['values'])} | {_target(claim)} | "
                          f"{status(claim, record, row['values'])} | {_record_cell(record)} |")
+    if any(r is not None and (r.get("dirty") or r.get("untracked")) for r in latest_by_area.values()):
+        lines += ["", "† measured on a tree that differs from its commit (the area's details say how)."]
     return "\n".join(lines)
 
 
@@ -200,23 +239,30 @@ def _fact(value) -> str:
     return str(value)
 
 
-def area_section(area: str, record: dict, count: int) -> str:
+def area_section(area: str, record: dict, count: int, unfinished: list[dict] | None = None) -> str:
     m = record["machine"]
-    commit = record["commit"][:10] + (" (uncommitted changes)" if record["dirty"] else "")
+    commit = record["commit"][:10] + tree_mark(record)
     threads = f" with {m['torch_threads']} thread(s)" if m["torch_threads"] else ""
     head = [f"### {AREAS[area][1]}", "",
             f"Latest {record['kind']} record (of {count}) in `benchmarks/results/{area}.jsonl`: {record['date']}, "
             f"commit {commit}, `{record['command']}`, {num(record['elapsed_s'])} s.",
-            f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}{threads}, load "
+            f"Machine: {m['cpu']} ({machine_name(m).partition(', ')[2]}), {m['cores']} cores"
+            + (f", {m['memory_gib']} GiB, fingerprint {m['fingerprint']}" if "fingerprint" in m else "")
+            + f", Python {m['python']}, torch {m['torch']}{threads}, load "
             f"average (1 min) {m['load_before'][0]:g} before and {m['load_after'][0]:g} after.",
             "Settings: " + ", ".join(f"{k} {v!r}" if isinstance(v, str) else f"{k} {v}"
                                      for k, v in record["settings"].items()) + ".", ""]
+    if unfinished:
+        dates = ", ".join(f"{u['date']} ({u['kind']}, commit {u['commit'][:10]})" for u in unfinished)
+        head += [f"Runs that started and left no record (interrupted, failed or discarded): {len(unfinished)}: "
+                 f"{dates}.", ""]
     head += [f"- {note}" for note in record["notes"]] + ([""] if record["notes"] else [])
     return "\n".join(head) + "\n" + groups_markdown(record["groups"])
 
 
-def details(records: dict[str, list[dict]], latest_by_area: dict[str, dict | None]) -> str:
-    sections = [area_section(area, latest_by_area[area], len(records[area]))
+def details(records: dict[str, list[dict]], latest_by_area: dict[str, dict | None],
+            unfinished: dict[str, list[dict]] | None = None) -> str:
+    sections = [area_section(area, latest_by_area[area], len(records[area]), (unfinished or {}).get(area))
                 for area in AREAS if latest_by_area.get(area) is not None]
     return "\n\n".join(sections) if sections else "No benchmark records yet."
 
@@ -265,7 +311,7 @@ def replace_block(text: str, name: str, body: str) -> str:
 def blocks(results_dir: Path = RESULTS) -> dict[str, str]:
     records = load_records(results_dir)
     chosen = {area: latest(records.get(area, [])) for area in AREAS}
-    return {"summary": summary(chosen), "details": details(records, chosen), "readme-speed": readme_speed(chosen),
+    return {"summary": summary(chosen), "details": details(records, chosen, unfinished_starts(results_dir)), "readme-speed": readme_speed(chosen),
             "quickstart-transcript": quickstart_transcript(records)}
 
 

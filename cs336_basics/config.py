@@ -55,6 +55,11 @@ class RunConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Console, metrics.jsonl, Weights & Biases and TensorBoard settings."""
 
+    def tokens_per_step(self, world_size: int = 1) -> int:
+        """Training tokens one optimizer step consumes: ``train.batch_size`` sequences per process (already the
+        whole step, gradient accumulation only splits it) x processes x ``model.context_length``."""
+        return self.train.batch_size * world_size * self.model.context_length
+
 
 # ----------------------------------------------------------------------------- type coercion
 

@@ -1,27 +1,17 @@
-"""Export trained models for use outside this toolkit: a Hugging Face ``LlamaForCausalLM`` folder or raw safetensors.
+"""Export trained models for use outside this toolkit: a Hugging Face transformers folder or raw safetensors.
 
 ``cs336 export --format hf`` writes ``config.json``, ``generation_config.json``,
 ``model.safetensors`` and the tokenizer files (``tokenizer.json``,
 ``vocab.json``, ``merges.txt``, ``tokenizer_config.json``,
 ``special_tokens_map.json``) so that ``transformers.AutoModelForCausalLM`` and
-``AutoTokenizer`` load the folder and reproduce our logits.
+``AutoTokenizer`` load the folder, reproduce our logits and our token ids.
 
-Only the Llama-style architecture maps onto ``LlamaForCausalLM``: RoPE,
-SwiGLU, RMSNorm, pre-norm blocks, no biases (tied or untied LM head). Any
-other choice is a one-line "not exportable" error naming the blocking feature.
-
-Two layout conversions, both exact:
-
-- our attention keeps one fused ``qkv_proj`` weight ``(3*d_model, d_model)``
-  (rows: all of q, then k, then v; head h at rows ``h*D:(h+1)*D`` of each);
-  Llama has separate ``q_proj``/``k_proj``/``v_proj``;
-- our RoPE rotates adjacent pairs ``(2i, 2i+1)`` of each head (the CS336
-  handout's layout) while Llama's ``rotate_half`` pairs ``(i, i + D/2)`` with the
-  same frequency ``theta^(-2i/D)``. Permuting the rows of q and k within every
-  head by ``[0, 2, 4, ..., D-2, 1, 3, ..., D-1]`` turns one into the other, and
-  since q and k get the same permutation the dot products are unchanged.
-
-The SwiGLU weights map as ``w1 -> gate_proj``, ``w3 -> up_proj``, ``w2 -> down_proj``.
+Every model the trainer builds is exportable. A built-in transformers class is
+used where one computes exactly our model (Llama for the handout's shape, and
+the others listed in :mod:`cs336_basics.interop.hf_classes`); any other model
+becomes our own ``CS336ForCausalLM``, whose source ``modeling_cs336.py`` is
+copied into the folder and named in ``config.json``'s ``auto_map`` (loaded with
+``trust_remote_code=True``). The export says which class it used and why.
 """
 
 from __future__ import annotations
@@ -30,7 +20,6 @@ import json
 import shutil
 import struct
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -38,6 +27,7 @@ from safetensors.torch import save_file
 from cs336_basics.config import dump_config
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import replace_dir_atomically
+from cs336_basics.interop.hf_classes import REMOTE_FILE, REMOTE_SOURCE, choose_class, hf_config, hf_state_dict
 from cs336_basics.outputs import (
     MARKER,
     DirOutput,
@@ -54,86 +44,6 @@ from cs336_basics.tokenizer.gpt2_format import token_to_str
 
 FORMATS = ("hf", "safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
-
-
-def blocking_feature(cfg) -> str | None:
-    """The first ModelConfig choice that LlamaForCausalLM cannot express, as ``key=value``; None if exportable."""
-    required = {"position": "rope", "ffn": "swiglu", "norm": "rmsnorm", "block": "prenorm"}
-    for key, wanted in required.items():
-        value = getattr(cfg, key)
-        if value != wanted:
-            return f"{key}={value} (Llama needs {key}={wanted})"
-    return None
-
-
-def check_exportable(cfg) -> None:
-    problem = blocking_feature(cfg)
-    if problem is not None:
-        raise UserError(f"not exportable to Hugging Face LlamaForCausalLM: {problem}; "
-                        "use --format safetensors for the raw weights")
-
-
-def rope_permutation(d_head: int) -> torch.Tensor:
-    """Row order that turns adjacent-pair RoPE (2i, 2i+1) into rotate-half RoPE (i, i + D/2)."""
-    return torch.cat([torch.arange(0, d_head, 2), torch.arange(1, d_head, 2)])
-
-
-def _permute_heads(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
-    d_out, d_in = weight.shape
-    d_head = d_out // num_heads
-    per_head = weight.view(num_heads, d_head, d_in)  # (H, D, d_model)
-    return per_head[:, rope_permutation(d_head), :].reshape(d_out, d_in)  # (H*D, d_model)
-
-
-def hf_state_dict(state: dict[str, torch.Tensor], cfg) -> dict[str, torch.Tensor]:
-    """Our TransformerLM state dict -> LlamaForCausalLM names and layouts (fresh contiguous tensors)."""
-    d, H = cfg.d_model, cfg.num_heads
-    out: dict[str, torch.Tensor] = {"model.embed_tokens.weight": state["token_embeddings.weight"]}
-    for i in range(cfg.num_layers):
-        ours, theirs = f"layers.{i}.", f"model.layers.{i}."
-        qkv = state[ours + "attn.qkv_proj.weight"]  # (3d, d): q rows, then k rows, then v rows
-        q, k, v = qkv[:d], qkv[d:2 * d], qkv[2 * d:]
-        out[theirs + "self_attn.q_proj.weight"] = _permute_heads(q, H)
-        out[theirs + "self_attn.k_proj.weight"] = _permute_heads(k, H)
-        out[theirs + "self_attn.v_proj.weight"] = v
-        out[theirs + "self_attn.o_proj.weight"] = state[ours + "attn.output_proj.weight"]
-        out[theirs + "mlp.gate_proj.weight"] = state[ours + "ffn.w1.weight"]
-        out[theirs + "mlp.up_proj.weight"] = state[ours + "ffn.w3.weight"]
-        out[theirs + "mlp.down_proj.weight"] = state[ours + "ffn.w2.weight"]
-        out[theirs + "input_layernorm.weight"] = state[ours + "ln1.weight"]
-        out[theirs + "post_attention_layernorm.weight"] = state[ours + "ln2.weight"]
-    out["model.norm.weight"] = state["ln_final.weight"]
-    if not cfg.tie_embeddings:
-        out["lm_head.weight"] = state["lm_head.weight"]
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in out.items()}
-
-
-def llama_config(cfg, d_ff: int, *, bos_id: int | None, eos_id: int | None, dtype: torch.dtype) -> dict[str, Any]:
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.d_model,
-        "intermediate_size": d_ff,
-        "num_hidden_layers": cfg.num_layers,
-        "num_attention_heads": cfg.num_heads,
-        "num_key_value_heads": cfg.num_heads,
-        "head_dim": cfg.d_model // cfg.num_heads,
-        "hidden_act": "silu",
-        "max_position_embeddings": cfg.context_length,
-        "rms_norm_eps": cfg.norm_eps,
-        "rope_theta": cfg.rope_theta,
-        "rope_scaling": None,
-        "attention_bias": False,
-        "attention_dropout": 0.0,
-        "mlp_bias": False,
-        "tie_word_embeddings": bool(cfg.tie_embeddings),
-        "initializer_range": 0.02,
-        "use_cache": True,
-        "bos_token_id": bos_id,
-        "eos_token_id": eos_id,
-        "torch_dtype": str(dtype).removeprefix("torch."),
-    }
 
 
 def _tokenizer_files(tokenizer_dir: Path, out: Path, context_length: int) -> tuple[int | None, list[str]]:
@@ -157,16 +67,17 @@ def _tokenizer_files(tokenizer_dir: Path, out: Path, context_length: int) -> tup
         "bos_token": eos,
         "eos_token": eos,
         "unk_token": None,
+        "pad_token": eos,
         "additional_special_tokens": [s for s in specials if s != eos],
     }
     (out / "tokenizer_config.json").write_text(json.dumps(token_config, indent=2, ensure_ascii=False), encoding="utf-8")
-    special_map = {"bos_token": eos, "eos_token": eos} if eos else {}
+    special_map = {"bos_token": eos, "eos_token": eos, "pad_token": eos} if eos else {}
     (out / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2, ensure_ascii=False), encoding="utf-8")
     return eos_id, specials
 
 
 HF_FILES = ("config.json", "generation_config.json", "model.safetensors", *TOKENIZER_FILES, "tokenizer_config.json",
-            "special_tokens_map.json")
+            "special_tokens_map.json", REMOTE_FILE)
 RAW_FILES = ("model.safetensors", "config.toml")
 EXPORT_DIR = DirOutput("cs336 export", "export folder", has_marker("export"),
                        frozenset((*HF_FILES, *RAW_FILES, MARKER)))
@@ -199,21 +110,30 @@ def _write_atomically(out_dir: Path, force: bool, fill, details: dict[str, str])
 
 
 def export_hf(model, out_dir: str | Path, *, tokenizer_dir: str | Path | None = None, dtype: torch.dtype = torch.float32,
-              force: bool = False) -> Path:
-    """Write ``model`` (our TransformerLM) as a Hugging Face LlamaForCausalLM folder; return the folder."""
+              force: bool = False, remote_code: bool = False) -> Path:
+    """Write ``model`` (our TransformerLM) as a Hugging Face transformers folder; return the folder.
+
+    The class is a built-in one that computes the model exactly, else ours (always ours with ``remote_code``).
+    """
     cfg = model.config
-    check_exportable(cfg)
+    choice = choose_class(cfg, remote_code=remote_code)
     state = model_state_dict(model)
-    tensors = {k: v.to(dtype) for k, v in hf_state_dict(state, cfg).items()}
-    d_ff = state["layers.0.ffn.w1.weight"].shape[0]
+    tensors = {k: v.to(dtype) for k, v in hf_state_dict(state, cfg, choice).items()}
+    trust = ", trust_remote_code=True" if choice.remote_code else ""
+    info(f"exporting as {choice.architecture}: {choice.reason}; load it with "
+         f"AutoModelForCausalLM.from_pretrained({str(out_dir)!r}{trust})")
 
     def fill(tmp: Path) -> None:
         eos_id = None
         if tokenizer_dir is not None:
             eos_id, _ = _tokenizer_files(Path(tokenizer_dir), tmp, cfg.context_length)
-        config = llama_config(cfg, d_ff, bos_id=eos_id, eos_id=eos_id, dtype=dtype)
+        config = hf_config(cfg, choice, cfg.resolved_d_ff, eos_id=eos_id, dtype=dtype)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        generation = {"bos_token_id": eos_id, "eos_token_id": eos_id, "do_sample": True, "temperature": 1.0}
+        generation = {"bos_token_id": eos_id, "eos_token_id": eos_id, "pad_token_id": eos_id, "do_sample": True,
+                      "temperature": 1.0}
+        if choice.remote_code:
+            generation["use_cache"] = False  # CS336ForCausalLM recomputes the whole sequence at every step
+            shutil.copyfile(REMOTE_SOURCE, tmp / REMOTE_FILE)
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
 
@@ -222,7 +142,7 @@ def export_hf(model, out_dir: str | Path, *, tokenizer_dir: str | Path | None = 
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: str = "hf",
-                      dtype: torch.dtype = torch.float32, force: bool = False) -> Path:
+                      dtype: torch.dtype = torch.float32, force: bool = False, remote_code: bool = False) -> Path:
     """Export a checkpoint file or run directory (best.pt, else latest) in ``format``; return the output path."""
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
@@ -247,9 +167,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: st
             dump_config(loaded.config, tmp / "config.toml")
 
         return _write_atomically(out, force, fill, {"format": "safetensors"})
-    check_exportable(loaded.config.model)
     if loaded.tokenizer_dir is None:
         info("no tokenizer directory found for this run: exporting the model without tokenizer files")
     else:
         loaded.tokenizer()  # the files exported beside the model must be the tokenizer it was trained with
-    return export_hf(loaded.model, out_dir, tokenizer_dir=loaded.tokenizer_dir, dtype=dtype, force=force)
+    return export_hf(loaded.model, out_dir, tokenizer_dir=loaded.tokenizer_dir, dtype=dtype, force=force,
+                     remote_code=remote_code)

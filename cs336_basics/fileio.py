@@ -1,4 +1,5 @@
-"""Atomic file and directory writes: readers never see a half-written output, a crash leaves the old one.
+"""Atomic file and directory writes (readers never see a half-written output, a crash leaves the old one),
+and file hashes.
 
 A directory output (an export folder, a tokenizer directory) is built in a hidden temp
 directory beside its final name and renamed into place; a previous one is moved aside
@@ -13,6 +14,7 @@ write that fails because the disk is full becomes
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -91,3 +93,12 @@ def replace_dir_atomically(out_dir: str | Path, fill: Callable[[Path], None], ow
         raise UserError(f"{out_dir} was written, but files that appeared in the previous one while it was "
                         f"replaced are kept in {aside}; look at them there") from exc
     return out_dir
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes (hex), read in chunks so a corpus is never held in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -53,6 +53,25 @@ def byte_progress(total_bytes: int | None, desc: str, enabled: bool | None = Non
     return progress(total=total_bytes, desc=desc, unit="B", unit_scale=True, enabled=enabled, unit_divisor=1024)
 
 
+class ByteBar(tqdm):
+    """The byte bar as a class, for libraries that take one (huggingface_hub's ``tqdm_class``): shown where
+    :func:`bars_enabled` says, in the same look as :func:`byte_progress`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.pop("name", None)  # huggingface_hub's own keyword, for its tqdm subclass only
+        kwargs.setdefault("disable", not bars_enabled())
+        super().__init__(*args, unit_divisor=1024, dynamic_ncols=True, leave=False, file=sys.stderr, **kwargs)
+
+
+class SilentBar(tqdm):
+    """A bar that never shows, for a library transfer whose progress the caller counts itself."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.pop("name", None)
+        kwargs["disable"] = True
+        super().__init__(*args, **kwargs)
+
+
 class Timer:
     """Wall-clock phases for end-of-command summaries: ``with timer.phase("merge"): ...``."""
 

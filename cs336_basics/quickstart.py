@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cs336_basics.config import load_config
-from cs336_basics.datasets import DOC_DELIMITER, copy_prefix, download_dataset
+from cs336_basics.datasets import DOC_DELIMITER, copy_prefix
+from cs336_basics.download import download_dataset
 from cs336_basics.errors import UserError
 from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
 from cs336_basics.evaluation.baseline import unigram_baseline
 from cs336_basics.fileio import atomic_write_bytes, atomic_write_text
 from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, generate
-from cs336_basics.http_download import NetworkError
+from cs336_basics.hub import NetworkError
 from cs336_basics.outputs import DirOutput, check_output_dir, has_marker, write_marker
 from cs336_basics.prepare import prepare_dataset
 from cs336_basics.progress import Timer, info

@@ -19,16 +19,19 @@ pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 GPT2_DIR = FIXTURES / "gpt2"
-TINYSTORIES_TRAIN = "tinystories/train_head.txt.xz"
-TINYSTORIES_VALID = "tinystories/valid_head.txt.xz"
+SAMPLE_DIR = REPO / "cs336_basics" / "sample"
+"""The TinyStories sample ships inside the package (the quickstart's offline data); tests read it there."""
+TINYSTORIES_TRAIN = "sample/tinystories_train.txt.xz"
+TINYSTORIES_VALID = "sample/tinystories_valid.txt.xz"
 MULTILINGUAL = "multilingual.txt"
 EOT = "<|endoftext|>"
 
 
 @lru_cache(maxsize=None)
 def fixture_bytes(name: str) -> bytes:
-    """The bytes of ``tests/fixtures/NAME`` (``.xz`` files decompressed); a missing file is an error."""
-    path = FIXTURES / name
+    """The bytes of ``tests/fixtures/NAME``, or of the package's sample for ``sample/NAME`` (``.xz`` files
+    decompressed); a missing file is an error."""
+    path = SAMPLE_DIR / name.removeprefix("sample/") if name.startswith("sample/") else FIXTURES / name
     data = path.read_bytes()
     return lzma.decompress(data) if path.suffix == ".xz" else data
 
@@ -123,10 +126,12 @@ def require_native(module: str) -> None:
     """
     import importlib
 
+    from cs336_basics.tokenizer import native
+
     if os.environ.get("CS336_NO_NATIVE"):
         pytest.skip(f"CS336_NO_NATIVE is set: the C extension {module} is disabled")
     try:
-        importlib.import_module(f"cs336_basics.tokenizer.{module}")
+        importlib.import_module(native.qualified_name(module))
     except ImportError as exc:
         pytest.skip(f"C extension {module} not built ({exc}); pip install -e . builds it")
 

@@ -107,3 +107,38 @@ def test_the_readme_transcript_is_the_latest_recorded_quickstart_output(tmp_path
                      "...", "step 8/10 | train 3.0", "step 9/10 | train 3.0", "step 10/10 | train 3.0",
                      "validation:        3.1 nats/token, 1.2 bits/byte"]
     assert "No recorded quickstart run" in render.quickstart_transcript({"quickstart": [{"area": "quickstart"}]})
+
+
+def test_records_identify_the_machine_by_its_features_and_a_fingerprint(monkeypatch):
+    from benchmarks import harness
+
+    monkeypatch.setattr(harness, "_cpuinfo", lambda: ("AMD EPYC", ["fpu", "avx2", "fma"]))
+    avx2 = harness.machine_identity()
+    monkeypatch.setattr(harness, "_cpuinfo", lambda: ("AMD EPYC", ["fpu", "avx2", "fma", "avx512f", "avx512_bf16"]))
+    bf16 = harness.machine_identity()
+    assert avx2["features"] == ["avx2"] and bf16["features"] == ["avx2", "avx512f", "avx512_bf16"]
+    assert avx2["fingerprint"] != bf16["fingerprint"]  # one name, two instruction sets: two machines
+    assert render.machine_name(avx2) == "AMD EPYC, AVX2"
+    assert render.machine_name(bf16) == "AMD EPYC, AVX-512, AVX512-BF16"
+    assert render.machine_name({"cpu": "AMD EPYC"}) == "AMD EPYC, features not recorded"
+
+
+def test_a_record_marks_a_tree_with_uncommitted_or_untracked_files():
+    record = {"kind": "full", "date": "2026-12-07T00:00:00Z", "dirty": False, "untracked": True,
+              "machine": {"cpu": "Intel Xeon", "features": ["avx2"], "load_before": [1.0], "load_after": [1.0]}}
+    assert "†" in render._record_cell(record) and render.tree_mark(record) == " (untracked files)"
+    record["untracked"] = False
+    assert "†" not in render._record_cell(record) and render.tree_mark(record) == ""
+
+
+def test_a_start_line_without_a_record_after_it_is_reported(tmp_path):
+    import json
+
+    lines = [{"event": "start", "area": "eval", "kind": "full", "date": "d1", "commit": "a" * 40},
+             {"area": "eval", "kind": "full", "date": "d1"},  # finished
+             {"event": "start", "area": "eval", "kind": "full", "date": "d2", "commit": "b" * 40},  # interrupted
+             {"event": "start", "area": "eval", "kind": "quick", "date": "d3", "commit": "c" * 40},
+             {"area": "eval", "kind": "quick", "date": "d3"}]
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    assert [u["date"] for u in render.unfinished_starts(tmp_path)["eval"]] == ["d2"]
+    assert [r["date"] for r in render.load_records(tmp_path)["eval"]] == ["d1", "d3"]

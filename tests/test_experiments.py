@@ -191,6 +191,19 @@ def test_fixed_tokens_keeps_budget_and_rescales_cadence(base_toml):
         expand_grid(None, ["train.batch_size=2,8"], fixed_tokens=True)
 
 
+def test_fixed_tokens_and_batch_rule_count_accumulated_batches_once(base_toml):
+    """train.batch_size is already the whole step's batch (accumulation splits it), so a run that only changes
+    grad_accum_steps trains the same tokens per step: same steps, same learning rate."""
+    runs = expand_grid(base_toml, ["train.grad_accum_steps=1,4"], overrides=["optimizer.lr_max=1e-3"],
+                       batch_rule="linear", fixed_tokens=True)
+    plain, accumulated = runs
+    assert accumulated.config.train.grad_accum_steps == 4
+    assert accumulated.config.train.total_steps == plain.config.train.total_steps == 10
+    assert accumulated.config.optimizer.lr_max == pytest.approx(1e-3)
+    assert accumulated.config.tokens_per_step() == plain.config.tokens_per_step() == 8 * 16
+    assert accumulated.config.train.micro_batch == 2
+
+
 def test_sweep_file_format(tmp_path, base_toml):
     path = tmp_path / "abl.toml"
     path.write_text(textwrap.dedent("""

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cs336_basics.model import Linear, TiedLMHead, TransformerLM, preset
+from cs336_basics.model import Linear, ModelConfig, TiedLMHead, TransformerLM, preset
 from cs336_basics.model.accounting import (
     activation_elements,
     count_parameters,
@@ -210,3 +210,9 @@ def test_cli_model_info_subprocess_error_contract():
     assert proc.returncode == 2
     assert proc.stderr.startswith("cs336: error:") and "divisible" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_training_flops_per_token_is_the_mfu_formula():
+    """The one FLOPs formula (trainer MFU, gpu_check, benchmarks): 6N + 12 L d T, N the matmul parameters."""
+    cfg = ModelConfig(vocab_size=512, context_length=64, d_model=64, num_layers=3, num_heads=4)
+    assert flops_per_token(cfg)["train"] == 6 * matmul_params(cfg) + 12 * 3 * 64 * 64

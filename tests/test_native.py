@@ -16,7 +16,7 @@ BLOCK = """
 import importlib.abc, sys
 class _Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "cs336_basics.tokenizer.{ext}":
+        if name == "{qualified}":
             raise ImportError("undefined symbol: simulated broken build")
         return None
 sys.meta_path.insert(0, _Block())
@@ -27,7 +27,8 @@ def _run_blocked(ext: str, code: str, env: dict[str, str] | None = None) -> subp
     # CI sets CS336_REQUIRE_NATIVE; these runs break an extension on purpose, so only `env` may set it
     inherited = {k: v for k, v in os.environ.items() if k != "CS336_REQUIRE_NATIVE"}
     full_env = {**inherited, "CS336_NO_PROGRESS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-c", BLOCK.format(ext=ext) + code], capture_output=True, text=True,
+    block = BLOCK.format(qualified=native.qualified_name(ext))
+    return subprocess.run([sys.executable, "-c", block + code], capture_output=True, text=True,
                           env=full_env, cwd=REPO, timeout=300)
 
 
@@ -42,9 +43,9 @@ def test_doctor_lists_versions_devices_features_and_extensions():
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for label in ("cs336_basics", "python", "torch version", "torch build", "torch devices", "cpu features",
-                  "avx512_bf16", "amx_bf16", "C _bpe_count", "C _bpe_merge", "C _encode_native"):
+                  "avx512_bf16", "amx_bf16", "C _bpe_count", "C _bpe_merge", "C _encode_native", "C _adamw_native"):
         assert label in out, label
-    assert out.count(" loaded (") == 3
+    assert out.count(" loaded (") == len(native.EXTENSIONS) == 4
 
 
 def test_doctor_names_a_missing_extension_and_exits_1():
@@ -61,6 +62,28 @@ def test_require_native_turns_a_broken_build_into_an_import_error():
     assert "CS336_REQUIRE_NATIVE is set but C extensions are unavailable" in proc.stderr
     assert "_encode_native" in proc.stderr
     assert _run_blocked("_encode_native", code).returncode == 0  # without the variable: the fallback is used
+
+
+def test_require_native_covers_the_optimizer_kernel():
+    """A broken AdamW kernel: importing the optimizer fails under CS336_REQUIRE_NATIVE, else the loop runs."""
+    code = ("from cs336_basics.training.optimizer import AdamW, use_fused\n"
+            "print('fused by default:', use_fused(None, None, False, 'cpu'))")
+    proc = _run_blocked("_adamw_native", code, env={"CS336_REQUIRE_NATIVE": "1"})
+    assert proc.returncode != 0
+    assert "CS336_REQUIRE_NATIVE is set but C extensions are unavailable" in proc.stderr
+    assert "_adamw_native: cannot be loaded" in proc.stderr
+    proc = _run_blocked("_adamw_native", code)
+    assert proc.returncode == 0, proc.stderr
+    assert "fused by default: False" in proc.stdout
+
+
+def test_a_missing_optimizer_kernel_does_not_warn_about_tokenizing():
+    """Tokenizing never uses the AdamW kernel, so its absence is not reported as a slow tokenizer."""
+    code = ("from cs336_basics.tokenizer import native\n"
+            "print(native.warn_if_fallback('cs336 prepare', native.TOKENIZER))")
+    proc = _run_blocked("_adamw_native", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False" and "warning:" not in proc.stderr
 
 
 def test_tokenize_warns_once_when_it_falls_back(tmp_path):

@@ -23,6 +23,7 @@ from cs336_basics.quickstart import (REPEATING_DROPOUT, REPEATS_FOR_DROPOUT, RES
                                      repeats, split_off_validation, with_dropout_if_repeating)
 from cs336_basics.sample import HERE, SAMPLE_FILES, extract_sample
 from tests.conftest import run_cli
+from tests.hub_fixtures import LocalServer, corpus, hub_env, use_hub
 
 
 def _unigram_oracle(train: list[int], valid: list[int], vocab: int) -> float:
@@ -141,7 +142,7 @@ def _closed_port_url() -> str:
 
 
 def test_gather_data_falls_back_to_the_sample_without_network(tmp_path, monkeypatch, capsys, sample_files):
-    monkeypatch.setenv("CS336_DATASET_BASE_URL", _closed_port_url())
+    use_hub(monkeypatch, _closed_port_url(), tmp_path / "hf")
     started = time.perf_counter()
     gather_data(tmp_path / "data", None, None, None)
     assert time.perf_counter() - started < 30  # one connection attempt, not the whole retry schedule
@@ -171,7 +172,7 @@ def test_quickstart_without_network_or_data_runs_on_the_bundled_sample(tmp_path,
     args = ["quickstart", "--valid", str(valid), "--out", str(tmp_path / "qs"), "--workers", "1"]
     for assignment in TINY:
         args += ["--set", assignment]
-    proc = run_cli(*args, timeout=900, env={"CS336_DATASET_BASE_URL": _closed_port_url(), "OMP_NUM_THREADS": "1"})
+    proc = run_cli(*args, timeout=900, env={**hub_env(_closed_port_url(), tmp_path / "hf"), "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sample shipped with the package" in proc.stderr
     assert "unigram baseline:" in proc.stdout and "bits/byte" in proc.stdout and "--- story 1 ---" in proc.stdout
@@ -192,14 +193,14 @@ def test_quickstart_without_network_or_data_runs_on_the_bundled_sample(tmp_path,
 
 def test_gather_data_downloads_a_prefix_when_no_data_is_given(tmp_path, monkeypatch):
     """No --data: a TinyStories prefix comes from the (here: local) mirror, train and valid linked in place."""
-    from tests.test_download import TS_TRAIN, TS_VALID, LocalServer, _corpus
+    from tests.test_download import TS_TRAIN, TS_VALID
 
     remote = tmp_path / "remote"
     remote.mkdir()
-    (remote / TS_TRAIN).write_bytes(_corpus(300, 3))
-    (remote / TS_VALID).write_bytes(_corpus(40, 4))
+    (remote / TS_TRAIN).write_bytes(corpus(300, 3))
+    (remote / TS_VALID).write_bytes(corpus(40, 4))
     server = LocalServer(remote)
-    monkeypatch.setenv("CS336_DATASET_BASE_URL", server.url)
+    use_hub(monkeypatch, server.url, tmp_path / "hf")
     try:
         gather_data(tmp_path / "qs" / "data", None, None, max_bytes=20_000)
     finally:

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from cs336_basics.tokenizer.pretokenize import DEFAULT_SPECIAL_TOKENS
 
     specials = chosen_special_tokens(args, DEFAULT_SPECIAL_TOKENS)
-    native_ext.warn_if_fallback("cs336 prepare")
+    native_ext.warn_if_fallback("cs336 prepare", native_ext.TOKENIZER)
     result = prepare_dataset(args.data, args.vocab_size, specials, workers=args.workers, force=args.force,
                              tokenizer_from=args.tokenizer_from, context_length=args.context_length)
     print(f"tokenizer\t{result.tokenizer_dir}")

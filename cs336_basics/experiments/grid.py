@@ -239,20 +239,20 @@ def _fmt(value: Any) -> str:
 def batch_rule_overrides(cfg: RunConfig, base: RunConfig, rule: str, fixed_tokens: bool) -> list[str]:
     """The extra overrides that scale ``cfg``'s LR (and steps) for its batch size relative to ``base``."""
     out: list[str] = []
-    ratio = (cfg.train.batch_size * cfg.train.grad_accum_steps) / (base.train.batch_size * base.train.grad_accum_steps)
+    ratio = cfg.train.batch_size / base.train.batch_size  # sequences per step; accumulation only splits them
     if rule != "none" and ratio != 1.0:
         factor = ratio if rule == "linear" else math.sqrt(ratio)
         out += [f"optimizer.lr_max={_fmt(cfg.optimizer.lr_max * factor)}",
                 f"optimizer.lr_min={_fmt(cfg.optimizer.lr_min * factor)}"]
     if fixed_tokens:
-        per_step_base = base.train.batch_size * base.train.grad_accum_steps * base.model.context_length
+        per_step_base = base.tokens_per_step()
         if base.train.total_tokens is not None:
             budget = base.train.total_tokens
         elif base.train.total_steps is not None:
             budget = base.train.total_steps * per_step_base
         else:
             raise ConfigError("--fixed-tokens needs train.total_steps or train.total_tokens in the base config")
-        per_step = cfg.train.batch_size * cfg.train.grad_accum_steps * cfg.model.context_length
+        per_step = cfg.tokens_per_step()
         steps = max(1, round(budget / per_step))
         base_steps = budget / per_step_base
         scale = steps / base_steps

@@ -5,8 +5,9 @@ the repetition penalty; Holtzman et al. 2020 for nucleus sampling; Fan et al.
 2018 for top-k):
 
 1. only ids of the tokenizer's vocabulary are candidates (``generate`` slices
-   the logits to it: a model's embedding may be padded to a multiple of 64 and
-   those rows were never trained, so they must never be sampled);
+   the logits to it: a model may be built with a larger ``vocab_size`` than its
+   tokenizer has tokens, and rows past the tokenizer's were never trained, so
+   they must never be sampled);
 2. repetition penalty, as in CTRL / Hugging Face: for every id already present
    in a row's sequence, a positive logit is divided by the penalty and a
    negative one multiplied by it;

@@ -150,7 +150,7 @@ class DenseMoEFFN(MoEFFN):
     """The mixture of :class:`MoEFFN` computed densely: every expert on every token, times its gate.
 
     A token's gate for expert ``e`` is its renormalised router weight when ``e`` is among
-    its top-k, else 0, so the output is the same mixture. The shapes no longer depend on
+    its top-k, else 0, so the output is the same mixture. The shapes do not depend on
     the routing (no ``nonzero``, no skipped experts), so a compiler traces one static
     graph; the price is ``num_experts / top_k`` times the expert FLOPs, which is why
     eager models keep :class:`MoEFFN`. Adds no state:

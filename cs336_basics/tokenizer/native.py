@@ -1,14 +1,20 @@
 """The optional C accelerators: load them once, say which engine runs, and why.
 
-Three extension modules are built from ``cs336_basics/tokenizer/*.c`` at ``pip install``:
+Four extension modules are built from ``cs336_basics/**/*.c`` at ``pip install``:
 
-- ``_bpe_count``    pre-tokenize and count (BPE training, first phase);
-- ``_bpe_merge``    the incremental merge engine (BPE training, second phase);
-- ``_encode_native`` the encoder's pre-tokenizer and merge loop.
+- ``tokenizer._bpe_count``     pre-tokenize and count (BPE training, first phase);
+- ``tokenizer._bpe_merge``     the incremental merge engine (BPE training, second phase);
+- ``tokenizer._encode_native`` the encoder's pre-tokenizer and merge loop;
+- ``training._adamw_native``   AdamW's update of CPU float32 tensors in one pass
+  (:mod:`cs336_basics.training.fused_adamw`).
 
-Each has a pure-Python fallback with identical results, much slower. A failed
-build used to be invisible (pip hides the compiler's output), so this module
-keeps the reason an extension is unavailable, and:
+The registry lives here, with the tokenizer's three, so that ``cs336 doctor`` and
+``CS336_REQUIRE_NATIVE`` cover every extension; it names modules of higher layers
+only as strings (importing one imports nothing of ours but its package).
+Each has a pure-Python fallback with identical results (for AdamW: the same
+update within the ulp bound its docstring states), much slower. pip hides the
+compiler's output, so a failed build would go unnoticed; this module keeps the
+reason an extension is unavailable, and:
 
 - :func:`status` lists every extension with ``loaded`` and the reason (``cs336 doctor``);
 - :func:`warn_if_fallback` prints one warning line naming what falls back and how to fix it
@@ -30,7 +36,12 @@ EXTENSIONS = {
     "_bpe_count": "BPE training: pre-tokenize and count",
     "_bpe_merge": "BPE training: merges",
     "_encode_native": "encoding",
+    "_adamw_native": "AdamW steps on CPU float32 parameters",
 }
+TOKENIZER = ("_bpe_count", "_bpe_merge", "_encode_native")
+"""The extensions that tokenizing (training a tokenizer, encoding) uses."""
+PACKAGES = {"_adamw_native": "cs336_basics.training"}
+"""The package of an extension that does not live in ``cs336_basics.tokenizer``."""
 DISABLE_ENV = "CS336_NO_NATIVE"
 REQUIRE_ENV = "CS336_REQUIRE_NATIVE"
 BUILD_HINT = ("install a C compiler and the Python headers, then reinstall with "
@@ -52,15 +63,21 @@ _MODULES: dict[str, ModuleType | None] = {}
 _REASONS: dict[str, str] = {}
 
 
+def qualified_name(name: str) -> str:
+    """The full module name of extension ``name``."""
+    return f"{PACKAGES.get(name, 'cs336_basics.tokenizer')}.{name}"
+
+
 def loaded(name: str) -> ModuleType | None:
     """The compiled module ``name`` if it imports (whatever ``CS336_NO_NATIVE`` says), else None."""
     if name not in _MODULES:
+        qualified = qualified_name(name)
         try:
-            module = importlib.import_module(f"cs336_basics.tokenizer.{name}")
+            module = importlib.import_module(qualified)
             _MODULES[name], _REASONS[name] = module, ""
         except ImportError as exc:
             _MODULES[name] = None
-            missing = isinstance(exc, ModuleNotFoundError) and exc.name == f"cs336_basics.tokenizer.{name}"
+            missing = isinstance(exc, ModuleNotFoundError) and exc.name == qualified
             _REASONS[name] = "not built" if missing else f"cannot be loaded ({exc})"
     return _MODULES[name]
 

@@ -61,7 +61,7 @@ class OptimizerConfig:
     grad_clip: float = 1.0
     """Global gradient-norm clip; 0 turns clipping off (negative values are errors)."""
     foreach: bool | None = None
-    """AdamW's multi-tensor path (torch._foreach_* ops over many parameters per call; the same update and checkpoint format as the per-tensor loop); None: on for CUDA, on CPU only where it measured faster (cs336_basics.training.optimizer.CPU_FOREACH)."""
+    """AdamW's multi-tensor path (torch._foreach_* ops over many parameters per call; the same update and checkpoint format as the per-tensor loop); None: on for CUDA, and on a CPU the fused C update takes every float32 tensor where it is built (cs336_basics.training.fused_adamw), the rest taking the multi-tensor path only where it measured faster (cs336_basics.training.optimizer.CPU_FOREACH); true or false picks that path for every tensor."""
     compile: bool = False
     """Compile AdamW's multi-tensor update with torch.compile: each tensor's update becomes one pass over memory (faster where the step is memory-bound, as on CPUs), at the cost of compiling at start (seconds to minutes, growing with the number of parameter tensors); worth it for long runs."""
     muon_lr: float = 0.02
@@ -205,6 +205,11 @@ class TrainConfig:
             raise ValueError(f"train.keep_last must be >= 0, got {self.keep_last}")
         if not self.run_name or "/" in self.run_name or self.run_name in (".", ".."):
             raise ValueError(f"train.run_name {self.run_name!r} must be a plain directory name")
+
+    @property
+    def micro_batch(self) -> int:
+        """Sequences per forward/backward pass: the step's ``batch_size`` split into ``grad_accum_steps`` parts."""
+        return self.batch_size // self.grad_accum_steps
 
 
 @dataclass

@@ -44,6 +44,7 @@ from cs336_basics.errors import UserError
 from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
 from cs336_basics.evaluation.samples import write_training_samples
 from cs336_basics.hardware import resolve_device
+from cs336_basics.model.accounting import flops_per_token
 from cs336_basics.model.config import ModelConfig
 from cs336_basics.outputs import check_output_dir
 from cs336_basics.progress import info, progress
@@ -207,7 +208,7 @@ class Trainer:
         self.timings = StepTimings()
         self.train_step = TrainStep(self.parts, self.device, t.grad_accum_steps, cfg.optimizer.grad_clip, self.dist,
                                     self.timings)
-        self.flops_per_token = runtime.flops_per_token(cfg.model)
+        self.flops_per_token = flops_per_token(cfg.model)["train"]
         self.peak = runtime.peak_flops(self.device, self.dtype, t.peak_tflops)
         limit = t.divergence_loss if t.divergence_loss is not None else 2.0 * math.log(vocab)
         self.divergence_loss = limit if limit > 0 else math.inf

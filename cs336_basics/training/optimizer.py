@@ -39,12 +39,19 @@ corrections) enter as 0-d tensors so the compiled code is reused at every step.
 Compiling costs seconds to minutes at start (it grows with the number of
 tensors), so it is opt-in (``optimizer.compile``): worth it for long runs.
 
-All three keep exactly the same state (``step``, ``exp_avg``, ``exp_avg_sq`` per
+A fourth, ``fused``, is the C kernel of :mod:`~cs336_basics.training.fused_adamw`:
+one pass over memory per tensor, all of a group's CPU float32 tensors in one call.
+It gives the loop's moments bit for bit and its parameters within the ulp bound
+stated there (the only difference is a correctly rounded square root).
+
+All four keep exactly the same state (``step``, ``exp_avg``, ``exp_avg_sq`` per
 parameter), so a checkpoint written by one path resumes in another; ``foreach``
-is an attribute of the optimizer, not a group option, so loading a state dict
-never changes it. ``foreach=None`` resolves per device (:func:`use_foreach`):
-on for CUDA, and on a CPU whatever ``benchmarks/bench_optimizer.py`` measured
-faster (:data:`CPU_FOREACH`: no reliable gain was measured, so CPUs keep the loop).
+and ``fused`` are attributes of the optimizer, not group options, so loading a
+state dict never changes them. The defaults resolve per device: on a CPU the
+fused kernel takes every tensor it can when it is built (:func:`use_fused`), and
+``foreach=None`` (:func:`use_foreach`) is on for CUDA and, on a CPU, whatever
+``benchmarks/bench_optimizer.py`` measured faster for the tensors left
+(:data:`CPU_FOREACH`: no reliable gain was measured, so CPUs keep the loop).
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ import torch
 from torch import Tensor, nn
 
 from cs336_basics.model.layers import Embedding
+from cs336_basics.training import fused_adamw
 
 
 CPU_FOREACH = False
@@ -76,6 +84,14 @@ def use_foreach(foreach: bool | None, device_type: str) -> bool:
     if device_type == "cuda":
         return True
     return CPU_FOREACH if device_type == "cpu" else False
+
+
+def use_fused(fused: bool | None, foreach: bool | None, compile: bool, device_type: str) -> bool:
+    """Whether the C kernel takes the tensors it fits: as ``fused`` says, else on a CPU where it is built, unless
+    ``foreach`` or ``compile`` ask for another path."""
+    if fused is not None:
+        return fused
+    return device_type == "cpu" and foreach is None and not compile and fused_adamw.kernel() is not None
 
 
 def default_chunk_bytes(device_type: str) -> int:
@@ -162,11 +178,14 @@ class AdamW(torch.optim.Optimizer):
     (:func:`use_foreach`). ``chunk_bytes``: the multi-tensor path's chunk size (None: the device's default,
     :func:`default_chunk_bytes`; 0: one list per group). ``compile``: the multi-tensor update compiled by
     ``torch.compile`` over each group's whole list (implies the multi-tensor path; ``chunk_bytes`` is unused).
+    ``fused``: True to update every tensor the C kernel fits with it (the others take the path ``foreach``
+    picks; all of them when the kernel is not built), False never to, None for the default (:func:`use_fused`:
+    on a CPU where it is built, when ``foreach`` and ``compile`` are left unset).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01, *, foreach: bool | None = None, chunk_bytes: int | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, fused: bool | None = None) -> None:
         if lr < 0:
             raise ValueError(f"invalid learning rate {lr}")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
@@ -181,6 +200,7 @@ class AdamW(torch.optim.Optimizer):
         self.foreach = foreach
         self.chunk_bytes = chunk_bytes
         self.compile = compile
+        self.fused = fused
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
@@ -202,6 +222,10 @@ class AdamW(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
             device_type = params[0].device.type
+            if use_fused(self.fused, self.foreach, self.compile, device_type):
+                params = self._step_fused(group, params)
+                if not params:
+                    continue
             if self.compile:
                 self._step_compiled(group, params)
             elif use_foreach(self.foreach, device_type):
@@ -209,6 +233,22 @@ class AdamW(torch.optim.Optimizer):
             else:
                 self._step_per_tensor(group, params)
         return loss
+
+    def _step_fused(self, group: dict, params: list[Tensor]) -> list[Tensor]:
+        """Update the tensors the C kernel fits; return the others (all of them when it is not built)."""
+        module = fused_adamw.kernel()
+        if module is None:
+            return params
+        states = [self.state[p] for p in params]
+        fit = [fused_adamw.fits(p, s["exp_avg"], s["exp_avg_sq"]) for p, s in zip(params, states)]
+        idx = [i for i, ok in enumerate(fit) if ok]
+        if idx:
+            (beta1, beta2) = group["betas"]
+            fused_adamw.adamw_fused(module, [params[i] for i in idx], [states[i]["exp_avg"] for i in idx],
+                                    [states[i]["exp_avg_sq"] for i in idx], [states[i]["step"] for i in idx],
+                                    lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                                    weight_decay=group["weight_decay"])
+        return [p for p, ok in zip(params, fit) if not ok]
 
     def _step_per_tensor(self, group: dict, params: list[Tensor]) -> None:
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]

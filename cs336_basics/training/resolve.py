@@ -22,10 +22,6 @@ from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.trained import find_checkpoint
 
 
-def micro_batch(cfg) -> int:
-    return cfg.train.batch_size // cfg.train.grad_accum_steps
-
-
 def resolve_vocab_size(cfg, tokenizer, tokenizer_dir: Path | None):
     """``cfg`` with ``model.vocab_size`` taken from the tokenizer when unset; a one-line error when they differ.
 
@@ -68,8 +64,7 @@ def total_steps(cfg, world_size: int) -> int | None:
     if t.total_steps is not None:
         return t.total_steps
     if t.total_tokens is not None:
-        per_step = t.batch_size * world_size * cfg.model.context_length
-        return max(1, t.total_tokens // per_step)
+        return max(1, t.total_tokens // cfg.tokens_per_step(world_size))
     if t.max_minutes is not None:
         return None
     raise UserError("set train.total_steps, train.total_tokens (steps = tokens / (batch_size * context_length)) "

@@ -22,7 +22,6 @@ from __future__ import annotations
 import torch
 
 from cs336_basics.allocator import keep_freed_cpu_memory
-from cs336_basics.model.accounting import matmul_params
 from cs336_basics.precision import choose_dtype
 
 # dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets
@@ -45,12 +44,6 @@ def configure_backends(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-
-
-def flops_per_token(model_cfg) -> float:
-    """Training FLOPs per token, 6N + 12 L d T."""
-    n = matmul_params(model_cfg)
-    return 6.0 * n + 12.0 * model_cfg.num_layers * model_cfg.d_model * model_cfg.context_length
 
 
 def table_peak_flops(device_name: str, dtype: torch.dtype) -> float | None:

@@ -110,8 +110,7 @@ def build_training_parts(cfg, train_tokens: np.ndarray, device: torch.device, to
     dtype = choice.dtype
     torch.manual_seed(t.seed)
     model = TransformerLM(cfg.model, attention_device=device).to(device)
-    micro_batch = t.batch_size // t.grad_accum_steps
-    sampler = BatchSampler(train_tokens, micro_batch, cfg.model.context_length, device, seed=t.seed, rank=dist.rank,
+    sampler = BatchSampler(train_tokens, t.micro_batch, cfg.model.context_length, device, seed=t.seed, rank=dist.rank,
                            world_size=dist.world_size)
     return TrainingParts(model=model, optimizer=OPTIMIZER_BUILDERS[cfg.optimizer.name](model, cfg.optimizer),
                          schedule=build_schedule(cfg.optimizer, total_steps), sampler=sampler, dtype=dtype,
@@ -190,7 +189,7 @@ def choose_training_dtype(cfg, train_tokens: np.ndarray, device: torch.device, d
                                                                   compile=False))
         return measure_step_seconds(trial, train_tokens, steps=3, warmup=1)
 
-    key = shape_key("train", {"model": dataclasses.asdict(cfg.model), "micro_batch": t.batch_size // t.grad_accum_steps,
+    key = shape_key("train", {"model": dataclasses.asdict(cfg.model), "micro_batch": t.micro_batch,
                               "device": str(device)})
     return choose_dtype(t.dtype, device, measure=None if dist.enabled else measure, key=key,
                         d_model=cfg.model.d_model)

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cs336_basics import datasets
+from huggingface_hub import constants, file_download
+
+from cs336_basics import datasets, download
 from cs336_basics.errors import DiskFullError, UserError
 from cs336_basics.tokenizer import token_files
 from cs336_basics.tokenizer.bpe_train import train_bpe
@@ -30,7 +32,8 @@ from cs336_basics.tokenizer.token_files import manifest_path, open_token_file, r
 from cs336_basics.tokenizer.tokenizer import Tokenizer
 from cs336_basics.tokenizer.tokenizer_dir import save_tokenizer_dir
 from tests.conftest import run_cli
-from tests.test_download import TS_TRAIN, TS_VALID, LocalServer, _corpus
+from tests.hub_fixtures import LocalServer, cached_blobs, corpus, hub_env, use_hub
+from tests.test_download import TS_TRAIN, TS_VALID
 from tests.training_fixtures import make_byte_dataset
 
 EOT = "<|endoftext|>"
@@ -391,8 +394,8 @@ def test_prepare_records_the_id_range_it_checks(byte_dataset, tmp_path):
 def server(tmp_path):
     root = tmp_path / "remote"
     root.mkdir()
-    (root / TS_TRAIN).write_bytes(_corpus(400, 1))
-    (root / TS_VALID).write_bytes(_corpus(60, 2))
+    (root / TS_TRAIN).write_bytes(corpus(400, 1))
+    (root / TS_VALID).write_bytes(corpus(60, 2))
     srv = LocalServer(root)
     yield srv
     srv.close()
@@ -402,29 +405,34 @@ HTML_PAGE = b"<!DOCTYPE html><html><body>Service unavailable. Try again.</body><
 
 
 @pytest.mark.parametrize("content_type, body, reason", [
-    ("text/html; charset=utf-8", HTML_PAGE, "Content-Type text/html"),
-    (None, HTML_PAGE, "a body starting with '<!DOCTYPE html><html'"),
-    ("application/json", b'{"error": "Repository not found"}', "Content-Type application/json"),
+    ("text/html; charset=utf-8", HTML_PAGE, "a body starting with '<!DOCTYPE html><html'"),
+    (None, b"\n  <html><body>Service unavailable</body></html>", "a body starting with '<html><body>Servic"),
+    ("application/json", b'{"error": "Repository not found"}', "a body starting with '{\"error\""),
     ("text/plain", b'{"error": "rate limited"}', "a body starting with '{\"error\""),
     ("text/plain", b"", "sent an empty file"),
 ])
-def test_error_page_is_not_saved_as_a_dataset(server, tmp_path, content_type, body, reason):
+@pytest.mark.parametrize("prefix", [False, True], ids=["whole", "prefix"])
+def test_error_page_is_not_saved_as_a_dataset(server, tmp_path, content_type, body, reason, prefix):
+    """A mirror that serves a page (with HTTP 200) as if it were the file: refused, kept neither in DEST nor in
+    the Hub cache, from where it would be served again to the next download."""
     server.pages[TS_VALID] = (content_type, body)
     dest = tmp_path / "data"
-    proc = run_cli("download", "tinystories", "--dest", str(dest), "--split", "valid", "--base-url", server.url)
+    proc = run_cli("download", "tinystories", "--dest", str(dest), "--split", "valid",
+                   *(["--max-bytes", "1K"] if prefix else []), env=hub_env(server.url, tmp_path / "hf"))
     assert proc.returncode == 2
     one_line_error(proc, reason, "--from-dir")
     assert list((dest / "tinystories").iterdir()) == []  # nothing kept, not even the transfer's state
+    assert cached_blobs(tmp_path / "hf" / "hub") == []
 
 
 def test_error_page_leaves_a_finished_download_untouched(server, tmp_path):
     dest = tmp_path / "data"
     assert run_cli("download", "tinystories", "--dest", str(dest), "--split", "valid",
-                   "--base-url", server.url).returncode == 0
+                   env=hub_env(server.url, tmp_path / "hf")).returncode == 0
     before = snapshot(dest)
     server.pages[TS_VALID] = ("text/html", HTML_PAGE)
-    proc = run_cli("download", "tinystories", "--dest", str(dest), "--split", "valid", "--base-url", server.url,
-                   "--force")
+    fresh_cache = hub_env(server.url, tmp_path / "hf2")  # with the first cache, the client would not ask again
+    proc = run_cli("download", "tinystories", "--dest", str(dest), "--split", "valid", "--force", env=fresh_cache)
     assert proc.returncode == 2
     one_line_error(proc, "error page")
     assert snapshot(dest) == before
@@ -435,11 +443,12 @@ def test_error_page_leaves_a_finished_download_untouched(server, tmp_path):
     ("sha256", "0" * 64, "checksum mismatch"),
 ])
 def test_catalog_size_and_checksum_are_checked_before_placing(server, tmp_path, monkeypatch, field, value, message):
-    server.set(advertise_sha=False)
+    server.set(advertise_sha=False)  # a git-style ETag: only the catalog knows the SHA-256
+    use_hub(monkeypatch, server.url, tmp_path / "hf")
     entry = datasets.DATASETS["tinystories"]["valid"]
     monkeypatch.setitem(datasets.DATASETS["tinystories"], "valid", dataclasses.replace(entry, **{field: value}))
     with pytest.raises(UserError, match=message):
-        datasets.download_dataset("tinystories", tmp_path, splits=["valid"], base_url=server.url, retries=0)
+        download.download_dataset("tinystories", tmp_path, splits=["valid"])
     assert not (tmp_path / "tinystories" / TS_VALID).exists()
 
 
@@ -448,7 +457,7 @@ def test_from_dir_refuses_a_saved_error_page(tmp_path):
     src.mkdir()
     (src / TS_VALID).write_bytes(HTML_PAGE)
     with pytest.raises(UserError, match="error page saved as a file"):
-        datasets.download_dataset("tinystories", tmp_path / "d", splits=["valid"], from_dir=src)
+        download.download_dataset("tinystories", tmp_path / "d", splits=["valid"], from_dir=src)
     assert not (tmp_path / "d" / "tinystories" / TS_VALID).exists()
 
 
@@ -456,8 +465,8 @@ def test_from_dir_refuses_a_saved_error_page(tmp_path):
 class _DiskFillsUp:
     """A binary file whose writes fail with ENOSPC once ``room`` bytes have been written."""
 
-    def __init__(self, path, mode: str, room: int) -> None:
-        self._fh, self._path, self.room = builtins.open(path, mode), str(path), room
+    def __init__(self, path, mode: str, room: int, fh=None) -> None:
+        self._fh, self._path, self.room = fh or builtins.open(path, mode), str(path), room
 
     def write(self, data) -> int:
         if len(data) > self.room:
@@ -486,27 +495,26 @@ def _fill_disk_when_writing(monkeypatch, module, suffix: str, room: int) -> None
     monkeypatch.setattr(module, "open", fake_open, raising=False)
 
 
-def test_disk_full_while_downloading_is_not_retried_and_keeps_the_part(server, tmp_path, monkeypatch, capsys):
-    from cs336_basics import http_download
+def test_disk_full_while_downloading_is_not_retried_and_places_nothing(server, tmp_path, monkeypatch, capsys):
+    """The disk of the Hub cache fills up while the client writes the file: exit 2 naming the cache, no retry,
+    nothing placed and no partial blob left; with space freed the same command completes."""
     from cs336_basics.cli import main
 
-    monkeypatch.setattr(http_download, "CHUNK", 1000)  # the disk fills up part-way through the transfer
-    _fill_disk_when_writing(monkeypatch, http_download, ".part", 5000)
+    cache = use_hub(monkeypatch, server.url, tmp_path / "hf")
     monkeypatch.setenv("CS336_NO_PROGRESS", "1")
-    code = main(["download", "tinystories", "--dest", str(tmp_path), "--split", "train", "--base-url", server.url,
-                 "--retries", "3"])
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1000)  # the disk fills up part-way through the transfer
+    client_get = file_download.http_get
+    with monkeypatch.context() as full:
+        full.setattr(file_download, "http_get", lambda url, temp_file, **kw: client_get(
+            url, _DiskFillsUp(temp_file.name, "wb", 5000, fh=temp_file), **kw))
+        code = main(["download", "tinystories", "--dest", str(tmp_path / "data"), "--split", "train"])
     assert code == 2
-    part = tmp_path / "tinystories" / f".{TS_TRAIN}.part"
-    one_line_error(capsys.readouterr().err, f"no space left on device at {part}", "free space and rerun", "resume")
-    assert [m for m, _, _ in server.requests if m == "GET"] == ["GET"]  # no retry
-    assert part.exists() and not (tmp_path / "tinystories" / TS_TRAIN).exists()
-    kept = part.read_bytes()
-    assert len(kept) == 5000
-    # space freed: the same command resumes from the kept bytes and places the whole file
-    monkeypatch.undo()
-    out = datasets.download_dataset("tinystories", tmp_path, splits=["train"], base_url=server.url, retries=0)
+    one_line_error(capsys.readouterr().err, f"no space left on device at {cache}", "free space", "HF_HUB_CACHE")
+    assert server.gets() == [None]  # no retry
+    assert not (tmp_path / "data" / "tinystories" / TS_TRAIN).exists()
+    assert cached_blobs(cache) == []
+    out = download.download_dataset("tinystories", tmp_path / "data", splits=["train"])
     assert out["train"].read_bytes() == (server.root / TS_TRAIN).read_bytes()
-    assert server.requests[-1][2] == f"bytes={len(kept)}-"
 
 
 def test_disk_full_while_tokenizing_keeps_the_old_token_file(dataset, monkeypatch, capsys):
