@@ -138,11 +138,11 @@ def check_output_dir(out: str | Path, kind: DirOutput, *, inputs: Iterable[str |
 
 def check_output_file(out: str | Path, *, command: str, is_previous: Callable[[Path], bool],
                       inputs: Iterable[str | Path | None] = (), force: bool | None = None, flag: str = "--out",
-                      example: str = "out") -> bool:
+                      example: str = "out", why: str = "") -> bool:
     """Check a file output before any work; True when it exists (a previous output of ``command``).
 
     ``force=None``: the command has no ``--force`` and overwrites its own previous output; ``False``:
-    replacing one needs ``--force``.
+    replacing one needs ``--force``. ``why`` follows "was not written by COMMAND" in the message.
     """
     path = Path(out)
     target = _resolved(path)
@@ -154,7 +154,7 @@ def check_output_file(out: str | Path, *, command: str, is_previous: Callable[[P
     if not (path.exists() or path.is_symlink()):
         return False
     if not path.is_file() or not is_previous(path):
-        raise UserError(f"{flag} {out} exists and was not written by {command}; choose another {flag} "
+        raise UserError(f"{flag} {out} exists and was not written by {command}{why}; choose another {flag} "
                         "(or move that file away)")
     if force is False:
         raise UserError(f"{flag} {out} holds a previous output of {command}; add --force to replace it, or "

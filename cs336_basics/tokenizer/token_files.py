@@ -490,7 +490,8 @@ def check_token_output(out_path: str | Path, inputs: list[str | Path]) -> None:
     """Refuse an output that is a directory, an input, or an existing file without the manifest tokenize writes."""
     out_path = Path(out_path)
     check_output_file(out_path, command="cs336 tokenize", is_previous=_is_token_output, inputs=inputs,
-                      example="train.npy")
+                      example="train.npy", why=f" (it has no {manifest_path(out_path).name} beside it; a tokenize "
+                                               "run killed before writing it leaves such a file: then delete it)")
     if out_path.suffix != ".npy":
         raise UserError(f"output must be a .npy file, got {out_path}; e.g. --out {out_path.with_suffix('.npy')}")
 
