@@ -34,7 +34,8 @@ synthetic byte-level vocabulary of the same size. None of the losses mean
 anything about language.
 
 It prints one line per section and writes everything to JSON (``--out``,
-default ``benchmarks/results/gpu_check-<device name>.json``). ``--device cpu
+default ``gpu_check-<device name>.json`` in the cache directory, ``~/.cache/cs336_basics``,
+outside the source tree; the path is printed). ``--device cpu
 --tiny`` runs a tiny model for a few steps in seconds (no ``torch.compile`` on
 CPU unless ``--compile on``): the test suite runs it that way so the script
 cannot rot between GPU sessions.
@@ -70,7 +71,7 @@ from cs336_basics.evaluation import evaluate_loss
 from cs336_basics.generation import generate
 from cs336_basics.hardware import resolve_device
 from cs336_basics.model.accounting import flops_per_token
-from cs336_basics.precision import choose_dtype
+from cs336_basics.precision import cache_path, choose_dtype
 from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.training import runtime
 from cs336_basics.training.data import open_tokens
@@ -253,7 +254,7 @@ def ddp_section(device: torch.device) -> dict:
 def default_out(device: torch.device) -> Path:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
-    return Path(__file__).resolve().parent / "results" / f"gpu_check-{slug}.json"
+    return cache_path().parent / f"gpu_check-{slug}.json"
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -351,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                     help="torch.compile the first training section (auto: on CUDA only)")
     ap.add_argument("--steps", type=int, help="measured steps of the compiled training section")
-    ap.add_argument("--out", help="JSON report path (default: benchmarks/results/gpu_check-<device name>.json)")
+    ap.add_argument("--out", help=f"JSON report path (default: gpu_check-<device name>.json in {cache_path().parent}, "
+                                  "outside the source tree)")
     args = ap.parse_args(argv)
     report = run(args)
     out = Path(args.out) if args.out else default_out(resolve_device(args.device, "--device"))

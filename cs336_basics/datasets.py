@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 from cs336_basics.errors import UserError, is_disk_full
 from cs336_basics.fileio import atomic_write_text, sha256_file
+from cs336_basics.outputs import DirOutput, check_output_dir
 
 DOC_DELIMITER = b"<|endoftext|>"
 MANIFEST_NAME = "downloads.json"
@@ -211,6 +212,26 @@ def copy_from_dir(remote: RemoteFile, folder: Path, source_dir: Path, *, max_byt
     else:
         size = copy_prefix(src, folder / remote.local_name, max_bytes).stat().st_size
     return {"source": str(src.resolve()), "source_sha256": source_sha, "size": size}
+
+
+def _is_download_folder(folder: Path, files: dict[str, RemoteFile]) -> bool:
+    """True when every entry of ``folder`` is downloads.json or a (partial) file of this dataset."""
+    names = [name for remote in files.values() for name in (remote.local_name, remote.filename)]
+    return all(entry.name == MANIFEST_NAME or any(entry.name.lstrip(".").startswith(n) for n in names)
+               for entry in folder.iterdir())
+
+
+def check_download_folder(folder: Path, files: dict[str, RemoteFile], splits, from_dir: str | Path | None) -> None:
+    """Before fetching: DEST/NAME is new or a previous download folder, does not hold --from-dir, and every file
+    to be (re)placed is absent or recorded in downloads.json (a file cs336 download did not write stays)."""
+    kind = DirOutput("cs336 download", "download folder", lambda d: _is_download_folder(d, files))
+    check_output_dir(folder, kind, inputs=[from_dir], flag="the dataset folder", fix="choose another --dest")
+    recorded = load_manifest(folder) if folder.is_dir() else {}
+    for split in splits:
+        final = folder / files[split].local_name
+        if (final.exists() or final.is_symlink()) and files[split].local_name not in recorded:
+            raise UserError(f"{final} exists but {folder / MANIFEST_NAME} does not record it, so cs336 download did "
+                            "not write it; move it away and rerun (or prepare that folder with 'cs336 prepare')")
 
 
 def copy_prefix(src: str | Path, dst: str | Path, max_bytes: int | None) -> Path:

@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cs336_basics.datasets import (DATASETS, DOC_DELIMITER, RemoteFile, copy_from_dir, copy_prefix, error_page_reason,
-                                   gunzip, place, record, up_to_date)
+from cs336_basics.datasets import (DATASETS, DOC_DELIMITER, RemoteFile, check_download_folder, copy_from_dir,
+                                   copy_prefix, error_page_reason, gunzip, place, record, up_to_date)
 from cs336_basics.errors import UserError, disk_full_is_user_error
 from cs336_basics.fileio import sha256_file
 from cs336_basics.hub import (BY_HAND, Enough, HubFile, cached_file, evict, fetch_file, file_metadata,
@@ -69,6 +69,7 @@ def download_dataset(name: str, dest: str | Path = "data", splits: list[str] | t
     if from_dir is not None and not Path(from_dir).is_dir():
         raise UserError(f"--from-dir {from_dir} is not a directory")
     folder = Path(dest) / name
+    check_download_folder(folder, files, splits, from_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

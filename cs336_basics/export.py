@@ -17,9 +17,8 @@ copied into the folder and named in ``config.json``'s ``auto_map`` (loaded with
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
+import struct
 from pathlib import Path
 
 import torch
@@ -27,7 +26,17 @@ from safetensors.torch import save_file
 
 from cs336_basics.config import dump_config
 from cs336_basics.errors import UserError
+from cs336_basics.fileio import replace_dir_atomically
 from cs336_basics.interop.hf_classes import REMOTE_FILE, REMOTE_SOURCE, choose_class, hf_config, hf_state_dict
+from cs336_basics.outputs import (
+    MARKER,
+    DirOutput,
+    check_holds_no_input,
+    check_output_dir,
+    check_output_file,
+    has_marker,
+    write_marker,
+)
 from cs336_basics.progress import info
 from cs336_basics.runs.checkpoint import model_state_dict
 from cs336_basics.runs.trained import export_safetensors, load_trained_model
@@ -67,23 +76,37 @@ def _tokenizer_files(tokenizer_dir: Path, out: Path, context_length: int) -> tup
     return eos_id, specials
 
 
-def _write_atomically(out_dir: Path, force: bool, fill) -> Path:
-    """Build the folder in a temp dir beside ``out_dir`` and rename it into place."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise UserError(f"{out_dir} already exists and is not empty; choose another --out or add --force")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+HF_FILES = ("config.json", "generation_config.json", "model.safetensors", *TOKENIZER_FILES, "tokenizer_config.json",
+            "special_tokens_map.json", REMOTE_FILE)
+RAW_FILES = ("model.safetensors", "config.toml")
+EXPORT_DIR = DirOutput("cs336 export", "export folder", has_marker("export"),
+                       frozenset((*HF_FILES, *RAW_FILES, MARKER)))
+"""An export folder: marked by MARKER; --force replaces one that holds nothing but the files export writes."""
+EXPORTED_BY = "cs336 export"
+"""The ``exported_by`` metadata of a single .safetensors file written by export (how a previous one is recognised)."""
+
+
+def _exported_file(path: Path) -> bool:
+    """True for a .safetensors file whose header metadata says export wrote it."""
     try:
+        with open(path, "rb") as fh:
+            size = struct.unpack("<Q", fh.read(8))[0]
+            header = json.loads(fh.read(min(size, 1 << 26)).decode("utf-8"))
+    except (OSError, struct.error, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(header, dict) and (header.get("__metadata__") or {}).get("exported_by") == EXPORTED_BY
+
+
+def _write_atomically(out_dir: Path, force: bool, fill, details: dict[str, str]) -> Path:
+    """Check ``out_dir`` (see outputs.py), build the folder in a temp dir beside it and rename it into place."""
+    check_output_dir(out_dir, EXPORT_DIR, force=force)
+
+    def fill_marked(tmp: Path) -> None:
         fill(tmp)
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+        write_marker(tmp, "export", **details)
+
+    replace_dir_atomically(out_dir, fill_marked, EXPORT_DIR.owned)
+    return Path(out_dir)
 
 
 def export_hf(model, out_dir: str | Path, *, tokenizer_dir: str | Path | None = None, dtype: torch.dtype = torch.float32,
@@ -114,7 +137,8 @@ def export_hf(model, out_dir: str | Path, *, tokenizer_dir: str | Path | None = 
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
 
-    return _write_atomically(Path(out_dir), force, fill)
+    details = {"format": "hf", "dtype": str(dtype).removeprefix("torch.")}
+    return _write_atomically(Path(out_dir), force, fill, details)
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: str = "hf",
@@ -122,19 +146,27 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: st
     """Export a checkpoint file or run directory (best.pt, else latest) in ``format``; return the output path."""
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
+    out = Path(out_dir)
+    single_file = format == "safetensors" and out.suffix == ".safetensors"
+    if single_file:
+        check_output_file(out, command=EXPORTED_BY, is_previous=_exported_file, inputs=[checkpoint], force=force,
+                          example="model.safetensors")
+    else:
+        check_output_dir(out, EXPORT_DIR, inputs=[checkpoint], force=force)
     loaded = load_trained_model(checkpoint)
+    inputs = [checkpoint, loaded.checkpoint_path, loaded.tokenizer_dir]
+    if not single_file:
+        check_holds_no_input(out, inputs)
+    metadata = {"step": str(loaded.step), "exported_by": EXPORTED_BY}
+    if single_file:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return export_safetensors(loaded.model, out, metadata=metadata)
     if format == "safetensors":
-        out = Path(out_dir)
-        target = out / "model.safetensors" if out.suffix != ".safetensors" else out
-
         def fill(tmp: Path) -> None:
-            export_safetensors(loaded.model, tmp / "model.safetensors", metadata={"step": str(loaded.step)})
+            export_safetensors(loaded.model, tmp / "model.safetensors", metadata=metadata)
             dump_config(loaded.config, tmp / "config.toml")
 
-        if target.parent == out:
-            return _write_atomically(out, force, fill)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return export_safetensors(loaded.model, out, metadata={"step": str(loaded.step)})
+        return _write_atomically(out, force, fill, {"format": "safetensors"})
     if loaded.tokenizer_dir is None:
         info("no tokenizer directory found for this run: exporting the model without tokenizer files")
     else:

@@ -42,14 +42,16 @@ from cs336_basics.tokenizer import Tokenizer, train_bpe
 from cs336_basics.tokenizer.gpt2_format import load_vocab_merges
 from cs336_basics.tokenizer.pretokenize import DEFAULT_SPECIAL_TOKENS, special_token_list
 from cs336_basics.tokenizer.text_checks import text_warnings
+from cs336_basics.outputs import check_output_dir
 from cs336_basics.tokenizer.token_files import (
     check_id_range,
+    check_token_output,
     id_range,
     open_token_file,
     source_fingerprint,
     tokenize_file,
 )
-from cs336_basics.tokenizer.tokenizer_dir import load_tokenizer_dir, save_tokenizer_dir
+from cs336_basics.tokenizer.tokenizer_dir import TOKENIZER_DIR, load_tokenizer_dir, save_tokenizer_dir
 
 EXACT_COUNT_LIMIT = 64 << 20  # bytes of validation text that may be encoded in memory to count its tokens
 
@@ -185,6 +187,19 @@ def _warn_about_texts(texts: dict[str, Path], specials: list[str] | None) -> Non
             warn(warning)
 
 
+def check_outputs(ds: DatasetDir, texts: dict[str, Path], tokenizer_from: str | Path | None) -> None:
+    """Before any work: DIR/tokenizer is empty or a tokenizer directory holding only its own files (prepare
+    replaces it when its inputs changed), and each DIR/SPLIT.npy is absent or a token file with its manifest."""
+    source = Path(tokenizer_from).resolve() if tokenizer_from is not None else None
+    if source is not None and ds.tokenizer.resolve() in (source, source.parent):
+        raise UserError(f"--tokenizer {tokenizer_from} is {ds.tokenizer}, where prepare puts the tokenizer: it is "
+                        "already in place; drop --tokenizer")
+    check_output_dir(ds.tokenizer, TOKENIZER_DIR, inputs=[*texts.values(), tokenizer_from], force=True,
+                     flag="the tokenizer directory", fix="move it away or use another --data")
+    for split, text in texts.items():
+        check_token_output(ds.tokens(split), [text])
+
+
 def prepare_dataset(data_dir: str | Path, vocab_size: int,
                     special_tokens: list[str] | tuple[str, ...] = DEFAULT_SPECIAL_TOKENS,
                     *, workers: int | None = None, force: bool = False, tokenizer_from: str | Path | None = None,
@@ -208,6 +223,7 @@ def prepare_dataset(data_dir: str | Path, vocab_size: int,
         check_validation_bytes(texts["valid"], context_length)
     _warn_about_texts(texts, specials if tokenizer_from is None else None)
     ds = DatasetDir(root)
+    check_outputs(ds, texts, tokenizer_from)
     timer = Timer()
     built: list[str] = []
 

@@ -26,6 +26,7 @@ from cs336_basics.evaluation.baseline import unigram_baseline
 from cs336_basics.fileio import atomic_write_bytes, atomic_write_text
 from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, generate
 from cs336_basics.hub import NetworkError
+from cs336_basics.outputs import DirOutput, check_output_dir, has_marker, write_marker
 from cs336_basics.prepare import prepare_dataset
 from cs336_basics.progress import Timer, info
 from cs336_basics.reporting.run_report import write_run_report
@@ -112,6 +113,11 @@ def gather_data(data_root: Path, data: Path | str | None, valid: Path | None, ma
                 (data_root / name).unlink()
         split_off_validation(data, data_root / "train.txt", data_root / "valid.txt")
         split_stamp.write_text(key)
+
+
+QUICKSTART_DIR = DirOutput("cs336 quickstart", "quickstart folder",
+                           lambda d: has_marker("quickstart")(d) or (d / "quickstart.json").is_file())
+"""A quickstart folder: marked when it is started (or holding quickstart.json); a rerun works in it again."""
 
 
 @dataclass
@@ -292,13 +298,17 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
         cfg = load_config(run.config_path)
         data_root = Path(cfg.data.dataset_dir)
     else:
-        for path in (data, valid):
-            if path is not None and path != SAMPLE_NAME and not Path(path).is_file():
+        given = [path for path in (data, valid) if path is not None and path != SAMPLE_NAME]
+        for path in given:
+            if not Path(path).is_file():
                 raise UserError(f"data file not found: {path}")
+        check_output_dir(out, QUICKSTART_DIR, inputs=given)
         cfg = load_config(config or "quickstart", overrides)
         if cfg.model.vocab_size is None:
             raise UserError("the quickstart trains its tokenizer to model.vocab_size; set it in the config or with "
                             "--set model.vocab_size=N")
+        out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, "quickstart")
         with timer.phase("data"):
             gather_data(data_root, data, None if valid is None else Path(valid), max_bytes)
     with timer.phase("prepare"):

@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cs336_basics"
 LAYERS: list[list[str]] = [
     ["errors"],
     ["fileio", "progress", "allocator", "lazy"],
+    ["outputs"],
     ["hardware"],
     ["precision"],
     ["tokenizer", "hub", "model"],

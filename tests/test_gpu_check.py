@@ -13,12 +13,19 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _results() -> set[Path]:
+    return set((REPO / "benchmarks" / "results").glob("gpu_check-*"))
+
+
 def test_gpu_check_runs_tiny_on_cpu_and_reports_every_section(tmp_path):
-    out = tmp_path / "report.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--tiny",
-                           "--out", str(out)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    """Without --out the report goes to the cache directory (printed), never into the source tree."""
+    out = tmp_path / "cache" / "gpu_check-cpu.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CS336_CACHE_DIR": str(tmp_path / "cache")}
+    records = _results()
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--tiny"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"report written to {out}" in proc.stdout and _results() == records
     report = json.loads(out.read_text())
     assert report["device"] == "cpu" and report["tiny"] is True and report["ok"] is True
     assert "synthetic" in report["data"] and "synthetic" in proc.stdout

@@ -50,7 +50,7 @@ def register(subparsers, parents) -> None:
     parser.add_argument("--reference-checkpoint", type=existing_path, default=None, metavar="PATH",
                         help="another checkpoint/run: report the perplexity of the samples under it (implies --samples)")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, metavar="FILE",
-                        help="also write the results as JSON to FILE")
+                        help="also write the results as JSON to FILE (new, or an earlier 'cs336 eval --json' file)")
     parser.set_defaults(func=run)
 
 
@@ -73,10 +73,19 @@ def _print_results(out: dict[str, Any]) -> None:
                 print(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
 
 
+EVAL_KEYS = ("checkpoint", "step", "loss", "perplexity", "top1")
+"""Keys every ``--json`` file holds: how an earlier one (which may be overwritten) is recognised."""
+
+
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.evaluation.checkpoint_eval import SampleSettings, evaluate_checkpoint
     from cs336_basics.fileio import atomic_write_text
+    from cs336_basics.outputs import check_output_file, json_object_with
 
+    if args.json_out is not None:
+        check_output_file(args.json_out, command="cs336 eval", flag="--json", example="eval.json",
+                          is_previous=lambda path: json_object_with(path, EVAL_KEYS),
+                          inputs=[args.checkpoint, args.data, args.reference_checkpoint])
     samples = (SampleSettings(args.prompt, args.samples_per_prompt, args.max_new_tokens, args.seed)
                if args.samples else None)
     out = evaluate_checkpoint(args.checkpoint, args.data, device=args.device, batch_size=args.batch_size,

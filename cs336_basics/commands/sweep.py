@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{run_.name}\t{state}\t" + " ".join(f"--set {o}" for o in run_.overrides))
         return 0
     outcome = runner.run(train_fn=train, launcher=args.launcher, gpus=_gpus(args.gpus), jobs=args.jobs,
-                         report=not args.no_report)
+                         report=not args.no_report, inputs=[args.sweep_file] if args.sweep_file else [])
     run_dirs = [p for p in sorted((outcome.sweep_dir / "runs").glob("*")) if (p / "metrics.jsonl").exists()]
     if run_dirs:
         print(final_metrics_table(run_dirs))

@@ -3,7 +3,8 @@
 Thin wrapper over :func:`cs336_basics.tokenizer.bpe_train.train_bpe_detailed` and
 :func:`cs336_basics.tokenizer.tokenizer_dir.save_tokenizer_dir`. Everything that can be checked
 before the (long) training is checked first: inputs exist and are not empty, the vocabulary is big
-enough, the output location is writable. The output directory appears only when complete.
+enough, the output location is writable and may be written (new or empty, or an earlier tokenizer
+directory with ``--force``; never the current directory or a folder holding an input: see outputs.py). The output directory appears only when complete.
 After training it prints the summary, the longest tokens and the compression (bytes/token) on a
 held-out tail of the last input file that was kept out of training.
 """
@@ -36,7 +37,11 @@ def register(subparsers, parents) -> None:
     train.add_argument("--vocab-size", required=True, type=positive_int, metavar="N",
                        help="final vocabulary size: 256 bytes + merges + special tokens")
     add_special_token_options(train)
-    train.add_argument("--out", required=True, type=Path, metavar="DIR", help="output tokenizer directory")
+    train.add_argument("--out", required=True, type=Path, metavar="DIR",
+                       help="output tokenizer directory: new or empty (or a previous one, with --force)")
+    train.add_argument("--force", action="store_true",
+                       help="replace a tokenizer directory that holds only vocab.json, merges.txt, tokenizer.json "
+                            "and meta.json")
     train.add_argument("--workers", type=positive_int, default=None, metavar="N",
                        help=f"worker processes for counting (default: all CPUs, here {os.cpu_count()})")
     train.add_argument("--pattern", default=None, metavar="REGEX",
@@ -49,10 +54,12 @@ def register(subparsers, parents) -> None:
     train.set_defaults(func=run_train)
 
 
-def _check_out_dir(out: Path) -> None:
-    """Fail before training, not after, when the output cannot be written."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory; choose another --out")
+def _check_out_dir(out: Path, inputs: list[Path], force: bool) -> None:
+    """Fail before training, not after, when the output may not or cannot be written (see outputs.py)."""
+    from cs336_basics.outputs import check_output_dir
+    from cs336_basics.tokenizer.tokenizer_dir import TOKENIZER_DIR
+
+    check_output_dir(out, TOKENIZER_DIR, inputs=inputs, force=force)
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -94,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
     from cs336_basics.tokenizer.tokenizer import Tokenizer
     from cs336_basics.tokenizer.tokenizer_dir import save_tokenizer_dir
 
-    _check_out_dir(args.out)
+    _check_out_dir(args.out, args.input, args.force)
     specials = chosen_special_tokens(args, DEFAULT_SPECIAL_TOKENS)
     pattern = args.pattern or GPT2_PATTERN
     if args.pattern:

@@ -42,12 +42,24 @@ from cs336_basics.config import dump_config, load_config, to_dict
 from cs336_basics.errors import UserError
 from cs336_basics.experiments.grid import PlannedRun, SweepSpec, expand
 from cs336_basics.fileio import atomic_write_text
+from cs336_basics.outputs import DirOutput, check_output_dir
 from cs336_basics.progress import info
 from cs336_basics.reporting.sweep_report import RESULTS_FILE, SPEC_FILE, read_results, write_sweep_report
 from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.records import INTERRUPTED, flatten, summarize_records
 
 TrainFn = Callable[..., Any]
+SWEEP_NAMES = frozenset((SPEC_FILE, RESULTS_FILE, "runs", "configs", "logs", "plots", "report.md"))
+
+
+def is_sweep_output(directory: Path) -> bool:
+    """sweep.json or results.jsonl, or nothing but a sweep's own names (a sweep that stopped early)."""
+    return ((directory / SPEC_FILE).is_file() or (directory / RESULTS_FILE).is_file()
+            or all(entry.name in SWEEP_NAMES for entry in directory.iterdir()))
+
+
+SWEEP_DIR = DirOutput("cs336 sweep", "sweep directory", is_sweep_output)
+"""A sweep directory as an output: a rerun continues it, nothing replaces it."""
 
 
 @dataclass
@@ -217,7 +229,10 @@ class SweepRunner:
     # -- driver
 
     def run(self, *, train_fn: TrainFn | None = None, launcher: str = "inprocess", gpus: list[str] | None = None,
-            jobs: int = 1, report: bool = True) -> SweepOutcome:
+            jobs: int = 1, report: bool = True, inputs: list[str | Path] = ()) -> SweepOutcome:
+        """Run what is left of the sweep; ``inputs`` (the sweep file) must lie outside the sweep directory."""
+        check_output_dir(self.sweep_dir, SWEEP_DIR, inputs=[self.spec.base_config, self.base.data.dataset_dir, *inputs],
+                         flag="the sweep directory", fix="choose another --out or --name")
         self._write_spec()
         outcome = SweepOutcome(self.sweep_dir)
         todo: list[tuple[PlannedRun, bool]] = []

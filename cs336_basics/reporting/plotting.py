@@ -28,6 +28,7 @@ from typing import Any
 
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
+from cs336_basics.outputs import check_output_file, json_object_with
 from cs336_basics.reporting.figures import pyplot, save_figure, value_limits, wants_log_scale
 from cs336_basics.runs.records import (
     MAX_LEGEND_KEYS,
@@ -76,6 +77,22 @@ def default_out(run_dirs: list[Path], x: str, metric: str) -> Path:
     return parent / "plots" / stem
 
 
+SIDECAR_KEYS = ("x", "metric", "series")
+"""Keys of the JSON written beside every plot: how an earlier plot (which a new one replaces) is recognised."""
+
+
+def check_plot_output(out_stem: Path, inputs: list[Path]) -> None:
+    """The PNG, SVG and JSON of ``out_stem`` are new files, or an earlier plot's three (recognised by its JSON)."""
+    if out_stem.name in ("", ".", "..") or out_stem.is_dir():
+        raise UserError(f"--out {out_stem} is a directory; give a path without suffix, e.g. --out "
+                        f"{out_stem / 'val_loss_vs_steps'}")
+    sidecar = out_stem.with_suffix(".json")
+    earlier = json_object_with(sidecar, SIDECAR_KEYS)
+    for suffix in (".png", ".svg", ".json"):
+        check_output_file(out_stem.with_suffix(suffix), command="cs336 plot", is_previous=lambda _: earlier,
+                          inputs=inputs)
+
+
 def plot_runs(run_dirs: list[str | Path], x: str = "steps", metric: str = "val_loss",
               out: str | Path | None = None, *, title: str | None = None, log_y: bool = False) -> list[Path]:
     """Plot ``metric`` against ``x`` for each run; returns [PNG, SVG, JSON sidecar] paths.
@@ -95,6 +112,7 @@ def plot_runs(run_dirs: list[str | Path], x: str = "steps", metric: str = "val_l
     out_stem = Path(out) if out is not None else default_out(paths, x, metric)
     if out_stem.suffix in (".png", ".svg", ".json"):
         out_stem = out_stem.with_suffix("")
+    check_plot_output(out_stem, paths)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
 
     plt = pyplot()

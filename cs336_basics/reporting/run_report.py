@@ -29,6 +29,7 @@ from typing import Any
 from cs336_basics.errors import UserError
 from cs336_basics.evaluation.samples import read_samples
 from cs336_basics.fileio import atomic_write_text
+from cs336_basics.outputs import check_output_file, starts_with
 from cs336_basics.reporting.convergence import PowerLawFit, convergence_report, plot_convergence
 from cs336_basics.reporting.figures import pyplot, save_figure
 from cs336_basics.reporting.plotting import X_LABELS, plot_runs
@@ -191,17 +192,25 @@ def samples_section(run_dir: RunDir, max_shown: int = 4) -> list[str]:
     return lines
 
 
+REPORT_HEADING = "# Run report: "
+"""The first line of every run report: how an earlier one (which a new report replaces) is recognised."""
+
+
 def write_run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``RUN_DIR/report.md`` (plots into ``RUN_DIR/plots/``) and return its path."""
+    """Write ``RUN_DIR/report.md`` (plots into ``RUN_DIR/plots/``) and return its path.
+
+    ``out`` may name a new file or an earlier run report, never a directory or another file."""
+    rd = RunDir(Path(run_dir))
+    out_path = Path(out) if out is not None else rd.root / "report.md"
+    check_output_file(out_path, command="cs336 report", is_previous=starts_with(REPORT_HEADING), example="report.md",
+                      inputs=[rd.config_path, rd.metrics_path])
     run = load_run(run_dir)
     if not run.records:
         raise UserError(f"{run_dir} has no metrics yet (metrics.jsonl is missing or empty); train first")
-    rd = RunDir(Path(run_dir))
-    out_path = Path(out) if out is not None else rd.root / "report.md"
     page_dir = out_path.parent
     plots = rd.plots
     plots.mkdir(parents=True, exist_ok=True)
-    lines = [f"# Run report: {run.name}", ""]
+    lines = [f"{REPORT_HEADING}{run.name}", ""]
     lines += summary_section(run)
     lines += ["## Learning curves", ""]
     for x in ("steps", "wallclock"):

@@ -17,6 +17,7 @@ from typing import Any
 
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
+from cs336_basics.outputs import check_output_file, starts_with
 from cs336_basics.reporting.plotting import plot_runs
 from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.records import (
@@ -113,6 +114,8 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise UserError(f"sweep directory not found: {sweep_dir}")
+    check_output_file(sweep_dir / "report.md", command="cs336 sweep", is_previous=starts_with("# Sweep "),
+                      flag="the sweep report")
     spec_path = sweep_dir / SPEC_FILE
     spec = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.exists() else {}
     results = read_results(sweep_dir)

@@ -33,6 +33,7 @@ from typing import Any
 
 from cs336_basics.config import dump_config
 from cs336_basics.errors import UserError, not_a_file
+from cs336_basics.outputs import DirOutput
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
@@ -94,6 +95,19 @@ class RunDir:
 
     def write_config(self, cfg: Any) -> Path:
         return dump_config(cfg, self.config_path)
+
+
+RUN_FILES = frozenset((CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES, PLOTS, WEIGHTS_FILE, LOCK_FILE, "report.md"))
+
+
+def is_run_dir(directory: Path) -> bool:
+    """True for a directory the trainer wrote: a config or metrics, or nothing but its own names (an early crash)."""
+    directory = Path(directory)
+    return RunDir(directory).exists() or all(entry.name in RUN_FILES for entry in directory.iterdir())
+
+
+RUN_DIR = DirOutput("cs336 train", "run directory", is_run_dir)
+"""A run directory as an output: a rerun resumes it, or replaces its records with train.overwrite."""
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ import numpy as np
 from cs336_basics.allocator import keep_freed_cpu_memory
 from cs336_basics.errors import UserError, disk_full_is_user_error, not_a_file
 from cs336_basics.fileio import atomic_write_text
+from cs336_basics.outputs import check_output_file
 from cs336_basics.progress import byte_progress, warn
 from cs336_basics.tokenizer.boundaries import find_byte_cut, safe_chunks
 from cs336_basics.tokenizer.workers import clamp_workers, worker_pool
@@ -474,6 +475,20 @@ class _Syncer:
         os.fsync(self.fh.fileno())
 
 
+def _is_token_output(path: Path) -> bool:
+    return manifest_path(path).is_file()
+
+
+def check_token_output(out_path: str | Path, inputs: list[str | Path]) -> None:
+    """Refuse an output that is a directory, an input, or an existing file without the manifest tokenize writes."""
+    out_path = Path(out_path)
+    check_output_file(out_path, command="cs336 tokenize", is_previous=_is_token_output, inputs=inputs,
+                      example="train.npy", why=f" (it has no {manifest_path(out_path).name} beside it; a tokenize "
+                                               "run killed before writing it leaves such a file: then delete it)")
+    if out_path.suffix != ".npy":
+        raise UserError(f"output must be a .npy file, got {out_path}; e.g. --out {out_path.with_suffix('.npy')}")
+
+
 def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, workers: int | None = None,
                   force: bool = False) -> dict:
     """Tokenize a text file into ``out_path`` (.npy) + manifest; skip when up to date. Returns the manifest.
@@ -484,10 +499,7 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
     input_path, out_path = Path(input_path), Path(out_path)
     if not input_path.is_file():
         raise UserError(f"input text file not found: {input_path}")
-    if out_path.suffix != ".npy":
-        raise UserError(f"output must be a .npy file, got {out_path}; e.g. --out {out_path.with_suffix('.npy')}")
-    if out_path.resolve() == input_path.resolve():
-        raise UserError("the output would overwrite the input; choose another --out")
+    check_token_output(out_path, [input_path])
     reason = "--force" if force else staleness(tokenizer, input_path, out_path)
     if reason is None:
         return {**read_manifest(out_path), "skipped": True}

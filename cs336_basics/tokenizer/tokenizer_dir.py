@@ -10,23 +10,26 @@
 
 The directory is written atomically: everything goes into a hidden temp directory beside the
 target, which is renamed into place only when complete, so a failure never leaves a half-written
-tokenizer under the final name (an existing one is replaced only at the very end).
+tokenizer under the final name (an existing one is replaced only at the very end, and only when it
+holds nothing but these four files: a directory with anything else in it is refused).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from cs336_basics.errors import UserError
+from cs336_basics.fileio import replace_dir_atomically
+from cs336_basics.outputs import DirOutput, has_files
 from cs336_basics.tokenizer.gpt2_format import load_vocab_merges, save_vocab_merges, token_to_str
 from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN
 
 FILES = ("vocab.json", "merges.txt", "tokenizer.json", "meta.json")
+TOKENIZER_DIR = DirOutput("cs336 tokenizer train", "tokenizer directory", has_files("meta.json", "vocab.json", "merges.txt"),
+                          frozenset(FILES))
+"""A tokenizer directory as an output: recognised by its files; replacing one deletes only :data:`FILES`."""
 
 
 def hf_tokenizer_json(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: list[str],
@@ -64,18 +67,14 @@ def hf_tokenizer_json(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]]
 
 def save_tokenizer_dir(out_dir: str | Path, vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]],
                        special_tokens: list[str], meta: dict[str, Any] | None = None) -> Path:
-    """Write the four files into ``out_dir`` atomically (temp dir + rename); return ``out_dir``."""
+    """Write the four files into ``out_dir`` atomically (temp dir + rename); return ``out_dir``.
+
+    An existing ``out_dir`` must be empty or a tokenizer directory holding only :data:`FILES`
+    (see :data:`TOKENIZER_DIR`); the commands check that, with their ``--force``, before training.
+    """
     out_dir = Path(out_dir)
-    parent = out_dir.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
-    except OSError as exc:
-        raise UserError(f"cannot write tokenizer to {out_dir}: {exc.strerror}; choose another --out") from exc
-    if out_dir.exists() and not out_dir.is_dir():
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"{out_dir} exists and is not a directory; choose another --out")
-    try:
+
+    def fill(tmp: Path) -> None:
         save_vocab_merges(vocab, merges, tmp / "vocab.json", tmp / "merges.txt")
         pattern = (meta or {}).get("pattern", GPT2_PATTERN)
         hf = hf_tokenizer_json(vocab, merges, list(special_tokens), pattern)
@@ -83,22 +82,11 @@ def save_tokenizer_dir(out_dir: str | Path, vocab: dict[int, bytes], merges: lis
         full_meta = {"format": 1, "special_tokens": list(special_tokens), "pattern": pattern,
                      "vocab_size": len(vocab), "num_merges": len(merges), **(meta or {})}
         (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1, ensure_ascii=False), encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            # Swap: move the old directory aside, the new one in, then delete the old one.
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
-            os.rmdir(old)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+
+    try:
+        replace_dir_atomically(out_dir, fill, FILES)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"cannot write tokenizer to {out_dir}: {exc.strerror}; choose another --out") from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

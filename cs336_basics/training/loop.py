@@ -46,6 +46,7 @@ from cs336_basics.evaluation.samples import write_training_samples
 from cs336_basics.hardware import resolve_device
 from cs336_basics.model.accounting import flops_per_token
 from cs336_basics.model.config import ModelConfig
+from cs336_basics.outputs import check_output_dir
 from cs336_basics.progress import info, progress
 from cs336_basics.runs.checkpoint import (
     CheckpointManager,
@@ -58,7 +59,7 @@ from cs336_basics.runs.checkpoint import (
     remove_stale_temp_files,
     unwrap_model,
 )
-from cs336_basics.runs.layout import RunDir, resolve_data
+from cs336_basics.runs.layout import RUN_DIR, RunDir, resolve_data
 from cs336_basics.runs.lock import RunLock
 from cs336_basics.runs.metrics import MetricsLog
 from cs336_basics.runs.trained import export_safetensors
@@ -156,6 +157,9 @@ class Trainer:
         self.device = rank_device(self.device, self.dist)
         runtime.configure_backends(self.device)
         paths = resolve_data(cfg, strict=True)
+        check_output_dir(Path(t.runs_dir) / t.run_name, RUN_DIR, flag="the run directory",
+                         fix="choose another --run-name or --runs-dir",
+                         inputs=[cfg.data.dataset_dir, paths.train, paths.valid, paths.tokenizer])
         self.tokenizer = Tokenizer.from_dir(paths.tokenizer) if paths.tokenizer is not None else None
         cfg = self.cfg = resolve_vocab_size(cfg, self.tokenizer, paths.tokenizer)
         self.fingerprint = getattr(self.tokenizer, "fingerprint", None)

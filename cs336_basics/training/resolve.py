@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 from cs336_basics.errors import UserError
@@ -95,8 +94,10 @@ def prepare_fresh_run_dir(run: RunDir, overwrite: bool) -> None:
         raise UserError(f"run directory {run.root} already holds a run; continue it with --resume auto, "
                         "pick another --run-name, or pass --set train.overwrite=true to replace it")
     run.metrics_path.unlink(missing_ok=True)
-    for path in (run.checkpoints, run.samples):
-        shutil.rmtree(path, ignore_errors=True)
+    for folder, pattern in ((run.checkpoints, "*.pt"), (run.samples, "step_*")):
+        for path in folder.glob(pattern) if folder.is_dir() else ():
+            if path.is_file():  # only the trainer's own files: anything else put there stays
+                path.unlink()
 
 
 def truncate_metrics(path: Path, step: int) -> None:
