@@ -22,11 +22,9 @@ stride C/k passes score only the last C/k targets of every window. A model whose
 causal mask let a position see later ones, a pass that scored padded or
 already-scored targets, or one that padded the short window into a batch without a
 mask, moves the loss far beyond float32 rounding; a correct build differs by
-rounding alone (the metric: the largest relative difference of the five). Tried
-once by hand on 4,160 tokens: a correct build differed by about 5e-10; ignoring the
-score mask gave 2e-3, attention without its causal mask 3e-4, the short window
-padded on the right with its padded targets scored 1e-3, padded on the left
-without an attention mask 2e-4: the target of 1e-6 separates them.
+rounding alone (the metric: the largest relative difference of the five).
+tests/test_benchmark_anchors.py breaks the score mask and the causal mask on
+purpose and checks that the reference then disagrees by far more than the target.
 
     python benchmarks/bench_eval.py --quick
 """
