@@ -188,8 +188,9 @@ def summary(latest_by_area: dict[str, dict | None]) -> str:
                              f"| {_record_cell(record)} |")
                 continue
             cpu = med_range(row["cpu"]) if row["cpu"] else "-"
+            runs = row.get("runs", len(row["values"]))
             lines.append(f"| {claim.label} | {row['group'].get('size', '')} | {row['ours']} | {row['anchor']} | "
-                         f"**{med_range(row['values'])}** | {cpu} | {row.get('runs', len(row['values']))} | {_target(claim)} | "
+                         f"**{med_range(row['values'])}** | {cpu} | {runs} | {_target(claim)} | "
                          f"{status(claim, record, row['values'])} | {_record_cell(record)} |")
     if any(r is not None and (r.get("dirty") or r.get("untracked")) for r in latest_by_area.values()):
         lines += ["", "† measured on a tree that differs from its commit (the area's details say how)."]

@@ -56,7 +56,8 @@ def test_the_padded_reference_exposes_a_score_mask_that_is_ignored(monkeypatch):
     from cs336_basics.evaluation import loss
 
     score = loss._score_batch
-    monkeypatch.setattr(loss, "_score_batch", lambda logits, targets, mask: score(logits, targets, torch.ones_like(mask)))
+    monkeypatch.setattr(loss, "_score_batch",
+                        lambda logits, targets, mask: score(logits, targets, torch.ones_like(mask)))
     assert _largest_difference(*_eval_case()) > 1e-4  # overlapping targets of the sliding windows scored twice
 
 

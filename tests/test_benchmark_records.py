@@ -99,7 +99,8 @@ def test_a_metric_ratio_is_met_only_when_every_run_of_ours_beats_every_run_of_th
 
     def record(ours, handout):
         metrics = {"bits per byte": ours, "handout: bits per byte": handout}
-        return {"settings": {}, "groups": [{"id": "run", "size": "", "contenders": {}, "metrics": metrics, "facts": {}}]}
+        grp = {"id": "run", "size": "", "contenders": {}, "metrics": metrics, "facts": {}}
+        return {"settings": {}, "groups": [grp]}
 
     def judged(ours, handout):
         rec = record(ours, handout)
