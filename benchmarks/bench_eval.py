@@ -16,15 +16,16 @@ leak if a mask were wrong: the windows are built from their definition (the modu
 docstring of ``cs336_basics.evaluation.loss``), every window is right-padded with
 random token ids to the full context and all of them run as batches of full rows,
 and each row is scored on its own targets only (per-token ``F.cross_entropy``
-summed in float64). The token count leaves a short final window (63 inputs), which
-``evaluate_loss`` runs unpadded and the reference pads with 65 random ids; the
-stride C/k passes score only the last C/k targets of every window. A model whose
-causal mask let a position see later ones, a pass that scored padded or
-already-scored targets, or one that padded the short window into a batch without a
-mask, moves the loss far beyond float32 rounding; a correct build differs by
-rounding alone (the metric: the largest relative difference of the five).
-tests/test_benchmark_anchors.py breaks the score mask and the causal mask on
-purpose and checks that the reference then disagrees by far more than the target.
+summed in float64). The default token counts leave a short final window (63
+inputs), which ``evaluate_loss`` runs unpadded and the reference pads with 65
+random ids; the stride C/k passes score only the last C/k targets of every
+window. A model whose causal mask let a position see later ones, a pass that
+scored padded or already-scored targets, or one that padded the short window into
+a batch without a mask, moves the loss far beyond float32 rounding; a correct
+build differs by rounding alone (the metric: the largest relative difference of
+the five). tests/test_benchmark_anchors.py breaks the score mask and the causal
+mask on purpose and checks that the reference then disagrees by far more than the
+target.
 
     python benchmarks/bench_eval.py --quick
 """
@@ -69,10 +70,10 @@ def sharpen(model, scale: float = 4.0):
 def padded_reference(model, tokens, context: int, stride: int | None, batch_size: int) -> float:
     """Mean next-token loss over ``tokens`` without ``evaluate_loss``: every window right-padded with random ids.
 
-    Windows of at most ``context`` inputs end at ``context``, then every ``stride`` tokens (non-overlapping:
-    every ``context``; the last one ends at the last input); each scores the targets after the previous
-    window's end. Sliding windows reach back a whole context; non-overlapping ones start where the previous
-    one ended, so the last is short.
+    The first window's inputs end at index ``context``, each next one's ``stride`` later (``context`` for
+    non-overlapping windows), never past the last input; each window scores the targets after the previous
+    window's end. A sliding window reaches back a whole context; a non-overlapping one starts where the
+    previous one ended, so the last may be short.
     """
     ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
     last, step = len(ids) - 1, stride or context
