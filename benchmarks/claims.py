@@ -1,12 +1,17 @@
 """Every comparison the summary reports, and its target: the one place where targets live.
 
-A claim names a group of an area's record and two of its contenders (or one
-per-repetition metric). Its ratio is computed per repetition from the
+A claim names a group of an area's record and two of its contenders (or one or
+two per-repetition metrics). Its ratio is computed per repetition from the
 interleaved pairs and summarised as median [min, max]:
 
 - ``speed``: ours' throughput / the anchor's (work per wall second; > 1: ours is faster);
 - ``memory``: ours' peak RSS / the anchor's (< 1: ours uses less);
-- ``metric``: a value the benchmark recorded for every repetition.
+- ``metric``: a value the benchmark recorded for every repetition;
+- ``metric ratio``: every value of the metric ``ours`` over every value of the
+  metric ``anchor`` of the same group (``harness.cross_ratios``), for runs with no
+  pairing between them (seeds of two recipes): the range clears 1 only when the
+  two metrics' ranges do not overlap, so "met" means every run of ours beat every
+  run of the anchor.
 
 A target is met only when the whole [min, max] range clears it, "within noise"
 when the range straddles it, "not met" otherwise (``harness.verdict``). Claims
@@ -24,8 +29,9 @@ class Claim:
     group: str
     label: str
     ours: str
-    """Contender name (speed, memory) or metric name (metric)."""
+    """Contender name (speed, memory) or metric name (metric, metric ratio)."""
     anchor: str | None = None
+    """Contender name (speed, memory) or metric name (metric ratio); None for a metric."""
     measure: str = "speed"
     target: float | None = None
     better: str = "higher"
@@ -108,12 +114,19 @@ CLAIMS: list[Claim] = [
           when=("new", 512), readme="KV-cached generation vs recomputing the context, batch 1"),
     Claim("generate", "b8", "KV-cache speed-up, batch 8 (wall)", "ours cached", "ours uncached", target=5.0,
           when=("new", 512), readme="KV-cached generation vs recomputing the context, batch 8"),
-    Claim("generate", "b1", "generation speed, batch 1, ours / HF transformers generate", "ours cached",
-          "transformers generate", target=1.0, readme="generation vs Hugging Face `transformers` "
-          "`LlamaForCausalLM.generate`, batch 1"),
-    Claim("generate", "b8", "generation speed, batch 8, ours / HF transformers generate", "ours cached",
-          "transformers generate", target=1.0, readme="generation vs Hugging Face `transformers` "
-          "`LlamaForCausalLM.generate`, batch 8"),
+    Claim("generate", "b1", "generation speed, batch 1, ours / HF generate, default settings", "ours cached",
+          "transformers generate (default settings)", target=1.0, readme="generation vs Hugging Face "
+          "`transformers` `LlamaForCausalLM.generate` with its default settings (dynamic cache, eager), batch 1"),
+    Claim("generate", "b8", "generation speed, batch 8, ours / HF generate, default settings", "ours cached",
+          "transformers generate (default settings)", target=1.0, readme="generation vs Hugging Face "
+          "`transformers` `LlamaForCausalLM.generate` with its default settings, batch 8"),
+    Claim("generate", "b1", "generation speed, batch 1, ours / HF generate, static cache + torch.compile",
+          "ours cached", "transformers generate (static cache, compiled)", target=1.0,
+          readme="generation vs `LlamaForCausalLM.generate` on its fast path (static cache, compiled forward, "
+          "compiled before timing), batch 1"),
+    Claim("generate", "b8", "generation speed, batch 8, ours / HF generate, static cache + torch.compile",
+          "ours cached", "transformers generate (static cache, compiled)", target=1.0,
+          readme="generation vs `LlamaForCausalLM.generate` on its fast path, batch 8"),
     Claim("generate", "b1", "generation speed, batch 1, ours / functional past_key_values loop (floor)",
           "ours cached", "functional past_key_values", target=1.0,
           readme="generation vs a module-free `past_key_values` loop (the floor of Python overhead), batch 1"),
@@ -128,17 +141,18 @@ CLAIMS: list[Claim] = [
     Claim("eval", "windows", "evaluation speed, batched / one window at a time", "non-overlapping",
           "non-overlapping, batch 1"),
     Claim("eval", "windows", "evaluation speed, stride C/2 / non-overlapping", "stride C/2", "non-overlapping"),
-    Claim("eval", "windows", "relative loss difference, batched vs batch 1", "relative loss difference, batched vs 1",
-          measure="metric", target=1e-6, better="lower"),
-    # the quickstart (benchmarks/bench_quickstart.py, full runs only)
-    Claim("quickstart", "run", "quickstart wall time, minutes", "minutes", measure="metric", target=10.0,
-          better="lower"),
-    Claim("quickstart", "run", "quickstart validation bits per byte", "bits per byte", measure="metric", target=1.35,
-          better="lower"),
-    Claim("quickstart", "run", "quickstart improvement over unigram, nats/token", "nats below unigram",
-          measure="metric", target=2.5),
+    Claim("eval", "windows", "largest relative loss difference, every pass vs a padded reference (padding that leaks "
+          "or a wrong mask fails it)", "largest relative loss difference vs the padded reference", measure="metric",
+          target=1e-6, better="lower"),
+    # the quickstart (benchmarks/bench_quickstart.py, full runs only); the command keeps to its own budget, so its
+    # wall time is a measurement, not a target; the quality target is relative to the handout recipe run alike
+    Claim("quickstart", "run", "quickstart wall time, minutes", "minutes", measure="metric"),
+    Claim("quickstart", "run", "quickstart bits per byte / the handout recipe's, every run against every run",
+          "bits per byte", "handout recipe: bits per byte", measure="metric ratio", target=1.0, better="lower"),
     Claim("quickstart", "run", "quickstart validation bits per byte, goal of the modern recipe", "bits per byte",
           measure="metric", target=1.15, better="lower"),
+    Claim("quickstart", "run", "quickstart improvement over unigram, nats/token", "nats below unigram",
+          measure="metric"),
     Claim("quickstart", "run", "same run with the handout recipe: validation bits per byte",
           "handout recipe: bits per byte", measure="metric"),
     Claim("quickstart", "run", "same run with the handout recipe: wall time, minutes", "handout recipe: minutes",

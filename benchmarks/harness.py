@@ -223,6 +223,15 @@ def paired_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
     return [x / y for x, y in zip(a, b)]
 
 
+def cross_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    """Every a_i / b_j: their [min, max] clears 1 only when the ranges of a and b do not overlap.
+
+    For values with no pairing between repetitions (one recipe's seeds against another's), so that a
+    difference counts only when every run of one side is beyond every run of the other.
+    """
+    return [x / y for x in a for y in b]
+
+
 def verdict(low: float, high: float, target: float | None, better: str = "higher") -> str:
     """'met' when the whole [low, high] range clears the target, 'not met' when none of it does, else 'within noise'."""
     if target is None:

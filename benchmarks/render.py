@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks import AREAS
 from benchmarks.claims import CLAIMS, Claim
-from benchmarks.harness import REPO, RESULTS, VECTOR_FEATURES, paired_ratios, rates, spread, verdict
+from benchmarks.harness import REPO, RESULTS, VECTOR_FEATURES, cross_ratios, paired_ratios, rates, spread, verdict
 
 BLOCKS = {"BENCHMARKS.md": ("summary", "details"), "README.md": ("readme-speed", "quickstart-transcript")}
 
@@ -115,6 +115,12 @@ def evaluate(claim: Claim, record: dict) -> dict | None:
         if not values:
             return None
         return {"values": values, "cpu": None, "ours": "", "anchor": "", "group": grp}
+    if claim.measure == "metric ratio":
+        ours, anchor = grp["metrics"].get(claim.ours), grp["metrics"].get(claim.anchor)
+        if not ours or not anchor:
+            return None
+        return {"values": cross_ratios(ours, anchor), "cpu": None, "group": grp, "runs": f"{len(ours)}×{len(anchor)}",
+                "ours": med_range(ours), "anchor": med_range(anchor)}
     a, b = grp["contenders"].get(claim.ours), grp["contenders"].get(claim.anchor)
     if a is None or b is None:
         return None
@@ -182,8 +188,9 @@ def summary(latest_by_area: dict[str, dict | None]) -> str:
                              f"| {_record_cell(record)} |")
                 continue
             cpu = med_range(row["cpu"]) if row["cpu"] else "-"
+            runs = row.get("runs", len(row["values"]))
             lines.append(f"| {claim.label} | {row['group'].get('size', '')} | {row['ours']} | {row['anchor']} | "
-                         f"**{med_range(row['values'])}** | {cpu} | {len(row['values'])} | {_target(claim)} | "
+                         f"**{med_range(row['values'])}** | {cpu} | {runs} | {_target(claim)} | "
                          f"{status(claim, record, row['values'])} | {_record_cell(record)} |")
     if any(r is not None and (r.get("dirty") or r.get("untracked")) for r in latest_by_area.values()):
         lines += ["", "† measured on a tree that differs from its commit (the area's details say how)."]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import AREAS, render
-from benchmarks.claims import CLAIMS
+from benchmarks.claims import CLAIMS, Claim
 from benchmarks.harness import paired_ratios, verdict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +79,8 @@ def test_records_say_what_where_when_and_keep_every_repetition():
 
 def test_claims_name_known_areas():
     assert {c.area for c in CLAIMS} <= set(AREAS)
-    assert all(c.measure in ("speed", "memory", "metric") for c in CLAIMS)
+    assert all(c.measure in ("speed", "memory", "metric", "metric ratio") for c in CLAIMS)
+    assert all(c.anchor for c in CLAIMS if c.measure != "metric")
 
 
 def test_met_only_when_the_whole_range_clears_the_target():
@@ -90,6 +91,29 @@ def test_met_only_when_the_whole_range_clears_the_target():
     assert verdict(1.4, 1.6, 1.5, better="lower") == "within noise"
     assert verdict(1.6, 1.7, 1.5, better="lower") == "not met"
     assert paired_ratios([2.0, 4.0], [1.0, 1.0]) == [2.0, 4.0]
+
+
+def test_a_metric_ratio_is_met_only_when_every_run_of_ours_beats_every_run_of_the_anchor():
+    claim = Claim("quickstart", "run", "bits per byte, ours / handout", "bits per byte", "handout: bits per byte",
+                  measure="metric ratio", target=1.0, better="lower")
+
+    def record(ours, handout):
+        metrics = {"bits per byte": ours, "handout: bits per byte": handout}
+        grp = {"id": "run", "size": "", "contenders": {}, "metrics": metrics, "facts": {}}
+        return {"settings": {}, "groups": [grp]}
+
+    def judged(ours, handout):
+        rec = record(ours, handout)
+        return render.status(claim, rec, render.evaluate(claim, rec)["values"])
+
+    assert judged([1.10, 1.12, 1.13], [1.14, 1.20, 1.30]) == "met"
+    assert judged([1.10, 1.12, 1.15], [1.14, 1.20, 1.30]) == "within noise"  # one seed of ours above the anchor's best
+    assert judged([1.13, 1.10, 1.12], [1.14, 1.11, 1.30]) == "within noise"  # below in every pair, ranges overlap
+    assert judged([1.31, 1.35, 1.40], [1.14, 1.20, 1.30]) == "not met"
+    row = render.evaluate(claim, record([1.1, 1.2, 1.3], [1.4, 1.5]))
+    assert row["runs"] == "3×2" and sorted(row["values"]) == sorted(o / a for o in (1.1, 1.2, 1.3) for a in (1.4, 1.5))
+    assert row["ours"] == "1.20 [1.10, 1.30]" and row["anchor"] == "1.45 [1.40, 1.50]"
+    assert render.evaluate(claim, record([1.1], [])) is None
 
 
 def test_the_readme_transcript_is_the_latest_recorded_quickstart_output(tmp_path):
