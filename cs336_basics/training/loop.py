@@ -75,6 +75,7 @@ from cs336_basics.training.distributed import (
     shutdown_distributed,
 )
 from cs336_basics.training.resolve import (
+    check_optimizer_resumable,
     check_split_sizes,
     prepare_fresh_run_dir,
     resolve_vocab_size,
@@ -225,6 +226,7 @@ class Trainer:
                 diff = [f"model.{k}={getattr(saved_model, k)!r} (config says {getattr(self.cfg.model, k)!r})"
                         for k in vars(saved_model) if getattr(saved_model, k) != getattr(self.cfg.model, k)]
                 raise UserError(f"checkpoint {source} was trained with {diff[0]}; resume with the same model config")
+        check_optimizer_resumable(self.cfg, saved, obj.get("optimizer"), source)
         if self.fingerprint and obj.get("tokenizer_fingerprint") not in (None, self.fingerprint):
             raise UserError(f"checkpoint {source} was trained with a different tokenizer than data.tokenizer_dir; "
                             "resume with the run's original dataset")
