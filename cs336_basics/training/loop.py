@@ -66,6 +66,7 @@ from cs336_basics.tokenizer.token_files import read_manifest
 from cs336_basics.training import console, runtime
 from cs336_basics.training.budget import TimeBudget, final_eval_reserve
 from cs336_basics.training.data import open_tokens
+from cs336_basics.training.memory import check_fits, out_of_memory_is_user_error
 from cs336_basics.training.distributed import (
     DistInfo,
     any_rank,
@@ -170,6 +171,7 @@ class Trainer:
         self.valid_tokens = (open_tokens(paths.valid, vocab_size=vocab, tokenizer_fingerprint=self.fingerprint)
                              if paths.valid is not None else None)
         check_split_sizes(self.train_tokens, self.valid_tokens, cfg, paths.train, paths.valid)
+        check_fits(cfg, self.device)
         self.valid_bytes_per_token = (bytes_per_token_from_manifest(read_manifest(paths.valid))
                                       if paths.valid is not None else None)
         source = resume_source(cfg, self.rundir, resume)
@@ -191,7 +193,8 @@ class Trainer:
         barrier(self.dist)
 
         # 3. Build the model and everything the step needs, then load the checkpoint into them.
-        self.parts = build_training_parts(cfg, self.train_tokens, self.device, self.total_steps, self.dist)
+        with out_of_memory_is_user_error(cfg, self.device):
+            self.parts = build_training_parts(cfg, self.train_tokens, self.device, self.total_steps, self.dist)
         self.model, self.optimizer, self.sampler = self.parts.model, self.parts.optimizer, self.parts.sampler
         self.schedule = self.parts.schedule
         self.state = _State()
@@ -443,9 +446,10 @@ class Trainer:
                                      leave=True) as bar:
                 self._bar = bar
                 try:
-                    stop_reason = self._loop(bar)
-                    if stop_reason == "completed":
-                        self._complete()
+                    with out_of_memory_is_user_error(cfg, self.device):
+                        stop_reason = self._loop(bar)
+                        if stop_reason == "completed":
+                            self._complete()
                 except _NonFiniteState as exc:
                     stop_reason = self._nonfinite_stop(exc.tensor)
             result = self._finish(stop_reason)
