@@ -81,6 +81,10 @@ class MetricsLog:
         self.close()
 
 
+_WARNED: set[tuple[str, tuple[int, ...]]] = set()
+"""(file, skipped line numbers) already reported by :func:`read_jsonl` in this process."""
+
+
 def _ends_mid_line(path: Path) -> bool:
     """True when ``path`` exists and its last byte is not a newline."""
     try:
@@ -119,7 +123,9 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
                 records.append(record)
             elif raw.endswith(b"\n"):
                 skipped.append(number)
-    if skipped:
+    key = (str(path.resolve()), tuple(skipped))
+    if skipped and key not in _WARNED:  # a command reading the file several times says it once
+        _WARNED.add(key)
         warn(f"{path}: skipped line{'s' if len(skipped) > 1 else ''} {_line_numbers(skipped)}, which "
              f"{'are' if len(skipped) > 1 else 'is'} not a JSON record (a torn or damaged write); "
              "the other records are read")
