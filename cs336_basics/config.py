@@ -34,6 +34,7 @@ import tomli_w
 import yaml
 
 from cs336_basics.errors import ConfigError
+from cs336_basics.fileio import atomic_write_text
 from cs336_basics.model.config import ModelConfig
 from cs336_basics.training.config import DataConfig, LoggingConfig, OptimizerConfig, TrainConfig
 
@@ -362,10 +363,7 @@ def dump_config(cfg: Any, path: str | Path) -> Path:
     path = Path(path)
     data = to_dict(cfg)
     text = yaml.safe_dump(data, sort_keys=False) if path.suffix in (".yaml", ".yml") else tomli_w.dumps(data)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def describe_fields(cls: type) -> list[tuple[str, str, Any, str]]:

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+try:  # Unix only: the file-size limit
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""Errors of a write the filesystem refused for lack of room: a full disk, an exhausted quota, and a file past
+the process's file-size limit (``ulimit -f``; Python ignores SIGXFSZ, so the write fails with EFBIG instead of
+killing the process)."""
+
+_OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
+"""How libraries written in Rust (safetensors) report an OS error: only in their message."""
 
 
 class UserError(Exception):
@@ -27,12 +39,31 @@ class ConfigError(UserError, ValueError):
     """A configuration file or ``--set`` override names an unknown key or has the wrong type."""
 
 
-class DiskFullError(UserError):
-    """The disk (or the quota) ran out while writing ``path``: an environmental fault, not a bug."""
+def file_size_limit() -> int | None:
+    """The process's file-size limit in bytes (``ulimit -f``), or None when there is none."""
+    if resource is None:
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft
 
-    def __init__(self, path: str | os.PathLike, fix: str = "free space and rerun") -> None:
-        super().__init__(f"no space left on device at {path}; {fix}")
+
+class DiskFullError(UserError):
+    """The disk (or the quota, or the file-size limit) ran out while writing ``path``: an environmental fault,
+    not a bug. ``fix`` says what to do once there is room again (by convention it starts "free space and ...");
+    for the file-size limit the advice becomes raising the limit."""
+
+    def __init__(self, path: str | os.PathLike, fix: str = "free space and rerun", code: int = errno.ENOSPC) -> None:
+        if code == errno.EFBIG:
+            limit = file_size_limit()
+            size = f" of {limit:,} bytes" if limit is not None else ""
+            rest = fix.removeprefix("free space") if fix.startswith("free space") else f" and {fix}"
+            message = (f"file too large: writing {path} went past the file-size limit{size} (ulimit -f); "
+                       f"raise the limit (ulimit -f unlimited){rest}")
+        else:
+            message = f"no space left on device at {path}; {fix}"
+        super().__init__(message)
         self.path = path
+        self.code = code
 
 
 def not_a_file(path: str | os.PathLike) -> str | None:
@@ -55,26 +86,38 @@ def not_a_file(path: str | os.PathLike) -> str | None:
     return None
 
 
-def is_disk_full(exc: BaseException | None) -> bool:
-    """True for the OSError of a full disk or an exhausted quota, wherever it hides in the cause/context chain
-    (``torch.save`` reports it as a RuntimeError whose context is the OSError)."""
+def write_refused_errno(exc: BaseException | None) -> int | None:
+    """The errno of :data:`DISK_FULL_ERRNOS` behind ``exc``, wherever it hides in the cause/context chain
+    (``torch.save`` reports it as a RuntimeError whose context is the OSError; safetensors only in its message);
+    None for any other failure."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-            return True
+            return exc.errno
+        found = _OS_ERROR_IN_TEXT.search(str(exc)) if not isinstance(exc, OSError) else None
+        if found and int(found.group(1)) in DISK_FULL_ERRNOS:
+            return int(found.group(1))
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True for the OSError of a full disk, an exhausted quota or the file-size limit (see
+    :func:`write_refused_errno`)."""
+    return write_refused_errno(exc) is not None
 
 
 @contextmanager
 def disk_full_is_user_error(path: str | os.PathLike, fix: str = "free space and rerun") -> Iterator[None]:
-    """Turn a full disk inside the block into :class:`DiskFullError` naming ``path`` and ``fix``."""
+    """Turn a full disk (or the file-size limit) inside the block into :class:`DiskFullError` naming ``path``
+    and ``fix``."""
     try:
         yield
     except DiskFullError:
         raise
     except Exception as exc:
-        if is_disk_full(exc):
-            raise DiskFullError(path, fix) from exc
+        code = write_refused_errno(exc)
+        if code is not None:
+            raise DiskFullError(path, fix, code) from exc
         raise

@@ -8,6 +8,7 @@ argument helpers here give every command the same spelling for shared options
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,10 +54,13 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (nan and inf are refused: no option means anything with them)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
     return value

@@ -35,11 +35,12 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from cs336_basics.errors import DiskFullError, UserError, is_disk_full
+from cs336_basics.errors import DiskFullError, UserError, disk_full_is_user_error, write_refused_errno
 
 CHECKPOINT_FORMAT = 1
 _STEP_RE = re.compile(r"^step_(\d+)\.pt$")
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+RESUME_FIX = "free space and rerun with --resume auto (the last complete checkpoint is kept)"
 
 
 # ----------------------------------------------------------------------------- state dicts
@@ -103,9 +104,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if is_disk_full(exc):
-            raise DiskFullError(path, "free space and rerun with --resume auto (the last complete checkpoint "
-                                      "is kept)") from exc
+        code = write_refused_errno(exc)
+        if code is not None:
+            raise DiskFullError(path, RESUME_FIX, code) from exc
         raise
     _fsync_dir(path.parent)
     return path
@@ -118,7 +119,12 @@ def _atomic_link(src: Path, dst: Path) -> None:
     try:
         os.link(src, tmp)
     except OSError:  # filesystems without hard links
-        shutil.copyfile(src, tmp)
+        try:
+            with disk_full_is_user_error(dst, RESUME_FIX):
+                shutil.copyfile(src, tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     os.replace(tmp, dst)
 
 

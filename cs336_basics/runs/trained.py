@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from cs336_basics.config import RunConfig, from_dict, load_config
-from cs336_basics.errors import UserError
+from cs336_basics.errors import UserError, disk_full_is_user_error
 from cs336_basics.model import TransformerLM
 from cs336_basics.model.accounting import count_parameters
 from cs336_basics.model.config import ModelConfig
@@ -42,8 +42,12 @@ def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, s
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata or {})
-    os.replace(tmp, path)
+    try:
+        with disk_full_is_user_error(path):
+            save_file(tensors, str(tmp), metadata=metadata or {})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -27,6 +27,12 @@ def _finite(section: Any, name: str, fields: tuple[str, ...]) -> None:
             raise ValueError(f"{name}.{field_name} must be a finite number, got {value}")
 
 
+LR_LIMIT = 1e20
+"""The largest learning rate accepted (``optimizer.lr_max``, ``optimizer.muon_lr``): far above any rate that
+trains (a sweep looking for the divergence edge goes to 10-100), and low enough that the update's step size
+``lr / (1 - beta1^t)`` (beta1 < 1 in float64: a factor below 1e16) stays within float32's range, so such a
+rate diverges as a run instead of failing as arithmetic."""
+
 OPTIMIZER_NAMES = ("adamw", "muon")
 """The values of ``optimizer.name`` (the builders are chosen in :mod:`cs336_basics.training.step`)."""
 OptimizerName = Literal[OPTIMIZER_NAMES]  # type: ignore[valid-type]
@@ -94,6 +100,10 @@ class OptimizerConfig:
             raise ValueError(f"optimizer.muon_weight_decay must be >= 0, got {self.muon_weight_decay}")
         if not self.lr_max > 0:
             raise ValueError(f"optimizer.lr_max must be > 0, got {self.lr_max}")
+        for name in ("lr_max", "muon_lr"):
+            if getattr(self, name) > LR_LIMIT:
+                raise ValueError(f"optimizer.{name} = {getattr(self, name):g} is beyond any learning rate that "
+                                 f"trains (at most {LR_LIMIT:g}; typical values are 1e-4 to 1e-2); check the value")
         if not 0 <= self.lr_min <= self.lr_max:
             raise ValueError(f"optimizer.lr_min must be in [0, lr_max = {self.lr_max}], got {self.lr_min}")
         if self.warmup_iters < 0:

@@ -68,6 +68,7 @@ from cs336_basics.tokenizer.token_files import read_manifest
 from cs336_basics.training import console, runtime
 from cs336_basics.training.budget import TimeBudget, final_eval_reserve
 from cs336_basics.training.data import open_tokens
+from cs336_basics.training.memory import check_fits, out_of_memory_is_user_error
 from cs336_basics.training.distributed import (
     DistInfo,
     any_rank,
@@ -77,6 +78,7 @@ from cs336_basics.training.distributed import (
     shutdown_distributed,
 )
 from cs336_basics.training.resolve import (
+    check_optimizer_resumable,
     check_split_sizes,
     prepare_fresh_run_dir,
     resolve_vocab_size,
@@ -174,6 +176,7 @@ class Trainer:
         self.valid_tokens = (open_tokens(paths.valid, vocab_size=vocab, tokenizer_fingerprint=self.fingerprint)
                              if paths.valid is not None else None)
         check_split_sizes(self.train_tokens, self.valid_tokens, cfg, paths.train, paths.valid)
+        check_fits(cfg, self.device)
         self.valid_bytes_per_token = (bytes_per_token_from_manifest(read_manifest(paths.valid))
                                       if paths.valid is not None else None)
         source = resume_source(cfg, self.rundir, resume)
@@ -195,7 +198,8 @@ class Trainer:
         barrier(self.dist)
 
         # 3. Build the model and everything the step needs, then load the checkpoint into them.
-        self.parts = build_training_parts(cfg, self.train_tokens, self.device, self.total_steps, self.dist)
+        with out_of_memory_is_user_error(cfg, self.device):
+            self.parts = build_training_parts(cfg, self.train_tokens, self.device, self.total_steps, self.dist)
         self.model, self.optimizer, self.sampler = self.parts.model, self.parts.optimizer, self.parts.sampler
         self.schedule = self.parts.schedule
         self.state = _State()
@@ -230,6 +234,7 @@ class Trainer:
                 diff = [f"model.{k}={getattr(saved_model, k)!r} (config says {getattr(self.cfg.model, k)!r})"
                         for k in vars(saved_model) if getattr(saved_model, k) != getattr(self.cfg.model, k)]
                 raise UserError(f"checkpoint {source} was trained with {diff[0]}; resume with the same model config")
+        check_optimizer_resumable(self.cfg, saved, obj.get("optimizer"), source)
         if self.fingerprint and obj.get("tokenizer_fingerprint") not in (None, self.fingerprint):
             raise UserError(f"checkpoint {source} was trained with a different tokenizer than data.tokenizer_dir; "
                             "resume with the run's original dataset")
@@ -446,9 +451,10 @@ class Trainer:
                                      leave=True) as bar:
                 self._bar = bar
                 try:
-                    stop_reason = self._loop(bar)
-                    if stop_reason == "completed":
-                        self._complete()
+                    with out_of_memory_is_user_error(cfg, self.device):
+                        stop_reason = self._loop(bar)
+                        if stop_reason == "completed":
+                            self._complete()
                 except _NonFiniteState as exc:
                     stop_reason = self._nonfinite_stop(exc.tensor)
             result = self._finish(stop_reason)

@@ -2,7 +2,8 @@
 
 The number of steps (``total_steps`` or ``total_tokens / (batch x world x context)``), which
 checkpoint a run resumes from (``--resume auto|PATH`` or ``train.checkpoint``),
-and the run directory's state: a fresh run refuses to mix itself into an
+whether the configured optimizer can take that checkpoint's optimizer state
+(decided before anything is written), and the run directory's state: a fresh run refuses to mix itself into an
 existing one unless ``train.overwrite`` is set, and a resumed run drops the
 metrics records written after its checkpoint, so ``metrics.jsonl`` never holds
 two versions of a step.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
@@ -20,6 +22,7 @@ from cs336_basics.runs.checkpoint import CheckpointManager
 from cs336_basics.runs.layout import RunDir
 from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.trained import find_checkpoint
+from cs336_basics.training.step import optimizer_layout
 
 
 def resolve_vocab_size(cfg, tokenizer, tokenizer_dir: Path | None):
@@ -83,6 +86,49 @@ def resume_source(cfg, run: RunDir, resume: str | None) -> Path | None:
     if cfg.train.checkpoint:
         return Path(cfg.train.checkpoint)
     return None
+
+
+RESUME_OPTIMIZER_KEYS = ("name", "decay_all")
+"""Optimizer settings that decide the optimizer's state (its kind and its parameter groups): a resume keeps them."""
+
+
+def _setting(value: Any) -> str:
+    """A setting as ``--set`` spells it (true/false for booleans)."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _describe_layout(layout: list[tuple[int, bool]]) -> str:
+    sizes = ", ".join(f"{n}{' (Muon)' if muon else ''}" for n, muon in layout)
+    return f"{len(layout)} parameter group(s) of {sizes} tensors"
+
+
+def check_optimizer_resumable(cfg, saved_config: Any, optimizer_state: Any, source: Path) -> None:
+    """A UserError when the configured optimizer cannot continue a checkpoint's optimizer state.
+
+    The checkpoint's own config names its optimizer (``optimizer.name``, ``optimizer.decay_all``); the state
+    itself must also have the parameter groups the configured optimizer builds (this catches checkpoints
+    without a config, or written by another version). Nothing is built or written: the groups come from a
+    model on the meta device.
+    """
+    saved = saved_config.get("optimizer") if isinstance(saved_config, dict) else None
+    if isinstance(saved, dict):
+        for key in RESUME_OPTIMIZER_KEYS:
+            if key in saved and saved[key] != getattr(cfg.optimizer, key):
+                value, configured = _setting(saved[key]), _setting(getattr(cfg.optimizer, key))
+                raise UserError(f"checkpoint {source} was trained with optimizer.{key}={value} (config says "
+                                f"{configured}); its optimizer state fits only that optimizer: resume with "
+                                f"--set optimizer.{key}={value}")
+    groups = optimizer_state.get("param_groups") if isinstance(optimizer_state, dict) else None
+    if not isinstance(groups, list):
+        return
+    found = [(len(g.get("params", ())), bool(g.get("muon", False))) if isinstance(g, dict) else (-1, False)
+             for g in groups]
+    expected = optimizer_layout(cfg)
+    if found != expected:
+        raise UserError(f"checkpoint {source} holds optimizer state for {_describe_layout(found)}, but "
+                        f"optimizer.name={cfg.optimizer.name} with optimizer.decay_all="
+                        f"{_setting(cfg.optimizer.decay_all)} builds {_describe_layout(expected)}; resume with "
+                        "the optimizer settings the checkpoint was trained with")
 
 
 def prepare_fresh_run_dir(run: RunDir, overwrite: bool) -> None:

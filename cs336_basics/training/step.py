@@ -74,6 +74,18 @@ OPTIMIZER_BUILDERS = {"adamw": build_optimizer, "muon": build_muon}
 """``optimizer.name`` -> ``builder(model, OptimizerConfig)`` (the names are checked when the config loads)."""
 
 
+def optimizer_layout(cfg) -> list[tuple[int, bool]]:
+    """(tensors, is a Muon group) for each parameter group of the optimizer ``cfg`` builds, in order.
+
+    The model is built on the meta device (shapes only, no memory, milliseconds), so a resume can compare
+    this with a checkpoint's optimizer state before anything is allocated or written.
+    """
+    with torch.device("meta"):
+        model = TransformerLM(cfg.model)
+    groups = OPTIMIZER_BUILDERS[cfg.optimizer.name](model, cfg.optimizer).state_dict()["param_groups"]
+    return [(len(g["params"]), bool(g.get("muon", False))) for g in groups]
+
+
 @dataclass
 class TrainingParts:
     """What one training step needs, built from a config (see :func:`build_training_parts`)."""
