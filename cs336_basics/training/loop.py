@@ -30,6 +30,7 @@ stop_reason values: ``completed``, ``stop_at_step``, ``sigint``, ``sigterm``,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -77,6 +78,7 @@ from cs336_basics.training.distributed import (
 from cs336_basics.training.resolve import (
     check_split_sizes,
     prepare_fresh_run_dir,
+    require_validation,
     resolve_vocab_size,
     resume_source,
     total_steps,
@@ -106,9 +108,10 @@ class TrainResult:
 
 
 class _NonFiniteState(Exception):
-    """A weight or optimizer moment became NaN/inf: the run stops without writing anything from it."""
+    """A weight or optimizer moment became NaN/inf, or the validation loss did: the run stops without writing
+    anything from the weights. ``tensor`` names the tensor, or is None for the validation loss."""
 
-    def __init__(self, tensor: str) -> None:
+    def __init__(self, tensor: str | None) -> None:
         super().__init__(tensor)
         self.tensor = tensor
 
@@ -166,6 +169,9 @@ class Trainer:
         self.rundir = RunDir(Path(t.runs_dir) / t.run_name)
         self.main = self.dist.is_main
         self.train_tokens = open_tokens(paths.train, vocab_size=vocab, tokenizer_fingerprint=self.fingerprint)
+        require_validation(cfg, paths.valid)
+        if t.eval_interval == 0:  # validation turned off: the validation file, if any, is not read
+            paths = dataclasses.replace(paths, valid=None)
         self.valid_tokens = (open_tokens(paths.valid, vocab_size=vocab, tokenizer_fingerprint=self.fingerprint)
                              if paths.valid is not None else None)
         check_split_sizes(self.train_tokens, self.valid_tokens, cfg, paths.train, paths.valid)
@@ -318,6 +324,7 @@ class Trainer:
         if self.valid_tokens is None:
             return
         t0 = time.perf_counter()
+        nonfinite = False
         if self.main:
             result = self._validation_loss(self.cfg.train.eval_tokens)
             s = self.state
@@ -330,6 +337,11 @@ class Trainer:
                       val_top1=result.top1, val_top5=result.top5, val_tokens=result.num_tokens,
                       best_val_loss=s.best_val_loss, eval_seconds=result.seconds)
             self._last_eval = result
+            nonfinite = not math.isfinite(result.loss)
+        if any_rank(nonfinite, self.dist, self.device):
+            raise _NonFiniteState(None)
+        if self.main:
+            s, result = self.state, self._last_eval
             subset = result.num_tokens < len(self.valid_tokens) - 1
             self._say(console.progress_line(s.step, self.total_steps, self._last_train[0], self._last_train[1],
                                             self._elapsed(), self._loop_start_step, val_loss=result.loss,
@@ -367,6 +379,8 @@ class Trainer:
                   val_top1=result.top1, val_top5=result.top5, val_tokens=result.num_tokens,
                   eval_seconds=result.seconds)
         self._last_eval = result
+        if not math.isfinite(result.loss):
+            raise _NonFiniteState(None)
 
     def _write_samples(self) -> None:
         if not (self.cfg.train.samples and self.tokenizer is not None):
@@ -515,7 +529,7 @@ class Trainer:
                 s.window_losses.clear()
                 window_start, window_tokens, skipped_in_window, excluded = time.perf_counter(), 0, 0, 0.0
             t_extra = time.perf_counter()
-            if s.step % cfg.train.eval_interval == 0 and s.step < self.total_steps:
+            if cfg.train.eval_interval and s.step % cfg.train.eval_interval == 0 and s.step < self.total_steps:
                 self._evaluate()
             if s.step % cfg.train.checkpoint_interval == 0 and s.step < self.total_steps:
                 self._save()
@@ -545,13 +559,19 @@ class Trainer:
             export_safetensors(self.model, self.rundir.weights_path,
                                metadata={"step": str(s.step), "run_name": self.cfg.train.run_name})
 
-    def _nonfinite_stop(self, tensor: str) -> str:
+    def _nonfinite_stop(self, tensor: str | None) -> str:
         s = self.state
         kept = self.ckpts.latest()
-        self._log("nonfinite_weights", tensor=tensor)
+        if tensor is not None:
+            self._log("nonfinite_weights", tensor=tensor)
+            what = f"the weights are not finite after step {s.step} (NaN or inf in {tensor})"
+        else:
+            self._log("nonfinite_validation")
+            what = (f"the validation loss is not finite at step {s.step} (the model's logits overflow to NaN or "
+                    "inf)")
         if self.main:
-            info(f"stopping: the weights are not finite after step {s.step} (NaN or inf in {tensor}); nothing is "
-                 f"saved from them" + (f", {kept} stays the last good checkpoint" if kept else "")
+            info(f"stopping: {what}; nothing is saved from these weights"
+                 + (f", {kept} stays the last {'good ' if tensor else ''}checkpoint" if kept else "")
                  + ". Try a lower optimizer.lr_max.")
         return "diverged_nonfinite"
 
