@@ -169,7 +169,7 @@ class TrainConfig:
     max_nonfinite: int = 5
     """Consecutive non-finite losses/gradients before the run stops (each such step skips its update)."""
     divergence_loss: float | None = None
-    """Stop the run as diverged when the training loss exceeds this; None: 2 * ln(vocab_size); 0 disables."""
+    """Stop the run as diverged when the training loss exceeds this after updates with a positive learning rate; None: the larger of 2 ln(vocab_size) and the run's first loss + ln(vocab_size); 0 disables."""
     overwrite: bool = False
     """Allow starting a fresh run in a run directory that already holds metrics or checkpoints (they are replaced)."""
     samples: bool = True
