@@ -75,6 +75,7 @@ from cs336_basics.training.distributed import (
     any_rank,
     barrier,
     init_distributed,
+    min_over_ranks,
     rank_device,
     shutdown_distributed,
 )
@@ -304,7 +305,9 @@ class Trainer:
     def _replan(self, bar, window_seconds: float, window_steps: int) -> None:
         """Fit the step count (and the schedule) to the time budget after one more logging window."""
         planned = self.planner.replan(self.state.step, self._wallclock(), window_seconds, window_steps)
-        if planned is not None and planned != self.total_steps:
+        # ranks time themselves (and only rank 0 evaluates): all of them follow the shortest plan
+        planned = min_over_ranks(planned if planned is not None else self.total_steps, self.dist, self.device)
+        if planned != self.total_steps:
             self.total_steps = planned
             self.schedule = self.parts.schedule = build_schedule(self.cfg.optimizer, planned)
             bar.total = planned
@@ -500,8 +503,10 @@ class Trainer:
             s.tokens += self.tokens_per_step
             window_tokens += self.tokens_per_step
             bar.update(1)
-            if self.planner is not None and self.planner.out_of_time(self._wallclock(), s.step, self.total_steps):
-                self.total_steps = s.step  # time is up: this step is the last
+            if self.planner is not None and any_rank(
+                    self.planner.out_of_time(self._wallclock(), s.step, self.total_steps), self.dist, self.device):
+                self.planner.cut = True
+                self.total_steps = s.step  # time is up (on any rank): this step is the last
             if math.isfinite(loss) and math.isfinite(grad_norm):
                 s.nonfinite_in_a_row = 0
                 s.window_losses.append(loss)
