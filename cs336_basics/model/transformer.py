@@ -75,7 +75,7 @@ class TransformerLM(nn.Module):
         d = cfg.d_model
         vocab_size = cfg.require_vocab_size()
         self.token_embeddings = Embedding(vocab_size, d, device=device, dtype=dtype, generator=gen,
-                                          std=tied_embedding_std(d) if cfg.tie_embeddings else 1.0)
+                                          std=tied_embedding_std(d, vocab_size) if cfg.tie_embeddings else 1.0)
         positions = POSITION.load(cfg.position)
         self.position_embeddings = positions.absolute(cfg, device=device, dtype=dtype, generator=gen)
         rotary = positions.rotary(cfg, device=device)
