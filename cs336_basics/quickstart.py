@@ -25,7 +25,9 @@ from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
 from cs336_basics.evaluation.baseline import unigram_baseline
 from cs336_basics.fileio import atomic_write_bytes, atomic_write_text
 from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, generate
+from cs336_basics.hardware import resolve_device
 from cs336_basics.hub import NetworkError
+from cs336_basics.model.transformer import TransformerLM
 from cs336_basics.outputs import DirOutput, check_output_dir, has_marker, write_marker
 from cs336_basics.prepare import prepare_dataset
 from cs336_basics.progress import Timer, info
@@ -38,6 +40,7 @@ from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.tokenizer.token_files import open_token_file, read_manifest
 from cs336_basics.training.loop import train
 from cs336_basics.training.resolve import total_steps
+from cs336_basics.training.budget import measure_eval_seconds_per_token
 from cs336_basics.training.step import measure_step_seconds
 
 QUICKSTART_TRAIN_BYTES = 20 * 2**20
@@ -164,10 +167,12 @@ timing noise the rest (a 9-minute quickstart keeps 27 s)."""
 
 
 def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_tokens: int, eval_tokens: int | None,
-                context_length: int, evals: int = 3, min_steps: int = 20) -> BudgetPlan:
+                context_length: int, evals: int = 3, min_steps: int = 20,
+                eval_s_per_token: float | None = None) -> BudgetPlan:
     """Split ``seconds`` between training and evaluation from one measured step time.
 
-    A forward pass costs about a third of a training step per token (the backward pass is
+    ``eval_s_per_token`` is the measured cost of evaluating one validation token; without it a
+    forward pass is taken as a third of a training step per token (the backward pass is
     about twice the forward). The final evaluation may take a quarter of the budget and
     the evaluations during training a tenth; on a slow machine they score a leading part of
     the validation file instead of all of it. :data:`RESERVE_FRACTION` is kept for the last samples,
@@ -175,7 +180,7 @@ def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_token
     The training loop gets the rest as its own time budget, so a machine that turns out slower
     (or faster) than the one measured step said trains fewer (or more) steps, not for longer.
     """
-    fwd = step_s / tokens_per_step / 3  # seconds per evaluated token
+    fwd = eval_s_per_token or step_s / tokens_per_step / 3  # seconds per evaluated token
     final = min(valid_tokens, int(0.25 * seconds / fwd))
     interim = min(eval_tokens or valid_tokens, valid_tokens, int(0.10 * seconds / evals / fwd))
     interim_ok = interim >= 4 * context_length
@@ -239,6 +244,16 @@ def with_dropout_if_repeating(cfg, steps: int, train_tokens: int, overrides: lis
     return _override(cfg, model={"residual_pdrop": REPEATING_DROPOUT, "attn_pdrop": REPEATING_DROPOUT})
 
 
+def _measure_eval_seconds_per_token(cfg, valid_tokens) -> float | None:
+    """Seconds per validation token of a few evaluation batches of ``cfg``'s model on this machine, timed."""
+    device = resolve_device(cfg.train.device)
+    model = TransformerLM(cfg.model, seed=cfg.train.seed).to(device)
+    context, batch = cfg.model.context_length, cfg.train.eval_batch_size
+    tokens = min(len(valid_tokens), 2 * batch * context + 1)
+    return measure_eval_seconds_per_token(
+        lambda n: evaluate_loss(model, valid_tokens, context, batch, device, max_tokens=n), tokens)
+
+
 def _budgeted(cfg, minutes: float, started: float, train_tokens, valid_tokens, timer: Timer,
               overrides: list[str] | None = None):
     """``cfg`` with the training loop's time budget and evaluation sizes fitted to what is left of ``minutes``
@@ -251,10 +266,11 @@ def _budgeted(cfg, minutes: float, started: float, train_tokens, valid_tokens, t
         """The plan at ``step_s`` seconds per step, and its step count within the cap."""
         plan = plan_budget(minutes * 60 - (time.perf_counter() - started), step_s,
                            cfg.train.batch_size * cfg.model.context_length, len(valid_tokens), cfg.train.eval_tokens,
-                           cfg.model.context_length)
+                           cfg.model.context_length, eval_s_per_token=eval_s)
         return plan, plan.steps if cap is None else min(plan.steps, cap)
 
     with timer.phase("calibrate"):
+        eval_s = _measure_eval_seconds_per_token(cfg, valid_tokens)
         step_s = measure_step_seconds(cfg, train_tokens)
         regularised = with_dropout_if_repeating(cfg, plan_for(step_s)[1], len(train_tokens), overrides)
         if regularised is not cfg:  # dropout makes a step slower: plan with its own speed
@@ -337,7 +353,7 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
         result = train(cfg, resume="auto" if resume else None)
     if result.diverged:
         raise UserError(f"quickstart training diverged ({result.stop_reason}); try --set optimizer.lr_max=1e-3")
-    if result.stop_reason != "completed":
+    if result.stop_reason not in ("completed", "time_budget"):
         raise QuickstartStopped(f"quickstart stopped ({result.stop_reason}) at step {result.steps} with a checkpoint; "
                                 f"continue it with: cs336 quickstart --resume --out {out}", result.exit_code or 1)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from cs336_basics.training import console
-from cs336_basics.training.budget import PROVISIONAL_STEPS, TimeBudget, final_eval_reserve
+from cs336_basics.training.budget import PROVISIONAL_STEPS, RESERVE_CAP, StepSpeed, TimeBudget
 from cs336_basics.training.trackers import tracker_metrics
 
 
@@ -43,9 +43,25 @@ def test_budget_plans_from_the_measured_speed_and_never_goes_back():
     capped = TimeBudget(seconds=600.0, cap=200)
     assert capped.plan(10, 5.0, 0.5) == 200 and capped.plan(0, 0.0, None) == 200
     assert budget.expired(600.0) and not budget.expired(599.9)
-    # a forward pass costs about a third of a training step per token
-    assert final_eval_reserve(0.3, 2048, 204_800) == pytest.approx(0.3 / 2048 / 3 * 204_800)
-    assert final_eval_reserve(None, 2048, 1000) == 0.0
+    # however slow the final evaluation looked, its reserve takes at most RESERVE_CAP of the budget
+    assert budget.plan(10, 5.0, 0.5, reserve=10_000.0) == 10 + int((600 - 5 - RESERVE_CAP * 600) / 0.5)
+    # a plan may be held open for at least one more window
+    assert budget.plan(5, 22.0, 100.0, at_least=10) == 10
+
+
+def test_step_speed_is_the_lower_median_of_the_windows():
+    speed = StepSpeed()
+    assert speed.seconds_per_step() is None and not speed.trusted()
+    speed.add(22.0, 5)  # a slow start: 4.4 s per step
+    assert speed.seconds_per_step() == pytest.approx(4.4) and not speed.trusted()
+    speed.add(0.5, 5)  # the machine is free again: 0.1 s per step
+    assert speed.seconds_per_step() == pytest.approx(0.1) and speed.trusted()
+    speed.add(0.6, 5)
+    speed.add(30.0, 5)  # one slow window among several changes nothing
+    assert speed.seconds_per_step() == pytest.approx(0.12)
+    for _ in range(3):  # a machine that stays slower: the recent windows decide
+        speed.add(10.0, 5)
+    assert speed.seconds_per_step() == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize("event, values, expected", [

@@ -80,7 +80,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     bpt = bytes_per_token_from_manifest(read_manifest(path))
     choice = choose_inference_dtype(dtype, model, mcfg, run_device, batch_size, context)
     result = evaluate_loss(model, tokens, context, batch_size, run_device, stride=stride, max_tokens=max_tokens,
-                           bytes_per_token=bpt, autocast_dtype=choice.dtype)
+                           bytes_per_token=bpt, autocast_dtype=choice.dtype,
+                           refuse_nonfinite=f"the model in {loaded.checkpoint_path}")
     out: dict[str, Any] = {"checkpoint": str(loaded.checkpoint_path), "step": loaded.step, "data": str(path),
                            "bytes_per_token": bpt, "dtype": choice.name, "dtype_reason": choice.reason,
                            **result.to_dict()}

@@ -25,7 +25,8 @@ Top-k accuracy is the expected hit rate under random tie-breaking: with g
 logits strictly above the target's and e logits equal to it (itself
 included) a target counts (k - g) / e, clipped to [0, 1]. Without ties this is
 the usual 0/1 hit; with ties it does not depend on how ``topk`` orders them,
-and a uniform model scores exactly k / V.
+and a uniform model scores exactly k / V. A position whose logits hold NaN or inf
+scores no hit (its comparisons mean nothing), so a broken model never reaches 1.0.
 
 The model is switched to eval mode (dropout off) under ``torch.no_grad`` and
 every submodule's previous training flag is restored afterwards.
@@ -147,21 +148,24 @@ def _score_batch(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
         nll = torch.logsumexp(row, dim=-1) - target_logit.squeeze(-1)  # (S,)
         above = (row > target_logit).sum(dim=-1).double()  # (S,): logits strictly above the target's
         tied = (row == target_logit).sum(dim=-1).double()  # (S,): includes the target itself
+        finite = torch.isfinite(row).all(dim=-1).double()  # (S,): a position with a NaN/inf logit is a miss
         nll_sum += nll.double().sum().item()
-        top1 += ((1 - above) / tied).clamp(0.0, 1.0).sum().item()
-        top5 += ((5 - above) / tied).clamp(0.0, 1.0).sum().item()
+        top1 += (((1 - above) / tied).clamp(0.0, 1.0) * finite).nan_to_num(0.0).sum().item()
+        top5 += (((5 - above) / tied).clamp(0.0, 1.0) * finite).nan_to_num(0.0).sum().item()
     return nll_sum, top1, top5, int(mask.sum().item())
 
 
 def evaluate_loss(model: nn.Module, tokens: np.ndarray, context_length: int, batch_size: int,
                   device: str | torch.device = "cpu", *, stride: int | None = None, max_tokens: int | None = None,
                   bytes_per_token: float | None = None, autocast_dtype: torch.dtype | None = None,
-                  show_progress: bool | None = None) -> EvalResult:
+                  show_progress: bool | None = None, refuse_nonfinite: str | None = None) -> EvalResult:
     """Mean next-token loss of ``model`` over ``tokens`` (a 1-D id array, e.g. a memory-mapped .npy).
 
     ``max_tokens`` restricts the pass to the file's first ``max_tokens`` tokens (a fixed subset, so
     values stay comparable between evaluations). ``bytes_per_token`` (UTF-8 bytes of the source text
-    per token, from the token file's manifest) enables bits per byte.
+    per token, from the token file's manifest) enables bits per byte. ``refuse_nonfinite`` names the model
+    (e.g. its checkpoint) for a UserError when the first batch's logits hold NaN or inf; without it such a
+    pass returns a NaN loss (the training loop decides what that means).
     """
     _check_tokens(tokens)
     if batch_size < 1:
@@ -184,7 +188,7 @@ def evaluate_loss(model: nn.Module, tokens: np.ndarray, context_length: int, bat
     started = time.perf_counter()
     with evaluation_mode(model), progress(total=sum(len(b) for b in batches), desc="eval", unit="win",
                                           enabled=show_progress) as bar:
-        for batch in batches:
+        for index, batch in enumerate(batches):
             rows = np.stack([np.asarray(tokens[w.start:w.end + 1], dtype=np.int64) for w in batch])  # (B, T+1)
             ids = torch.from_numpy(rows).to(device)
             if vocab_size is not None and (int(ids.max()) >= vocab_size or int(ids.min()) < 0):
@@ -196,6 +200,9 @@ def evaluate_loss(model: nn.Module, tokens: np.ndarray, context_length: int, bat
             mask = positions.unsqueeze(0) >= score_from.unsqueeze(1)  # (B, T)
             with autocast(device, autocast_dtype or torch.float32):
                 logits = model(inputs)  # (B, T, V)
+            if refuse_nonfinite is not None and index == 0 and not bool(torch.isfinite(logits).all()):
+                raise UserError(f"{refuse_nonfinite} produces logits that are not finite (NaN or inf) on the first "
+                                "batch: its weights come from a diverged run; evaluate an earlier checkpoint")
             s, t1, t5, n = _score_batch(logits, targets, mask)
             nll_sum, top1, top5, count = nll_sum + s, top1 + t1, top5 + t5, count + n
             bar.update(len(batch))

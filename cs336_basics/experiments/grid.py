@@ -265,7 +265,7 @@ def batch_rule_overrides(cfg: RunConfig, base: RunConfig, rule: str, fixed_token
         out += [f"train.total_steps={steps}", "train.total_tokens=none"]
         for key in _STEP_KEYS:
             value = _get(base, key)
-            if value is not None and _get(cfg, key) == value and scale != 1.0:
+            if value and _get(cfg, key) == value and scale != 1.0:  # 0 (no warmup, no validation) stays 0
                 floor = 0 if key == "optimizer.warmup_iters" else 1  # warmup may vanish; a cadence may not
                 out.append(f"{key}={max(floor, round(value * scale))}")
     return out

@@ -17,6 +17,8 @@ Notable choices:
 - The model is put in eval mode under ``torch.inference_mode`` and its previous
   mode restored afterwards; its forward passes run under the caller's autocast
   dtype, while sampling works on float32 logits.
+- Logits that are not finite (the weights of a diverged run) are a UserError,
+  never a crash inside the sampler.
 - With a seed, a private ``torch.Generator`` drives sampling, so the same seed
   gives the same samples and the global RNG is untouched.
 """
@@ -139,6 +141,7 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
             logits = decoder.prefill(histories) if max_new_tokens > 0 else None
             for step in range(max_new_tokens):
                 raw = logits.float()  # (B, V_model)
+                _check_finite_logits(raw)
                 # ids beyond the tokenizer (padded embedding rows) are simply not candidates
                 scores = raw[:, :vocab_size]  # (B, V_tokenizer)
                 if seen is not None:
@@ -170,6 +173,14 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
         if return_logits:
             result.logits = torch.stack(step_logits[row]) if step_logits[row] else torch.empty(0, cfg.vocab_size)
     return results
+
+
+def _check_finite_logits(raw: torch.Tensor) -> None:
+    """UserError when the model's logits hold NaN or inf: its weights are broken, no token can be chosen."""
+    if not bool(torch.isfinite(raw).all()):
+        raise UserError("the model's next-token logits are not finite (NaN or inf), so it cannot generate: its "
+                        "weights come from a diverged run; use an earlier checkpoint or retrain with a lower "
+                        "optimizer.lr_max")
 
 
 def _advance_row(row: int, token: int, result: GenerationResult, stream: TextStream, eos_id: int | None,

@@ -11,7 +11,11 @@ the repetition penalty; Holtzman et al. 2020 for nucleus sampling; Fan et al.
 2. repetition penalty, as in CTRL / Hugging Face: for every id already present
    in a row's sequence, a positive logit is divided by the penalty and a
    negative one multiplied by it;
-3. temperature 0 means greedy (argmax), otherwise logits are divided by it;
+3. temperature 0 means greedy (argmax), otherwise logits are divided by it, after
+   subtracting each row's maximum in float64: the largest logit becomes 0 and the
+   others at most 0, so however small the temperature the quotient never holds
+   inf - inf, and a temperature that underflows (``1e-45``) is greedy decoding
+   (ties at the maximum share the probability);
 4. top-k keeps exactly the k largest logits (ties at the boundary broken by
    ``torch.topk``'s choice, so the support has exactly k ids);
 5. top-p keeps the smallest set of most-probable ids whose probability reaches
@@ -95,7 +99,9 @@ def top_p_filter(logits: torch.Tensor, p: float | None) -> torch.Tensor:
 
 def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     """Temperature, then top-k, then top-p: the logits whose softmax is the sampling distribution."""
-    logits = logits.float() / params.temperature
+    wide = logits.double()
+    top = wide.amax(dim=-1, keepdim=True)  # (B, 1)
+    logits = ((wide - top) / params.temperature).float()
     logits = top_k_filter(logits, params.top_k)
     return top_p_filter(logits, params.top_p)
 

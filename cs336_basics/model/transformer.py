@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from cs336_basics.errors import UserError
 from cs336_basics.model.blocks import build_block
 from cs336_basics.model.config import ModelConfig
-from cs336_basics.model.init import make_generator
+from cs336_basics.model.init import make_generator, tied_embedding_std
 from cs336_basics.model.kv_cache import KVCache
 from cs336_basics.model.layers import Embedding, Linear, dropout_or_identity
 from cs336_basics.model.variants import FFN, INIT, NORM, POSITION
@@ -73,10 +73,9 @@ class TransformerLM(nn.Module):
         self.config = cfg
         gen = make_generator(seed, device)
         d = cfg.d_model
-        tied_std = 1.0 / math.sqrt(d)
         vocab_size = cfg.require_vocab_size()
         self.token_embeddings = Embedding(vocab_size, d, device=device, dtype=dtype, generator=gen,
-                                          std=tied_std if cfg.tie_embeddings else 1.0)
+                                          std=tied_embedding_std(d, vocab_size) if cfg.tie_embeddings else 1.0)
         positions = POSITION.load(cfg.position)
         self.position_embeddings = positions.absolute(cfg, device=device, dtype=dtype, generator=gen)
         rotary = positions.rotary(cfg, device=device)

@@ -152,7 +152,7 @@ class TrainConfig:
     max_minutes: float | None = None
     """Wall-clock budget of the run in minutes: the step count is re-planned from the measured speed so the schedule ends when the time is up (total_steps/total_tokens, when also set, stay an upper bound)."""
     eval_interval: int = 200
-    """Steps between validation passes."""
+    """Steps between validation passes; 0 trains without any validation (the only way to train without a validation file)."""
     eval_batch_size: int = 32
     """Sequences per validation batch."""
     eval_tokens: int | None = None
@@ -179,7 +179,7 @@ class TrainConfig:
     max_nonfinite: int = 5
     """Consecutive non-finite losses/gradients before the run stops (each such step skips its update)."""
     divergence_loss: float | None = None
-    """Stop the run as diverged when the training loss exceeds this; None: 2 * ln(vocab_size); 0 disables."""
+    """Stop the run as diverged when the training loss exceeds this after updates with a positive learning rate; None: the larger of 2 ln(vocab_size) and the run's first loss + ln(vocab_size); 0 disables."""
     overwrite: bool = False
     """Allow starting a fresh run in a run directory that already holds metrics or checkpoints (they are replaced)."""
     samples: bool = True
@@ -200,8 +200,10 @@ class TrainConfig:
                              f"got {self.divergence_loss}")
         if self.stop_at_step is not None and self.stop_at_step <= 0:
             raise ValueError(f"train.stop_at_step must be positive or unset, got {self.stop_at_step}")
-        for name in ("batch_size", "grad_accum_steps", "eval_interval", "eval_batch_size", "checkpoint_interval",
-                     "max_nonfinite"):
+        if self.eval_interval < 0:
+            raise ValueError(f"train.eval_interval must be positive, or 0 to train without validation, "
+                             f"got {self.eval_interval}")
+        for name in ("batch_size", "grad_accum_steps", "eval_batch_size", "checkpoint_interval", "max_nonfinite"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")
         for name in ("total_steps", "total_tokens", "eval_tokens"):

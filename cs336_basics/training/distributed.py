@@ -90,3 +90,12 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def min_over_ranks(value: int, info: DistInfo, device: torch.device) -> int:
+    """The smallest ``value`` of all ranks, on every rank (identity for one process): one plan for all of them."""
+    if not info.enabled:
+        return value
+    tensor = torch.tensor([float(value)], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())

@@ -15,8 +15,9 @@ What makes the loop trustworthy:
   metrics.jsonl records written after the checkpoint are dropped on resume, so
   the log never holds two versions of a step.
 - **Divergence is a result, not a crash.** A non-finite loss or gradient skips
-  the update; ``train.max_nonfinite`` in a row, or a loss above
-  ``train.divergence_loss``, ends the run with ``diverged=True`` and a
+  the update; ``train.max_nonfinite`` in a row, a loss far above the run's
+  own start after real updates (:mod:`.divergence`), or a validation loss
+  that is not finite ends the run with ``diverged=True`` and a
   ``stop_reason`` starting with ``diverged``; the last good checkpoint stays.
 - **Signals.** SIGINT/SIGTERM finish the step, save, and return
   ``stop_reason="sigint"/"sigterm"`` (see :mod:`.signals` for exit codes).
@@ -24,12 +25,14 @@ What makes the loop trustworthy:
   decisions because they use the all-reduced loss and the (identical) clipped
   gradient norm.
 
-stop_reason values: ``completed``, ``stop_at_step``, ``sigint``, ``sigterm``,
-``diverged_nonfinite``, ``diverged_loss``.
+stop_reason values: ``completed``, ``time_budget`` (``train.max_minutes`` ended the
+run before the steps asked for, or before its planned schedule ended; exit 0),
+``stop_at_step``, ``sigint``, ``sigterm``, ``diverged_nonfinite``, ``diverged_loss``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -66,14 +69,16 @@ from cs336_basics.runs.trained import export_safetensors
 from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.tokenizer.token_files import read_manifest
 from cs336_basics.training import console, runtime
-from cs336_basics.training.budget import TimeBudget, final_eval_reserve
+from cs336_basics.training.budget import BudgetPlanner, TimeBudget
 from cs336_basics.training.data import open_tokens
+from cs336_basics.training.divergence import DivergenceRule
 from cs336_basics.training.memory import check_fits, out_of_memory_is_user_error
 from cs336_basics.training.distributed import (
     DistInfo,
     any_rank,
     barrier,
     init_distributed,
+    min_over_ranks,
     rank_device,
     shutdown_distributed,
 )
@@ -81,6 +86,7 @@ from cs336_basics.training.resolve import (
     check_optimizer_resumable,
     check_split_sizes,
     prepare_fresh_run_dir,
+    require_validation,
     resolve_vocab_size,
     resume_source,
     total_steps,
@@ -110,9 +116,10 @@ class TrainResult:
 
 
 class _NonFiniteState(Exception):
-    """A weight or optimizer moment became NaN/inf: the run stops without writing anything from it."""
+    """A weight or optimizer moment became NaN/inf, or the validation loss did: the run stops without writing
+    anything from the weights. ``tensor`` names the tensor, or is None for the validation loss."""
 
-    def __init__(self, tensor: str) -> None:
+    def __init__(self, tensor: str | None) -> None:
         super().__init__(tensor)
         self.tensor = tensor
 
@@ -173,10 +180,14 @@ class Trainer:
         self.rundir = RunDir(Path(t.runs_dir) / t.run_name)
         self.main = self.dist.is_main
         self.train_tokens = open_tokens(paths.train, vocab_size=vocab, tokenizer_fingerprint=self.fingerprint)
+        require_validation(cfg, paths.valid)
+        if t.eval_interval == 0:  # validation turned off: the validation file, if any, is not read
+            paths = dataclasses.replace(paths, valid=None)
         self.valid_tokens = (open_tokens(paths.valid, vocab_size=vocab, tokenizer_fingerprint=self.fingerprint)
                              if paths.valid is not None else None)
         check_split_sizes(self.train_tokens, self.valid_tokens, cfg, paths.train, paths.valid)
         check_fits(cfg, self.device)
+        self.planner = self._budget_planner()
         self.valid_bytes_per_token = (bytes_per_token_from_manifest(read_manifest(paths.valid))
                                       if paths.valid is not None else None)
         source = resume_source(cfg, self.rundir, resume)
@@ -203,6 +214,7 @@ class Trainer:
         self.model, self.optimizer, self.sampler = self.parts.model, self.parts.optimizer, self.parts.sampler
         self.schedule = self.parts.schedule
         self.state = _State()
+        self.divergence = DivergenceRule(vocab, t.divergence_loss)
         self.resumed_from = source
         if checkpoint is not None:
             self._restore(checkpoint, source)
@@ -214,8 +226,6 @@ class Trainer:
                                     self.timings)
         self.flops_per_token = flops_per_token(cfg.model)["train"]
         self.peak = runtime.peak_flops(self.device, self.dtype, t.peak_tflops)
-        limit = t.divergence_loss if t.divergence_loss is not None else 2.0 * math.log(vocab)
-        self.divergence_loss = limit if limit > 0 else math.inf
         self.stop = StopRequest(announce=self.main)
         self._bar = None
         self._last_train: tuple[float | None, float] = (None, float("nan"))
@@ -260,6 +270,9 @@ class Trainer:
         s.wallclock_offset = float(obj.get("wallclock", 0.0))
         s.wandb_run_id = obj.get("wandb_run_id")
         s.last_ckpt_step = s.last_eval_step = s.step
+        self.divergence.start_loss = obj.get("start_loss")
+        self.divergence.moved = any(self.schedule(i) > 0
+                                    for i in range(min(s.step, self.cfg.optimizer.warmup_iters + 2)))
         if "sampler" in obj:
             self.sampler.load_state_dict(obj["sampler"])
         if "rng" in obj:
@@ -271,7 +284,8 @@ class Trainer:
                 "iteration": s.step, "tokens": s.tokens, "config": to_dict(self.cfg),
                 "lr": self.schedule(max(s.step - 1, 0)), "rng": rng_state(), "sampler": self.sampler.state_dict(),
                 "best_val_loss": s.best_val_loss, "final_val_loss": s.final_val_loss, "tokenizer_fingerprint": self.fingerprint,
-                "wandb_run_id": s.wandb_run_id, "wallclock": self._wallclock(), "planned_total_steps": self.total_steps}
+                "wandb_run_id": s.wandb_run_id, "wallclock": self._wallclock(), "planned_total_steps": self.total_steps,
+                "start_loss": self.divergence.start_loss}
 
     def _elapsed(self) -> float:
         """Seconds since this process started its training loop."""
@@ -286,23 +300,23 @@ class Trainer:
         else:
             info(line)
 
-    def _final_eval_tokens(self) -> int:
-        """Validation tokens the end of a completed run still evaluates (a last subset pass, the whole file)."""
+    def _budget_planner(self) -> BudgetPlanner | None:
+        """The planner of a run under train.max_minutes, told what each evaluation and the end of the run score."""
+        if self.budget is None:
+            return None
         if self.valid_tokens is None:
-            return 0
+            return BudgetPlanner(self.budget, 0, 0, 0)
         n = len(self.valid_tokens)
         eval_tokens = self.cfg.train.eval_tokens
-        whole = n if eval_tokens is not None and self.cfg.train.final_eval else 0
-        return min(eval_tokens or n, n) + whole
+        periodic = min(eval_tokens or n, n)
+        whole = n if eval_tokens is not None and self.cfg.train.final_eval else 0  # the end: a subset pass, the file
+        return BudgetPlanner(self.budget, self.cfg.train.eval_interval, periodic, periodic + whole)
 
-    def _replan(self, bar) -> None:
-        """Fit the step count to the time budget at the speed measured so far (evaluations included)."""
-        done = self.state.step - self._loop_start_step
-        if done < 2:
-            return  # the first steps pay for warm-up (and compilation); they are not the run's speed
-        seconds_per_step = self._elapsed() / done
-        reserve = final_eval_reserve(seconds_per_step, self.tokens_per_step, self._final_eval_tokens())
-        planned = self.budget.plan(self.state.step, self._wallclock(), seconds_per_step, reserve)
+    def _replan(self, bar, window_seconds: float, window_steps: int) -> None:
+        """Fit the step count (and the schedule) to the time budget after one more logging window."""
+        planned = self.planner.replan(self.state.step, self._wallclock(), window_seconds, window_steps)
+        # ranks time themselves (and only rank 0 evaluates): all of them follow the shortest plan
+        planned = min_over_ranks(planned if planned is not None else self.total_steps, self.dist, self.device)
         if planned != self.total_steps:
             self.total_steps = planned
             self.schedule = self.parts.schedule = build_schedule(self.cfg.optimizer, planned)
@@ -328,6 +342,7 @@ class Trainer:
         if self.valid_tokens is None:
             return
         t0 = time.perf_counter()
+        nonfinite = False
         if self.main:
             result = self._validation_loss(self.cfg.train.eval_tokens)
             s = self.state
@@ -340,6 +355,11 @@ class Trainer:
                       val_top1=result.top1, val_top5=result.top5, val_tokens=result.num_tokens,
                       best_val_loss=s.best_val_loss, eval_seconds=result.seconds)
             self._last_eval = result
+            nonfinite = not math.isfinite(result.loss)
+        if any_rank(nonfinite, self.dist, self.device):
+            raise _NonFiniteState(None)
+        if self.main:
+            s, result = self.state, self._last_eval
             subset = result.num_tokens < len(self.valid_tokens) - 1
             self._say(console.progress_line(s.step, self.total_steps, self._last_train[0], self._last_train[1],
                                             self._elapsed(), self._loop_start_step, val_loss=result.loss,
@@ -352,8 +372,17 @@ class Trainer:
                     self.ckpts.save_best(self._checkpoint_state(), s.step)
                 self.timings.checkpoint += time.perf_counter() - t1
             self._write_samples()
+            if self.planner is not None:
+                self.planner.record_eval(time.perf_counter() - t0, result.seconds, result.num_tokens)
         self.state.last_eval_step = self.state.step
         barrier(self.dist)
+
+    def _probe_evaluation(self) -> None:
+        """Under a time budget, time a few validation batches: the measured cost of evaluating, not a guess."""
+        if self.planner is None or self.valid_tokens is None or not self.main:
+            return
+        batches = 3 * self.cfg.train.eval_batch_size * self.cfg.model.context_length + 1
+        self.planner.probe(self._validation_loss, min(batches, len(self.valid_tokens)))
 
     def _validation_loss(self, max_tokens: int | None):
         # evaluation must not perturb the training RNG streams (dropout), or resume would not be exact
@@ -377,6 +406,8 @@ class Trainer:
                   val_top1=result.top1, val_top5=result.top5, val_tokens=result.num_tokens,
                   eval_seconds=result.seconds)
         self._last_eval = result
+        if not math.isfinite(result.loss):
+            raise _NonFiniteState(None)
 
     def _write_samples(self) -> None:
         if not (self.cfg.train.samples and self.tokenizer is not None):
@@ -445,6 +476,7 @@ class Trainer:
                 info(f"training {cfg.train.run_name}: {length} x {self.tokens_per_step:,} tokens on "
                      f"{self.device}, {self.parts.dtype_choice.describe()}"
                      + (f", resuming at step {s.step}" if self.resumed_from else "") + f" -> {self.rundir.root}")
+            self._probe_evaluation()
             self._loop_started, self._loop_start_step = time.perf_counter(), s.step
             with self.stop, progress(total=self.total_steps, initial=s.step, desc=cfg.train.run_name, unit="step",
                                      enabled=None if self.main and not cfg.logging.quiet else False,
@@ -453,7 +485,7 @@ class Trainer:
                 try:
                     with out_of_memory_is_user_error(cfg, self.device):
                         stop_reason = self._loop(bar)
-                        if stop_reason == "completed":
+                        if stop_reason in ("completed", "time_budget"):
                             self._complete()
                 except _NonFiniteState as exc:
                     stop_reason = self._nonfinite_stop(exc.tensor)
@@ -482,11 +514,10 @@ class Trainer:
             s.tokens += self.tokens_per_step
             window_tokens += self.tokens_per_step
             bar.update(1)
-            if self.budget is not None:
-                if self.budget.expired(self._wallclock()):
-                    self.total_steps = s.step  # time is up: this step is the last
-                elif s.step % log_every == 0:
-                    self._replan(bar)
+            if self.planner is not None and any_rank(
+                    self.planner.out_of_time(self._wallclock(), s.step, self.total_steps), self.dist, self.device):
+                self.planner.cut = True
+                self.total_steps = s.step  # time is up (on any rank): this step is the last
             if math.isfinite(loss) and math.isfinite(grad_norm):
                 s.nonfinite_in_a_row = 0
                 s.window_losses.append(loss)
@@ -499,13 +530,15 @@ class Trainer:
                     info(f"stopping: {s.nonfinite_in_a_row} non-finite losses/gradients in a row at step {s.step} "
                          f"(train.max_nonfinite); the last good checkpoint is kept. Try a lower optimizer.lr_max.")
                     return "diverged_nonfinite"
-            if math.isfinite(loss) and loss > self.divergence_loss:
-                info(f"stopping: training loss {loss:.3f} at step {s.step} exceeds train.divergence_loss "
-                     f"{self.divergence_loss:.3f}; the run diverged. Try a lower optimizer.lr_max.")
+            if self.divergence.exceeded(loss, lr, applied=math.isfinite(loss) and math.isfinite(grad_norm)):
+                if self.main:
+                    info(self.divergence.advice(loss, s.step, cfg.optimizer))
                 self._log("train", loss=loss, lr=lr, grad_norm=grad_norm)
                 return "diverged_loss"
             if s.step % log_every == 0 or s.step == self.total_steps:
                 elapsed = max(time.perf_counter() - window_start - excluded, 1e-9)
+                if self.planner is not None and s.step < self.total_steps:
+                    self._replan(bar, elapsed, window_tokens // self.tokens_per_step)
                 tok_s = window_tokens / elapsed
                 values: dict[str, Any] = {"loss": sum(s.window_losses) / len(s.window_losses) if s.window_losses
                                           else float("nan"), "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tok_s}
@@ -526,7 +559,7 @@ class Trainer:
                 s.window_losses.clear()
                 window_start, window_tokens, skipped_in_window, excluded = time.perf_counter(), 0, 0, 0.0
             t_extra = time.perf_counter()
-            if s.step % cfg.train.eval_interval == 0 and s.step < self.total_steps:
+            if cfg.train.eval_interval and s.step % cfg.train.eval_interval == 0 and s.step < self.total_steps:
                 self._evaluate()
             if s.step % cfg.train.checkpoint_interval == 0 and s.step < self.total_steps:
                 self._save()
@@ -537,7 +570,7 @@ class Trainer:
             if stop_at is not None and s.step >= stop_at and s.step < self.total_steps:
                 self._save()
                 return "stop_at_step"
-        return "completed"
+        return self.planner.end_reason(s.step) if self.planner is not None else "completed"
 
     def _complete(self) -> None:
         """The end of a completed run: last evaluation and checkpoint, the whole-file evaluation, the weights file."""
@@ -556,13 +589,19 @@ class Trainer:
             export_safetensors(self.model, self.rundir.weights_path,
                                metadata={"step": str(s.step), "run_name": self.cfg.train.run_name})
 
-    def _nonfinite_stop(self, tensor: str) -> str:
+    def _nonfinite_stop(self, tensor: str | None) -> str:
         s = self.state
         kept = self.ckpts.latest()
-        self._log("nonfinite_weights", tensor=tensor)
+        if tensor is not None:
+            self._log("nonfinite_weights", tensor=tensor)
+            what = f"the weights are not finite after step {s.step} (NaN or inf in {tensor})"
+        else:
+            self._log("nonfinite_validation")
+            what = (f"the validation loss is not finite at step {s.step} (the model's logits overflow to NaN or "
+                    "inf)")
         if self.main:
-            info(f"stopping: the weights are not finite after step {s.step} (NaN or inf in {tensor}); nothing is "
-                 f"saved from them" + (f", {kept} stays the last good checkpoint" if kept else "")
+            info(f"stopping: {what}; nothing is saved from these weights"
+                 + (f", {kept} stays the last {'good ' if tensor else ''}checkpoint" if kept else "")
                  + ". Try a lower optimizer.lr_max.")
         return "diverged_nonfinite"
 
@@ -575,6 +614,8 @@ class Trainer:
                   nonfinite_steps=s.nonfinite_total,
                   time_data=t.data, time_compute=t.compute, time_logging=t.logging, time_checkpoint=t.checkpoint,
                   time_eval=t.eval, time_samples=t.samples, overhead_fraction=t.overhead_fraction())
+        if self.main and stop_reason == "time_budget":
+            info(self.planner.end_message(s.step, self.cfg.train.max_minutes))
         if self.main:
             info(f"{self.cfg.train.run_name}: {stop_reason} at step {s.step} ({s.tokens:,} tokens) in "
                  f"{console.duration(self._elapsed())}; loop overhead {100 * t.overhead_fraction():.1f}% of step time")

@@ -46,6 +46,25 @@ def resolve_vocab_size(cfg, tokenizer, tokenizer_dir: Path | None):
     return cfg
 
 
+def require_validation(cfg, valid: Path | None) -> None:
+    """A run validates unless ``train.eval_interval = 0`` says it must not; a missing validation file is an error.
+
+    Training without validation is a choice the config states: a valid.npy that was deleted (or is a
+    directory) must not turn into a run that reports no validation loss, keeps no best.pt and exits 0.
+    """
+    if valid is not None or cfg.train.eval_interval == 0:
+        return
+    off = "or pass --set train.eval_interval=0 to train without validation"
+    data = cfg.data
+    if data.dataset_dir:
+        expected = Path(data.dataset_dir) / "valid.npy"
+        state = "is a directory, not a token file" if expected.is_dir() else "does not exist"
+        raise UserError(f"no validation data: {expected} {state}; make it with 'cs336 prepare --data "
+                        f"{data.dataset_dir}' (or 'cs336 tokenize'), point data.valid_path at a validation token "
+                        f"file, {off}")
+    raise UserError(f"no validation data: set data.valid_path (or data.dataset_dir with a valid.npy), {off}")
+
+
 def check_split_sizes(train_tokens, valid_tokens, cfg, train_path: Path, valid_path: Path | None) -> None:
     """Both splits must hold at least one training window (context_length + 1 tokens), checked before step 1."""
     need = cfg.model.context_length + 1
