@@ -26,8 +26,10 @@ Contenders, run interleaved (one repetition of each per round):
 
 Each repetition of ours is one ``train()`` call of ``warmup + steps`` steps; its
 time is the sum of the last ``steps`` per-step times in the run's
-``metrics.jsonl`` (``logging.log_interval=1``: each step's wall time, batch
-sampling and logging included, evaluation and checkpoints at the end excluded).
+``metrics.jsonl`` (``logging.log_interval=1``: the loop's clock runs from one log
+point to the next, so each step's time holds its batch sampling, its forward,
+backward and optimizer step, and the previous step's logging and finiteness guard;
+the evaluation and checkpoint at the end are outside the timed steps).
 A repetition of a standard loop is ``steps`` steps of a loop built and warmed up
 once. MFU = (6 N + 12 L d T) x tokens/s / peak, with N the matmul parameters
 (LM head included) and the peak the best matmul rate in the loops' dtype measured
@@ -43,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
 import sys
 import tempfile
 import time

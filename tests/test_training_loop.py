@@ -357,3 +357,30 @@ def test_second_signal_aborts_at_once():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.5)
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored
+
+
+def test_the_throughput_clock_counts_the_loops_own_work(dataset, tmp_path, monkeypatch):
+    """The logged tokens/s and the overhead fraction include the logging and the finiteness guard: a 50 ms sleep in
+    the guard at every logged step shows up in the summed step times and in the end event."""
+    from cs336_basics.training.loop import Trainer
+
+    guard = Trainer._guard_finite
+    pause = 0.05
+
+    def slow_guard(self, *args, **kwargs):
+        time.sleep(pause)
+        return guard(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_guard_finite", slow_guard)
+    cfg = tiny_config(dataset, tmp_path, "train.total_steps=12", "train.eval_interval=100",
+                      "train.checkpoint_interval=100")
+    result = train(cfg)
+    events = read_jsonl(result.run_dir / "metrics.jsonl")
+    tokens_per_step = cfg.tokens_per_step()
+    steps = [e for e in events if e["event"] == "train"]
+    assert len(steps) == 12
+    # every window but the first carries the previous log point's guard
+    assert sum(tokens_per_step / e["tokens_per_s"] for e in steps) >= 11 * pause
+    end = next(e for e in events if e["event"] == "end")
+    compute = end["time_compute"]
+    assert end["overhead_fraction"] >= 11 * pause / (11 * pause + compute + 1.0)

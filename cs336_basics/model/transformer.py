@@ -31,7 +31,6 @@ state dict then holds it once, as ``token_embeddings.weight``).
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor, nn

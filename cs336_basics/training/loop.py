@@ -484,7 +484,11 @@ class Trainer:
                 self._bar = bar
                 try:
                     with out_of_memory_is_user_error(cfg, self.device):
-                        stop_reason = self._loop(bar)
+                        loop_started = time.perf_counter()
+                        try:
+                            stop_reason = self._loop(bar)
+                        finally:
+                            self.timings.loop += time.perf_counter() - loop_started
                         if stop_reason in ("completed", "time_budget"):
                             self._complete()
                 except _NonFiniteState as exc:
@@ -536,7 +540,11 @@ class Trainer:
                 self._log("train", loss=loss, lr=lr, grad_norm=grad_norm)
                 return "diverged_loss"
             if s.step % log_every == 0 or s.step == self.total_steps:
-                elapsed = max(time.perf_counter() - window_start - excluded, 1e-9)
+                # A window runs from one log point to the next, so this window's logging and finiteness guard
+                # below count in the next window: every second of the loop is in some window except the
+                # evaluations and checkpoints, which are timed on their own.
+                log_point = time.perf_counter()
+                elapsed = max(log_point - window_start - excluded, 1e-9)
                 if self.planner is not None and s.step < self.total_steps:
                     self._replan(bar, elapsed, window_tokens // self.tokens_per_step)
                 tok_s = window_tokens / elapsed
@@ -557,10 +565,11 @@ class Trainer:
                 bar.set_postfix_str(f"train {console.loss(values['loss'])} | lr {lr:.1e} | {console.rate(tok_s)}",
                                     refresh=False)
                 s.window_losses.clear()
-                window_start, window_tokens, skipped_in_window, excluded = time.perf_counter(), 0, 0, 0.0
+                window_start, window_tokens, skipped_in_window, excluded = log_point, 0, 0, 0.0
             t_extra = time.perf_counter()
             if cfg.train.eval_interval and s.step % cfg.train.eval_interval == 0 and s.step < self.total_steps:
                 self._evaluate()
+                self.timings.loop_eval += time.perf_counter() - t_extra
             if s.step % cfg.train.checkpoint_interval == 0 and s.step < self.total_steps:
                 self._save()
             excluded += time.perf_counter() - t_extra

@@ -49,9 +49,18 @@ class StepTimings:
     checkpoint: float = 0.0
     eval: float = 0.0
     samples: float = 0.0
+    loop: float = 0.0
+    """Wall time of the training loop, every step's work included (set by the loop when it ends)."""
+    loop_eval: float = 0.0
+    """The part of ``loop`` spent in evaluations during training (their samples included)."""
 
     def overhead_fraction(self) -> float:
-        """(data + logging + checkpointing) / (that + compute): the loop's cost per step."""
+        """Everything the loop does that is not forward, backward and the optimizer (sampling batches, logging,
+        the finiteness guard, budget re-planning, checkpoints), as a fraction of the loop's time without its
+        evaluations; before the loop has ended, (data + logging + checkpointing) / (that + compute)."""
+        if self.loop > 0:
+            steps = self.loop - self.loop_eval
+            return max(steps - self.compute, 0.0) / max(steps, 1e-12)
         overhead = self.data + self.logging + self.checkpoint
         return overhead / max(overhead + self.compute, 1e-12)
 

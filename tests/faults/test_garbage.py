@@ -22,6 +22,7 @@ from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.training.config import OptimizerConfig
 from cs336_basics.training.divergence import DivergenceRule
 from cs336_basics.training.step import TrainStep
+from tests.faults.cli_checks import one_line_error, train_args
 from tests.training_fixtures import make_byte_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -38,18 +39,8 @@ def _cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def _one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and lines and lines[-1].startswith("cs336: error:"), err
-    return lines[-1]
 
 
-def _train_args(dataset: Path, runs: Path, *extra: str) -> list[str]:
-    return ["train", "--dataset", str(dataset), "--runs-dir", str(runs), "--run-name", "r", "--batch-size", "4",
-            "--total-steps", "6", "--set", "model.context_length=32", "--set", "model.d_model=32",
-            "--set", "model.num_layers=1", "--set", "model.num_heads=4", "--set", "train.device=cpu",
-            "--set", "train.samples=false", "--set", "train.eval_tokens=512", "--set", "train.checkpoint_interval=2",
-            "--set", "train.eval_interval=3", "--set", "logging.quiet=true", *extra]
 
 
 def _events(run: Path) -> list[dict]:
@@ -63,7 +54,7 @@ def _events(run: Path) -> list[dict]:
 def overflowed(dataset, tmp_path_factory):
     """lr_max=1e20 without warm-up: finite but huge weights whose logits overflow (checkpoint at step 2)."""
     runs = tmp_path_factory.mktemp("overflow")
-    code = main(_train_args(dataset, runs, "--total-steps", "3", "--set", "optimizer.lr_max=1e20",
+    code = main(train_args(dataset, runs, "--total-steps", "3", "--set", "optimizer.lr_max=1e20",
                             "--set", "optimizer.warmup_iters=0"))
     return code, runs / "r"
 
@@ -86,7 +77,7 @@ def test_eval_refuses_a_model_whose_logits_are_not_finite(overflowed, tmp_path, 
     _, run = overflowed
     report = tmp_path / "eval.json"
     code, out, err = _cli(capsys, "eval", "--checkpoint", str(run), "--device", "cpu", "--json", str(report))
-    assert code == 2 and "not finite" in _one_line_error(err) and "latest.pt" in _one_line_error(err)
+    assert code == 2 and "not finite" in one_line_error(err) and "latest.pt" in one_line_error(err)
     assert "accuracy" not in out and not report.exists()
 
 
@@ -94,7 +85,7 @@ def test_generate_refuses_a_model_whose_logits_are_not_finite(overflowed, capsys
     _, run = overflowed
     code, _, err = _cli(capsys, "generate", "--checkpoint", str(run), "--device", "cpu", "--prompt", "Once",
                         "--max-tokens", "5", "--seed", "0")
-    assert code == 2 and "logits are not finite" in _one_line_error(err)
+    assert code == 2 and "logits are not finite" in one_line_error(err)
 
 
 def test_accuracy_counts_a_position_with_a_nonfinite_logit_as_a_miss():
@@ -109,7 +100,7 @@ def test_accuracy_counts_a_position_with_a_nonfinite_logit_as_a_miss():
 
 
 def test_a_temperature_that_underflows_is_greedy_decoding(dataset, tmp_path, capsys):
-    assert main(_train_args(dataset, tmp_path, "--total-steps", "2")) == 0
+    assert main(train_args(dataset, tmp_path, "--total-steps", "2")) == 0
     capsys.readouterr()
     outputs = []
     for temperature in ("1e-45", "5e-324", "0"):
@@ -136,13 +127,13 @@ def test_a_missing_validation_split_is_an_error_unless_validation_is_off(dataset
     if damage == "directory":
         (data / "valid.npy").mkdir()
     runs = tmp_path / "runs"
-    code, _, err = _cli(capsys, *_train_args(data, runs))
-    line = _one_line_error(err)
+    code, _, err = _cli(capsys, *train_args(data, runs))
+    line = one_line_error(err)
     assert code == 2 and str(data / "valid.npy") in line and "train.eval_interval=0" in line
     assert ("is a directory" in line) == (damage == "directory")
     assert not runs.exists()
     # turned off explicitly, the run trains without validation
-    code, _, err = _cli(capsys, *_train_args(data, runs, "--set", "train.eval_interval=0"))
+    code, _, err = _cli(capsys, *train_args(data, runs, "--set", "train.eval_interval=0"))
     assert code == 0, err
     assert not [e for e in _events(runs / "r") if e["event"].startswith("eval")]
     assert (runs / "r" / "model.safetensors").is_file()
@@ -168,7 +159,7 @@ def test_a_slow_start_does_not_end_a_run_under_a_budget(dataset, tmp_path, capsy
     15 s with room to spare, although the first window alone says 1 s per step and a final evaluation that a
     guess from it (a third of a step per token) would put at more than the whole budget."""
     _slow_steps(monkeypatch, 1.0, first=5)
-    code, _, err = _cli(capsys, *_train_args(dataset, tmp_path, "--total-steps", "60",
+    code, _, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "60",
                                              "--set", "train.max_minutes=0.25", "--set", "logging.log_interval=5",
                                              "--set", "train.eval_interval=20", "--set", "train.checkpoint_interval=20"))
     assert code == 0, err
@@ -180,7 +171,7 @@ def test_a_slow_start_does_not_end_a_run_under_a_budget(dataset, tmp_path, capsy
 def test_a_budget_that_ends_a_run_says_so(dataset, tmp_path, capsys, monkeypatch):
     """Steps of 0.15 s under a 3 s budget: 60 steps cannot be reached, and the run says how many ran."""
     _slow_steps(monkeypatch, 0.15)
-    code, _, err = _cli(capsys, *_train_args(dataset, tmp_path, "--total-steps", "60",
+    code, _, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "60",
                                              "--set", "train.max_minutes=0.05", "--set", "logging.log_interval=5"))
     assert code == 0, err
     end = _events(tmp_path / "r")[-1]

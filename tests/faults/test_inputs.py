@@ -24,7 +24,7 @@ import pytest
 
 from cs336_basics.cli import main
 from cs336_basics.tokenizer.token_files import manifest_path, read_manifest
-from tests.faults.test_data_faults import EOT, one_line_error, snapshot, train_cli
+from tests.faults.test_data_faults import one_line_error, snapshot, train_cli
 from tests.training_fixtures import make_byte_dataset, tiny_config
 
 

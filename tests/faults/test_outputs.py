@@ -9,8 +9,6 @@ every file in the tree before and after.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from cs336_basics.cli import main
 from cs336_basics.config import dump_config
 from cs336_basics.fileio import replace_dir_atomically
 from cs336_basics.tokenizer.tokenizer_dir import FILES
+from tests.faults.cli_checks import one_line_error, tree_hashes
 from tests.training_fixtures import make_byte_dataset, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -38,21 +37,8 @@ def _cli(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def _error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and lines and lines[-1].startswith("cs336: error:"), err
-    return lines[-1]
 
 
-def _tree(root: Path) -> dict[str, str]:
-    """Every file under ``root`` (symlinks as their target) -> sha256 of its content."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_symlink():
-            out[str(path.relative_to(root))] = "link:" + str(path.readlink())
-        elif path.is_file():
-            out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
 
 
 def _kept(before: dict[str, str], after: dict[str, str]) -> list[str]:
@@ -93,26 +79,26 @@ def world(tmp_path_factory) -> Path:
 
 
 def test_export_force_into_the_current_directory_or_another_run_deletes_nothing(world, capsys, monkeypatch):
-    before = _tree(world)
+    before = tree_hashes(world)
     monkeypatch.chdir(world / "data")
     code, err = _cli(capsys, "export", "--checkpoint", world / "runs" / "x", "--out", ".", "--force")
-    assert code == 2 and "--out . is the current directory" in _error(err)
+    assert code == 2 and "--out . is the current directory" in one_line_error(err)
     code, err = _cli(capsys, "export", "--checkpoint", world / "runs" / "x", "--out", world / "runs" / "other",
                      "--force")
     assert code == 2
-    message = _error(err)
+    message = one_line_error(err)
     assert "non-empty directory that cs336 export did not write (it holds checkpoints)" in message
     assert "runs/other" in message
-    assert _tree(world) == before
+    assert tree_hashes(world) == before
 
 
 def test_tokenizer_train_into_the_data_directory_is_refused(world, capsys):
-    before = _tree(world)
+    before = tree_hashes(world)
     code, err = _cli(capsys, "tokenizer", "train", "--input", world / "data" / "train.txt", "--vocab-size", "300",
                      "--out", world / "data")
     assert code == 2
-    assert f"holds {world / 'data' / 'train.txt'}, an input of this command" in _error(err)
-    assert _tree(world) == before
+    assert f"holds {world / 'data' / 'train.txt'}, an input of this command" in one_line_error(err)
+    assert tree_hashes(world) == before
 
 
 def test_export_force_replaces_its_own_output_and_keeps_anything_else(world, tmp_path, capsys):
@@ -120,12 +106,12 @@ def test_export_force_replaces_its_own_output_and_keeps_anything_else(world, tmp
     args = ["export", "--checkpoint", world / "runs" / "x", "--format", "safetensors", "--out", out]
     assert _cli(capsys, *args)[0] == 0
     code, err = _cli(capsys, *args)
-    assert code == 2 and "holds a previous export folder; add --force" in _error(err)
+    assert code == 2 and "holds a previous export folder; add --force" in one_line_error(err)
     (out / "mine.txt").write_text("keep me")
-    before = _tree(tmp_path)
+    before = tree_hashes(tmp_path)
     code, err = _cli(capsys, *args, "--force")
-    assert code == 2 and "holds mine.txt, which cs336 export did not write" in _error(err)
-    assert _tree(tmp_path) == before
+    assert code == 2 and "holds mine.txt, which cs336 export did not write" in one_line_error(err)
+    assert tree_hashes(tmp_path) == before
     (out / "mine.txt").unlink()
     assert _cli(capsys, *args, "--force")[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # nothing left beside it
@@ -137,10 +123,10 @@ def test_tokenizer_train_force_replaces_only_a_tokenizer_directory(world, tmp_pa
     args = ["tokenizer", "train", "--input", world / "data" / "train.txt", "--vocab-size", "260", "--out", out,
             "--workers", "1"]
     assert _cli(capsys, *args)[0] == 0
-    first = _tree(out)
+    first = tree_hashes(out)
     code, err = _cli(capsys, *args)
-    assert code == 2 and "holds a previous tokenizer directory; add --force" in _error(err)
-    assert _tree(out) == first
+    assert code == 2 and "holds a previous tokenizer directory; add --force" in one_line_error(err)
+    assert tree_hashes(out) == first
     assert _cli(capsys, *args, "--force")[0] == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
 
@@ -150,12 +136,12 @@ def test_a_safetensors_file_is_replaced_only_when_export_wrote_it(world, tmp_pat
     args = ["export", "--checkpoint", world / "runs" / "x", "--format", "safetensors", "--out", out]
     assert _cli(capsys, *args)[0] == 0
     code, err = _cli(capsys, *args)
-    assert code == 2 and "holds a previous output of cs336 export; add --force" in _error(err)
+    assert code == 2 and "holds a previous output of cs336 export; add --force" in one_line_error(err)
     assert _cli(capsys, *args, "--force")[0] == 0
     theirs = tmp_path / "theirs.safetensors"
     shutil.copyfile(world / "runs" / "x" / "model.safetensors", theirs)  # the trainer's, not export's
     code, err = _cli(capsys, *args[:-1], theirs, "--force")
-    assert code == 2 and "exists and was not written by cs336 export" in _error(err)
+    assert code == 2 and "exists and was not written by cs336 export" in one_line_error(err)
     assert theirs.read_bytes() == (world / "runs" / "x" / "model.safetensors").read_bytes()
 
 
@@ -166,7 +152,7 @@ def test_download_keeps_a_same_named_file_it_did_not_record(world, tmp_path, cap
     mine.write_text("my own edited copy<|endoftext|>\n")
     code, err = _cli(capsys, "download", "tinystories", "--dest", tmp_path, "--from-dir",
                      world / "mirror" / "tinystories", "--split", "train", "--force")
-    assert code == 2 and "does not record it, so cs336 download did not write it" in _error(err)
+    assert code == 2 and "does not record it, so cs336 download did not write it" in one_line_error(err)
     assert mine.read_text() == "my own edited copy<|endoftext|>\n"
     assert sorted(p.name for p in folder.iterdir()) == [mine.name]
 
@@ -194,7 +180,7 @@ def test_eval_json_to_a_directory_is_refused_before_evaluating(world, capsys, mo
 
     monkeypatch.setattr(checkpoint_eval, "evaluate_checkpoint", never)
     code, err = _cli(capsys, "eval", "--checkpoint", world / "runs" / "x", "--json", world / "foreign")
-    assert code == 2 and f"--json {world / 'foreign'} is a directory" in _error(err)
+    assert code == 2 and f"--json {world / 'foreign'} is a directory" in one_line_error(err)
 
 
 # ----------------------------------------------------------------------------- the whole CLI
@@ -292,10 +278,10 @@ def test_no_command_deletes_or_changes_a_file_it_did_not_write(world, capsys, mo
             variants.insert(0, [*args, "--set", "train.overwrite=true"])
         replaceable = {f"runs/other/{f}" for f in TRAINER_FILES} if name == "train: another run" else set()
         for argv in variants:
-            before = _tree(world)
+            before = tree_hashes(world)
             monkeypatch.chdir(cwd)
             code, err = _cli(capsys, *argv)
-            changed = _kept(before, _tree(world))
+            changed = _kept(before, tree_hashes(world))
             label = f"{name} {'(forced)' if argv is not args else ''}"
             want = expected
             if replaceable and argv is not args:  # its own output, replaced as asked: every other file stays

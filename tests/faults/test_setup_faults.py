@@ -5,7 +5,6 @@ case asserts the exit code, the one-line message and the state of the disk (file
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import resource
 import subprocess
@@ -24,8 +23,14 @@ from cs336_basics.errors import DiskFullError, write_refused_errno
 from cs336_basics.runs.checkpoint import read_checkpoint
 from cs336_basics.runs.metrics import MetricsLog, read_jsonl
 from cs336_basics.training import memory
+from tests.faults import cli_checks
+from tests.faults.cli_checks import one_line_error, tree_hashes
 from tests.conftest import REPO
 from tests.training_fixtures import make_byte_dataset
+
+
+def train_args(dataset: Path, runs: Path, *extra: str) -> list[str]:
+    return cli_checks.train_args(dataset, runs, *extra, steps=4)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,22 +45,10 @@ def _cli(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def _one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and lines and lines[-1].startswith("cs336: error:"), err
-    return lines[-1]
 
 
-def _train_args(dataset: Path, runs: Path, *extra: str) -> list[str]:
-    return ["train", "--dataset", str(dataset), "--runs-dir", str(runs), "--run-name", "r", "--batch-size", "4",
-            "--total-steps", "4", "--set", "model.context_length=32", "--set", "model.d_model=32",
-            "--set", "model.num_layers=1", "--set", "model.num_heads=4", "--set", "train.device=cpu",
-            "--set", "train.samples=false", "--set", "train.eval_tokens=512", "--set", "train.checkpoint_interval=2",
-            "--set", "train.eval_interval=3", "--set", "logging.quiet=true", *extra]
 
 
-def _hashes(root: Path) -> dict[Path, str]:
-    return {p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
 
 
 def _temp_files(root: Path) -> list[Path]:
@@ -71,34 +64,34 @@ def _temp_files(root: Path) -> list[Path]:
 ])
 def test_a_resume_with_another_optimizer_is_refused_and_config_toml_is_untouched(dataset, tmp_path, capsys,
                                                                                  change, needle):
-    code, err = _cli(capsys, *_train_args(dataset, tmp_path))
+    code, err = _cli(capsys, *train_args(dataset, tmp_path))
     assert code == 0, err
     run = tmp_path / "r"
-    before = _hashes(run)
-    code, err = _cli(capsys, *_train_args(dataset, tmp_path, "--total-steps", "6", "--set", change),
+    before = tree_hashes(run)
+    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "6", "--set", change),
                      "--resume", "auto")
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert code == 2 and needle in line and "resume with --set optimizer." in line
-    assert _hashes(run) == before
+    assert tree_hashes(run) == before
 
 
 def test_optimizer_state_with_other_parameter_groups_is_refused_without_a_saved_config(dataset, tmp_path, capsys):
     """A checkpoint without the optimizer section in its config (written elsewhere, or older) is checked by the
     parameter groups of its optimizer state."""
-    code, err = _cli(capsys, *_train_args(dataset, tmp_path))
+    code, err = _cli(capsys, *train_args(dataset, tmp_path))
     assert code == 0, err
     run = tmp_path / "r"
     latest = run / "checkpoints" / "latest.pt"
     obj = read_checkpoint(latest)
     del obj["config"]["optimizer"]
     torch.save(obj, latest)
-    before = _hashes(run)
-    code, err = _cli(capsys, *_train_args(dataset, tmp_path, "--total-steps", "6", "--set", "optimizer.name=muon"),
+    before = tree_hashes(run)
+    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "6", "--set", "optimizer.name=muon"),
                      "--resume", "auto")
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert code == 2 and "holds optimizer state for 2 parameter group(s)" in line
     assert "optimizer.name=muon with optimizer.decay_all=false builds 3 parameter group(s)" in line
-    assert _hashes(run) == before
+    assert tree_hashes(run) == before
 
 
 # ----------------------------------------------------------------------------- 11: a damaged metrics.jsonl
@@ -106,13 +99,13 @@ def test_optimizer_state_with_other_parameter_groups_is_refused_without_a_saved_
 
 @pytest.mark.parametrize("damage", [b"\xff\xfe\n", b"[1, 2]\n", b'{"event": "tra\n'])
 def test_report_plot_and_resume_read_past_a_damaged_metrics_line(dataset, tmp_path, capsys, monkeypatch, damage):
-    code, err = _cli(capsys, *_train_args(dataset, tmp_path))
+    code, err = _cli(capsys, *train_args(dataset, tmp_path))
     assert code == 0, err
     run = tmp_path / "r"
     metrics = run / "metrics.jsonl"
     lines = metrics.read_bytes().splitlines(keepends=True)
     metrics.write_bytes(b"".join(lines[:3]) + damage + b"".join(lines[3:]))  # line 4 is damaged
-    config_before = _hashes(run)[Path("config.toml")]
+    config_before = tree_hashes(run)[Path("config.toml")]
 
     code, err = _cli(capsys, "report", str(run))
     assert code == 0, err
@@ -123,9 +116,9 @@ def test_report_plot_and_resume_read_past_a_damaged_metrics_line(dataset, tmp_pa
     assert code == 0, err
     assert "skipped line 4," in err
 
-    code, err = _cli(capsys, *_train_args(dataset, tmp_path), "--resume", "auto")  # same settings: resumes at 4
+    code, err = _cli(capsys, *train_args(dataset, tmp_path), "--resume", "auto")  # same settings: resumes at 4
     assert code == 0, err
-    assert _hashes(run)[Path("config.toml")] == config_before
+    assert tree_hashes(run)[Path("config.toml")] == config_before
     events = [r["event"] for r in read_jsonl(metrics)]
     assert events.count("start") == 1 and events.count("resume") == 1
 
@@ -152,10 +145,10 @@ def test_a_torn_last_line_is_skipped_silently_and_the_next_record_starts_a_new_l
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_the_run_directory_exists(dataset, tmp_path, capsys,
                                                                                    monkeypatch, setting, needle):
     monkeypatch.setattr(memory, "available_memory", lambda device: (4 * 10**9, "RAM available"))
-    code, err = _cli(capsys, *_train_args(dataset, tmp_path, "--set", "model.num_heads=2", "--batch-size", "8",
+    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--set", "model.num_heads=2", "--batch-size", "8",
                                           "--set", "model.context_length=64", "--set", "model.num_layers=2",
                                           "--set", "model.d_model=64", "--set", setting))
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert code == 2 and "this run needs at least" in line and "only 4.0 GB is RAM available" in line
     assert needle in line
     assert not (tmp_path / "r").exists()
@@ -193,14 +186,14 @@ def test_a_real_address_space_limit_refuses_the_run_before_anything_is_written(d
     def limit_address_space():
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    args = _train_args(dataset, tmp_path, "--set", "model.num_heads=2", "--batch-size", "8",
+    args = train_args(dataset, tmp_path, "--set", "model.num_heads=2", "--batch-size", "8",
                        "--set", "model.context_length=64", "--set", "model.num_layers=2", "--set", "model.d_model=64",
                        "--set", "model.d_ff=262144")
     proc = subprocess.run([sys.executable, "-m", "cs336_basics", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=300, preexec_fn=limit_address_space,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "CS336_NO_PROGRESS": "1"})
     assert proc.returncode == 2, proc.stderr
-    line = _one_line_error(proc.stderr)
+    line = one_line_error(proc.stderr)
     assert "this run needs at least" in line and "model.d_ff" in line
     assert "address space left under ulimit -v" in line or "RAM available" in line  # whichever is tighter
     assert not (tmp_path / "r").exists()
@@ -213,8 +206,8 @@ def test_running_out_of_memory_mid_run_is_a_one_line_error(dataset, tmp_path, ca
                            "memory: you tried to allocate 51539607552 bytes. Error code 12")
 
     monkeypatch.setattr(loop_module.Trainer, "_loop", allocation_fails)
-    code, err = _cli(capsys, *_train_args(dataset, tmp_path))
-    line = _one_line_error(err)
+    code, err = _cli(capsys, *train_args(dataset, tmp_path))
+    line = one_line_error(err)
     assert code == 2 and "training ran out of memory on cpu" in line and "needs at least" in line
 
 
@@ -243,9 +236,9 @@ def _run_under_file_size_limit(args: list[str], limit_bytes: int, cwd: Path) -> 
 @pytest.mark.parametrize("limit, victim", [(1024, "config.toml"), (150 * 1024, "step_0000002.pt")])
 def test_a_file_size_limit_during_a_save_is_a_clear_error_with_no_temp_file(dataset, tmp_path, limit, victim):
     """ulimit -f 1 stops the config write, ulimit -f 150 the first checkpoint (torch.save's "unexpected pos")."""
-    proc = _run_under_file_size_limit(_train_args(dataset, tmp_path, "--set", "model.d_model=64"), limit, REPO)
+    proc = _run_under_file_size_limit(train_args(dataset, tmp_path, "--set", "model.d_model=64"), limit, REPO)
     assert proc.returncode == 2, proc.stderr
-    line = _one_line_error(proc.stderr)
+    line = one_line_error(proc.stderr)
     assert f"file too large: writing {tmp_path / 'r'}" in line and victim in line
     assert f"file-size limit of {limit:,} bytes (ulimit -f)" in line and "raise the limit" in line
     assert not _temp_files(tmp_path)
@@ -282,8 +275,8 @@ def test_config_files_are_written_atomically(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("setting", ["optimizer.lr_max=1e308", "optimizer.muon_lr=1e300"])
 def test_an_absurd_learning_rate_is_refused_before_anything_is_written(dataset, tmp_path, capsys, setting):
-    code, err = _cli(capsys, *_train_args(dataset, tmp_path, "--set", setting))
-    line = _one_line_error(err)
+    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--set", setting))
+    line = one_line_error(err)
     key = setting.split("=")[0]
     assert code == 2 and f"{key} = 1e+" in line and "beyond any learning rate that trains" in line
     assert not (tmp_path / "r").exists()
@@ -291,7 +284,7 @@ def test_an_absurd_learning_rate_is_refused_before_anything_is_written(dataset, 
 
 def test_a_large_but_representable_learning_rate_still_trains_to_a_result(dataset, tmp_path, capsys):
     """The bound is arithmetic, not taste: a learning-rate sweep may go far past the edge of divergence."""
-    code, err = _cli(capsys, *_train_args(dataset, tmp_path, "--set", "optimizer.lr_max=50",
+    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--set", "optimizer.lr_max=50",
                                           "--set", "optimizer.warmup_iters=0"))
     assert code in (0, 3), err
     assert "internal error" not in err
