@@ -105,7 +105,7 @@ def test_report_plot_and_resume_read_past_a_damaged_metrics_line(dataset, tmp_pa
     metrics = run / "metrics.jsonl"
     lines = metrics.read_bytes().splitlines(keepends=True)
     metrics.write_bytes(b"".join(lines[:3]) + damage + b"".join(lines[3:]))  # line 4 is damaged
-    config_before = tree_hashes(run)[Path("config.toml")]
+    config_before = tree_hashes(run)["config.toml"]
 
     code, err = _cli(capsys, "report", str(run))
     assert code == 0, err
@@ -118,7 +118,7 @@ def test_report_plot_and_resume_read_past_a_damaged_metrics_line(dataset, tmp_pa
 
     code, err = _cli(capsys, *train_args(dataset, tmp_path), "--resume", "auto")  # same settings: resumes at 4
     assert code == 0, err
-    assert tree_hashes(run)[Path("config.toml")] == config_before
+    assert tree_hashes(run)["config.toml"] == config_before
     events = [r["event"] for r in read_jsonl(metrics)]
     assert events.count("start") == 1 and events.count("resume") == 1
 
