@@ -7,6 +7,11 @@ network. The run is sized to a time budget: the run's own training step is
 timed on this machine first (:func:`cs336_basics.training.step.measure_step_seconds`)
 and the step count and evaluation sizes are fitted to what is left
 (:func:`plan_budget`).
+
+The validation tokens are split at a document boundary near the middle
+(:func:`cs336_basics.evaluation.heldout.split_at_document`): everything watched or
+chosen during training (the evaluations, ``best.pt``) sees only the leading development
+half, and the headline figure is scored on the test half, which nothing was chosen on.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from cs336_basics.config import load_config
 from cs336_basics.datasets import DOC_DELIMITER, copy_prefix
 from cs336_basics.download import download_dataset
 from cs336_basics.errors import UserError
-from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
+from cs336_basics.evaluation import evaluate_loss
 from cs336_basics.evaluation.baseline import unigram_baseline
+from cs336_basics.evaluation.heldout import HeldOutSplit, bytes_per_token, split_at_document, token_byte_lengths
 from cs336_basics.fileio import atomic_write_bytes, atomic_write_text
 from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, generate
 from cs336_basics.hardware import resolve_device
@@ -37,7 +43,7 @@ from cs336_basics.runs.layout import RunDir
 from cs336_basics.runs.trained import load_trained_model
 from cs336_basics.sample import DESCRIPTION, FULL_DATA_HINT, SAMPLE_NAME, extract_sample
 from cs336_basics.tokenizer import Tokenizer
-from cs336_basics.tokenizer.token_files import open_token_file, read_manifest
+from cs336_basics.tokenizer.token_files import open_token_file
 from cs336_basics.training.loop import train
 from cs336_basics.training.resolve import total_steps
 from cs336_basics.training.budget import measure_eval_seconds_per_token
@@ -124,26 +130,41 @@ QUICKSTART_DIR = DirOutput("cs336 quickstart", "quickstart folder",
 
 
 @dataclass
+class Score:
+    """The final model's loss on one half of the validation tokens."""
+
+    loss: float
+    bpb: float | None
+    tokens: int
+    """Tokens scored: the whole half, unless a slow machine's budget allowed only its leading part."""
+    total: int
+    """Tokens in the half."""
+
+
+@dataclass
 class QuickstartResult:
     out: Path
     run_dir: Path
-    val_loss: float
-    val_bpb: float | None
+    test: Score | None
+    """The headline: the held-out half nothing was chosen on (None when the validation text is too small to split)."""
+    dev: Score
+    """The development half, the one the evaluations during training saw (the whole file when there is no split)."""
     unigram_loss: float
+    """The unigram baseline on the tokens of the headline (the test half, else the development half)."""
     unigram_bpb: float | None
     samples: list[str]
     report: Path | None
     seconds: dict[str, float]
     steps: int = 0
     tokens: int = 0
-    val_tokens: int = 0
-    """Validation tokens scored (the whole file unless a slow machine's budget allowed only its start)."""
-    valid_total: int = 0
-    """Tokens in the validation file."""
+
+    @property
+    def headline(self) -> Score:
+        return self.test if self.test is not None else self.dev
 
     @property
     def gain_over_unigram(self) -> float:
-        return self.unigram_loss - self.val_loss
+        return self.unigram_loss - self.headline.loss
 
 
 @dataclass
@@ -255,9 +276,11 @@ def _measure_eval_seconds_per_token(cfg, valid_tokens) -> float | None:
 
 
 def _budgeted(cfg, minutes: float, started: float, train_tokens, valid_tokens, timer: Timer,
-              overrides: list[str] | None = None):
+              overrides: list[str] | None = None, dev_tokens: int | None = None):
     """``cfg`` with the training loop's time budget and evaluation sizes fitted to what is left of ``minutes``
-    (and with dropout when that budget would repeat the training data many times)."""
+    (and with dropout when that budget would repeat the training data many times). The evaluations during
+    training score at most the leading ``dev_tokens`` (the development half); the final one scores both halves."""
+    dev_tokens = len(valid_tokens) if dev_tokens is None else dev_tokens
 
     given = cfg.train.total_steps is not None or cfg.train.total_tokens is not None
     cap = total_steps(cfg, world_size=1) if given else None  # when given, they stay an upper bound
@@ -280,7 +303,7 @@ def _budgeted(cfg, minutes: float, started: float, train_tokens, valid_tokens, t
     info(f"time budget {minutes:g} min: {step_s:.3f} s/step measured, training gets "
          f"{plan.train_seconds / 60:.1f} min (about {steps} steps; re-planned as it runs)")
     cfg = _override(cfg, train={"max_minutes": plan.train_seconds / 60, "final_eval": False,
-                                "eval_tokens": plan.eval_tokens or 4 * cfg.model.context_length,
+                                "eval_tokens": min(plan.eval_tokens or 4 * cfg.model.context_length, dev_tokens),
                                 "eval_interval": max(1, steps // 4) if plan.eval_tokens else 10**9,
                                 "checkpoint_interval": max(1, steps // 2), "samples": plan.samples},
                     optimizer={"warmup_iters": min(cfg.optimizer.warmup_iters, max(1, steps // 10))})
@@ -336,14 +359,19 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
     if valid_path is None:
         raise UserError(f"no validation text in {data_root}; pass --valid FILE")
     valid_tokens = open_token_file(valid_path)
+    split = held_out_split(valid_tokens, tokenizer, cfg.model.context_length)
+    dev_tokens = split.dev_tokens if split is not None else len(valid_tokens)
     final_eval_tokens = None
     if not resume:
+        # everything watched during training (evaluations, best.pt) sees the leading development half only
         cfg = _override(cfg, data={"dataset_dir": str(data_root.resolve())},
                         model={"vocab_size": tokenizer.vocab_size},
                         train={"runs_dir": str(run.root.parent.resolve()), "run_name": RUN_NAME, "overwrite": True,
-                               "seed": seed})
+                               "seed": seed, "final_eval": False,
+                               "eval_tokens": min(cfg.train.eval_tokens or dev_tokens, dev_tokens)})
         if minutes is not None:
-            cfg, final_eval_tokens = _budgeted(cfg, minutes, started, train_tokens, valid_tokens, timer, overrides)
+            cfg, final_eval_tokens = _budgeted(cfg, minutes, started, train_tokens, valid_tokens, timer, overrides,
+                                               dev_tokens)
         else:  # no time budget: a fixed length, however long it takes
             if cfg.train.total_steps is None and cfg.train.total_tokens is None:
                 cfg = _override(cfg, train={"total_steps": FIXED_STEPS})
@@ -357,20 +385,12 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
         raise QuickstartStopped(f"quickstart stopped ({result.stop_reason}) at step {result.steps} with a checkpoint; "
                                 f"continue it with: cs336 quickstart --resume --out {out}", result.exit_code or 1)
 
-    # The final weights, not best.pt: "best" is chosen on the first validation tokens, the very file scored below.
+    # The final weights, not best.pt: "best" is chosen on the development half, so it would flatter that figure.
     latest = CheckpointManager(RunDir(result.run_dir).checkpoints).latest()
     loaded = load_trained_model(latest if latest is not None else result.run_dir)
     model = loaded.model
-    if final_eval_tokens is not None:
-        info(f"slow machine: scoring the first {final_eval_tokens:,} of {len(valid_tokens):,} validation tokens "
-             "(a larger --minutes scores all of them)")
-        valid_tokens = valid_tokens[:final_eval_tokens]
-    valid_total = len(valid_tokens)
-    bytes_per_token = bytes_per_token_from_manifest(read_manifest(valid_path))
     with timer.phase("evaluate"):
-        ev = evaluate_loss(model, valid_tokens, cfg.model.context_length, cfg.train.eval_batch_size,
-                           bytes_per_token=bytes_per_token)
-        uni = unigram_baseline(train_tokens, valid_tokens, cfg.model.vocab_size, bytes_per_token)
+        test, dev, uni = _final_scores(model, cfg, tokenizer, train_tokens, valid_tokens, split, final_eval_tokens)
     with timer.phase("generate"):
         stories = [prompt for prompt in DEFAULT_PROMPTS if prompt]
         gens = generate(model, tokenizer, stories, max_new_tokens=max_new_tokens, temperature=READING_TEMPERATURE,
@@ -383,12 +403,49 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
         except Exception as exc:  # noqa: BLE001 - the model and metrics are already saved; say what failed
             info(f"warning: the run report could not be written ({type(exc).__name__}: {exc})")
     seconds = {**{k: round(v, 1) for k, v in timer.phases.items()}, "total": round(time.perf_counter() - started, 1)}
-    qs = QuickstartResult(out, result.run_dir, ev.loss, ev.bits_per_byte, uni.loss, uni.bits_per_byte, samples,
-                          report, seconds, result.steps, result.tokens, ev.num_tokens, valid_total)
-    summary = {"val_loss": ev.loss, "val_bpb": ev.bits_per_byte, "val_tokens": ev.num_tokens,
+    qs = QuickstartResult(out, result.run_dir, test, dev, uni.loss, uni.bits_per_byte, samples, report, seconds,
+                          result.steps, result.tokens)
+
+    def figures(name: str, score: Score | None) -> dict:
+        return {f"{name}_{key}": getattr(score, key, None) for key in ("loss", "bpb", "tokens")}
+
+    summary = {**figures("test", test), **figures("dev", dev),
                "unigram_loss": uni.loss, "unigram_bpb": uni.bits_per_byte, "gain_over_unigram": qs.gain_over_unigram,
                "steps": result.steps, "train_tokens": result.tokens, "checkpoint": str(loaded.checkpoint_path),
                "seconds": seconds, "samples": samples, "config": str(result.run_dir / "config.toml"),
-               "scored_valid_tokens": len(valid_tokens), "budget_minutes": minutes}
+               "valid_tokens": len(valid_tokens), "dev_half_tokens": dev.total,
+               "test_half_tokens": None if test is None else test.total, "budget_minutes": minutes}
     atomic_write_text(out / "quickstart.json", json.dumps(summary, indent=2) + "\n")
     return qs
+
+
+def held_out_split(valid_tokens, tokenizer: Tokenizer, context_length: int) -> HeldOutSplit | None:
+    """The development / test split of the validation tokens at an ``<|endoftext|>`` near the middle; None (and a
+    note) when the text is too small for two halves of at least one context window each."""
+    split = split_at_document(valid_tokens, tokenizer.eos_id, context_length + 1)
+    if split is None:
+        info(f"no held-out test half: the {len(valid_tokens):,} validation tokens do not split at a document "
+             f"boundary into two halves of at least {context_length + 1} tokens (one context window); the final "
+             "figure is on the tokens evaluated during training (a longer --valid file gives a test half)")
+    return split
+
+
+def _final_scores(model, cfg, tokenizer: Tokenizer, train_tokens, valid_tokens, split: HeldOutSplit | None,
+                  final_eval_tokens: int | None) -> tuple[Score | None, Score, object]:
+    """(test, development, unigram baseline on the test half) of the final model; on a slow machine
+    (``final_eval_tokens`` set) the leading part of each half, ``final_eval_tokens`` in all."""
+    halves = [split.test(valid_tokens), split.dev(valid_tokens)] if split is not None else [valid_tokens]
+    limit = None if final_eval_tokens is None else max(2, final_eval_tokens // len(halves))
+    if limit is not None:
+        info(f"slow machine: scoring the first {limit:,} tokens of each validation half "
+             f"({', '.join(f'{len(h):,}' for h in halves)} tokens; a larger --minutes scores all of them)")
+    lengths = token_byte_lengths(tokenizer.vocab)
+    scores = []
+    for half in halves:
+        scored = half[:limit] if limit is not None else half
+        ev = evaluate_loss(model, scored, cfg.model.context_length, cfg.train.eval_batch_size,
+                           bytes_per_token=bytes_per_token(scored, lengths))
+        scores.append(Score(ev.loss, ev.bits_per_byte, ev.num_tokens, len(half)))
+    headline = halves[0][:limit] if limit is not None else halves[0]
+    uni = unigram_baseline(train_tokens, headline, cfg.model.vocab_size, bytes_per_token(headline, lengths))
+    return (scores[0], scores[1], uni) if split is not None else (None, scores[0], uni)

@@ -19,6 +19,7 @@ from cs336_basics.datasets import copy_prefix
 from cs336_basics.errors import UserError
 from cs336_basics.evaluation.baseline import unigram_baseline
 from cs336_basics.config import load_config
+from cs336_basics.evaluation.heldout import bytes_per_token, split_at_document, token_byte_lengths
 from cs336_basics.quickstart import (REPEATING_DROPOUT, REPEATS_FOR_DROPOUT, RESERVE_FRACTION, gather_data, plan_budget,
                                      repeats, split_off_validation, with_dropout_if_repeating)
 from cs336_basics.sample import HERE, SAMPLE_FILES, extract_sample
@@ -175,16 +176,16 @@ def test_quickstart_without_network_or_data_runs_on_the_bundled_sample(tmp_path,
     proc = run_cli(*args, timeout=900, env={**hub_env(_closed_port_url(), tmp_path / "hf"), "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sample shipped with the package" in proc.stderr
-    assert "unigram baseline:" in proc.stdout and "bits/byte" in proc.stdout and "--- story 1 ---" in proc.stdout
+    assert "unigram baseline:" in proc.stdout and "test:" in proc.stdout and "development:" in proc.stdout and "--- story 1 ---" in proc.stdout
     out = tmp_path / "qs"
     assert (out / "data" / "train.txt").read_bytes() == sample_files["train"].read_bytes()
     summary = json.loads((out / "quickstart.json").read_text())
     assert summary["steps"] == 120
     # scored with the final weights: best.pt is picked on the start of the same validation file
     assert Path(summary["checkpoint"]).name == "latest.pt"
-    # the trained model must beat the context-free baseline it is printed next to, on the same tokens
-    assert summary["val_loss"] < summary["unigram_loss"] - 0.1
-    assert summary["val_bpb"] < summary["unigram_bpb"]
+    # the trained model must beat the context-free baseline it is printed next to, on the same (test) tokens
+    assert summary["test_loss"] < summary["unigram_loss"] - 0.1
+    assert summary["test_bpb"] < summary["unigram_bpb"]
     assert len(summary["samples"]) == 3
     for name in ("data/tokenizer/vocab.json", "data/train.npy", "data/valid.npy", "quickstart.md",
                  "runs/quickstart/config.toml", "runs/quickstart/metrics.jsonl", "runs/quickstart/report.md"):
@@ -243,7 +244,7 @@ def test_quickstart_keeps_its_budget_on_a_loaded_machine(tmp_path, sample_files)
     evaluate = summary["seconds"]["evaluate"]
     assert summary["seconds"]["total"] <= 60 + evaluate + 5, summary["seconds"]
     assert wall <= 60 + evaluate + 20  # process start-up and imports on top
-    assert summary["val_loss"] < summary["unigram_loss"]
+    assert summary["test_loss"] < summary["unigram_loss"]
 
 
 @pytest.mark.slow
@@ -299,3 +300,133 @@ def test_dropout_chosen_by_the_user_is_kept():
     own = load_config("quickstart", ["model.attn_pdrop=0.3"])
     kept = with_dropout_if_repeating(own, 10**6, 1000, None)
     assert kept is own and kept.model.attn_pdrop == 0.3 and kept.model.residual_pdrop == 0
+
+
+EOT = 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 6), min_size=0, max_size=30), min_size=1, max_size=20),
+       st.integers(1, 40))
+def test_held_out_split_is_at_the_document_boundary_nearest_the_middle(docs, min_tokens):
+    tokens = np.array([t for doc in docs for t in doc + [EOT]], dtype=np.uint16)
+    split = split_at_document(tokens, EOT, min_tokens)
+    ends = [i + 1 for i, t in enumerate(tokens) if t == EOT]
+    best = min(ends, key=lambda e: abs(2 * e - len(tokens)))
+    if min(best, len(tokens) - best) < min_tokens:
+        assert split is None
+        return
+    assert split is not None and split.cut == best and tokens[split.cut - 1] == EOT
+    dev, test = split.dev(tokens), split.test(tokens)
+    # the halves partition the tokens: dev is the leading part, test the rest, no document in both
+    assert np.array_equal(np.concatenate([dev, test]), tokens) and len(dev) == split.dev_tokens
+    assert len(dev) >= min_tokens and len(test) >= min_tokens
+
+
+def test_held_out_split_needs_a_delimiter_and_room_for_two_halves():
+    tokens = np.array([1, 2, 3, EOT, 4, 5, 6, EOT], dtype=np.uint16)
+    assert split_at_document(tokens, EOT, 4).cut == 4
+    assert split_at_document(tokens, EOT, 5) is None  # 8 tokens cannot hold two halves of 5
+    assert split_at_document(tokens, None, 2) is None  # a tokenizer without <|endoftext|>
+    assert split_at_document(np.array([1, 2, 3, 4, 5, 6], dtype=np.uint16), EOT, 2) is None
+    # one long story and a short one: the only cut leaves a half too small
+    assert split_at_document(np.array([1] * 20 + [EOT, 2, EOT], dtype=np.uint16), EOT, 3) is None
+
+
+def test_bytes_per_token_counts_each_halfs_own_text():
+    lengths = token_byte_lengths({0: b"a", 1: b"bcd", 2: b"<|endoftext|>"})
+    assert bytes_per_token(np.array([0, 1, 1, 2], dtype=np.uint16), lengths) == (1 + 3 + 3 + 13) / 4
+    assert bytes_per_token(np.array([], dtype=np.uint16), lengths) is None
+
+
+FAST = ["model.vocab_size=300", "model.d_model=16", "model.num_layers=1", "model.num_heads=2", "model.d_ff=32",
+        "model.context_length=32", "train.batch_size=4", "train.total_steps=4", "train.eval_interval=2",
+        "train.checkpoint_interval=4", "optimizer.warmup_iters=1", "train.eval_batch_size=64",
+        "train.samples=false", "logging.log_interval=2"]
+
+
+def _fast_quickstart(tmp_path, sample_files, valid_bytes: int | None, name: str):
+    """A quickstart of a few steps on 60 KB of the sample; ``valid_bytes`` of its validation stories (None: the first
+    story alone)."""
+    train = tmp_path / "train.txt"
+    copy_prefix(sample_files["train"], train, 60_000)
+    valid = tmp_path / f"valid-{name}.txt"
+    if valid_bytes is None:
+        first = sample_files["valid"].read_bytes().split(b"<|endoftext|>")[0]
+        valid.write_bytes(first + b"<|endoftext|>\n")
+    else:
+        copy_prefix(sample_files["valid"], valid, valid_bytes)
+    out = tmp_path / name
+    args = ["quickstart", "--data", str(train), "--valid", str(valid), "--out", str(out), "--workers", "1",
+            "--minutes", "0"]
+    for assignment in FAST:
+        args += ["--set", assignment]
+    proc = run_cli(*args, timeout=300, env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, out
+
+
+@pytest.fixture(scope="module")
+def split_run(tmp_path_factory, sample_files):
+    tmp = tmp_path_factory.mktemp("split")
+    return _fast_quickstart(tmp, sample_files, 30_000, "qs")
+
+
+def test_quickstart_scores_a_held_out_half_nothing_was_evaluated_on(split_run):
+    proc, out = split_run
+    summary = json.loads((out / "quickstart.json").read_text())
+    valid = np.load(out / "data" / "valid.npy", mmap_mode="r")
+    dev_len, test_len = summary["dev_half_tokens"], summary["test_half_tokens"]
+    assert dev_len + test_len == len(valid) == summary["valid_tokens"]
+    assert abs(dev_len - test_len) < len(valid) // 4  # a document boundary near the middle
+    from cs336_basics.tokenizer import Tokenizer
+    assert valid[dev_len - 1] == Tokenizer.from_dir(out / "data" / "tokenizer").eos_id
+    # the evaluations during training read the leading eval_tokens: inside the development half
+    cfg = load_config(out / "runs" / "quickstart" / "config.toml")
+    assert cfg.train.eval_tokens <= dev_len and not cfg.train.final_eval
+    events = [json.loads(line) for line in (out / "runs" / "quickstart" / "metrics.jsonl").open()]
+    evals = [e for e in events if e["event"].startswith("eval")]
+    assert evals and all(e["event"] == "eval" and e["val_tokens"] <= dev_len for e in evals)
+    # both figures, whole halves, the test half first and named as the held-out one
+    assert summary["test_tokens"] >= test_len - 1 and summary["dev_tokens"] >= dev_len - 1
+    for key in ("test_loss", "test_bpb", "dev_loss", "dev_bpb", "unigram_loss"):
+        assert math.isfinite(summary[key]), key
+    assert summary["gain_over_unigram"] == pytest.approx(summary["unigram_loss"] - summary["test_loss"])
+    lines = proc.stdout.splitlines()
+    test_line = next(i for i, line in enumerate(lines) if line.startswith("test:"))
+    assert "held-out half" in lines[test_line] and "nothing chosen on it" in lines[test_line]
+    assert lines[test_line + 1].startswith("development:")
+    assert f"{summary['test_bpb']:.3f} bits/byte" in lines[test_line]
+    assert f"{summary['dev_bpb']:.3f} bits/byte" in lines[test_line + 1]
+    assert "test half" in (out / "quickstart.md").read_text()
+
+
+def test_a_slow_machine_scores_the_leading_part_of_each_half(split_run):
+    from cs336_basics.quickstart import _final_scores, held_out_split
+    from cs336_basics.runs.trained import load_trained_model
+    from cs336_basics.tokenizer import Tokenizer
+
+    _, out = split_run
+    loaded = load_trained_model(out / "runs" / "quickstart")
+    cfg = load_config(out / "runs" / "quickstart" / "config.toml")
+    tokenizer = Tokenizer.from_dir(out / "data" / "tokenizer")
+    valid = np.load(out / "data" / "valid.npy", mmap_mode="r")
+    train = np.load(out / "data" / "train.npy", mmap_mode="r")
+    split = held_out_split(valid, tokenizer, cfg.model.context_length)
+    test, dev, uni = _final_scores(loaded.model, cfg, tokenizer, train, valid, split, 400)
+    assert test.total == split.test_tokens and dev.total == split.dev_tokens
+    assert 0 < test.tokens <= 200 and 0 < dev.tokens <= 200
+    # the leading part of each half: the same figure as evaluating those tokens directly
+    from cs336_basics.evaluation import evaluate_loss
+    direct = evaluate_loss(loaded.model, split.test(valid)[:200], cfg.model.context_length, 64)
+    assert test.loss == pytest.approx(direct.loss, rel=1e-6)
+    assert uni.loss == pytest.approx(unigram_baseline(train, split.test(valid)[:200], cfg.model.vocab_size, None).loss)
+
+
+def test_a_validation_text_too_small_to_split_says_so_and_scores_it_whole(tmp_path, sample_files):
+    proc, out = _fast_quickstart(tmp_path, sample_files, None, "small")
+    assert "no held-out test half" in proc.stderr
+    summary = json.loads((out / "quickstart.json").read_text())
+    assert summary["test_loss"] is None and summary["test_half_tokens"] is None
+    assert math.isfinite(summary["dev_loss"]) and summary["dev_half_tokens"] == summary["valid_tokens"]
+    assert "no held-out half" in proc.stdout and "test:" not in proc.stdout

@@ -22,7 +22,9 @@ def register(subparsers, parents) -> None:
         "quickstart", parents=parents, help="download, prepare, train, evaluate and sample in one command",
         description="The whole pipeline on a CPU-sized model: get TinyStories text (download a prefix, or --data), "
                     "train a tokenizer and tokenize (OUT/data), train configs/quickstart.toml (OUT/runs/quickstart), "
-                    "print validation bits per byte next to the unigram baseline, print generated stories, and "
+                    "print bits per byte on the held-out test half of the validation text (the development half, "
+                    "which the evaluations during training see, beside it) next to the unigram baseline, print "
+                    "generated stories, and "
                     "write OUT/quickstart.md plus the run report with plots.")
     parser.add_argument("--data", type=_data_source, default=None, metavar="FILE|sample",
                         help="local training text (documents separated by <|endoftext|>), or 'sample' for the "
@@ -57,19 +59,13 @@ def run(args: argparse.Namespace) -> int:
                             config=args.config, overrides=args.overrides, max_bytes=args.max_bytes,
                             workers=args.workers, seed=args.seed, resume=args.resume)
 
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
     print()
     for i, sample in enumerate(result.samples, 1):
         print(f"--- story {i} ---")
         print(sample.strip())
     print()
-    scope = (f"whole validation file, {result.val_tokens:,} tokens" if result.val_tokens >= result.valid_total - 1
-             else f"first {result.val_tokens:,} of {result.valid_total:,} validation tokens")
-    print(f"validation:        {fmt(result.val_loss)} nats/token, {fmt(result.val_bpb)} bits/byte ({scope})")
-    print(f"unigram baseline:  {fmt(result.unigram_loss)} nats/token, {fmt(result.unigram_bpb)} bits/byte")
-    print(f"improvement:       {result.gain_over_unigram:.2f} nats/token below the unigram baseline")
+    for line in score_lines(result):
+        print(line)
     print("time (s):          " + ", ".join(f"{k} {v}" for k, v in result.seconds.items()))
     summary = atomic_write_text(result.out / "quickstart.md", quickstart_markdown(result))
     print(f"summary:           {summary}")
@@ -79,17 +75,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scope(score, half: str) -> str:
+    if score.tokens >= score.total - 1:
+        return f"{half}, {score.total:,} tokens"
+    return f"first {score.tokens:,} of the {half}'s {score.total:,} tokens"
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def score_lines(qs) -> list[str]:
+    """The summary lines of the scores: the test half as the headline, the development half beside it."""
+
+    def figure(label: str, score, scope: str) -> str:
+        return f"{label:<19}{fmt(score.loss)} nats/token, {fmt(score.bpb)} bits/byte ({scope})"
+
+    if qs.test is None:
+        lines = [figure("development:", qs.dev, _scope(qs.dev, "whole validation file") + "; no held-out half: "
+                        "the validation text is too small to split")]
+        scope = "the same tokens"
+    else:
+        held_out = "held-out half of the validation text, nothing chosen on it"
+        lines = [figure("test:", qs.test, _scope(qs.test, held_out)),
+                 figure("development:", qs.dev, _scope(qs.dev, "half seen by the evaluations during training"))]
+        scope = "the test half"
+    return lines + [f"{'unigram baseline:':<19}{fmt(qs.unigram_loss)} nats/token, {fmt(qs.unigram_bpb)} bits/byte "
+                    f"({scope})",
+                    f"{'improvement:':<19}{qs.gain_over_unigram:.2f} nats/token below the unigram baseline"]
+
+
 def quickstart_markdown(qs) -> str:
     """OUT/quickstart.md: scores next to the baseline, time per phase, the samples."""
-
-    def fmt(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.3f}"
-
     lines = ["# Quickstart result", "",
              f"Trained {qs.steps} steps ({qs.tokens:,} tokens); run directory `{qs.run_dir}`.", "",
-             "| model | loss (nats/token) | bits per byte |", "|---|---:|---:|",
-             f"| trained Transformer | {fmt(qs.val_loss)} | {fmt(qs.val_bpb)} |",
-             f"| unigram (token frequencies) | {fmt(qs.unigram_loss)} | {fmt(qs.unigram_bpb)} |", "",
+             "| model | tokens | loss (nats/token) | bits per byte |", "|---|---|---:|---:|"]
+    if qs.test is not None:
+        lines.append(f"| trained Transformer | test half (held out, nothing chosen on it) | {fmt(qs.test.loss)} "
+                     f"| {fmt(qs.test.bpb)} |")
+    dev_name = "development half" if qs.test is not None else "whole validation file (too small to split)"
+    lines += [f"| trained Transformer | {dev_name} | {fmt(qs.dev.loss)} | {fmt(qs.dev.bpb)} |",
+              f"| unigram (token frequencies) | {'test half' if qs.test is not None else dev_name} "
+              f"| {fmt(qs.unigram_loss)} | {fmt(qs.unigram_bpb)} |", "",
              f"The model is {qs.gain_over_unigram:.2f} nats/token below the unigram baseline.", "",
              "Seconds per phase: " + ", ".join(f"{k} {v}" for k, v in qs.seconds.items()), "",
              "## Samples", ""]
