@@ -147,14 +147,19 @@ CLAIMS: list[Claim] = [
     # the quickstart (benchmarks/bench_quickstart.py, full runs only); the command keeps to its own budget, so its
     # wall time is a measurement, not a target; the quality target is relative to the handout recipe run alike
     Claim("quickstart", "run", "quickstart wall time, minutes", "minutes", measure="metric"),
-    Claim("quickstart", "run", "quickstart bits per byte / the handout recipe's, every run against every run",
-          "bits per byte", "handout recipe: bits per byte", measure="metric ratio", target=1.0, better="lower"),
-    Claim("quickstart", "run", "quickstart validation bits per byte, goal of the modern recipe", "bits per byte",
-          measure="metric", target=1.15, better="lower"),
-    Claim("quickstart", "run", "quickstart improvement over unigram, nats/token", "nats below unigram",
-          measure="metric"),
-    Claim("quickstart", "run", "same run with the handout recipe: validation bits per byte",
-          "handout recipe: bits per byte", measure="metric"),
+    Claim("quickstart", "run", "quickstart test-half bits per byte / the handout recipe's, every run against every run",
+          "test bits per byte", "handout recipe: test bits per byte", measure="metric ratio", target=1.0,
+          better="lower"),
+    Claim("quickstart", "run", "quickstart test-half bits per byte (held out), goal of the modern recipe",
+          "test bits per byte", measure="metric", target=1.15, better="lower"),
+    Claim("quickstart", "run", "quickstart development-half bits per byte (the half seen during training)",
+          "development bits per byte", measure="metric"),
+    Claim("quickstart", "run", "quickstart improvement over unigram on the test half, nats/token",
+          "test nats below unigram", measure="metric"),
+    Claim("quickstart", "run", "same run with the handout recipe (with the command's dropout rule): test-half bits "
+          "per byte", "handout recipe: test bits per byte", measure="metric"),
+    Claim("quickstart", "run", "same run with the handout recipe (with the command's dropout rule): development-half "
+          "bits per byte", "handout recipe: development bits per byte", measure="metric"),
     Claim("quickstart", "run", "same run with the handout recipe: wall time, minutes", "handout recipe: minutes",
           measure="metric"),
 ]

@@ -430,3 +430,16 @@ def test_a_validation_text_too_small_to_split_says_so_and_scores_it_whole(tmp_pa
     assert summary["test_loss"] is None and summary["test_half_tokens"] is None
     assert math.isfinite(summary["dev_loss"]) and summary["dev_half_tokens"] == summary["valid_tokens"]
     assert "no held-out half" in proc.stdout and "test:" not in proc.stdout
+
+
+def test_the_quickstart_benchmark_reads_both_figures_from_the_real_summary(split_run):
+    from benchmarks.bench_quickstart import summary_metrics
+
+    proc, out = split_run
+    summary = json.loads((out / "quickstart.json").read_text())
+    found = summary_metrics(proc.stdout)
+    assert found["test bits per byte"] == pytest.approx(summary["test_bpb"], abs=5e-4)
+    assert found["development bits per byte"] == pytest.approx(summary["dev_bpb"], abs=5e-4)
+    assert found["test nats below unigram"] == pytest.approx(summary["gain_over_unigram"], abs=5e-3)
+    with pytest.raises(RuntimeError, match="test bits per byte"):
+        summary_metrics(proc.stdout.replace("test:", "validation:"))
