@@ -245,6 +245,9 @@ def test_quickstart_keeps_its_budget_on_a_loaded_machine(tmp_path, sample_files)
     assert summary["seconds"]["total"] <= 60 + evaluate + 5, summary["seconds"]
     assert wall <= 60 + evaluate + 20  # process start-up and imports on top
     assert summary["test_loss"] < summary["unigram_loss"]
+    # the budget's evaluation sizes keep the evaluations during training inside the development half
+    cfg = load_config(tmp_path / "qs" / "runs" / "quickstart" / "config.toml")
+    assert cfg.train.eval_tokens <= summary["dev_half_tokens"] < summary["valid_tokens"]
 
 
 @pytest.mark.slow
