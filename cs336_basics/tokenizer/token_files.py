@@ -48,6 +48,7 @@ import json
 import os
 import shutil
 import struct
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -511,7 +512,7 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
     n_pieces = 1 if workers == 1 else max(workers * 8, -(-size // MAX_RANGE))
     ranges = plan_ranges(input_path, size, n_pieces, tokenizer.special_tokens)
     out_tmp = out_path.parent / f".{out_path.name}.{os.getpid()}.tmp"
-    work_dir = out_path.parent / f".{out_path.name}.{os.getpid()}.parts"
+    work_dir: Path | None = None  # the workers' parts, in a folder made here (so removing it removes only them)
     started = time.perf_counter()
     total, ids_range = 0, None
     full = "free space and rerun (the token file there before, if any, is unchanged)"
@@ -529,7 +530,7 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
                     count, span = encode_range(tokenizer, input_path, start, end, fh, dtype, advance)
                     total, ids_range = total + count, _union(ids_range, span)
             else:
-                work_dir.mkdir(exist_ok=True)
+                work_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".parts", dir=out_path.parent))
                 tasks = [(str(input_path), a, b, dtype.str, str(work_dir / f"{i:05d}.bin"))
                          for i, (a, b) in enumerate(ranges)]
                 with worker_pool(min(workers, len(tasks)), _worker_init, (tokenizer,)) as pool:
@@ -549,7 +550,8 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
         os.replace(out_tmp, out_path)
     finally:
         out_tmp.unlink(missing_ok=True)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if work_dir is not None:
+            shutil.rmtree(work_dir, ignore_errors=True)
     elapsed = time.perf_counter() - started
     written = out_path.stat()
     manifest = {

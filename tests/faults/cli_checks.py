@@ -5,6 +5,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from cs336_basics.cli import main
+
+
+def cli(capsys, *args) -> tuple[int, str]:
+    """``cs336 ARGS`` in this process: its exit code (argparse's usage errors included) and its stderr."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
 
 def one_line_error(err: str) -> str:
     """The last line of ``err``, asserted to be the CLI's one-line error with no traceback before it."""

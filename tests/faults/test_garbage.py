@@ -39,10 +39,6 @@ def _cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-
-
-
-
 def _events(run: Path) -> list[dict]:
     return read_jsonl(run / "metrics.jsonl")
 

@@ -18,7 +18,7 @@ from cs336_basics.cli import main
 from cs336_basics.config import dump_config
 from cs336_basics.fileio import replace_dir_atomically
 from cs336_basics.tokenizer.tokenizer_dir import FILES
-from tests.faults.cli_checks import one_line_error, tree_hashes
+from tests.faults.cli_checks import cli, one_line_error, tree_hashes
 from tests.training_fixtures import make_byte_dataset, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -27,18 +27,6 @@ TRAIN = ["--batch-size", "4", "--total-steps", "2", "--set", "model.context_leng
          "--set", "model.num_layers=1", "--set", "model.num_heads=4", "--set", "model.d_ff=64",
          "--set", "train.device=cpu", "--set", "train.samples=false", "--set", "train.eval_tokens=256",
          "--set", "train.eval_interval=2", "--set", "train.checkpoint_interval=2", "--set", "logging.quiet=true"]
-
-
-def _cli(capsys, *args: str) -> tuple[int, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse's usage errors
-        code = exc.code
-    return code, capsys.readouterr().err
-
-
-
-
 
 
 def _kept(before: dict[str, str], after: dict[str, str]) -> list[str]:
@@ -81,9 +69,9 @@ def world(tmp_path_factory) -> Path:
 def test_export_force_into_the_current_directory_or_another_run_deletes_nothing(world, capsys, monkeypatch):
     before = tree_hashes(world)
     monkeypatch.chdir(world / "data")
-    code, err = _cli(capsys, "export", "--checkpoint", world / "runs" / "x", "--out", ".", "--force")
+    code, err = cli(capsys, "export", "--checkpoint", world / "runs" / "x", "--out", ".", "--force")
     assert code == 2 and "--out . is the current directory" in one_line_error(err)
-    code, err = _cli(capsys, "export", "--checkpoint", world / "runs" / "x", "--out", world / "runs" / "other",
+    code, err = cli(capsys, "export", "--checkpoint", world / "runs" / "x", "--out", world / "runs" / "other",
                      "--force")
     assert code == 2
     message = one_line_error(err)
@@ -94,7 +82,7 @@ def test_export_force_into_the_current_directory_or_another_run_deletes_nothing(
 
 def test_tokenizer_train_into_the_data_directory_is_refused(world, capsys):
     before = tree_hashes(world)
-    code, err = _cli(capsys, "tokenizer", "train", "--input", world / "data" / "train.txt", "--vocab-size", "300",
+    code, err = cli(capsys, "tokenizer", "train", "--input", world / "data" / "train.txt", "--vocab-size", "300",
                      "--out", world / "data")
     assert code == 2
     assert f"holds {world / 'data' / 'train.txt'}, an input of this command" in one_line_error(err)
@@ -104,16 +92,16 @@ def test_tokenizer_train_into_the_data_directory_is_refused(world, capsys):
 def test_export_force_replaces_its_own_output_and_keeps_anything_else(world, tmp_path, capsys):
     out = tmp_path / "hf"
     args = ["export", "--checkpoint", world / "runs" / "x", "--format", "safetensors", "--out", out]
-    assert _cli(capsys, *args)[0] == 0
-    code, err = _cli(capsys, *args)
+    assert cli(capsys, *args)[0] == 0
+    code, err = cli(capsys, *args)
     assert code == 2 and "holds a previous export folder; add --force" in one_line_error(err)
     (out / "mine.txt").write_text("keep me")
     before = tree_hashes(tmp_path)
-    code, err = _cli(capsys, *args, "--force")
+    code, err = cli(capsys, *args, "--force")
     assert code == 2 and "holds mine.txt, which cs336 export did not write" in one_line_error(err)
     assert tree_hashes(tmp_path) == before
     (out / "mine.txt").unlink()
-    assert _cli(capsys, *args, "--force")[0] == 0
+    assert cli(capsys, *args, "--force")[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # nothing left beside it
     assert {"model.safetensors", "config.toml"} <= {p.name for p in out.iterdir()}
 
@@ -122,25 +110,25 @@ def test_tokenizer_train_force_replaces_only_a_tokenizer_directory(world, tmp_pa
     out = tmp_path / "tok"
     args = ["tokenizer", "train", "--input", world / "data" / "train.txt", "--vocab-size", "260", "--out", out,
             "--workers", "1"]
-    assert _cli(capsys, *args)[0] == 0
+    assert cli(capsys, *args)[0] == 0
     first = tree_hashes(out)
-    code, err = _cli(capsys, *args)
+    code, err = cli(capsys, *args)
     assert code == 2 and "holds a previous tokenizer directory; add --force" in one_line_error(err)
     assert tree_hashes(out) == first
-    assert _cli(capsys, *args, "--force")[0] == 0
+    assert cli(capsys, *args, "--force")[0] == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
 
 
 def test_a_safetensors_file_is_replaced_only_when_export_wrote_it(world, tmp_path, capsys):
     out = tmp_path / "model.safetensors"
     args = ["export", "--checkpoint", world / "runs" / "x", "--format", "safetensors", "--out", out]
-    assert _cli(capsys, *args)[0] == 0
-    code, err = _cli(capsys, *args)
+    assert cli(capsys, *args)[0] == 0
+    code, err = cli(capsys, *args)
     assert code == 2 and "holds a previous output of cs336 export; add --force" in one_line_error(err)
-    assert _cli(capsys, *args, "--force")[0] == 0
+    assert cli(capsys, *args, "--force")[0] == 0
     theirs = tmp_path / "theirs.safetensors"
     shutil.copyfile(world / "runs" / "x" / "model.safetensors", theirs)  # the trainer's, not export's
-    code, err = _cli(capsys, *args[:-1], theirs, "--force")
+    code, err = cli(capsys, *args[:-1], theirs, "--force")
     assert code == 2 and "exists and was not written by cs336 export" in one_line_error(err)
     assert theirs.read_bytes() == (world / "runs" / "x" / "model.safetensors").read_bytes()
 
@@ -150,7 +138,7 @@ def test_download_keeps_a_same_named_file_it_did_not_record(world, tmp_path, cap
     folder.mkdir()
     mine = folder / "TinyStoriesV2-GPT4-train.txt"
     mine.write_text("my own edited copy<|endoftext|>\n")
-    code, err = _cli(capsys, "download", "tinystories", "--dest", tmp_path, "--from-dir",
+    code, err = cli(capsys, "download", "tinystories", "--dest", tmp_path, "--from-dir",
                      world / "mirror" / "tinystories", "--split", "train", "--force")
     assert code == 2 and "does not record it, so cs336 download did not write it" in one_line_error(err)
     assert mine.read_text() == "my own edited copy<|endoftext|>\n"
@@ -179,7 +167,7 @@ def test_eval_json_to_a_directory_is_refused_before_evaluating(world, capsys, mo
         raise AssertionError("the evaluation ran before the output was checked")
 
     monkeypatch.setattr(checkpoint_eval, "evaluate_checkpoint", never)
-    code, err = _cli(capsys, "eval", "--checkpoint", world / "runs" / "x", "--json", world / "foreign")
+    code, err = cli(capsys, "eval", "--checkpoint", world / "runs" / "x", "--json", world / "foreign")
     assert code == 2 and f"--json {world / 'foreign'} is a directory" in one_line_error(err)
 
 
@@ -280,7 +268,7 @@ def test_no_command_deletes_or_changes_a_file_it_did_not_write(world, capsys, mo
         for argv in variants:
             before = tree_hashes(world)
             monkeypatch.chdir(cwd)
-            code, err = _cli(capsys, *argv)
+            code, err = cli(capsys, *argv)
             changed = _kept(before, tree_hashes(world))
             label = f"{name} {'(forced)' if argv is not args else ''}"
             want = expected

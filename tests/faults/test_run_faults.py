@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import cs336_basics.runs.checkpoint as checkpoint_module
-from cs336_basics.cli import main
 from cs336_basics.errors import DiskFullError, UserError
 from cs336_basics.runs.checkpoint import CheckpointManager, first_nonfinite, read_checkpoint, save_checkpoint
 from cs336_basics.runs.lock import RunLock
@@ -26,7 +25,7 @@ from cs336_basics.tokenizer.tokenizer_dir import save_tokenizer_dir
 from cs336_basics.training.loop import train
 from cs336_basics.training.optimizer import AdamW
 from cs336_basics.training.signals import StopRequest
-from tests.faults.cli_checks import one_line_error, train_args
+from tests.faults.cli_checks import cli, one_line_error, train_args
 from tests.conftest import REPO, run_cli
 from tests.training_fixtures import make_byte_dataset, tiny_config
 
@@ -36,16 +35,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return make_byte_dataset(tmp_path_factory.mktemp("faults") / "data")
-
-
-def _cli(capsys, *args: str) -> tuple[int, str]:
-    code = main(list(args))
-    err = capsys.readouterr().err
-    return code, err
-
-
-
-
 
 
 def _digest(path: Path) -> str:
@@ -67,7 +56,7 @@ def _digest(path: Path) -> str:
 ])
 def test_settings_that_would_train_garbage_are_rejected_before_anything_is_written(dataset, tmp_path, capsys,
                                                                                   setting, needle):
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--set", setting))
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--set", setting))
     assert code == 2 and needle in one_line_error(err)
     assert not (tmp_path / "r").exists()
 
@@ -75,7 +64,7 @@ def test_settings_that_would_train_garbage_are_rejected_before_anything_is_writt
 def test_string_settings_keep_their_text(dataset, tmp_path, capsys):
     """--run-name nan (or inf, 1e3, true) is a name, not a number."""
     for name in ("nan", "1e3", "true"):
-        code, err = _cli(capsys, *train_args(dataset, tmp_path, "--run-name", name, "--total-steps", "1"))
+        code, err = cli(capsys, *train_args(dataset, tmp_path, "--run-name", name, "--total-steps", "1"))
         assert code == 0, err
         assert (tmp_path / name / "config.toml").is_file()
 
@@ -139,7 +128,7 @@ def test_eval_export_generate_and_resume_refuse_nonfinite_checkpoints(dataset, t
     run = _nan_checkpoint_run(dataset, tmp_path)
     for args in (["eval", "--checkpoint", str(run)], ["export", "--checkpoint", str(run), "--out", str(tmp_path / "x")],
                  ["generate", "--checkpoint", str(run), "--prompt", "Once", "--max-tokens", "3"]):
-        code, err = _cli(capsys, *args)
+        code, err = cli(capsys, *args)
         line = one_line_error(err)
         assert code == 2 and "non-finite" in line and "layers.0.ffn.w1.weight" in line, (args, err)
     assert not (tmp_path / "x").exists()
@@ -158,7 +147,7 @@ def test_eval_export_generate_and_resume_refuse_nonfinite_checkpoints(dataset, t
     (["--set", "data.tokenizer_dir=OTHER"], "different tokenizer"),
 ])
 def test_a_rejected_resume_writes_nothing(dataset, tmp_path, capsys, change, needle):
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "4"))
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "4"))
     assert code == 0, err
     run = tmp_path / "r"
     other = tmp_path / "other_tok"
@@ -167,20 +156,20 @@ def test_a_rejected_resume_writes_nothing(dataset, tmp_path, capsys, change, nee
     save_tokenizer_dir(other, vocab, [], ["<|endoftext|>"])
     before = {p.relative_to(run): _digest(p) for p in run.rglob("*") if p.is_file()}
     change = [c.replace("OTHER", str(other)) for c in change]
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "4", *change), "--resume", "auto")
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "4", *change), "--resume", "auto")
     assert code == 2 and needle in one_line_error(err)
     after = {p.relative_to(run): _digest(p) for p in run.rglob("*") if p.is_file()}
     assert after == before
 
 
 def test_orphan_temp_files_of_killed_saves_are_removed_at_start(dataset, tmp_path, capsys):
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "4"))
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "4"))
     assert code == 0, err
     orphans = [tmp_path / "r" / "checkpoints" / ".step_0000004.pt.99999.tmp",
                tmp_path / "r" / "checkpoints" / ".latest.pt.99998.tmp", tmp_path / "r" / "config.toml.tmp"]
     for orphan in orphans:
         orphan.write_bytes(b"partial")
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "6"), "--resume", "auto")
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "6"), "--resume", "auto")
     assert code == 0, err
     assert not any(o.exists() for o in orphans)
     assert "removed 3 temp file(s)" in err
@@ -189,11 +178,11 @@ def test_orphan_temp_files_of_killed_saves_are_removed_at_start(dataset, tmp_pat
 def test_a_second_trainer_on_the_same_run_directory_is_refused(dataset, tmp_path, capsys):
     run = tmp_path / "r"
     with RunLock(run / ".lock"):
-        code, err = _cli(capsys, *train_args(dataset, tmp_path))
+        code, err = cli(capsys, *train_args(dataset, tmp_path))
     line = one_line_error(err)
     assert code == 2 and "in use by another trainer" in line and f"pid {os.getpid()}" in line
     assert not (run / "metrics.jsonl").exists() and not (run / "config.toml").exists()
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "2"))  # released: it runs
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "2"))  # released: it runs
     assert code == 0, err
 
 
@@ -297,33 +286,33 @@ def _empty_valid_dataset(root: Path) -> Path:
 
 def test_a_validation_split_shorter_than_one_window_is_rejected_before_step_1(tmp_path, capsys):
     data = _empty_valid_dataset(tmp_path / "data")
-    code, err = _cli(capsys, *train_args(data, tmp_path / "runs"))
+    code, err = cli(capsys, *train_args(data, tmp_path / "runs"))
     line = one_line_error(err)
     assert code == 2 and "fewer than one window" in line and "valid.npy" in line
     assert not (tmp_path / "runs" / "r").exists()
 
 
 def test_vocab_size_comes_from_the_tokenizer_and_a_mismatch_is_an_error(dataset, tmp_path, capsys):
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--set", "model.vocab_size=300"))
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--set", "model.vocab_size=300"))
     line = one_line_error(err)
     assert code == 2 and "model.vocab_size is 300" in line and "model.vocab_size=257" in line
     assert not (tmp_path / "r").exists()
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "1"))  # unset: the tokenizer's
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "1"))  # unset: the tokenizer's
     assert code == 0, err
     assert "vocab_size = 257" in (tmp_path / "r" / "config.toml").read_text()
 
 
 def test_generate_with_another_tokenizer_of_the_same_size_is_refused(dataset, tmp_path, capsys):
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "2"))
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "2"))
     assert code == 0, err
     other = tmp_path / "other_tok"
     vocab = {i: bytes([255 - i]) for i in range(256)}  # same size, every byte mapped to another id
     vocab[256] = b"<|endoftext|>"
     save_tokenizer_dir(other, vocab, [], ["<|endoftext|>"])
-    code, err = _cli(capsys, "generate", "--checkpoint", str(tmp_path / "r"), "--tokenizer", str(other),
+    code, err = cli(capsys, "generate", "--checkpoint", str(tmp_path / "r"), "--tokenizer", str(other),
                      "--prompt", "Once", "--max-tokens", "3")
     assert code == 2 and "not the one" in one_line_error(err)
-    code, err = _cli(capsys, "generate", "--checkpoint", str(tmp_path / "r"), "--tokenizer",
+    code, err = cli(capsys, "generate", "--checkpoint", str(tmp_path / "r"), "--tokenizer",
                      str(dataset / "tokenizer"), "--prompt", "Once", "--max-tokens", "3")
     assert code == 0, err
 
@@ -337,7 +326,7 @@ def test_a_yaml_alias_bomb_is_refused_quickly_in_one_short_line(tmp_path, capsys
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text("\n".join(lines) + "\n")
     started = time.perf_counter()
-    code, err = _cli(capsys, "model", "info", "--config", str(bomb))
+    code, err = cli(capsys, "model", "info", "--config", str(bomb))
     assert time.perf_counter() - started < 10
     line = one_line_error(err)
     assert code == 2 and "YAML aliases" in line and len(line) < 300
@@ -351,13 +340,13 @@ def test_a_checkpoint_whose_config_describes_a_huge_model_is_refused_before_allo
     save_checkpoint(torch.nn.Linear(1, 1), None, 0, fake)
     torch.save(obj, fake)
     started = time.perf_counter()
-    code, err = _cli(capsys, "eval", "--checkpoint", str(fake), "--data", str(dataset / "valid.npy"))
+    code, err = cli(capsys, "eval", "--checkpoint", str(fake), "--data", str(dataset / "valid.npy"))
     assert time.perf_counter() - started < 30
     assert code == 2 and "describes a model of" in one_line_error(err)
 
 
 def test_a_sweep_name_cannot_leave_its_output_folder(tmp_path, capsys):
-    code, err = _cli(capsys, "sweep", "--name", "..", "--out", str(tmp_path / "sweeps"),
+    code, err = cli(capsys, "sweep", "--name", "..", "--out", str(tmp_path / "sweeps"),
                      "--grid", "optimizer.lr_max=1e-3,3e-3", "--dry-run")
     assert code == 2 and "plain directory name" in one_line_error(err)
     assert not (tmp_path / "sweep.json").exists()

@@ -17,14 +17,13 @@ import torch
 import cs336_basics.runs.metrics as metrics_module
 import cs336_basics.training.loop as loop_module
 from cs336_basics import fileio
-from cs336_basics.cli import main
 from cs336_basics.config import PRESET_DIR, RunConfig, apply_overrides, dump_config, from_dict, read_mapping
 from cs336_basics.errors import DiskFullError, write_refused_errno
 from cs336_basics.runs.checkpoint import read_checkpoint
 from cs336_basics.runs.metrics import MetricsLog, read_jsonl
 from cs336_basics.training import memory
 from tests.faults import cli_checks
-from tests.faults.cli_checks import one_line_error, tree_hashes
+from tests.faults.cli_checks import cli, one_line_error, tree_hashes
 from tests.conftest import REPO
 from tests.training_fixtures import make_byte_dataset
 
@@ -40,17 +39,6 @@ def dataset(tmp_path_factory) -> Path:
     return make_byte_dataset(tmp_path_factory.mktemp("setup_faults") / "data")
 
 
-def _cli(capsys, *args: str) -> tuple[int, str]:
-    code = main(list(args))
-    return code, capsys.readouterr().err
-
-
-
-
-
-
-
-
 def _temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
 
@@ -64,11 +52,11 @@ def _temp_files(root: Path) -> list[Path]:
 ])
 def test_a_resume_with_another_optimizer_is_refused_and_config_toml_is_untouched(dataset, tmp_path, capsys,
                                                                                  change, needle):
-    code, err = _cli(capsys, *train_args(dataset, tmp_path))
+    code, err = cli(capsys, *train_args(dataset, tmp_path))
     assert code == 0, err
     run = tmp_path / "r"
     before = tree_hashes(run)
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "6", "--set", change),
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "6", "--set", change),
                      "--resume", "auto")
     line = one_line_error(err)
     assert code == 2 and needle in line and "resume with --set optimizer." in line
@@ -78,7 +66,7 @@ def test_a_resume_with_another_optimizer_is_refused_and_config_toml_is_untouched
 def test_optimizer_state_with_other_parameter_groups_is_refused_without_a_saved_config(dataset, tmp_path, capsys):
     """A checkpoint without the optimizer section in its config (written elsewhere, or older) is checked by the
     parameter groups of its optimizer state."""
-    code, err = _cli(capsys, *train_args(dataset, tmp_path))
+    code, err = cli(capsys, *train_args(dataset, tmp_path))
     assert code == 0, err
     run = tmp_path / "r"
     latest = run / "checkpoints" / "latest.pt"
@@ -86,7 +74,7 @@ def test_optimizer_state_with_other_parameter_groups_is_refused_without_a_saved_
     del obj["config"]["optimizer"]
     torch.save(obj, latest)
     before = tree_hashes(run)
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "6", "--set", "optimizer.name=muon"),
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--total-steps", "6", "--set", "optimizer.name=muon"),
                      "--resume", "auto")
     line = one_line_error(err)
     assert code == 2 and "holds optimizer state for 2 parameter group(s)" in line
@@ -99,7 +87,7 @@ def test_optimizer_state_with_other_parameter_groups_is_refused_without_a_saved_
 
 @pytest.mark.parametrize("damage", [b"\xff\xfe\n", b"[1, 2]\n", b'{"event": "tra\n'])
 def test_report_plot_and_resume_read_past_a_damaged_metrics_line(dataset, tmp_path, capsys, monkeypatch, damage):
-    code, err = _cli(capsys, *train_args(dataset, tmp_path))
+    code, err = cli(capsys, *train_args(dataset, tmp_path))
     assert code == 0, err
     run = tmp_path / "r"
     metrics = run / "metrics.jsonl"
@@ -107,16 +95,16 @@ def test_report_plot_and_resume_read_past_a_damaged_metrics_line(dataset, tmp_pa
     metrics.write_bytes(b"".join(lines[:3]) + damage + b"".join(lines[3:]))  # line 4 is damaged
     config_before = tree_hashes(run)["config.toml"]
 
-    code, err = _cli(capsys, "report", str(run))
+    code, err = cli(capsys, "report", str(run))
     assert code == 0, err
     assert err.count("skipped line 4,") == 1 and "not a JSON record" in err
     assert (run / "report.md").is_file()
     monkeypatch.setattr(metrics_module, "_WARNED", set())  # each command is its own process
-    code, err = _cli(capsys, "plot", str(run))
+    code, err = cli(capsys, "plot", str(run))
     assert code == 0, err
     assert "skipped line 4," in err
 
-    code, err = _cli(capsys, *train_args(dataset, tmp_path), "--resume", "auto")  # same settings: resumes at 4
+    code, err = cli(capsys, *train_args(dataset, tmp_path), "--resume", "auto")  # same settings: resumes at 4
     assert code == 0, err
     assert tree_hashes(run)["config.toml"] == config_before
     events = [r["event"] for r in read_jsonl(metrics)]
@@ -145,7 +133,7 @@ def test_a_torn_last_line_is_skipped_silently_and_the_next_record_starts_a_new_l
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_the_run_directory_exists(dataset, tmp_path, capsys,
                                                                                    monkeypatch, setting, needle):
     monkeypatch.setattr(memory, "available_memory", lambda device: (4 * 10**9, "RAM available"))
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--set", "model.num_heads=2", "--batch-size", "8",
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--set", "model.num_heads=2", "--batch-size", "8",
                                           "--set", "model.context_length=64", "--set", "model.num_layers=2",
                                           "--set", "model.d_model=64", "--set", setting))
     line = one_line_error(err)
@@ -206,7 +194,7 @@ def test_running_out_of_memory_mid_run_is_a_one_line_error(dataset, tmp_path, ca
                            "memory: you tried to allocate 51539607552 bytes. Error code 12")
 
     monkeypatch.setattr(loop_module.Trainer, "_loop", allocation_fails)
-    code, err = _cli(capsys, *train_args(dataset, tmp_path))
+    code, err = cli(capsys, *train_args(dataset, tmp_path))
     line = one_line_error(err)
     assert code == 2 and "training ran out of memory on cpu" in line and "needs at least" in line
 
@@ -275,7 +263,7 @@ def test_config_files_are_written_atomically(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("setting", ["optimizer.lr_max=1e308", "optimizer.muon_lr=1e300"])
 def test_an_absurd_learning_rate_is_refused_before_anything_is_written(dataset, tmp_path, capsys, setting):
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--set", setting))
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--set", setting))
     line = one_line_error(err)
     key = setting.split("=")[0]
     assert code == 2 and f"{key} = 1e+" in line and "beyond any learning rate that trains" in line
@@ -284,7 +272,7 @@ def test_an_absurd_learning_rate_is_refused_before_anything_is_written(dataset, 
 
 def test_a_large_but_representable_learning_rate_still_trains_to_a_result(dataset, tmp_path, capsys):
     """The bound is arithmetic, not taste: a learning-rate sweep may go far past the edge of divergence."""
-    code, err = _cli(capsys, *train_args(dataset, tmp_path, "--set", "optimizer.lr_max=50",
+    code, err = cli(capsys, *train_args(dataset, tmp_path, "--set", "optimizer.lr_max=50",
                                           "--set", "optimizer.warmup_iters=0"))
     assert code in (0, 3), err
     assert "internal error" not in err
