@@ -248,7 +248,7 @@ def _override(cfg, **sections):
 
 def repeats(cfg, steps: int, train_tokens: int) -> float:
     """How many times ``steps`` of ``cfg``'s batches go through ``train_tokens`` training tokens."""
-    return steps * cfg.train.batch_size * cfg.model.context_length / max(1, train_tokens)
+    return steps * cfg.tokens_per_step() / max(1, train_tokens)
 
 
 def with_dropout_if_repeating(cfg, steps: int, train_tokens: int, overrides: list[str] | None):
@@ -288,7 +288,7 @@ def _budgeted(cfg, minutes: float, started: float, train_tokens, valid_tokens, t
     def plan_for(step_s: float) -> tuple[BudgetPlan, int]:
         """The plan at ``step_s`` seconds per step, and its step count within the cap."""
         plan = plan_budget(minutes * 60 - (time.perf_counter() - started), step_s,
-                           cfg.train.batch_size * cfg.model.context_length, len(valid_tokens), cfg.train.eval_tokens,
+                           cfg.tokens_per_step(), len(valid_tokens), cfg.train.eval_tokens,
                            cfg.model.context_length, eval_s_per_token=eval_s)
         return plan, plan.steps if cap is None else min(plan.steps, cap)
 

@@ -176,7 +176,7 @@ class Trainer:
         step_cap = total_steps(cfg, self.dist.world_size)
         self.budget = TimeBudget(t.max_minutes * 60.0, cap=step_cap) if t.max_minutes is not None else None
         self.total_steps = step_cap if self.budget is None else self.budget.plan(0, 0.0, None)
-        self.tokens_per_step = t.batch_size * self.dist.world_size * cfg.model.context_length
+        self.tokens_per_step = cfg.tokens_per_step(self.dist.world_size)
         self.rundir = RunDir(Path(t.runs_dir) / t.run_name)
         self.main = self.dist.is_main
         self.train_tokens = open_tokens(paths.train, vocab_size=vocab, tokenizer_fingerprint=self.fingerprint)
