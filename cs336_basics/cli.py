@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from cs336_basics import __version__
-from cs336_basics.errors import UserError
+from cs336_basics.errors import ExitCode, UserError
 from cs336_basics.progress import set_quiet
 
 # Subcommand modules, in the order --help lists them (the pipeline's order).
@@ -46,7 +46,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line with a pointer to --help, exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(ExitCode.USER_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         set_quiet(True)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
-        return 2
+        return ExitCode.USER_ERROR
     try:
         result = args.func(args)
         sys.stdout.flush()
@@ -127,12 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # the reader closed the pipe (cs336 plot ... | head): it has what it wanted; leave quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return ExitCode.OK
     except KeyboardInterrupt:
         if debug:
             raise
         print("cs336: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.SIGINT
     except UserError as exc:
         if debug:
             raise
@@ -142,13 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"cs336: error: {_describe_os_error(exc)}", file=sys.stderr)
-        return 2
+        return ExitCode.USER_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if debug:
             raise
         print(f"cs336: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
               file=sys.stderr)
-        return 1
+        return ExitCode.INTERNAL_ERROR
 
 
 if __name__ == "__main__":

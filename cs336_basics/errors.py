@@ -4,6 +4,10 @@ Library code raises :class:`UserError` (or a subclass) with a one-line message
 that names the problem and the fix. The CLI turns it into ``error: <message>``
 on stderr and exit code 2, without a traceback (``--debug`` shows one).
 Programming errors stay ordinary exceptions so they are never hidden.
+
+:class:`ExitCode` is the one table of the exit statuses every layer uses (the
+CLI, the trainer's stop reasons, the signal handlers, the sweep reading its
+children's status); docs/training.md lists them for people.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import IntEnum
 
 try:  # Unix only: the file-size limit
     import resource
@@ -29,10 +34,27 @@ _OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
 """How libraries written in Rust (safetensors) report an OS error: only in their message."""
 
 
+class ExitCode(IntEnum):
+    """The exit status of a ``cs336`` command."""
+
+    OK = 0
+    """Done; for ``cs336 train`` also a run its time budget or ``train.stop_at_step`` ended."""
+    INTERNAL_ERROR = 1
+    """A bug: an exception that is not a :class:`UserError` (one line; ``--debug`` shows the traceback)."""
+    USER_ERROR = 2
+    """Bad input or usage: a :class:`UserError`, an unreadable file, an unknown option."""
+    DIVERGED = 3
+    """``cs336 train``: the run diverged (non-finite or exploding loss); its good checkpoints are kept."""
+    SIGINT = 130
+    """Stopped by SIGINT (Ctrl-C): 128 + the signal number, the shell convention."""
+    SIGTERM = 143
+    """Stopped by SIGTERM (a scheduler's notice): 128 + the signal number."""
+
+
 class UserError(Exception):
     """Bad input, a missing file, an impossible setting: reported in one line, exit code 2."""
 
-    exit_code = 2
+    exit_code = ExitCode.USER_ERROR
 
 
 class ConfigError(UserError, ValueError):

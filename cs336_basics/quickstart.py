@@ -40,6 +40,7 @@ from cs336_basics.progress import Timer, info
 from cs336_basics.reporting.run_report import write_run_report
 from cs336_basics.runs.checkpoint import CheckpointManager
 from cs336_basics.runs.layout import RunDir
+from cs336_basics.runs.metrics import StopReason
 from cs336_basics.runs.trained import load_trained_model
 from cs336_basics.sample import DESCRIPTION, FULL_DATA_HINT, SAMPLE_NAME, extract_sample
 from cs336_basics.tokenizer import Tokenizer
@@ -381,7 +382,7 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
         result = train(cfg, resume="auto" if resume else None)
     if result.diverged:
         raise UserError(f"quickstart training diverged ({result.stop_reason}); try --set optimizer.lr_max=1e-3")
-    if result.stop_reason not in ("completed", "time_budget"):
+    if result.stop_reason not in (StopReason.COMPLETED, StopReason.TIME_BUDGET):
         raise QuickstartStopped(f"quickstart stopped ({result.stop_reason}) at step {result.steps} with a checkpoint; "
                                 f"continue it with: cs336 quickstart --resume --out {out}", result.exit_code or 1)
 

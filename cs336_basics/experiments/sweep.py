@@ -30,6 +30,7 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.config import dump_config, load_config, to_dict
-from cs336_basics.errors import UserError
+from cs336_basics.errors import ExitCode, UserError
 from cs336_basics.experiments.grid import PlannedRun, SweepSpec, expand
 from cs336_basics.fileio import atomic_write_text
 from cs336_basics.outputs import DirOutput, check_output_dir
@@ -216,7 +217,7 @@ class SweepRunner:
         proc._sweep_log.close()  # type: ignore[attr-defined]
         run_dir = run_dir_of(self.sweep_dir, run)
         outcome = _result_from_metrics(run_dir)
-        if proc.returncode in (130, 143, -2, -15):  # SIGINT/SIGTERM: resumable, not a result
+        if proc.returncode in (ExitCode.SIGINT, ExitCode.SIGTERM, -signal.SIGINT, -signal.SIGTERM):  # resumable
             return {**outcome, "status": "interrupted"}
         if proc.returncode == 0 or outcome["diverged"]:
             return outcome

@@ -34,6 +34,7 @@ from cs336_basics.reporting.convergence import PowerLawFit, convergence_report, 
 from cs336_basics.reporting.figures import pyplot, save_figure
 from cs336_basics.reporting.plotting import X_LABELS, plot_runs
 from cs336_basics.runs.layout import RunDir
+from cs336_basics.runs.metrics import Event, Field
 from cs336_basics.runs.records import as_float, load_run
 
 SAMPLE_METRICS = ["distinct_1", "distinct_2", "distinct_3", "repetition_4gram", "eos_rate", "mean_tokens_to_eos",
@@ -58,8 +59,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def _plot_two(run, x: str, out_stem: Path) -> Path | None:
     """Train loss and validation loss of one run against ``x`` on shared axes (PNG)."""
-    train = run.curve("loss", x)
-    val = run.curve("val_loss", x)
+    train = run.curve(Field.LOSS, x)
+    val = run.curve(Field.VAL_LOSS, x)
     if not train[0] and not val[0]:
         return None
     plt = pyplot()
@@ -69,7 +70,7 @@ def _plot_two(run, x: str, out_stem: Path) -> Path | None:
     if val[0]:
         subset = _eval_scope(run)
         ax.plot(val[0], val[1], "o-", markersize=3, linewidth=1.5, label=f"validation loss{subset}")
-    whole = run.curve("val_loss", x, event="eval_full")
+    whole = run.curve(Field.VAL_LOSS, x, event=Event.EVAL_FULL)
     if whole[0]:  # the final pass over the whole file: its own marker, never part of the curve
         ax.plot(whole[0], whole[1], "*", markersize=12, color="tab:red", label="validation loss, whole file (final)")
     finite = [y for y in train[1] + val[1] + whole[1] if math.isfinite(y)]
@@ -86,8 +87,8 @@ def _plot_two(run, x: str, out_stem: Path) -> Path | None:
 
 def _eval_scope(run) -> str:
     """`` (N-token subset)`` when the periodic evaluations scored a leading part of the validation file."""
-    full = _last(run.records, "eval_full", "val_tokens")
-    periodic = _last(run.records, "eval", "val_tokens")
+    full = _last(run.records, Event.EVAL_FULL, Field.VAL_TOKENS)
+    periodic = _last(run.records, Event.EVAL, Field.VAL_TOKENS)
     if full is not None and periodic is not None and periodic < full:
         return f" ({int(periodic) + 1:,}-token subset)"
     return ""
@@ -95,7 +96,7 @@ def _eval_scope(run) -> str:
 
 def _last(records: list[dict[str, Any]], event: str, key: str) -> Any:
     for rec in reversed(records):
-        if rec.get("event") == event and key in rec:
+        if rec.get(Field.EVENT) == event and key in rec:
             return rec[key]
     return None
 
@@ -126,18 +127,19 @@ def summary_section(run) -> list[str]:
     if scope:
         rows[rows.index(["final validation loss", s.final_val_loss])][0] += scope
         rows[rows.index(["best validation loss", s.best_val_loss])][0] += scope
-    for key, label in (("val_ppl", "final validation perplexity"), ("val_bpb", "final validation bits/byte"),
-                       ("val_top1", "final validation top-1 accuracy"), ("val_top5", "final validation top-5 accuracy")):
-        value = as_float(_last(run.records, "eval", key))
+    for key, label in ((Field.VAL_PPL, "final validation perplexity"), (Field.VAL_BPB, "final validation bits/byte"),
+                       (Field.VAL_TOP1, "final validation top-1 accuracy"),
+                       (Field.VAL_TOP5, "final validation top-5 accuracy")):
+        value = as_float(_last(run.records, Event.EVAL, key))
         if value is not None:
             rows.append([label + scope, value])
-    tokens = _last(run.records, "eval_full", "val_tokens")
-    for key, label in (("val_loss", "validation loss"), ("val_ppl", "validation perplexity"),
-                       ("val_bpb", "validation bits/byte")):
-        value = as_float(_last(run.records, "eval_full", key))
+    tokens = _last(run.records, Event.EVAL_FULL, Field.VAL_TOKENS)
+    for key, label in ((Field.VAL_LOSS, "validation loss"), (Field.VAL_PPL, "validation perplexity"),
+                       (Field.VAL_BPB, "validation bits/byte")):
+        value = as_float(_last(run.records, Event.EVAL_FULL, key))
         if value is not None:
             rows.append([f"{label}, whole file at the end ({int(tokens):,} tokens)", value])
-    tps = _median([as_float(r.get("tokens_per_s")) for r in run.records if r.get("event") == "train"])
+    tps = _median([as_float(r.get(Field.TOKENS_PER_S)) for r in run.records if r.get(Field.EVENT) == Event.TRAIN])
     if tps is not None:
         rows.append(["median training tokens/s", round(tps)])
     return ["## Summary", ""] + _table(["", "value"], rows)
@@ -149,10 +151,10 @@ def _link(path: Path, page_dir: Path) -> str:
 
 
 def convergence_section(run, plots: Path, page_dir: Path) -> tuple[list[str], dict[str, Any] | None]:
-    tokens, losses = run.curve("val_loss", "tokens")
+    tokens, losses = run.curve(Field.VAL_LOSS, "tokens")
     source = "validation loss"
     if len(tokens) < 4:
-        tokens, losses = run.curve("loss", "tokens")
+        tokens, losses = run.curve(Field.LOSS, "tokens")
         source = "training loss (fewer than 4 validation points)"
     lines = ["## Convergence", ""]
     if len(tokens) < 3:
@@ -217,7 +219,7 @@ def write_run_report(run_dir: str | Path, out: str | Path | None = None) -> Path
         png = _plot_two(run, x, plots / f"loss_vs_{x}")
         if png is not None:
             lines += [f"![loss vs {x}]({_link(png, page_dir)})", ""]
-    for metric in ("lr", "grad_norm", "tokens_per_s"):
+    for metric in (Field.LR, Field.GRAD_NORM, Field.TOKENS_PER_S):
         if run.curve(metric, "steps")[0]:
             png = plot_runs([rd.root], x="steps", metric=metric, out=plots / f"{metric}_vs_steps")[0]
             lines += [f"![{metric} vs steps]({_link(png, page_dir)})", ""]

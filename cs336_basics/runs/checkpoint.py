@@ -2,9 +2,8 @@
 
 - ``save_checkpoint(model, optimizer, iteration, out, **extra)`` / ``load_checkpoint(src, model, optimizer)``
   are the handout's API and accept paths or file objects. A training checkpoint
-  adds (as ``extra``) the resolved config, the RNG states, the batch sampler
-  state, the best validation loss, tokens seen, the tokenizer fingerprint and
-  the W&B run id: everything a resumed run needs to continue bit-for-bit.
+  holds the same entries and everything a resumed run needs to continue
+  bit-for-bit: :class:`~cs336_basics.runs.train_state.TrainState` lists them.
 - Writes to a path go to a temp file in the same directory, are fsynced and then
   renamed over the final name, so a crash (or SIGKILL) mid-save leaves either the
   old file or the new one, never half of one.

@@ -11,6 +11,14 @@ stray byte that is not UTF-8) is skipped with one warning naming its line
 number, so reports, plots and ``--resume`` keep working; an unfinished last line
 (a run writing it right now) is skipped silently. A log reopened after a torn
 last line starts its next record on a fresh line.
+
+The names in the file are spelled here and nowhere else: :class:`Event` (the
+``event`` of a record), :class:`Field` (the fields more than one module writes
+or reads), :class:`StopReason` (the ``stop_reason`` of the ``end`` record, with
+the exit code each one means) and :func:`eval_fields` (the one place the fields
+of an evaluation record are listed). They are ``str`` enums, so a record, a
+console line and a comparison with a string read from the file all see the
+plain value (``"eval"``, ``"time_budget"``).
 """
 
 from __future__ import annotations
@@ -18,11 +26,119 @@ from __future__ import annotations
 import json
 import math
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from cs336_basics.errors import disk_full_is_user_error, is_disk_full
+from cs336_basics.errors import ExitCode, disk_full_is_user_error, is_disk_full
 from cs336_basics.progress import warn
+
+
+class Event(StrEnum):
+    """The ``event`` of a metrics.jsonl record (docs/training.md describes each one's fields)."""
+
+    START = "start"
+    RESUME = "resume"
+    TRAIN = "train"
+    """Every ``logging.log_interval`` steps: the window's mean loss, lr, gradient norm, tokens/s."""
+    EVAL = "eval"
+    """A periodic validation pass (a fixed subset of the file with ``train.eval_tokens``)."""
+    EVAL_FULL = "eval_full"
+    """The end-of-run pass over the whole validation file (with ``train.eval_tokens`` set)."""
+    SAMPLES = "samples"
+    SAMPLES_ERROR = "samples_error"
+    NONFINITE = "nonfinite"
+    """A step whose loss or gradient was not finite: its update was skipped."""
+    NONFINITE_WEIGHTS = "nonfinite_weights"
+    NONFINITE_VALIDATION = "nonfinite_validation"
+    END = "end"
+
+
+class Field(StrEnum):
+    """Field names of metrics.jsonl records that more than one module writes or reads."""
+
+    EVENT = "event"
+    TIME = "time"
+    STEP = "step"
+    TOKENS = "tokens"
+    WALLCLOCK = "wallclock"
+    LOSS = "loss"
+    LR = "lr"
+    GRAD_NORM = "grad_norm"
+    TOKENS_PER_S = "tokens_per_s"
+    MFU = "mfu"
+    AUX_LOSS = "aux_loss"
+    SKIPPED_STEPS = "skipped_steps"
+    IN_A_ROW = "in_a_row"
+    VAL_LOSS = "val_loss"
+    VAL_PPL = "val_ppl"
+    VAL_BPB = "val_bpb"
+    VAL_TOP1 = "val_top1"
+    VAL_TOP5 = "val_top5"
+    VAL_TOKENS = "val_tokens"
+    EVAL_SECONDS = "eval_seconds"
+    BEST_VAL_LOSS = "best_val_loss"
+    FINAL_VAL_LOSS = "final_val_loss"
+    FULL_VAL_LOSS = "full_val_loss"
+    STOP_REASON = "stop_reason"
+    DIVERGED = "diverged"
+
+
+BOOKKEEPING = (Field.EVENT, Field.TIME, Field.STEP, Field.WALLCLOCK, Field.TOKENS)
+"""What every record carries besides its own fields."""
+
+
+class StopReason(StrEnum):
+    """Why a run ended: the ``stop_reason`` of its ``end`` record and of ``TrainResult``."""
+
+    COMPLETED = "completed"
+    TIME_BUDGET = "time_budget"
+    """``train.max_minutes`` ended the run before the steps asked for, or before its planned schedule ended."""
+    STOP_AT_STEP = "stop_at_step"
+    SIGINT = "sigint"
+    SIGTERM = "sigterm"
+    DIVERGED_NONFINITE = "diverged_nonfinite"
+    """Too many non-finite losses/gradients in a row, non-finite weights, or a non-finite validation loss."""
+    DIVERGED_LOSS = "diverged_loss"
+    """A training loss far above the run's own start (:mod:`cs336_basics.training.divergence`)."""
+
+    @property
+    def diverged(self) -> bool:
+        return self in DIVERGED
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped from outside (a signal): resumable, not a result."""
+        return self in INTERRUPTED
+
+    @property
+    def reached_end(self) -> bool:
+        """The run trained to its planned end: it gets its final evaluation, checkpoint and weights file."""
+        return self in (StopReason.COMPLETED, StopReason.TIME_BUDGET)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.interrupted:
+            return ExitCode.SIGINT if self is StopReason.SIGINT else ExitCode.SIGTERM
+        return ExitCode.DIVERGED if self.diverged else ExitCode.OK
+
+
+DIVERGED = (StopReason.DIVERGED_NONFINITE, StopReason.DIVERGED_LOSS)
+"""Stop reasons of runs that diverged (tuples: a value read from a file may be any JSON, hashable or not)."""
+INTERRUPTED = (StopReason.SIGINT, StopReason.SIGTERM)
+"""Stop reasons of runs stopped from outside, which a sweep resumes rather than records."""
+
+
+def eval_fields(event: Event, result: Any, best_val_loss: float | None = None) -> dict[str, Any]:
+    """The fields of an ``eval`` or ``eval_full`` record from an evaluation result
+    (:class:`~cs336_basics.evaluation.loss.EvalResult`); ``eval`` also carries the best loss so far."""
+    fields: dict[str, Any] = {Field.VAL_LOSS: result.loss, Field.VAL_PPL: result.perplexity,
+                              Field.VAL_BPB: result.bits_per_byte, Field.VAL_TOP1: result.top1,
+                              Field.VAL_TOP5: result.top5, Field.VAL_TOKENS: result.num_tokens}
+    if event == Event.EVAL:
+        fields[Field.BEST_VAL_LOSS] = best_val_loss
+    fields[Field.EVAL_SECONDS] = result.seconds
+    return fields
 
 
 def _json_default(value: Any) -> Any:
@@ -61,8 +177,8 @@ class MetricsLog:
             self._fh.flush()
 
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
-        record = {"event": event, "time": time.time(), **fields}
-        record.setdefault("wallclock", time.time() - self.start)
+        record = {Field.EVENT: event, Field.TIME: time.time(), **fields}
+        record.setdefault(Field.WALLCLOCK, time.time() - self.start)
         self._write(json.dumps(_finite_or_none(record), default=_json_default) + "\n")
         return record
 

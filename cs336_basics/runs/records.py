@@ -19,13 +19,10 @@ from typing import Any
 
 from cs336_basics.errors import UserError
 from cs336_basics.model.variants import FFN, POSITION
-from cs336_basics.runs.metrics import read_jsonl
+from cs336_basics.runs.metrics import DIVERGED, INTERRUPTED, Event, Field, read_jsonl
 
 # The plot/table x axes and the metrics.jsonl field each one reads.
-X_FIELDS = {"steps": "step", "tokens": "tokens", "wallclock": "wallclock"}
-
-# stop_reason values of runs that were stopped from outside and should be resumed, not recorded.
-INTERRUPTED = ("sigint", "sigterm")
+X_FIELDS = {"steps": Field.STEP, "tokens": Field.TOKENS, "wallclock": Field.WALLCLOCK}
 
 # Keys that differ between runs without changing what was trained.
 IGNORED_KEYS = ("train.run_name", "train.runs_dir", "train.checkpoint", "logging.")
@@ -97,7 +94,7 @@ class Run:
         event = event or curve_event(metric)
         xs, ys = [], []
         for record in self.records:
-            if metric not in record or record.get("event") != event:
+            if metric not in record or record.get(Field.EVENT) != event:
                 continue
             xv, yv = as_float(record.get(field_name)), as_float(record[metric])
             if xv is None or yv is None:
@@ -110,14 +107,14 @@ class Run:
         names: set[str] = set()
         for record in self.records:
             names.update(k for k, v in record.items() if as_float(v) is not None)
-        return names - {"time", "step", "tokens", "wallclock"}
+        return names - {Field.TIME, Field.STEP, Field.TOKENS, Field.WALLCLOCK}
 
     def summary(self) -> RunSummary:
         return summarize_records(self.records)
 
 
-CURVE_EVENTS = {"eval": ("val_",), "samples": ("distinct_", "repetition_", "eos_rate", "mean_tokens", "in_vocab_rate",
-                                                "reference_ppl")}
+CURVE_EVENTS = {Event.EVAL: ("val_",), Event.SAMPLES: ("distinct_", "repetition_", "eos_rate", "mean_tokens",
+                                                      "in_vocab_rate", "reference_ppl")}
 
 
 def curve_event(metric: str) -> str:
@@ -125,7 +122,7 @@ def curve_event(metric: str) -> str:
     for event, prefixes in CURVE_EVENTS.items():
         if metric.startswith(prefixes):
             return event
-    return "train"
+    return Event.TRAIN
 
 
 def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -151,41 +148,42 @@ def summarize_records(records: list[dict[str, Any]]) -> RunSummary:
     s = RunSummary()
     val_losses: list[float] = []
     for record in records:
-        step, tokens, wall = as_float(record.get("step")), as_float(record.get("tokens")), as_float(record.get("wallclock"))
+        step, tokens = as_float(record.get(Field.STEP)), as_float(record.get(Field.TOKENS))
+        wall = as_float(record.get(Field.WALLCLOCK))
         if step is not None:
             s.steps = max(s.steps or 0, int(step))
         if tokens is not None:
             s.tokens = max(s.tokens or 0, int(tokens))
-        if wall is not None and record.get("event") in ("train", "eval", "end"):
+        if wall is not None and record.get(Field.EVENT) in (Event.TRAIN, Event.EVAL, Event.END):
             s.wallclock = max(s.wallclock or 0.0, wall)
-        event = record.get("event")
-        if event == "train" and "loss" in record:
-            loss = as_float(record["loss"])
+        event = record.get(Field.EVENT)
+        if event == Event.TRAIN and Field.LOSS in record:
+            loss = as_float(record[Field.LOSS])
             s.final_train_loss = loss
             if loss is not None and not math.isfinite(loss):
                 s.diverged = True
-        elif event == "eval" and "val_loss" in record:
-            loss = as_float(record["val_loss"])
+        elif event == Event.EVAL and Field.VAL_LOSS in record:
+            loss = as_float(record[Field.VAL_LOSS])
             if loss is not None:
                 s.final_val_loss = loss
                 if math.isfinite(loss):
                     val_losses.append(loss)
                 else:
                     s.diverged = True
-        elif event == "end":
-            s.stop_reason = record.get("stop_reason") or record.get("reason")
+        elif event == Event.END:
+            s.stop_reason = record.get(Field.STOP_REASON) or record.get("reason")
             # an interrupted run logs "end" too, but it is not finished: a sweep resumes it
             s.finished = s.stop_reason not in INTERRUPTED
-            if record.get("diverged"):
+            if record.get(Field.DIVERGED):
                 s.diverged = True
-            for key in ("final_val_loss", "val_loss"):
+            for key in (Field.FINAL_VAL_LOSS, Field.VAL_LOSS):
                 value = as_float(record.get(key))
                 if value is not None:
                     s.final_val_loss = value
                     if math.isfinite(value):
                         val_losses.append(value)
                     break
-    if s.stop_reason and "diverg" in str(s.stop_reason):
+    if s.stop_reason in DIVERGED:
         s.diverged = True
     s.best_val_loss = min(val_losses) if val_losses else None
     return s

@@ -2,8 +2,8 @@
 
 A fixed step count planned from one timed step is wrong whenever the machine's
 speed changes (another process starts, the CPU throttles, a laptop goes on
-battery): on a busy 2-core machine a "9 minute" quickstart took over 20. With
-a budget, the trainer re-plans the total number of steps at every logged step
+battery): on a busy 2-core machine a run planned from one step for 9 minutes can
+take more than twice that. With a budget, the trainer re-plans the total number of steps at every logged step
 and rebuilds the learning-rate schedule for the new total, so cosine or WSD
 reach their final phase when the time is up rather than when a guess said.
 ``train.total_steps`` / ``train.total_tokens``, when set as well, stay an upper
@@ -34,6 +34,8 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
+
+from cs336_basics.runs.metrics import StopReason
 
 PROVISIONAL_STEPS = 1000
 """The plan before any step has been timed (re-planned after the first logged steps)."""
@@ -164,11 +166,11 @@ class BudgetPlanner:
             self.cut = True
         return self.cut
 
-    def end_reason(self, step: int) -> str:
+    def end_reason(self, step: int) -> StopReason:
         """``time_budget`` when the budget, not the steps asked for, ended the run; ``completed`` otherwise."""
         if self.cut or (self.budget.cap is not None and step < self.budget.cap):
-            return "time_budget"
-        return "completed"
+            return StopReason.TIME_BUDGET
+        return StopReason.COMPLETED
 
     def end_message(self, step: int, max_minutes: float) -> str:
         """The console line of a run the budget ended: how far it got of what was asked."""

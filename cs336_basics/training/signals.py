@@ -2,9 +2,10 @@
 
 The first SIGINT or SIGTERM only sets a flag; the training loop checks it after
 each optimizer step, writes a checkpoint and returns with
-``stop_reason="interrupted"``. ``cs336 train`` then exits with 128 + the signal
-number, the shell convention: **130** for SIGINT (Ctrl-C), **143** for SIGTERM
-(what schedulers such as Slurm send before killing a job). A second signal
+``stop_reason`` ``sigint`` or ``sigterm`` (:attr:`StopRequest.reason`). ``cs336 train``
+then exits with 128 + the signal number, the shell convention
+(:class:`~cs336_basics.errors.ExitCode`): **130** for SIGINT (Ctrl-C), **143** for
+SIGTERM (what schedulers such as Slurm send before killing a job). A second signal
 aborts at once (``KeyboardInterrupt``, exit 130, or ``SystemExit(143)``)
 without a checkpoint; the last one written stays valid because saves are atomic.
 While a checkpoint is being written (:meth:`StopRequest.deferred`) a second
@@ -24,7 +25,11 @@ import sys
 import threading
 from types import FrameType
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+from cs336_basics.errors import ExitCode
+from cs336_basics.runs.metrics import StopReason
+
+EXIT_CODES = {signal.SIGINT: ExitCode.SIGINT, signal.SIGTERM: ExitCode.SIGTERM}
+"""The signals handled, and the exit status of a run each one stops."""
 
 
 class StopRequest:
@@ -43,17 +48,22 @@ class StopRequest:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES.get(self.signum, 1) if self.signum is not None else 0
+        return EXIT_CODES[self.signum] if self.signum is not None else ExitCode.OK
 
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum is not None else ""
 
+    @property
+    def reason(self) -> StopReason:
+        """The stop reason of the signal seen; SIGTERM when this process saw none (another rank did)."""
+        return StopReason.SIGINT if self.signum == signal.SIGINT else StopReason.SIGTERM
+
     @staticmethod
     def _abort(signum: int) -> None:
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        raise SystemExit(EXIT_CODES.get(signum, 1))
+        raise SystemExit(EXIT_CODES[signum])
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:  # second signal: abort now, or right after the save in progress

@@ -64,6 +64,12 @@ class StepTimings:
         overhead = self.data + self.logging + self.checkpoint
         return overhead / max(overhead + self.compute, 1e-12)
 
+    def end_fields(self) -> dict[str, float]:
+        """Where the time went, as the ``end`` record of metrics.jsonl holds it."""
+        return {"time_data": self.data, "time_compute": self.compute, "time_logging": self.logging,
+                "time_checkpoint": self.checkpoint, "time_eval": self.eval, "time_samples": self.samples,
+                "overhead_fraction": self.overhead_fraction()}
+
 
 @dataclass
 class StepResult:

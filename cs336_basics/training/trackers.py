@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.errors import UserError
+from cs336_basics.runs.metrics import BOOKKEEPING, Event, Field
 
 
 class Tracker:
@@ -31,20 +32,19 @@ class Tracker:
         pass
 
 
+_VALIDATION_NAMES = {Field.VAL_LOSS: "loss", Field.VAL_PPL: "perplexity", Field.VAL_BPB: "bpb", Field.VAL_TOP1: "top1",
+                     Field.VAL_TOP5: "top5", Field.VAL_TOKENS: "tokens", Field.EVAL_SECONDS: "seconds"}
+
 # metrics.jsonl event -> (tracker prefix, {field: tracker name}); fields not listed keep their own name
 TRACKER_NAMES: dict[str, tuple[str, dict[str, str]]] = {
-    "train": ("train", {"loss": "loss", "lr": "lr", "grad_norm": "grad_norm", "tokens_per_s": "tokens_per_s",
-                        "mfu": "mfu", "aux_loss": "aux_loss", "skipped_steps": "skipped_steps"}),
-    "eval": ("val", {"val_loss": "loss", "val_ppl": "perplexity", "val_bpb": "bpb", "val_top1": "top1",
-                     "val_top5": "top5", "best_val_loss": "best_loss", "val_tokens": "tokens",
-                     "eval_seconds": "seconds"}),
-    "eval_full": ("val_whole_file", {"val_loss": "loss", "val_ppl": "perplexity", "val_bpb": "bpb",
-                                     "val_top1": "top1", "val_top5": "top5", "val_tokens": "tokens",
-                                     "eval_seconds": "seconds"}),
-    "samples": ("samples", {}),
-    "nonfinite": ("train", {"in_a_row": "nonfinite_in_a_row"}),
+    Event.TRAIN: ("train", {f: f for f in (Field.LOSS, Field.LR, Field.GRAD_NORM, Field.TOKENS_PER_S, Field.MFU,
+                                           Field.AUX_LOSS, Field.SKIPPED_STEPS)}),
+    Event.EVAL: ("val", {**_VALIDATION_NAMES, Field.BEST_VAL_LOSS: "best_loss"}),
+    Event.EVAL_FULL: ("val_whole_file", _VALIDATION_NAMES),
+    Event.SAMPLES: ("samples", {}),
+    Event.NONFINITE: ("train", {Field.IN_A_ROW: "nonfinite_in_a_row"}),
 }
-NOT_CHARTED = {"event", "time", "step", "wallclock", "tokens"}
+NOT_CHARTED = set(BOOKKEEPING)
 """Bookkeeping every record carries: the step is the x-axis, time and wall-clock are the trackers' own."""
 
 
@@ -61,7 +61,7 @@ def tracker_metrics(event: str, values: dict[str, Any]) -> dict[str, float]:
     for key, value in values.items():
         if key in NOT_CHARTED or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        if event == "nonfinite" and key not in names:
+        if event == Event.NONFINITE and key not in names:
             continue  # its loss/grad_norm are NaN by definition and would break the train/ charts
         out[f"{prefix}/{names.get(key, key)}"] = float(value)
     return out
