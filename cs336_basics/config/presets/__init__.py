@@ -1,8 +1,12 @@
-"""Named model presets: the two reference architectures and the standard shapes, as config files.
+"""The shipped configs: run presets selected by name, and the named model presets among them.
 
-Each preset is ``cs336_basics/configs/models/NAME.toml`` (``configs/models/`` in a
-checkout), holding only a ``[model]`` table, so presets are ordinary config files:
-``--config models/gpt2-xl`` works wherever a config does, and ``cs336 model info
+This folder holds the presets as ordinary config files (``configs/`` at the top of
+a checkout links here): ``--config tinystories`` or ``--config
+experiments/lr_cpu`` selects ``NAME.toml`` here wherever a file path would do
+(:func:`resolve_config_path`).
+
+The model presets are ``models/NAME.toml``, holding only a ``[model]`` table, so
+``--config models/gpt2-xl`` works like any config, and ``cs336 model info
 --preset gpt2-xl`` applies one on top of another config. Two kinds:
 
 - *styles* set only architecture choices and keep the shape: ``gpt2`` (CS336
@@ -23,26 +27,49 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from cs336_basics.errors import UserError
-from cs336_basics.model.config import ModelConfig
+from cs336_basics.config.model import ModelConfig
+from cs336_basics.errors import ConfigError, UserError
 
-PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
-PRESETS = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
+PRESET_DIR = Path(__file__).resolve().parent
+"""The shipped presets (``configs/`` at the top of a checkout links here)."""
+MODEL_PRESET_DIR = PRESET_DIR / "models"
+"""The model presets: a ``[model]`` table each."""
+MODEL_PRESETS = tuple(sorted(p.stem for p in MODEL_PRESET_DIR.glob("*.toml")))
+"""The names ``--preset`` accepts."""
+
+
+def preset_names() -> list[str]:
+    """Every shipped config, by the name that selects it (``tinystories``, ``experiments/lr_cpu``, ``models/gpt2``)."""
+    return sorted(p.relative_to(PRESET_DIR).with_suffix("").as_posix() for p in PRESET_DIR.rglob("*.toml"))
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config file: ``name`` itself when it exists, else the shipped preset of that name."""
+    path = Path(name)
+    if path.exists():
+        return path
+    for candidate in (PRESET_DIR / path, PRESET_DIR / f"{path}.toml"):
+        if candidate.is_file():
+            return candidate
+    top = [n for n in preset_names() if "/" not in n]
+    folders = sorted({n.split("/")[0] for n in preset_names() if "/" in n})
+    raise ConfigError(f"config file not found: {name} (or give a preset name: {', '.join(top)}, or "
+                      f"{', '.join(f'{f}/NAME' for f in folders)} from {PRESET_DIR})")
 
 
 def preset_fields(name: str) -> dict[str, Any]:
-    """The ``[model]`` table of preset ``name``."""
-    if name not in PRESETS:
-        raise UserError(f"unknown model preset {name!r} (choose one of: {', '.join(PRESETS)})")
-    with open(PRESET_DIR / f"{name}.toml", "rb") as fh:
+    """The ``[model]`` table of model preset ``name``."""
+    if name not in MODEL_PRESETS:
+        raise UserError(f"unknown model preset {name!r} (choose one of: {', '.join(MODEL_PRESETS)})")
+    with open(MODEL_PRESET_DIR / f"{name}.toml", "rb") as fh:
         return dict(tomllib.load(fh)["model"])
 
 
 def apply_preset(cfg: ModelConfig, name: str) -> ModelConfig:
-    """``cfg`` with the fields of preset ``name`` replaced."""
+    """``cfg`` with the fields of model preset ``name`` replaced."""
     return cfg.with_changes(**preset_fields(name))
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:
-    """A fresh ModelConfig from preset ``name`` (on top of the defaults), then ``overrides``."""
+    """A fresh ModelConfig from model preset ``name`` (on top of the defaults), then ``overrides``."""
     return apply_preset(ModelConfig(), name).with_changes(**overrides)
