@@ -67,10 +67,10 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `cs336_b
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cs336_basics.config import load_config
+from cs336_basics.config.accounting import flops_per_token
 from cs336_basics.evaluation import evaluate_loss
 from cs336_basics.generation import SamplingParams, generate
 from cs336_basics.hardware import resolve_device
-from cs336_basics.model.accounting import flops_per_token
 from cs336_basics.precision import cache_path, choose_dtype
 from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.training import runtime

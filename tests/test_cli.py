@@ -66,7 +66,8 @@ def test_config_accepts_a_shipped_preset_name_and_lists_them_when_unknown(tmp_pa
     assert load_config("models/gpt2-xl").model.num_layers == 48  # the library accepts preset names too
     # the presets live inside the package, so a non-editable install has them too
     package = PRESET_DIR.resolve().parent
-    assert package.name == "cs336_basics" and (package / "__init__.py").is_file()
+    assert package.name == "config" and (package / "__init__.py").is_file()
+    assert package.parent.name == "cs336_basics" and (package.parent / "__init__.py").is_file()
     proc = run_cli("model", "info", "--config", "no_such_preset")
     _assert_one_line_error(proc)
     assert "tinystories_cpu" in proc.stderr and "experiments/NAME" in proc.stderr

@@ -16,13 +16,12 @@ import pytest
 import torch
 import transformers
 
-from cs336_basics.config import dump_config, load_config, to_dict
+from cs336_basics.config import ModelConfig, dump_config, load_config, to_dict
+from cs336_basics.config.variants import ATTENTION, REGISTRIES
 from cs336_basics.export import export_hf
 from cs336_basics.generation import SamplingParams, generate
 from cs336_basics.interop.hf_classes import REMOTE_CLASS, choose_class
-from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.transformer import TransformerLM
-from cs336_basics.model.variants import ATTENTION, REGISTRIES
 from cs336_basics.runs.checkpoint import save_checkpoint
 from cs336_basics.tokenizer.tokenizer import Tokenizer
 from tests.conftest import run_cli

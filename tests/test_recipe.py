@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from cs336_basics.config import ConfigError, RunConfig, apply_overrides
+from cs336_basics.config import OptimizerConfig, RunConfig, apply_overrides
+from cs336_basics.config.training import OPTIMIZER_NAMES, OPTIMIZERS
+from cs336_basics.errors import ConfigError
 from cs336_basics.model import TransformerLM, preset
 from cs336_basics.model.layers import RMSNorm
-from cs336_basics.training.config import OPTIMIZER_NAMES, OPTIMIZERS, OptimizerConfig
 from cs336_basics.training.muon import NS_COEFFICIENTS, Muon, build_muon, hidden_matrix_ids, newton_schulz
 from cs336_basics.training.optimizer import set_lr
 from cs336_basics.training.step import OPTIMIZER_BUILDERS

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cs336_basics.commands import existing_dir, existing_file, existing_path, non_negative_float, positive_int
 from cs336_basics.errors import UserError
-from cs336_basics.generation.sampling_params import SamplingParams
+from cs336_basics.config.sampling import SamplingParams
 from cs336_basics.progress import info
 
 

@@ -23,7 +23,7 @@ from cs336_basics.evaluation.samples import training_vocabulary
 from cs336_basics.evaluation.text_metrics import generation_metrics, reference_perplexity
 from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, SamplingParams, generate
 from cs336_basics.hardware import resolve_device
-from cs336_basics.model.variants import POSITION
+from cs336_basics.config.variants import POSITION
 from cs336_basics.precision import choose_inference_dtype
 from cs336_basics.runs.layout import RunDir, resolve_data
 from cs336_basics.runs.trained import LoadedModel, load_trained_model

@@ -8,7 +8,7 @@ picks one id per row (:mod:`.sampling`), and feeds the id to the row's
 :class:`~.streaming.TextStream`. A row finishes at the end-of-text id ("eos"),
 when its text contains a stop string ("stop"), or after ``max_new_tokens``
 ("length"); the loop ends when all rows have finished. What to generate comes
-as one :class:`~.sampling_params.SamplingParams`; how (cache, device, dtype,
+as one :class:`~cs336_basics.config.sampling.SamplingParams`; how (cache, device, dtype,
 seed, streaming) as ``generate``'s keyword arguments.
 
 Notable choices:
@@ -36,7 +36,7 @@ from cs336_basics.errors import UserError
 from cs336_basics.precision import autocast
 from cs336_basics.generation.decoding import make_decoder
 from cs336_basics.generation.sampling import apply_repetition_penalty, choose_next, make_generator
-from cs336_basics.generation.sampling_params import SamplingParams
+from cs336_basics.config.sampling import SamplingParams
 from cs336_basics.generation.streaming import TextStream
 
 
@@ -95,7 +95,7 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str],
              return_logits: bool = False, dtype: torch.dtype = torch.float32) -> list[GenerationResult]:
     """Continue each prompt; one :class:`GenerationResult` per prompt, in order.
 
-    ``sampling`` says what to generate (:class:`~.sampling_params.SamplingParams`:
+    ``sampling`` says what to generate (:class:`~cs336_basics.config.sampling.SamplingParams`:
     temperature, top-k/top-p, repetition penalty, ``max_new_tokens``, stop
     strings, whether end-of-text ends a row). ``seed`` makes sampling
     reproducible. ``on_token(row, piece)`` streams completed text.

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from cs336_basics.generation.loop import GenerationResult, generate
-from cs336_basics.generation.sampling_params import SamplingParams
+from cs336_basics.config.sampling import SamplingParams
 
 DEFAULT_PROMPTS = [
     "Once upon a time",

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from cs336_basics.generation.sampling_params import SamplingParams
+from cs336_basics.config.sampling import SamplingParams
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:

@@ -42,13 +42,12 @@ from typing import Any
 
 import torch
 
-from cs336_basics.config import from_dict, to_dict
+from cs336_basics.config import ModelConfig, from_dict, to_dict
+from cs336_basics.config.accounting import flops_per_token
 from cs336_basics.errors import UserError
 from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
 from cs336_basics.evaluation.samples import write_training_samples
 from cs336_basics.hardware import resolve_device
-from cs336_basics.model.accounting import flops_per_token
-from cs336_basics.model.config import ModelConfig
 from cs336_basics.outputs import check_output_dir
 from cs336_basics.progress import info, progress
 from cs336_basics.runs.checkpoint import (

@@ -81,7 +81,7 @@ class StepResult:
 
 OPTIMIZER_BUILDERS = {"adamw": build_optimizer, "muon": build_muon}
 """``optimizer.name`` -> ``builder(model, OptimizerConfig)``: the torch side of
-:data:`~cs336_basics.training.config.OPTIMIZERS`, which lists the names (checked when the config loads)."""
+:data:`~cs336_basics.config.training.OPTIMIZERS`, which lists the names (checked when the config loads)."""
 
 
 def optimizer_layout(cfg) -> list[tuple[int, bool]]:

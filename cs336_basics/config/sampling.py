@@ -1,9 +1,9 @@
-"""``SamplingParams``: every option of what :func:`~.loop.generate` produces, declared and defaulted once.
+"""``SamplingParams``: every option of what ``generation.generate`` produces, declared and defaulted once.
 
 One frozen dataclass holds the choices that decide the generated text: how the
 next token is picked (temperature, top-k, top-p, repetition penalty; applied by
-:mod:`.sampling`) and when a row stops (``max_new_tokens``, stop strings, the
-end-of-text id). ``generate`` takes one, :class:`~.sampler.Sampler` builds one
+:mod:`cs336_basics.generation.sampling`) and when a row stops (``max_new_tokens``, stop strings, the
+end-of-text id). ``generate`` takes one, ``generation.Sampler`` builds one
 from its keyword options (the field names below are the option names), and
 ``cs336 generate`` builds one from its flags, whose defaults are the defaults
 here. How the tokens are computed (KV cache, device, autocast dtype, seed,
