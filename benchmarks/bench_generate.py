@@ -60,7 +60,7 @@ from benchmarks.harness import Contender, cold_inductor_cache, compare, group, s
 
 # The package entry points this script uses (one place, so a restructured package is one edit away).
 from cs336_basics.export import export_hf
-from cs336_basics.generation import generate
+from cs336_basics.generation import SamplingParams, generate
 from cs336_basics.model import ModelConfig, TransformerLM
 from cs336_basics.tokenizer import Tokenizer
 
@@ -186,8 +186,8 @@ def measure_batch(batch: int, settings: dict, model, hf, hf_fast, weights, tok, 
     mask = torch.ones_like(input_ids)
 
     def ours(use_cache: bool):
-        return [r.token_ids for r in generate(model, tok, prompts, max_new_tokens=new, temperature=0.0,
-                                              stop_at_eos=False, use_cache=use_cache)]
+        greedy = SamplingParams(max_new_tokens=new, temperature=0.0, stop_at_eos=False)
+        return [r.token_ids for r in generate(model, tok, prompts, greedy, use_cache=use_cache)]
 
     def transformers_generate(instance):
         def run():

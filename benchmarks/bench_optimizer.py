@@ -49,8 +49,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import Contender, cold_inductor_cache, compare, group, script_main
 
+from cs336_basics.config import ModelConfig
 from cs336_basics.model import TransformerLM
-from cs336_basics.model.config import ModelConfig
 from cs336_basics.training import fused_adamw
 from cs336_basics.training import optimizer as adamw
 from cs336_basics.training import runtime

@@ -67,10 +67,10 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `cs336_b
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cs336_basics.config import load_config
+from cs336_basics.config.accounting import flops_per_token
 from cs336_basics.evaluation import evaluate_loss
-from cs336_basics.generation import generate
+from cs336_basics.generation import SamplingParams, generate
 from cs336_basics.hardware import resolve_device
-from cs336_basics.model.accounting import flops_per_token
 from cs336_basics.precision import cache_path, choose_dtype
 from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.training import runtime
@@ -205,8 +205,8 @@ def generation_section(model: nn.Module, tokenizer: Tokenizer, device: torch.dev
         for timed in (False, True):
             sync(device)
             start = time.perf_counter()
-            results = generate(model, tokenizer, [prompt], max_new_tokens=settings["new_tokens"], temperature=0.0,
-                               use_cache=use_cache, stop_at_eos=False, dtype=dtype)
+            greedy = SamplingParams(max_new_tokens=settings["new_tokens"], temperature=0.0, stop_at_eos=False)
+            results = generate(model, tokenizer, [prompt], greedy, use_cache=use_cache, dtype=dtype)
             sync(device)
             elapsed = time.perf_counter() - start
         new = len(results[0].token_ids)

@@ -35,7 +35,7 @@ from typing import Any
 
 from cs336_basics.datasets import published_names
 from cs336_basics.errors import UserError
-from cs336_basics.model.config import ModelConfig
+from cs336_basics.config import ModelConfig
 from cs336_basics.progress import Timer, info, warn
 from cs336_basics.runs.layout import SPLITS, DatasetDir
 from cs336_basics.tokenizer import Tokenizer, train_bpe

@@ -30,7 +30,7 @@ from cs336_basics.evaluation import evaluate_loss
 from cs336_basics.evaluation.baseline import unigram_baseline
 from cs336_basics.evaluation.heldout import HeldOutSplit, bytes_per_token, split_at_document, token_byte_lengths
 from cs336_basics.fileio import atomic_write_bytes, atomic_write_text
-from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, generate
+from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, SamplingParams, generate
 from cs336_basics.hardware import resolve_device
 from cs336_basics.hub import NetworkError
 from cs336_basics.model.transformer import TransformerLM
@@ -394,8 +394,8 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
         test, dev, uni = _final_scores(model, cfg, tokenizer, train_tokens, valid_tokens, split, final_eval_tokens)
     with timer.phase("generate"):
         stories = [prompt for prompt in DEFAULT_PROMPTS if prompt]
-        gens = generate(model, tokenizer, stories, max_new_tokens=max_new_tokens, temperature=READING_TEMPERATURE,
-                        top_p=READING_TOP_P, seed=seed)
+        reading = SamplingParams(max_new_tokens=max_new_tokens, temperature=READING_TEMPERATURE, top_p=READING_TOP_P)
+        gens = generate(model, tokenizer, stories, reading, seed=seed)
     samples = [g.prompt + g.text for g in gens]
     report = None
     with timer.phase("report"):

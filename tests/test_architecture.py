@@ -18,13 +18,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cs336_basics"
 
 LAYERS: list[list[str]] = [
     ["errors"],
-    ["fileio", "progress", "allocator", "lazy"],
+    ["fileio", "progress", "allocator"],
+    ["config"],
     ["outputs"],
     ["hardware"],
     ["precision"],
     ["tokenizer", "hub", "model"],
-    ["datasets", "sample", "training.config"],
-    ["config"],
+    ["datasets", "sample"],
     ["runs"],
     ["generation"],
     ["evaluation"],
@@ -164,3 +164,14 @@ def test_help_imports_no_torch():
             "heavy = [m for m in ('torch', 'matplotlib') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"building the CLI imported {out}"
+
+
+def test_config_imports_no_torch():
+    """Every layer reads its settings from ``cs336_basics.config``: loading, overriding and describing a config,
+    the variant names with their facts, and counting a model's parameters (``cs336 model info``) import no torch."""
+    code = ("import sys; import cs336_basics.config as c; from cs336_basics.config.accounting import count_parameters; "
+            "cfg = c.apply_overrides(c.load_config('tinystories'), ['model.ffn=moe']); "
+            "c.describe_fields(c.RunConfig); count_parameters(c.preset('gpt2-small')); "
+            "print('torch' if 'torch' in sys.modules else '')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"reading a config imported {out}"

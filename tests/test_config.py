@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cs336_basics.config import RunConfig, apply_override, dump_config, from_dict, load_config
+from cs336_basics.config import (RunConfig, apply_override, describe_fields, dump_config, from_dict, load_config,
+                                 to_dict, unused_fields)
+from cs336_basics.config.run import CONDITIONAL_FIELDS, MUON_FIELDS
 from cs336_basics.errors import ConfigError
 
 
@@ -92,3 +94,26 @@ def test_a_derived_d_ff_follows_the_shape_an_explicit_one_stays():
     assert kept.model.d_ff == 999  # a width that is not the default is the user's choice
     # overrides are checked together: an intermediate d_model that the old head count cannot divide is fine
     assert load_config(None, ["model.d_model=104", "model.num_heads=4"]).model.head_size == 26
+
+
+def _flat(cfg: RunConfig) -> dict:
+    return {f"{section}.{key}": value for section, table in to_dict(cfg).items() for key, value in table.items()}
+
+
+def test_unused_fields_follow_the_runs_own_choices():
+    keys = {key for key, *_ in describe_fields(RunConfig)}
+    for rule in CONDITIONAL_FIELDS:  # every rule names real fields and decides on a field with a list of choices
+        assert rule.choice in keys and set(rule.keys) <= keys and rule.allowed
+    assert MUON_FIELDS == ("optimizer.muon_lr", "optimizer.muon_momentum", "optimizer.muon_nesterov",
+                           "optimizer.muon_ns_steps", "optimizer.muon_weight_decay")
+    default = unused_fields(_flat(RunConfig()))  # AdamW, cosine, RoPE, SwiGLU
+    assert set(MUON_FIELDS) <= default and "optimizer.wsd_decay_fraction" in default
+    assert {"model.num_experts", "model.moe_top_k"} <= default and "model.rope_theta" not in default
+    muon = unused_fields(_flat(load_config(None, ["optimizer.name=muon", "optimizer.schedule=wsd",
+                                                  "model.ffn=moe", "model.position=learned"])))
+    assert not set(MUON_FIELDS) & muon and "model.num_experts" not in muon and "model.rope_theta" in muon
+    assert "optimizer.wsd_decay_fraction" not in muon and "optimizer.cosine_cycle_iters" not in muon
+    # a choice this version does not know (or a missing one) decides nothing
+    unknown = {**_flat(RunConfig()), "optimizer.name": "lion", "model.ffn": "kan"}
+    assert not {"optimizer.muon_lr", "model.num_experts"} & unused_fields(unknown)
+    assert unused_fields({"optimizer.muon_lr": 0.02}) == set()

@@ -15,12 +15,12 @@ import pytest
 import torch
 from torch import nn
 
+from cs336_basics.config import ModelConfig
+from cs336_basics.config.variants import attention_kernel
 from cs336_basics.errors import UserError
 from cs336_basics.hardware import resolve_device
 from cs336_basics.model import TransformerLM
 from cs336_basics.model.attention import ReferenceAttention, SDPAAttention
-from cs336_basics.model.config import ModelConfig
-from cs336_basics.model.variants import attention_kernel
 from cs336_basics.precision import autocast, choose_dtype
 from cs336_basics.training import distributed, rng, runtime
 from cs336_basics.training.data import batch_to_device, windows_to_batch

@@ -25,7 +25,7 @@ from cs336_basics.experiments import (Ablation, SweepSpec, expand, expand_grid, 
                                       parse_grid_arg, run_sweep)
 from cs336_basics.reporting.plotting import plot_runs
 from cs336_basics.reporting.sweep_report import final_metrics_table, is_sweep_dir, write_sweep_report
-from cs336_basics.runs.records import differing_keys, load_run, summarize_records
+from cs336_basics.runs.records import Run, config_value, differing_keys, load_run, run_labels, summarize_records
 from cs336_basics.experiments.sweep import SweepRunner
 from cs336_basics.runs.layout import RunDir
 from cs336_basics.runs.metrics import MetricsLog, read_jsonl
@@ -435,6 +435,17 @@ def test_differing_keys_and_table(tmp_path):
     lines = table.strip().splitlines()
     assert lines[0].startswith("| run | lr_max | final val loss | best val loss |") and len(lines) == 2 + 3
     assert "diverged" in lines[-1] and "finished" in lines[2]
+
+
+def test_muon_settings_tell_muon_runs_apart_and_are_unused_under_adamw():
+    flat = {f"optimizer.{k}": v for k, v in {"name": "adamw", "lr_max": 1e-3, "muon_lr": 0.02}.items()}
+    adamw = Run(Path("adamw"), config=flat)
+    muon = Run(Path("muon"), config={**flat, "optimizer.name": "muon", "optimizer.muon_lr": 0.05})
+    faster = Run(Path("faster"), config={**flat, "optimizer.name": "muon", "optimizer.muon_lr": 0.1})
+    assert differing_keys([adamw, muon]) == ["optimizer.name"]  # AdamW has no say on Muon's rate
+    assert config_value(adamw, "optimizer.muon_lr") == "unused" and config_value(muon, "optimizer.muon_lr") == "0.05"
+    assert differing_keys([adamw, muon, faster]) == ["optimizer.muon_lr", "optimizer.name"]
+    assert run_labels([adamw, muon, faster]) == ["name=adamw", "muon_lr=0.05, name=muon", "muon_lr=0.1, name=muon"]
 
 
 def test_write_sweep_report_from_run_dirs_only(tmp_path):

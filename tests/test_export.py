@@ -11,11 +11,10 @@ import pytest
 import torch
 import transformers
 
-from cs336_basics.config import RunConfig, dump_config, to_dict
+from cs336_basics.config import ModelConfig, RunConfig, dump_config, to_dict
 from cs336_basics.errors import UserError
 from cs336_basics.export import export_checkpoint, export_hf
 from cs336_basics.interop.hf_classes import hf_state_dict, rope_permutation
-from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.positions import RotaryEmbedding
 from cs336_basics.model.transformer import TransformerLM
 from cs336_basics.runs.checkpoint import save_checkpoint

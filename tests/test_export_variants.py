@@ -16,13 +16,12 @@ import pytest
 import torch
 import transformers
 
-from cs336_basics.config import dump_config, load_config, to_dict
+from cs336_basics.config import ModelConfig, dump_config, load_config, to_dict
+from cs336_basics.config.variants import ATTENTION, REGISTRIES
 from cs336_basics.export import export_hf
-from cs336_basics.generation import generate
+from cs336_basics.generation import SamplingParams, generate
 from cs336_basics.interop.hf_classes import REMOTE_CLASS, choose_class
-from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.transformer import TransformerLM
-from cs336_basics.model.variants import ATTENTION, REGISTRIES
 from cs336_basics.runs.checkpoint import save_checkpoint
 from cs336_basics.tokenizer.tokenizer import Tokenizer
 from tests.conftest import run_cli
@@ -32,6 +31,8 @@ TINY = dict(vocab_size=261, context_length=64, d_model=32, num_layers=2, num_hea
             norm_eps=1e-6, num_experts=4)
 PROMPT = "the other there"
 NEW_TOKENS = 32
+GREEDY = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0.0, stop_at_eos=False)
+"""Our side of the comparison with Hugging Face's greedy decoding of exactly NEW_TOKENS tokens."""
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NATIVE = {  # the built-in class each of these must become; every other case becomes ours
@@ -126,8 +127,7 @@ def test_export_computes_our_logits_and_greedy_tokens(tmp_path, tokenizer_dir, c
     theirs = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=expected == REMOTE_CLASS)
     prompt = theirs(PROMPT, return_tensors="pt")
     assert prompt.input_ids[0].tolist() == ours.encode(PROMPT)
-    our_tokens = generate(model, ours, PROMPT, max_new_tokens=NEW_TOKENS, temperature=0.0,
-                          stop_at_eos=False)[0].token_ids
+    our_tokens = generate(model, ours, PROMPT, GREEDY)[0].token_ids
     their_tokens = hf.generate(**prompt, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
     assert their_tokens[0, prompt.input_ids.shape[1]:].tolist() == our_tokens
 
@@ -160,8 +160,7 @@ def test_our_class_reads_a_left_padded_batch_as_its_rows(tmp_path, tokenizer_dir
     tok = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True, padding_side="left")
     inputs = tok(prompts, return_tensors="pt", padding=True)
     out = hf.generate(**inputs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
-    ours = generate(model, Tokenizer.from_dir(tokenizer_dir), prompts, max_new_tokens=NEW_TOKENS, temperature=0.0,
-                    stop_at_eos=False)
+    ours = generate(model, Tokenizer.from_dir(tokenizer_dir), prompts, GREEDY)
     assert out[:, inputs.input_ids.shape[1]:].tolist() == [r.token_ids for r in ours]
 
 

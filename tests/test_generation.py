@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cs336_basics.errors import UserError
-from cs336_basics.generation import DEFAULT_PROMPTS, Sampler, generate, results_to_markdown
+from cs336_basics.generation import DEFAULT_PROMPTS, Sampler, SamplingParams, generate, results_to_markdown
 from cs336_basics.model import ModelConfig, TransformerLM
 from tests.test_generation_streaming import ByteTokenizer
 
@@ -71,9 +71,10 @@ def reference_sliding_greedy(model, tokenizer, prompt: str, steps: int) -> tuple
     return out, torch.stack(all_logits)
 
 
-def greedy(model, tokenizer, prompts, steps, **kwargs):
-    return generate(model, tokenizer, prompts, max_new_tokens=steps, temperature=0.0, stop_at_eos=False,
-                    return_logits=True, **kwargs)
+def greedy(model, tokenizer, prompts, steps, repetition_penalty: float = 1.0, **kwargs):
+    sampling = SamplingParams(max_new_tokens=steps, temperature=0.0, stop_at_eos=False,
+                              repetition_penalty=repetition_penalty)
+    return generate(model, tokenizer, prompts, sampling, return_logits=True, **kwargs)
 
 
 # ----------------------------------------------------------------------------- cache equivalence
@@ -170,10 +171,10 @@ def test_repetition_penalty_matches_reference():
 def test_seed_reproducibility():
     model = tiny_model()
     tok = ByteTokenizer()
-    kwargs = dict(max_new_tokens=40, temperature=1.0, top_k=50, top_p=0.95, stop_at_eos=False)
-    a = generate(model, tok, ["Once", "Twice"], seed=3, **kwargs)
-    b = generate(model, tok, ["Once", "Twice"], seed=3, **kwargs)
-    c = generate(model, tok, ["Once", "Twice"], seed=4, **kwargs)
+    sampling = SamplingParams(max_new_tokens=40, temperature=1.0, top_k=50, top_p=0.95, stop_at_eos=False)
+    a = generate(model, tok, ["Once", "Twice"], sampling, seed=3)
+    b = generate(model, tok, ["Once", "Twice"], sampling, seed=3)
+    c = generate(model, tok, ["Once", "Twice"], sampling, seed=4)
     assert [r.token_ids for r in a] == [r.token_ids for r in b]
     assert [r.token_ids for r in a] != [r.token_ids for r in c]
 
@@ -183,22 +184,22 @@ def test_padded_vocab_rows_are_never_sampled():
     with torch.no_grad():
         model.lm_head.weight[257:] *= 50  # make the untrained rows very attractive
     tok = ByteTokenizer()
-    results = generate(model, tok, ["a", "b", "c", "d"], max_new_tokens=100, temperature=2.0, seed=0,
-                       stop_at_eos=False)
+    results = generate(model, tok, ["a", "b", "c", "d"],
+                       SamplingParams(max_new_tokens=100, temperature=2.0, stop_at_eos=False), seed=0)
     assert max(max(r.token_ids) for r in results) < 257
-    greedy_result, = generate(model, tok, "a", max_new_tokens=20, temperature=0.0, stop_at_eos=False)
+    greedy_result, = generate(model, tok, "a", SamplingParams(max_new_tokens=20, temperature=0.0, stop_at_eos=False))
     assert max(greedy_result.token_ids) < 257
 
 
 def test_tokenizer_larger_than_model_is_a_user_error():
     with pytest.raises(UserError, match="tokenizer"):
-        generate(tiny_model(vocab_size=200), ByteTokenizer(), "a", max_new_tokens=2)
+        generate(tiny_model(vocab_size=200), ByteTokenizer(), "a", SamplingParams(max_new_tokens=2))
 
 
 def test_empty_prompt_starts_from_eos_and_long_prompt_is_truncated():
     model = tiny_model(context_length=16)
     tok = ByteTokenizer()
-    empty, long = generate(model, tok, ["", "z" * 30 + "0123456789"], max_new_tokens=3, seed=0)
+    empty, long = generate(model, tok, ["", "z" * 30 + "0123456789"], SamplingParams(max_new_tokens=3), seed=0)
     assert empty.prompt_ids == [256]
     assert long.prompt_ids == list(("z" * 6 + "0123456789").encode())
 
@@ -206,18 +207,18 @@ def test_empty_prompt_starts_from_eos_and_long_prompt_is_truncated():
 def test_model_mode_is_restored():
     model = tiny_model()
     model.train()
-    generate(model, ByteTokenizer(), "a", max_new_tokens=3, seed=0)
+    generate(model, ByteTokenizer(), "a", SamplingParams(max_new_tokens=3), seed=0)
     assert model.training
     model.eval()
-    generate(model, ByteTokenizer(), "a", max_new_tokens=3, seed=0)
+    generate(model, ByteTokenizer(), "a", SamplingParams(max_new_tokens=3), seed=0)
     assert not model.training
 
 
 def test_zero_new_tokens_and_no_prompts():
     model = tiny_model()
-    result, = generate(model, ByteTokenizer(), "a", max_new_tokens=0)
+    result, = generate(model, ByteTokenizer(), "a", SamplingParams(max_new_tokens=0))
     assert result.token_ids == [] and result.text == "" and result.stopped_by == "length"
-    assert generate(model, ByteTokenizer(), [], max_new_tokens=5) == []
+    assert generate(model, ByteTokenizer(), [], SamplingParams(max_new_tokens=5)) == []
 
 
 # ----------------------------------------------------------------------------- stops and streaming
@@ -230,7 +231,7 @@ def test_stops_at_eos():
     target = free.token_ids[5]  # declare the sixth generated id the end-of-text id
     first = free.token_ids.index(target)
     tok_with_eos = ByteTokenizer(eos_id=target)
-    stopped, = generate(model, tok_with_eos, "Once", max_new_tokens=30, temperature=0.0)
+    stopped, = generate(model, tok_with_eos, "Once", SamplingParams(max_new_tokens=30, temperature=0.0))
     assert stopped.stopped_by == "eos"
     assert stopped.token_ids == free.token_ids[:first]
 
@@ -245,8 +246,8 @@ def test_stops_at_stop_string(start, replacement):
     stop = text[start:start + 3]
     assert len(stop) == 3 and ("\ufffd" in stop) == replacement
     pieces: list[str] = []
-    cut, = generate(model, tok, "Once", max_new_tokens=40, temperature=0.0, stop=[stop], stop_at_eos=False,
-                    on_token=lambda row, piece: pieces.append(piece))
+    sampling = SamplingParams(max_new_tokens=40, temperature=0.0, stop=[stop], stop_at_eos=False)
+    cut, = generate(model, tok, "Once", sampling, on_token=lambda row, piece: pieces.append(piece))
     assert cut.stopped_by == "stop"
     assert cut.text == text[: text.index(stop)]
     assert "".join(pieces) == cut.text
@@ -257,8 +258,9 @@ def test_streamed_pieces_equal_final_text_for_every_row():
     model = tiny_model()
     tok = ByteTokenizer()
     pieces: dict[int, list[str]] = {0: [], 1: []}
-    results = generate(model, tok, ["héllo", "世界"], max_new_tokens=50, temperature=1.0, seed=1,
-                       stop_at_eos=False, on_token=lambda row, piece: pieces[row].append(piece))
+    sampling = SamplingParams(max_new_tokens=50, temperature=1.0, stop_at_eos=False)
+    results = generate(model, tok, ["héllo", "世界"], sampling, seed=1,
+                       on_token=lambda row, piece: pieces[row].append(piece))
     for row, result in enumerate(results):
         assert "".join(pieces[row]) == result.text == tok.decode(result.token_ids)
 
@@ -285,6 +287,22 @@ def test_sampler_rejects_bad_options_early():
         Sampler(tiny_model(), ByteTokenizer(), temperature=-1)
     with pytest.raises(TypeError):
         Sampler(tiny_model(), ByteTokenizer(), no_such_option=1)
+    with pytest.raises(TypeError):
+        Sampler(tiny_model(), ByteTokenizer(), seed=1)  # the seed is sample()'s
+
+
+def test_sampler_keeps_one_sampling_params_and_the_other_options_apart():
+    model, tok = tiny_model(), ByteTokenizer()
+    sampler = Sampler(model, tok, "a", SamplingParams(top_k=5, max_new_tokens=8), temperature=0.0, use_cache=False)
+    assert sampler.sampling == SamplingParams(temperature=0.0, top_k=5, max_new_tokens=8)
+    assert sampler.options == {"use_cache": False}
+    shorter, = sampler.sample(max_new_tokens=3, stop_at_eos=False)
+    longer, = sampler.sample(stop_at_eos=False)
+    assert sampler.sampling.max_new_tokens == 8  # overrides do not stick
+    assert shorter.token_ids == longer.token_ids[:3] and len(longer.token_ids) == 8
+    alone, = generate(model, tok, "a", SamplingParams(temperature=0.0, max_new_tokens=8, stop_at_eos=False),
+                      use_cache=False)
+    assert alone.token_ids == longer.token_ids
 
 
 # ----------------------------------------------------------------------------- real tokenizer, scripted model
@@ -326,7 +344,7 @@ def test_streaming_never_splits_characters_with_gpt2_tokenizer(gpt2_dir, use_cac
     prompt = "Hello"
     model = ScriptedLM(ids + [tok.eos_id], len(tok.encode(prompt)), tok.vocab_size)
     pieces: list[str] = []
-    result, = generate(model, tok, prompt, max_new_tokens=100, temperature=0.0, use_cache=use_cache,
+    result, = generate(model, tok, prompt, SamplingParams(max_new_tokens=100, temperature=0.0), use_cache=use_cache,
                        on_token=lambda row, piece: pieces.append(piece))
     assert result.stopped_by == "eos"
     assert result.token_ids == ids

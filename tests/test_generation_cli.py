@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cs336_basics.config import RunConfig, dump_config, to_dict
+from cs336_basics.config import DataConfig, RunConfig, dump_config, to_dict
 from cs336_basics.model import ModelConfig, TransformerLM
 from cs336_basics.runs.checkpoint import save_checkpoint
-from cs336_basics.training.config import DataConfig
 from tests.conftest import run_cli as _run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest single-threaded

@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cs336_basics.model import Linear, ModelConfig, TiedLMHead, TransformerLM, preset
-from cs336_basics.model.accounting import (
+from cs336_basics.config.accounting import (
     activation_elements,
     count_parameters,
     flops_per_token,
     matmul_params,
     memory_bytes,
 )
+from cs336_basics.model import Linear, ModelConfig, TiedLMHead, TransformerLM, preset
 from cs336_basics.cli import main
 from tests.conftest import run_cli
 

@@ -23,12 +23,12 @@ import pytest
 import torch
 from torch._dynamo.backends.debugging import aot_eager, boxed_nop
 
+from cs336_basics.config.variants import REGISTRIES
 from cs336_basics.model import ModelConfig, TransformerLM, preset
 from cs336_basics.model.attention import CopyingReferenceAttention, ReferenceAttention
 from cs336_basics.model.compiled import COMPILE_TWINS, compile_model, prepare_for_compile
 from cs336_basics.model.ffn import DenseMoEFFN, MoEFFN
 from cs336_basics.model.positions import PairRotaryEmbedding, RotaryEmbedding
-from cs336_basics.model.variants import REGISTRIES
 from cs336_basics.training.loss import cross_entropy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "fresh_dynamo")

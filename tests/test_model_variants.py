@@ -1,4 +1,5 @@
-"""The variant registries: one list of names per axis, every name builds, the config takes its choices from them."""
+"""The variant registries: one list of names per axis, every name builds, the config takes its choices from them,
+and the model's maps of classes hold exactly those names."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import typing
 import pytest
 import torch
 
-from cs336_basics.config import RunConfig, describe_fields
+from cs336_basics.config import ModelConfig, RunConfig, describe_fields
+from cs336_basics.config.accounting import count_parameters
+from cs336_basics.config.variants import ATTENTION, REGISTRIES, attention_kernel
 from cs336_basics.model import TransformerLM
-from cs336_basics.model.accounting import count_parameters
 from cs336_basics.model.attention import ReferenceAttention, SDPAAttention
-from cs336_basics.model.config import ModelConfig
-from cs336_basics.model.variants import ATTENTION, REGISTRIES, attention_kernel
+from cs336_basics.model.variants import ATTENTION_KERNELS, CLASSES
 
 TINY = dict(vocab_size=40, context_length=16, d_model=32, num_layers=2, num_heads=4, num_experts=3)
 
@@ -26,13 +27,21 @@ def test_config_choices_are_the_registry_names():
     assert all(f"'{name}'" in help_rows[f"model.{r.axis}"] for r in REGISTRIES for name in r.names)
 
 
+def test_model_maps_hold_exactly_the_registry_names():
+    assert list(CLASSES) == [registry.axis for registry in REGISTRIES]
+    for registry in REGISTRIES:
+        assert tuple(CLASSES[registry.axis]) == registry.implemented, registry.axis
+        assert all(isinstance(cls, type) for cls in CLASSES[registry.axis].values())
+    # the one name without a class of its own resolves to another entry
+    assert [(r.axis, n) for r in REGISTRIES for n in r.names if n not in CLASSES[r.axis]] == [("attention", "auto")]
+
+
 @pytest.mark.parametrize("registry", REGISTRIES, ids=lambda r: r.axis)
-def test_every_entry_resolves_to_a_class_and_builds(registry):
+def test_every_entry_builds(registry):
     for name in registry.names:
-        if not registry[name].impl:  # auto: names another entry per device type
-            assert attention_kernel(name, "cpu") in registry.names
+        if name not in registry.implemented:  # auto: names another entry per device type
+            assert attention_kernel(name, "cpu") in ATTENTION_KERNELS
             continue
-        assert isinstance(registry.load(name), type)
         cfg = ModelConfig(**{**TINY, registry.axis: name})
         model = TransformerLM(cfg, seed=0)
         assert model(torch.randint(0, 40, (2, 8))).shape == (2, 8, 40)
@@ -47,8 +56,8 @@ def test_auto_attention_is_chosen_once_at_build_time():
     assert all(type(layer.attn.kernel) is ReferenceAttention for layer in other.layers)
     assert attention_kernel("auto", "cuda") == "sdpa" and attention_kernel("auto", "mps") == "reference"
     assert attention_kernel("reference", "cuda") == "reference"
-    with pytest.raises(ValueError, match="resolve it first"):
-        ATTENTION.load("auto")
+    assert "auto" not in ATTENTION_KERNELS
+    assert all(kernel in ATTENTION_KERNELS for _, kernel in ATTENTION["auto"].by_device)
 
 
 def test_unknown_names_are_rejected_with_the_choices():

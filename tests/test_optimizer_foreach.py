@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cs336_basics.config import load_config
-from cs336_basics.training.config import OptimizerConfig
+from cs336_basics.config import OptimizerConfig, load_config
 from cs336_basics.training.optimizer import (
     AdamW,
     build_optimizer,

@@ -191,7 +191,7 @@ def test_resume_across_a_dtype_change(dataset, tmp_path):
 
 def test_eval_and_generate_use_the_same_rule(dataset, tmp_path, monkeypatch):
     from cs336_basics.evaluation.checkpoint_eval import evaluate_checkpoint
-    from cs336_basics.generation import generate
+    from cs336_basics.generation import SamplingParams, generate
     from cs336_basics.runs.trained import load_trained_model
 
     run = train(tiny_config(dataset, tmp_path, "train.total_steps=10")).run_dir
@@ -205,8 +205,9 @@ def test_eval_and_generate_use_the_same_rule(dataset, tmp_path, monkeypatch):
     assert "too narrow" in evaluate_checkpoint(run, device="cpu")["dtype_reason"]
     loaded = load_trained_model(run)
     tok = loaded.tokenizer()
-    a = generate(loaded.model, tok, "Once upon", max_new_tokens=12, temperature=0.0, dtype=torch.float32)[0]
-    b = generate(loaded.model, tok, "Once upon", max_new_tokens=12, temperature=0.0, dtype=torch.bfloat16)[0]
+    greedy = SamplingParams(max_new_tokens=12, temperature=0.0)
+    a = generate(loaded.model, tok, "Once upon", greedy, dtype=torch.float32)[0]
+    b = generate(loaded.model, tok, "Once upon", greedy, dtype=torch.bfloat16)[0]
     assert len(a.token_ids) == len(b.token_ids) > 0 and a.token_ids[:3] == b.token_ids[:3]
 
 

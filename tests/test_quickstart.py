@@ -6,6 +6,8 @@ import hashlib
 import json
 import math
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -214,9 +216,6 @@ def test_gather_data_downloads_a_prefix_when_no_data_is_given(tmp_path, monkeypa
 
 def _hog() -> "subprocess.Popen":
     """A second CPU-bound process on the machine, as the quickstart's budget must survive one."""
-    import subprocess
-    import sys
-
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 

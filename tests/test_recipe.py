@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from cs336_basics.config import ConfigError, RunConfig, apply_overrides
+from cs336_basics.config import OptimizerConfig, RunConfig, apply_overrides
+from cs336_basics.config.training import OPTIMIZER_NAMES, OPTIMIZERS
+from cs336_basics.errors import ConfigError
 from cs336_basics.model import TransformerLM, preset
 from cs336_basics.model.layers import RMSNorm
-from cs336_basics.training.config import OPTIMIZER_NAMES, OptimizerConfig
 from cs336_basics.training.muon import NS_COEFFICIENTS, Muon, build_muon, hidden_matrix_ids, newton_schulz
 from cs336_basics.training.optimizer import set_lr
 from cs336_basics.training.step import OPTIMIZER_BUILDERS
@@ -197,6 +198,24 @@ def test_optimizer_names_are_checked_and_each_has_a_builder():
         OptimizerConfig(name="sgd")
     with pytest.raises(ValueError, match="muon_momentum"):
         OptimizerConfig(name="muon", muon_momentum=1.0)
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_each_optimizer_builder_reads_the_fields_its_entry_lists(name):
+    class Recording:
+        """An OptimizerConfig that notes every field read from it."""
+
+        def __init__(self, cfg: OptimizerConfig) -> None:
+            self.cfg, self.read = cfg, set()
+
+        def __getattr__(self, field: str):
+            self.read.add(field)
+            return getattr(self.cfg, field)
+
+    cfg = Recording(OptimizerConfig(name=name))
+    OPTIMIZER_BUILDERS[name](TransformerLM(preset("llama", **TINY), seed=0), cfg)
+    assert cfg.read == set(OPTIMIZERS[name].reads)
+    assert OPTIMIZERS[name].doc and set(OPTIMIZERS[name].reads) <= {f.name for f in dataclasses.fields(OptimizerConfig)}
 
 
 def test_training_with_muon_resumes_exactly_through_the_loop(tmp_path):

@@ -7,18 +7,22 @@ workflow's "tokenizer directory + checkpoint file" style). Prompts come from
 ``--prompt`` (repeatable; ``-`` reads all of stdin as one prompt) or
 ``--prompt-file`` (one prompt per line). Without ``--batch`` each sample is
 streamed to stdout token by token; with it all samples are generated as one
-batch and printed at the end. Statistics go to stderr.
+batch and printed at the end. Statistics go to stderr. The sampling flags store
+under the names of :class:`~cs336_basics.generation.SamplingParams`' fields and
+take its defaults, so the command builds its ``SamplingParams`` field by field.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 from cs336_basics.commands import existing_dir, existing_file, existing_path, non_negative_float, positive_int
 from cs336_basics.errors import UserError
+from cs336_basics.config.sampling import SamplingParams
 from cs336_basics.progress import info
 
 
@@ -49,15 +53,19 @@ def register(subparsers, parents) -> None:
                              "default: an empty prompt (start of a new document)")
     source.add_argument("--prompt-file", type=existing_file, metavar="FILE",
                         help="a UTF-8 text file with one prompt per line (blank lines skipped)")
-    parser.add_argument("--max-tokens", type=int, default=256, metavar="N", help="new tokens per sample (default 256)")
-    parser.add_argument("--temperature", type=non_negative_float, default=1.0, metavar="T",
-                        help="softmax temperature; 0 = greedy (default 1.0)")
-    parser.add_argument("--top-p", type=_probability, default=None, metavar="P",
+    defaults = SamplingParams()
+    parser.add_argument("--max-tokens", dest="max_new_tokens", type=int, default=defaults.max_new_tokens, metavar="N",
+                        help="new tokens per sample (default %(default)s)")
+    parser.add_argument("--temperature", type=non_negative_float, default=defaults.temperature, metavar="T",
+                        help="softmax temperature; 0 = greedy (default %(default)s)")
+    parser.add_argument("--top-p", type=_probability, default=defaults.top_p, metavar="P",
                         help="nucleus sampling: smallest set of tokens whose probability reaches P")
-    parser.add_argument("--top-k", type=positive_int, default=None, metavar="K", help="sample among the K likeliest tokens")
-    parser.add_argument("--repetition-penalty", type=non_negative_float, default=1.0, metavar="R",
-                        help="CTRL-style penalty for tokens already in the text; > 1 discourages repeats (default 1.0)")
-    parser.add_argument("--stop", action="append", default=[], metavar="S",
+    parser.add_argument("--top-k", type=positive_int, default=defaults.top_k, metavar="K",
+                        help="sample among the K likeliest tokens")
+    parser.add_argument("--repetition-penalty", type=non_negative_float, default=defaults.repetition_penalty,
+                        metavar="R", help="CTRL-style penalty for tokens already in the text; > 1 discourages "
+                                          "repeats (default %(default)s)")
+    parser.add_argument("--stop", action="append", default=list(defaults.stop), metavar="S",
                         help="stop when the text contains S (cut before it); repeatable")
     parser.add_argument("--seed", type=int, default=None, metavar="S",
                         help="random seed; sample i uses S + i (default: nondeterministic)")
@@ -66,7 +74,8 @@ def register(subparsers, parents) -> None:
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                         help="autocast dtype: auto (default) is bf16 on CUDA and on CPUs where it measures faster")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole context every step (slow reference)")
-    parser.add_argument("--ignore-eos", action="store_true", help="keep generating past the end-of-text token")
+    parser.add_argument("--ignore-eos", dest="stop_at_eos", action="store_false", default=defaults.stop_at_eos,
+                        help="keep generating past the end-of-text token")
     parser.add_argument("--batch", action="store_true",
                         help="generate all samples as one batch and print them at the end (faster, not streamed)")
     parser.set_defaults(func=run)
@@ -97,15 +106,21 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     return prompts
 
 
+def sampling_params(args: argparse.Namespace) -> SamplingParams:
+    """The :class:`SamplingParams` the flags ask for: each field's flag stores under the field's own name."""
+    return SamplingParams(**{field.name: getattr(args, field.name) for field in dataclasses.fields(SamplingParams)})
+
+
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.generation import generate
-    from cs336_basics.generation.generate import check_tokenizer_fits
+    from cs336_basics.generation.loop import check_tokenizer_fits
     from cs336_basics.hardware import resolve_device
     from cs336_basics.precision import choose_inference_dtype
     from cs336_basics.runs.trained import load_trained_model
 
-    if args.max_tokens < 0:
-        raise UserError(f"--max-tokens must be >= 0, got {args.max_tokens}")
+    if args.max_new_tokens < 0:
+        raise UserError(f"--max-tokens must be >= 0, got {args.max_new_tokens}")
+    sampling = sampling_params(args)
     prompts = read_prompts(args)
     device = resolve_device(args.device, option="--device")
     loaded = load_trained_model(args.checkpoint, device=device)
@@ -116,14 +131,12 @@ def run(args: argparse.Namespace) -> int:
                                     batch=len(jobs) if args.batch else 1, context=loaded.config.model.context_length)
     info(f"model: {loaded.checkpoint_path} (step {loaded.step}), tokenizer: {args.tokenizer or loaded.tokenizer_dir}, "
          f"device: {device}, dtype: {choice.describe()}")
-    options = dict(max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                   repetition_penalty=args.repetition_penalty, stop=args.stop, use_cache=not args.no_cache,
-                   device=device, stop_at_eos=not args.ignore_eos, dtype=choice.dtype)
+    options = dict(use_cache=not args.no_cache, device=device, dtype=choice.dtype)
     out = sys.stdout
     many = len(jobs) > 1
     if args.batch:
         start = time.perf_counter()
-        results = generate(loaded.model, tokenizer, [p for p, _ in jobs], seed=args.seed, **options)
+        results = generate(loaded.model, tokenizer, [p for p, _ in jobs], sampling, seed=args.seed, **options)
         elapsed = time.perf_counter() - start
         for n, result in enumerate(results):
             if many:
@@ -146,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
 
         start = time.perf_counter()
         seed = None if args.seed is None else args.seed + n
-        result, = generate(loaded.model, tokenizer, prompt, seed=seed, on_token=show, **options)
+        result, = generate(loaded.model, tokenizer, prompt, sampling, seed=seed, on_token=show, **options)
         elapsed = time.perf_counter() - start
         out.write("\n")
         out.flush()

@@ -3,7 +3,7 @@
 The model comes from ``--config FILE`` (its ``[model]`` section; its
 ``train.batch_size`` is the default batch), then ``--preset NAME`` replaces the
 fields the preset sets, then ``--set model.KEY=VALUE`` overrides apply. Nothing
-is built: the numbers come from :mod:`cs336_basics.model.accounting`.
+is built: the numbers come from :mod:`cs336_basics.config.accounting`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def register(subparsers, parents) -> None:
     parser = subparsers.add_parser("model", parents=parents, help="model accounting (parameters, memory, FLOPs)",
                                    description="Model tools.")
     sub = parser.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
-    from cs336_basics.model.presets import PRESETS
+    from cs336_basics.config import MODEL_PRESETS
 
     info = sub.add_parser(
         "info", parents=parents, help="parameter counts, memory and FLOPs per token of a model config",
@@ -27,8 +27,8 @@ def register(subparsers, parents) -> None:
         epilog="Examples: 'cs336 model info --preset gpt2-xl'; "
                "'cs336 model info --config configs/tinystories_cpu.toml --set model.d_model=768 --batch-size 64'.")
     add_config_args(info)
-    info.add_argument("--preset", choices=sorted(PRESETS), help="start from a named model (applied after --config, "
-                      "before --set)")
+    info.add_argument("--preset", choices=sorted(MODEL_PRESETS), help="start from a named model (applied after "
+                      "--config, before --set)")
     info.add_argument("--batch-size", type=positive_int, default=None,
                       help="batch size for the activation memory (default: the config's train.batch_size)")
     info.add_argument("--seq-len", type=positive_int, default=None,
@@ -42,8 +42,7 @@ ASSUMED_VOCAB = 10_000
 
 
 def _resolve(args: argparse.Namespace):
-    from cs336_basics.config import apply_overrides, load_config
-    from cs336_basics.model.presets import apply_preset
+    from cs336_basics.config import apply_overrides, apply_preset, load_config
     from cs336_basics.progress import info
 
     cfg = load_config(args.config)
@@ -66,7 +65,7 @@ def _fmt_bytes(n: int) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from cs336_basics.model.accounting import count_parameters, flops_per_token, memory_bytes, resolved_d_ff
+    from cs336_basics.config.accounting import count_parameters, flops_per_token, memory_bytes, resolved_d_ff
 
     cfg = _resolve(args)
     m = cfg.model

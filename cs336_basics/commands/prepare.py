@@ -14,7 +14,7 @@ from cs336_basics.commands import (
 
 
 def register(subparsers, parents) -> None:
-    from cs336_basics.model.config import ModelConfig
+    from cs336_basics.config import ModelConfig
 
     parser = subparsers.add_parser(
         "prepare", parents=parents, help="train the tokenizer and tokenize a dataset directory",

@@ -15,25 +15,73 @@ with ``--resume auto``). See docs/training.md.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from cs336_basics.commands import add_config_args, existing_path, positive_int
 
-# option -> config key; each is a shortcut for --set KEY=VALUE
-SHORTCUTS = {
-    "run_name": "train.run_name",
-    "runs_dir": "train.runs_dir",
-    "dataset": "data.dataset_dir",
-    "checkpoint": "train.checkpoint",
-    "batch_size": "train.batch_size",
-    "total_tokens": "train.total_tokens",
-    "total_steps": "train.total_steps",
-    "eval_batch_size": "train.eval_batch_size",
-    "lr_max": "optimizer.lr_max",
-    "lr_min": "optimizer.lr_min",
-    "warmup_iters": "optimizer.warmup_iters",
-    "device": "train.device",
-    "seed": "train.seed",
+
+@dataclass(frozen=True)
+class Shortcut:
+    """A ``cs336 train`` option that is short for ``--set KEY=VALUE``; its help is the config field's docstring."""
+
+    key: str
+    """The config key the option sets."""
+    type: Callable[[str], Any] | None = None
+    """argparse ``type=``: checks the value early (None: the text as given; the config loader converts it)."""
+    metavar: str | None = None
+    const: str | None = None
+    """For an option without a value: the value it sets."""
+
+
+SHORTCUTS: dict[str, Shortcut] = {
+    "--run-name": Shortcut("train.run_name"),
+    "--runs-dir": Shortcut("train.runs_dir"),
+    "--dataset": Shortcut("data.dataset_dir", metavar="DIR"),
+    "--checkpoint": Shortcut("train.checkpoint", existing_path, "PATH"),
+    "--batch-size": Shortcut("train.batch_size", positive_int),
+    "--total-tokens": Shortcut("train.total_tokens", positive_int),
+    "--total-steps": Shortcut("train.total_steps", positive_int),
+    "--eval-batch-size": Shortcut("train.eval_batch_size", positive_int),
+    "--lr-max": Shortcut("optimizer.lr_max", float),
+    "--lr-min": Shortcut("optimizer.lr_min", float),
+    "--warmup-iters": Shortcut("optimizer.warmup_iters", int),
+    "--device": Shortcut("train.device"),
+    "--seed": Shortcut("train.seed", int),
+    "--compile": Shortcut("train.compile", const="true"),
 }
+"""Option -> the config key it sets; each option's help is the key's field docstring (:func:`shortcut_help`)."""
+
+
+def _dest(flag: str) -> str:
+    """The attribute argparse stores an option under (``--run-name`` -> ``run_name``)."""
+    return flag.lstrip("-").replace("-", "_")
+
+
+def shortcut_help(key: str, doc: str, default: Any) -> str:
+    """An option's help text from its config field: the docstring, then the key (and its default, if any)."""
+    where = key if default is None else f"{key}, default {default!r}"
+    return f"{doc.rstrip('.')} ({where})".replace("%", "%%")
+
+
+def add_shortcuts(parser: argparse.ArgumentParser) -> None:
+    """One option per :data:`SHORTCUTS` entry, its help taken from the config field it sets."""
+    from cs336_basics.config import RunConfig, describe_fields
+
+    defaults = RunConfig()
+    # only the sections the shortcuts set: describe_fields parses each one's source
+    sections = {shortcut.key.partition(".")[0] for shortcut in SHORTCUTS.values()}
+    fields = {f"{section}.{key}": (doc, default) for section in sections
+              for key, _, default, doc in describe_fields(type(getattr(defaults, section)))}
+    for flag, shortcut in SHORTCUTS.items():
+        doc, default = fields[shortcut.key]
+        if shortcut.const is not None:
+            parser.add_argument(flag, action="store_const", const=shortcut.const,
+                                help=shortcut_help(shortcut.key, doc, default))
+        else:
+            parser.add_argument(flag, type=shortcut.type, metavar=shortcut.metavar,
+                                help=shortcut_help(shortcut.key, doc, default))
 
 
 def register(subparsers, parents) -> None:
@@ -48,23 +96,7 @@ def register(subparsers, parents) -> None:
     parser.add_argument("--resume", metavar="auto|PATH",
                         help="continue a run: 'auto' = latest checkpoint of this run (fresh start if none), or a "
                              "checkpoint file / run directory")
-    parser.add_argument("--run-name", help="run directory name under train.runs_dir (train.run_name)")
-    parser.add_argument("--runs-dir", help="parent folder of run directories (train.runs_dir, default runs)")
-    parser.add_argument("--dataset", metavar="DIR", help="dataset directory with train.npy, valid.npy, tokenizer/ "
-                                                         "(data.dataset_dir)")
-    parser.add_argument("--checkpoint", type=existing_path, metavar="PATH",
-                        help="start from this checkpoint's weights, optimizer and step (train.checkpoint)")
-    parser.add_argument("--batch-size", type=positive_int, help="sequences per step (train.batch_size)")
-    parser.add_argument("--total-tokens", type=positive_int,
-                        help="training tokens; steps = tokens / (batch x context) (train.total_tokens)")
-    parser.add_argument("--total-steps", type=positive_int, help="optimizer steps (train.total_steps)")
-    parser.add_argument("--eval-batch-size", type=positive_int, help="validation batch size (train.eval_batch_size)")
-    parser.add_argument("--lr-max", type=float, help="peak learning rate (optimizer.lr_max)")
-    parser.add_argument("--lr-min", type=float, help="final learning rate (optimizer.lr_min)")
-    parser.add_argument("--warmup-iters", type=int, help="linear warmup steps (optimizer.warmup_iters)")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (train.device)")
-    parser.add_argument("--seed", type=int, help="seed for init and batches (train.seed)")
-    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (train.compile)")
+    add_shortcuts(parser)
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     parser.add_argument("--help-config", action="store_true", help="list every config key with its default and exit")
     parser.set_defaults(func=run)
@@ -73,9 +105,8 @@ def register(subparsers, parents) -> None:
 def resolve_config(args: argparse.Namespace):
     from cs336_basics.config import load_config
 
-    shortcuts = [f"{key}={getattr(args, opt)}" for opt, key in SHORTCUTS.items() if getattr(args, opt) is not None]
-    if args.compile:
-        shortcuts.append("train.compile=true")
+    shortcuts = [f"{shortcut.key}={getattr(args, _dest(flag))}" for flag, shortcut in SHORTCUTS.items()
+                 if getattr(args, _dest(flag)) is not None]
     if getattr(args, "quiet", False):
         shortcuts.append("logging.quiet=true")
     return load_config(args.config, shortcuts + list(args.overrides))

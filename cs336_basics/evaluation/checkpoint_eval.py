@@ -21,9 +21,9 @@ from cs336_basics.errors import UserError
 from cs336_basics.evaluation.loss import bytes_per_token_from_manifest, evaluate_loss, evaluation_mode
 from cs336_basics.evaluation.samples import training_vocabulary
 from cs336_basics.evaluation.text_metrics import generation_metrics, reference_perplexity
-from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, generate
+from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, SamplingParams, generate
 from cs336_basics.hardware import resolve_device
-from cs336_basics.model.variants import POSITION
+from cs336_basics.config.variants import POSITION
 from cs336_basics.precision import choose_inference_dtype
 from cs336_basics.runs.layout import RunDir, resolve_data
 from cs336_basics.runs.trained import LoadedModel, load_trained_model
@@ -101,9 +101,9 @@ def sample_metrics(loaded: LoadedModel, tokenizer: Tokenizer | None, settings: S
                         "set data.tokenizer_dir in its config.toml")
     prompts = list(settings.prompts or DEFAULT_PROMPTS) * settings.per_prompt  # rows draw independently
     with evaluation_mode(model):
-        results = generate(model, tokenizer, prompts, max_new_tokens=settings.max_new_tokens,
-                           temperature=READING_TEMPERATURE, top_p=READING_TOP_P, seed=settings.seed, device=device,
-                           dtype=dtype)
+        sampling = SamplingParams(max_new_tokens=settings.max_new_tokens, temperature=READING_TEMPERATURE,
+                                  top_p=READING_TOP_P)
+        results = generate(model, tokenizer, prompts, sampling, seed=settings.seed, device=device, dtype=dtype)
     ref_ppl = None
     if reference_checkpoint is not None:
         ref = load_trained_model(reference_checkpoint, device=device)

@@ -1,8 +1,10 @@
 """Text generation from a trained Transformer LM: sampling, KV-cache decoding, streaming, ``Sampler``.
 
-- :func:`generate` (:mod:`.generate`): batched prompts, temperature / top-k /
-  top-p / repetition penalty, stop at end-of-text and at stop strings, seeds,
-  streaming via ``on_token``.
+- :func:`generate` (:mod:`.loop`): batched prompts, stop at end-of-text and
+  at stop strings, seeds, streaming via ``on_token``.
+- :class:`~cs336_basics.config.sampling.SamplingParams`: what to generate
+  (temperature / top-k / top-p / repetition penalty, length, stop strings),
+  declared and defaulted once in the torch-free config package.
 - :mod:`.sampling`: the next-token rules as pure functions on logits.
 - :mod:`.decoding`: uncached reference, sliding KV cache (RoPE/NoPE) and
   re-encoding KV cache (learned/sinusoidal positions).
@@ -11,15 +13,15 @@
   training and evaluation to write samples.
 """
 
-from cs336_basics.generation.generate import GenerationResult, generate
+from cs336_basics.config.sampling import SamplingParams
+from cs336_basics.generation.loop import GenerationResult, generate
 from cs336_basics.generation.sampler import (
-                                            DEFAULT_PROMPTS,
-                                            READING_TEMPERATURE,
-                                            READING_TOP_P,
-                                            Sampler,
-                                            results_to_markdown,
+    DEFAULT_PROMPTS,
+    READING_TEMPERATURE,
+    READING_TOP_P,
+    Sampler,
+    results_to_markdown,
 )
-from cs336_basics.generation.sampling import SamplingParams
 
 __all__ = ["generate", "GenerationResult", "Sampler", "SamplingParams", "DEFAULT_PROMPTS", "READING_TEMPERATURE",
            "READING_TOP_P", "results_to_markdown"]

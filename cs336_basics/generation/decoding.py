@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from cs336_basics.model.variants import POSITION
+from cs336_basics.config.variants import POSITION
 
 LEFT_PAD_ID = 0
 """Id written into padding slots; they are masked out, so any valid id works."""

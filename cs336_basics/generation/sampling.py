@@ -28,35 +28,9 @@ renormalises automatically and removed ids have probability exactly 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from cs336_basics.errors import UserError
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to pick the next token; validated once so the decode loop need not re-check."""
-
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not (self.temperature >= 0.0) or self.temperature == float("inf"):
-            raise UserError(f"temperature must be a finite number >= 0 (0 means greedy), got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise UserError(f"top_k must be >= 1 (or omitted to disable it), got {self.top_k}")
-        if self.top_p is not None and not (0.0 < self.top_p <= 1.0):
-            raise UserError(f"top_p must be in (0, 1] (or omitted to disable it), got {self.top_p}")
-        if not (self.repetition_penalty > 0.0) or self.repetition_penalty == float("inf"):
-            raise UserError(f"repetition_penalty must be a finite number > 0 (1 disables it), got {self.repetition_penalty}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
+from cs336_basics.config.sampling import SamplingParams
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Which transformers class an exported model becomes, with its ``config.json`` and weights in that class's layout.
 
-:func:`choose_class` picks, for a :class:`~cs336_basics.model.config.ModelConfig`,
+:func:`choose_class` picks, for a :class:`~cs336_basics.config.model.ModelConfig`,
 a built-in transformers class that computes exactly our model when one does,
 else our own :class:`CS336ForCausalLM` (``modeling_cs336.py``, shipped in the
 folder and loaded with ``trust_remote_code=True``). The built-in classes all

@@ -18,7 +18,7 @@ Attention kernels are sibling modules picked by name (``ModelConfig.attention``)
 - ``auto`` (the default) is not a kernel of its own: when the model is built it
   becomes SDPA on CPU and CUDA, where PyTorch's fused kernels are faster (the
   model benchmark measures both in a whole training step), and the reference on
-  other devices (:func:`cs336_basics.model.variants.attention_kernel`).
+  other devices (:func:`cs336_basics.config.variants.attention_kernel`).
 
 Both are tested equal. The kernel receives ``mask=None, is_causal=True`` for
 plain causal attention so SDPA can use its causal fast path; causality is

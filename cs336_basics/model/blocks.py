@@ -1,7 +1,8 @@
 """Transformer blocks: where the normalisations and residual connections go.
 
-Sibling classes picked by ``ModelConfig.block`` (the registry in
-:mod:`cs336_basics.model.variants`):
+Sibling classes picked by ``ModelConfig.block`` (the map in
+:mod:`cs336_basics.model.variants`; :func:`~cs336_basics.model.transformer.build_block`
+assembles one block from a config):
 
 - :class:`PreNormBlock` ``x += Attn(N1(x)); x += FFN(N2(x))`` (GPT-2 and Llama;
   the residual stream is never normalised, which keeps gradients healthy);
@@ -21,14 +22,11 @@ map across trivially.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from cs336_basics.model.attention import MultiHeadSelfAttention
-from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.kv_cache import LayerCache
 from cs336_basics.model.layers import NoNorm, dropout_or_identity
-from cs336_basics.model.variants import ATTENTION, BLOCK, FFN, NORM, QK_NORM, attention_kernel
 
 
 class PreNormBlock(nn.Module):
@@ -73,26 +71,3 @@ class ParallelBlock(PreNormBlock):
 
 TransformerBlock = PreNormBlock
 """The block of both reference architectures."""
-
-
-def build_block(cfg: ModelConfig, rotary: nn.Module | None = None, *, device=None, dtype=None,
-                generator: torch.Generator | None = None, attention_device=None) -> PreNormBlock:
-    """One block as ``cfg`` describes it, every part picked from its registry.
-
-    ``rotary`` is the (shared) position rotation for its attention; the model passes
-    one :class:`~cs336_basics.model.positions.RotaryEmbedding` to every layer. The
-    ``auto`` attention kernel is resolved here, once, for ``attention_device`` (default: ``device``).
-    """
-    target = attention_device if attention_device is not None else device
-    device_type = torch.device(target).type if target is not None else torch.get_default_device().type
-    kernel = ATTENTION.load(attention_kernel(cfg.attention, device_type))(cfg.attn_pdrop)
-    qk_norm = QK_NORM.load(cfg.qk_norm)
-    attn = MultiHeadSelfAttention(cfg.d_model, cfg.num_heads, rotary=rotary, kernel=kernel, device=device,
-                                  dtype=dtype, generator=generator,
-                                  q_norm=qk_norm(cfg.head_size, cfg.norm_eps, device=device, dtype=dtype),
-                                  k_norm=qk_norm(cfg.head_size, cfg.norm_eps, device=device, dtype=dtype))
-    ffn = FFN.load(cfg.ffn).from_config(cfg, device=device, dtype=dtype, generator=generator)
-    norm = NORM.load(cfg.norm)
-    ln1 = norm(cfg.d_model, cfg.norm_eps, device=device, dtype=dtype)
-    ln2 = norm(cfg.d_model, cfg.norm_eps, device=device, dtype=dtype)
-    return BLOCK.load(cfg.block)(attn, ffn, ln1, ln2, cfg.residual_pdrop)

@@ -1,7 +1,7 @@
 """The Transformer language model: embeddings, a stack of blocks, a final norm and the LM head.
 
 ``TransformerLM(cfg)`` builds the architecture a
-:class:`~cs336_basics.model.config.ModelConfig` names; every variant is a
+:class:`~cs336_basics.config.model.ModelConfig` names; every variant is a
 sibling class chosen here, at construction, so ``forward`` is the same straight
 line for all of them:
 
@@ -35,13 +35,38 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from cs336_basics.config import ModelConfig
+from cs336_basics.config.variants import FFN, POSITION, attention_kernel
 from cs336_basics.errors import UserError
-from cs336_basics.model.blocks import build_block
-from cs336_basics.model.config import ModelConfig
+from cs336_basics.model.attention import MultiHeadSelfAttention
+from cs336_basics.model.blocks import PreNormBlock
 from cs336_basics.model.init import make_generator, tied_embedding_std
 from cs336_basics.model.kv_cache import KVCache
 from cs336_basics.model.layers import Embedding, Linear, dropout_or_identity
-from cs336_basics.model.variants import FFN, INIT, NORM, POSITION
+from cs336_basics.model.variants import ATTENTION_KERNELS, BLOCKS, FFNS, INITS, NORMS, POSITIONS, QK_NORMS
+
+
+def build_block(cfg: ModelConfig, rotary: nn.Module | None = None, *, device=None, dtype=None,
+                generator: torch.Generator | None = None, attention_device=None) -> PreNormBlock:
+    """One block as ``cfg`` describes it, every part picked by name from its map.
+
+    ``rotary`` is the (shared) position rotation for its attention; the model passes
+    one :class:`~cs336_basics.model.positions.RotaryEmbedding` to every layer. The
+    ``auto`` attention kernel is resolved here, once, for ``attention_device`` (default: ``device``).
+    """
+    target = attention_device if attention_device is not None else device
+    device_type = torch.device(target).type if target is not None else torch.get_default_device().type
+    kernel = ATTENTION_KERNELS[attention_kernel(cfg.attention, device_type)](cfg.attn_pdrop)
+    qk_norm = QK_NORMS[cfg.qk_norm]
+    attn = MultiHeadSelfAttention(cfg.d_model, cfg.num_heads, rotary=rotary, kernel=kernel, device=device,
+                                  dtype=dtype, generator=generator,
+                                  q_norm=qk_norm(cfg.head_size, cfg.norm_eps, device=device, dtype=dtype),
+                                  k_norm=qk_norm(cfg.head_size, cfg.norm_eps, device=device, dtype=dtype))
+    ffn = FFNS[cfg.ffn].from_config(cfg, device=device, dtype=dtype, generator=generator)
+    norm = NORMS[cfg.norm]
+    ln1 = norm(cfg.d_model, cfg.norm_eps, device=device, dtype=dtype)
+    ln2 = norm(cfg.d_model, cfg.norm_eps, device=device, dtype=dtype)
+    return BLOCKS[cfg.block](attn, ffn, ln1, ln2, cfg.residual_pdrop)
 
 
 class TiedLMHead(nn.Module):
@@ -75,19 +100,19 @@ class TransformerLM(nn.Module):
         vocab_size = cfg.require_vocab_size()
         self.token_embeddings = Embedding(vocab_size, d, device=device, dtype=dtype, generator=gen,
                                           std=tied_embedding_std(d, vocab_size) if cfg.tie_embeddings else 1.0)
-        positions = POSITION.load(cfg.position)
+        positions = POSITIONS[cfg.position]
         self.position_embeddings = positions.absolute(cfg, device=device, dtype=dtype, generator=gen)
         rotary = positions.rotary(cfg, device=device)
         self.embed_dropout = dropout_or_identity(cfg.residual_pdrop)
         self.layers = nn.ModuleList(build_block(cfg, rotary, device=device, dtype=dtype, generator=gen,
                                                 attention_device=attention_device)
                                     for _ in range(cfg.num_layers))
-        self.ln_final = NORM.load(cfg.norm)(d, cfg.norm_eps, device=device, dtype=dtype)
+        self.ln_final = NORMS[cfg.norm](d, cfg.norm_eps, device=device, dtype=dtype)
         if cfg.tie_embeddings:
             self.lm_head = TiedLMHead(self.token_embeddings)
         else:
             self.lm_head = Linear(d, vocab_size, device=device, dtype=dtype, generator=gen)
-        INIT.load(cfg.init).apply(self)
+        INITS[cfg.init].apply(self)
         self._moe_ffns = [layer.ffn for layer in self.layers if FFN[cfg.ffn].experts]
         self._absolute_limit = cfg.context_length if POSITION[cfg.position].learned_table else None
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cs336_basics.config import unused_fields
 from cs336_basics.errors import UserError
-from cs336_basics.model.variants import FFN, POSITION
 from cs336_basics.runs.metrics import DIVERGED, INTERRUPTED, Event, Field, read_jsonl
 
 # The plot/table x axes and the metrics.jsonl field each one reads.
@@ -127,20 +127,11 @@ def curve_event(metric: str) -> str:
 
 def relevant_config(config: dict[str, Any]) -> dict[str, Any]:
     """A flattened config without the keys its own choices make unused (MoE sizes of a dense model, the RoPE
-    base of a model without RoPE, a schedule's parameters under another schedule), so runs are not told
-    apart by settings that changed nothing."""
-    out = dict(config)
-    ffn, position, schedule = config.get("model.ffn"), config.get("model.position"), config.get("optimizer.schedule")
-    if ffn in FFN.entries and not FFN[ffn].experts:
-        for key in ("model.num_experts", "model.moe_top_k", "model.moe_aux_loss_coef"):
-            out.pop(key, None)
-    if position in POSITION.entries and not POSITION[position].rotary:
-        out.pop("model.rope_theta", None)
-    if schedule is not None and schedule != "wsd":
-        out.pop("optimizer.wsd_decay_fraction", None)
-    if schedule is not None and schedule != "cosine":
-        out.pop("optimizer.cosine_cycle_iters", None)
-    return out
+    base of a model without RoPE, a schedule's parameters under another schedule, Muon's settings under AdamW;
+    the table is :data:`cs336_basics.config.run.CONDITIONAL_FIELDS`), so runs are not told apart by settings
+    that changed nothing."""
+    unused = unused_fields(config)
+    return {k: v for k, v in config.items() if k not in unused}
 
 
 def summarize_records(records: list[dict[str, Any]]) -> RunSummary:

@@ -19,11 +19,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from cs336_basics.config import RunConfig, from_dict, load_config
+from cs336_basics.config import ModelConfig, RunConfig, from_dict, load_config
+from cs336_basics.config.accounting import count_parameters
 from cs336_basics.errors import UserError, disk_full_is_user_error
 from cs336_basics.model import TransformerLM
-from cs336_basics.model.accounting import count_parameters
-from cs336_basics.model.config import ModelConfig
 from cs336_basics.runs.checkpoint import (
     CheckpointManager,
     check_finite,

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from cs336_basics.config import to_dict
+from cs336_basics.config.accounting import flops_per_token
 from cs336_basics.errors import ExitCode
 from cs336_basics.evaluation import EvalResult
 from cs336_basics.hardware import resolve_device
-from cs336_basics.model.accounting import flops_per_token
 from cs336_basics.progress import info, progress
 from cs336_basics.runs.checkpoint import CheckpointManager, model_state_dict
 from cs336_basics.runs.lock import RunLock

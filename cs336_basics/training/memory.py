@@ -5,12 +5,12 @@ later, deep inside an allocation, after the run directory was written. The
 estimate adds, in bytes:
 
 - **parameters** and their **gradients**: 4 bytes each (float32 master weights,
-  whatever the autocast dtype), counted by :mod:`cs336_basics.model.accounting`;
+  whatever the autocast dtype), counted by :mod:`cs336_basics.config.accounting`;
 - **optimizer state**: AdamW's two moments per parameter (Muon keeps one buffer
   for the blocks' matrices instead);
 - the larger of two peaks. Training: the activations backward keeps for one
   micro-batch (the handout's itemisation,
-  :func:`~cs336_basics.model.accounting.activation_elements`, with the ``(B, H, T, T)``
+  :func:`~cs336_basics.config.accounting.activation_elements`, with the ``(B, H, T, T)``
   attention scores once, and only where they are materialised: the reference
   kernel keeps its softmax output alone, SDPA none without dropout), one more
   layer's worth for the gradients backward holds in flight, and the batch
@@ -48,9 +48,9 @@ from pathlib import Path
 
 import torch
 
+from cs336_basics.config.accounting import activation_elements, count_parameters
+from cs336_basics.config.variants import FFN, attention_kernel
 from cs336_basics.errors import UserError
-from cs336_basics.model.accounting import activation_elements, count_parameters
-from cs336_basics.model.variants import FFN, attention_kernel
 from cs336_basics.precision import MIN_MEASURED_WIDTH
 
 try:  # Unix only: the address-space limit

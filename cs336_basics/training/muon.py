@@ -147,7 +147,7 @@ def hidden_matrix_ids(model: nn.Module) -> set[int]:
 
 
 def build_muon(model: nn.Module, cfg) -> Muon:
-    """Muon + AdamW from an :class:`~cs336_basics.training.config.OptimizerConfig` (``name = "muon"``)."""
+    """Muon + AdamW from an :class:`~cs336_basics.config.training.OptimizerConfig` (``name = "muon"``)."""
     hidden = hidden_matrix_ids(model)
     adamw_groups = []
     for group in param_groups(model, cfg.weight_decay, cfg.decay_all):

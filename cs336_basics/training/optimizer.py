@@ -314,7 +314,7 @@ def param_groups(model: nn.Module, weight_decay: float, decay_all: bool = False)
 
 
 def build_optimizer(model: nn.Module, cfg) -> AdamW:
-    """AdamW from an :class:`~cs336_basics.training.config.OptimizerConfig` (lr is set per step by the schedule)."""
+    """AdamW from an :class:`~cs336_basics.config.training.OptimizerConfig` (lr is set per step by the schedule)."""
     return AdamW(param_groups(model, cfg.weight_decay, cfg.decay_all), lr=cfg.lr_max,
                  betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=cfg.foreach,
                  compile=cfg.compile)

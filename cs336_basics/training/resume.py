@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cs336_basics.config import from_dict
+from cs336_basics.config import ModelConfig, from_dict
 from cs336_basics.errors import UserError
-from cs336_basics.model.config import ModelConfig
 from cs336_basics.runs.checkpoint import load_model_weights, read_checkpoint
 from cs336_basics.runs.train_state import TrainState
 from cs336_basics.training.resolve import check_optimizer_resumable

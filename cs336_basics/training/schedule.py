@@ -56,7 +56,7 @@ def lr_wsd_schedule(it: int, lr_max: float, lr_min: float, warmup_iters: int, to
 
 
 def build_schedule(cfg, total_steps: int) -> Callable[[int], float]:
-    """The schedule an :class:`~cs336_basics.training.config.OptimizerConfig` describes, as ``step -> lr``."""
+    """The schedule an :class:`~cs336_basics.config.training.OptimizerConfig` describes, as ``step -> lr``."""
     if cfg.schedule == "cosine":
         cycle = cfg.cosine_cycle_iters if cfg.cosine_cycle_iters is not None else max(total_steps - 1, 0)
         return lambda it: lr_cosine_schedule(it, cfg.lr_max, cfg.lr_min, cfg.warmup_iters, cycle)

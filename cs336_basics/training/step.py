@@ -86,7 +86,8 @@ class StepResult:
 
 
 OPTIMIZER_BUILDERS = {"adamw": build_optimizer, "muon": build_muon}
-"""``optimizer.name`` -> ``builder(model, OptimizerConfig)`` (the names are checked when the config loads)."""
+"""``optimizer.name`` -> ``builder(model, OptimizerConfig)``: the torch side of
+:data:`~cs336_basics.config.training.OPTIMIZERS`, which lists the names (checked when the config loads)."""
 
 
 def optimizer_layout(cfg) -> list[tuple[int, bool]]:

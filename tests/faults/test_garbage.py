@@ -14,12 +14,11 @@ import pytest
 import torch
 
 from cs336_basics.cli import main
+from cs336_basics.config import ModelConfig, OptimizerConfig
 from cs336_basics.evaluation.loss import _score_batch
 from cs336_basics.generation.sampling import SamplingParams, choose_next, make_generator
-from cs336_basics.model.config import ModelConfig
 from cs336_basics.model.transformer import TransformerLM
 from cs336_basics.runs.metrics import read_jsonl
-from cs336_basics.training.config import OptimizerConfig
 from cs336_basics.training.divergence import DivergenceRule
 from cs336_basics.training.step import TrainStep
 from tests.faults.cli_checks import one_line_error, train_args

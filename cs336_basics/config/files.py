@@ -1,19 +1,11 @@
-"""Typed configuration: dataclasses per component, TOML/YAML files, ``--set`` overrides.
+"""Config files and overrides: TOML/YAML in and out, ``--set`` assignments, all driven by the type hints.
 
-A run is described by one :class:`RunConfig` with five sections, each a small
-dataclass owned by the package it configures:
-
-- ``model``     -> :class:`cs336_basics.model.config.ModelConfig`
-- ``optimizer`` -> :class:`cs336_basics.training.config.OptimizerConfig`
-- ``data``      -> :class:`cs336_basics.training.config.DataConfig`
-- ``train``     -> :class:`cs336_basics.training.config.TrainConfig`
-- ``logging``   -> :class:`cs336_basics.training.config.LoggingConfig`
-
-Files are TOML (``[model]`` tables) or YAML (a mapping per section). Overrides
-look like ``--set model.d_model=512``. Unknown keys and values of the wrong type
-are :class:`~cs336_basics.errors.ConfigError` naming the full key, in the spirit
-of nanoGPT's configurator but without ``exec``. No framework: the machinery is
-the ~150 lines below, driven by the dataclasses' type hints.
+Files are TOML (``[model]`` tables) or YAML (a mapping per section); see
+:class:`~cs336_basics.config.run.RunConfig` for the sections. Overrides look like
+``--set model.d_model=512``. Unknown keys and values of the wrong type are
+:class:`~cs336_basics.errors.ConfigError` naming the full key, in the spirit of
+nanoGPT's configurator but without ``exec``. No framework: the machinery is the
+~150 lines below, driven by the dataclasses' type hints.
 """
 
 from __future__ import annotations
@@ -26,40 +18,18 @@ import reprlib
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import tomli_w
 import yaml
 
+from cs336_basics.config.presets import resolve_config_path
+from cs336_basics.config.run import RunConfig
 from cs336_basics.errors import ConfigError
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.model.config import ModelConfig
-from cs336_basics.training.config import DataConfig, LoggingConfig, OptimizerConfig, TrainConfig
 
 T = TypeVar("T")
-
-
-@dataclass
-class RunConfig:
-    """Everything that determines a training run; written as ``config.toml`` into its run directory."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """The network's shape and variant choices."""
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    """AdamW hyper-parameters, learning-rate schedule and gradient clipping."""
-    data: DataConfig = field(default_factory=DataConfig)
-    """Where the token files and the tokenizer live."""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    """Batch size, length of the run, evaluation/checkpoint cadence, device."""
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    """Console, metrics.jsonl, Weights & Biases and TensorBoard settings."""
-
-    def tokens_per_step(self, world_size: int = 1) -> int:
-        """Training tokens one optimizer step consumes: ``train.batch_size`` sequences per process (already the
-        whole step, gradient accumulation only splits it) x processes x ``model.context_length``."""
-        return self.train.batch_size * world_size * self.model.context_length
 
 
 # ----------------------------------------------------------------------------- type coercion
@@ -327,29 +297,6 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
     return data
-
-
-PRESET_DIR = Path(__file__).resolve().parent / "configs"
-"""The shipped presets (``configs/`` at the top of a checkout links here)."""
-
-
-def preset_names() -> list[str]:
-    """Every shipped config, by the name that selects it (``tinystories``, ``experiments/lr_cpu``, ``models/gpt2``)."""
-    return sorted(p.relative_to(PRESET_DIR).with_suffix("").as_posix() for p in PRESET_DIR.rglob("*.toml"))
-
-
-def resolve_config_path(name: str | Path) -> Path:
-    """A config file: ``name`` itself when it exists, else the shipped preset of that name."""
-    path = Path(name)
-    if path.exists():
-        return path
-    for candidate in (PRESET_DIR / path, PRESET_DIR / f"{path}.toml"):
-        if candidate.is_file():
-            return candidate
-    top = [n for n in preset_names() if "/" not in n]
-    folders = sorted({n.split("/")[0] for n in preset_names() if "/" in n})
-    raise ConfigError(f"config file not found: {name} (or give a preset name: {', '.join(top)}, or "
-                      f"{', '.join(f'{f}/NAME' for f in folders)} from {PRESET_DIR})")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, cls: type[T] = RunConfig) -> T:

@@ -1,4 +1,4 @@
-"""``generate``: batched autoregressive sampling with a KV cache, stop conditions and streaming.
+"""The decode loop, ``generate``: batched autoregressive sampling with a KV cache, stop conditions, streaming.
 
 One loop serves every use: the CLI (one prompt, streamed), the training loop's
 periodic samples (a few prompts, seeded) and evaluation. Per step it asks the
@@ -7,7 +7,9 @@ masks ids beyond the tokenizer's vocabulary, applies the repetition penalty,
 picks one id per row (:mod:`.sampling`), and feeds the id to the row's
 :class:`~.streaming.TextStream`. A row finishes at the end-of-text id ("eos"),
 when its text contains a stop string ("stop"), or after ``max_new_tokens``
-("length"); the loop ends when all rows have finished.
+("length"); the loop ends when all rows have finished. What to generate comes
+as one :class:`~cs336_basics.config.sampling.SamplingParams`; how (cache, device, dtype,
+seed, streaming) as ``generate``'s keyword arguments.
 
 Notable choices:
 
@@ -33,7 +35,8 @@ import torch
 from cs336_basics.errors import UserError
 from cs336_basics.precision import autocast
 from cs336_basics.generation.decoding import make_decoder
-from cs336_basics.generation.sampling import SamplingParams, apply_repetition_penalty, choose_next, make_generator
+from cs336_basics.generation.sampling import apply_repetition_penalty, choose_next, make_generator
+from cs336_basics.config.sampling import SamplingParams
 from cs336_basics.generation.streaming import TextStream
 
 
@@ -86,49 +89,42 @@ def _encode_prompts(tokenizer, prompts: Sequence[str], context_length: int) -> l
     return encoded
 
 
-def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *, max_new_tokens: int = 256,
-             temperature: float = 1.0, top_p: float | None = None, top_k: int | None = None,
-             repetition_penalty: float = 1.0, stop: Sequence[str] | None = None, seed: int | None = None,
-             use_cache: bool = True, on_token: TokenCallback | None = None, device: str | torch.device | None = None,
-             stop_at_eos: bool = True, return_logits: bool = False,
-             dtype: torch.dtype = torch.float32) -> list[GenerationResult]:
+def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str],
+             sampling: SamplingParams = SamplingParams(), *, seed: int | None = None, use_cache: bool = True,
+             on_token: TokenCallback | None = None, device: str | torch.device | None = None,
+             return_logits: bool = False, dtype: torch.dtype = torch.float32) -> list[GenerationResult]:
     """Continue each prompt; one :class:`GenerationResult` per prompt, in order.
 
-    ``temperature=0`` is greedy decoding. ``top_k``/``top_p`` restrict sampling
-    to the k most likely ids / the smallest set reaching probability p.
-    ``repetition_penalty`` > 1 discourages ids already in the row's sequence
-    (prompt included). ``stop`` strings end a row (its text is cut before the
-    stop string). ``seed`` makes sampling reproducible. ``on_token(row, piece)``
-    streams completed text. ``use_cache=False`` recomputes the whole context at
-    every step (the slow reference). Inputs go to the model's device (``device``
-    is used only for a model without parameters). ``dtype`` is the autocast
-    dtype of the forward passes (sampling itself is always float32).
+    ``sampling`` says what to generate (:class:`~cs336_basics.config.sampling.SamplingParams`:
+    temperature, top-k/top-p, repetition penalty, ``max_new_tokens``, stop
+    strings, whether end-of-text ends a row). ``seed`` makes sampling
+    reproducible. ``on_token(row, piece)`` streams completed text.
+    ``use_cache=False`` recomputes the whole context at every step (the slow
+    reference). Inputs go to the model's device (``device`` is used only for a
+    model without parameters). ``dtype`` is the autocast dtype of the forward
+    passes (sampling itself is always float32).
     """
     if isinstance(prompts, str):
         prompts = [prompts]
     prompts = list(prompts)
     if not prompts:
         return []
-    if max_new_tokens < 0:
-        raise UserError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    params = SamplingParams(temperature=float(temperature), top_k=top_k, top_p=top_p,
-                            repetition_penalty=float(repetition_penalty))
     cfg = model.config
     vocab_size = tokenizer.vocab_size
     check_tokenizer_fits(model, tokenizer)
     # the inputs must live where the weights are; ``device`` only matters for a parameterless model
     device = _model_device(model, device)
-    eos_id = tokenizer.eos_id if stop_at_eos else None
+    eos_id = tokenizer.eos_id if sampling.stop_at_eos else None
 
     histories = _encode_prompts(tokenizer, prompts, cfg.context_length)
     results = [GenerationResult(prompt=p, text="", token_ids=[], stopped_by="length", prompt_ids=list(h))
                for p, h in zip(prompts, histories)]
-    streams = [TextStream(tokenizer, list(stop or [])) for _ in prompts]
+    streams = [TextStream(tokenizer, list(sampling.stop)) for _ in prompts]
     done = [False] * len(prompts)
     step_logits: list[list[torch.Tensor]] = [[] for _ in prompts]
     generator = make_generator(seed, device)
     seen = None
-    if params.repetition_penalty != 1.0:
+    if sampling.repetition_penalty != 1.0:
         seen = torch.zeros((len(prompts), vocab_size), dtype=torch.bool, device=device)  # (B, V_tokenizer)
         for row, ids in enumerate(histories):
             seen[row, torch.tensor(ids, dtype=torch.long, device=device)] = True
@@ -138,15 +134,15 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
     try:
         with torch.inference_mode(), autocast(device, dtype):
             decoder = make_decoder(model, use_cache, device)
-            logits = decoder.prefill(histories) if max_new_tokens > 0 else None
-            for step in range(max_new_tokens):
+            logits = decoder.prefill(histories) if sampling.max_new_tokens > 0 else None
+            for step in range(sampling.max_new_tokens):
                 raw = logits.float()  # (B, V_model)
                 _check_finite_logits(raw)
                 # ids beyond the tokenizer (padded embedding rows) are simply not candidates
                 scores = raw[:, :vocab_size]  # (B, V_tokenizer)
                 if seen is not None:
-                    scores = apply_repetition_penalty(scores, seen, params.repetition_penalty)
-                next_ids = choose_next(scores, params, generator)  # (B,)
+                    scores = apply_repetition_penalty(scores, seen, sampling.repetition_penalty)
+                next_ids = choose_next(scores, sampling, generator)  # (B,)
                 if seen is not None:
                     seen[torch.arange(len(prompts), device=device), next_ids] = True
                 for row, token in enumerate(next_ids.tolist()):
@@ -157,7 +153,7 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str], *,
                         step_logits[row].append(raw[row].cpu())
                     _advance_row(row, token, results[row], streams[row], eos_id, on_token)
                     done[row] = results[row].stopped_by != "length"
-                if all(done) or step == max_new_tokens - 1:
+                if all(done) or step == sampling.max_new_tokens - 1:
                     break
                 logits = decoder.step(next_ids, histories)
     finally:

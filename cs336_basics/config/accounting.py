@@ -26,8 +26,8 @@ Formulas follow the CS336 handouts (``transformer_accounting`` and
 
 from __future__ import annotations
 
-from cs336_basics.model.config import ModelConfig
-from cs336_basics.model.variants import BLOCK, FFN, NORM, POSITION, QK_NORM
+from cs336_basics.config.model import ModelConfig
+from cs336_basics.config.variants import BLOCK, FFN, NORM, POSITION, QK_NORM
 
 
 def resolved_d_ff(cfg: ModelConfig) -> int:

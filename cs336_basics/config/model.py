@@ -1,11 +1,12 @@
 """ModelConfig: the shape of the network and which variant of each part to use.
 
 Variants are picked by name (``position="rope"``, ``ffn="swiglu"``, ...); the
-allowed names come from the registries in :mod:`cs336_basics.model.variants`,
-which map each name to a sibling class, so ``forward`` never branches on flags.
-``__post_init__`` validates every field once (names, ranges, divisibility), so an
-invalid model config cannot be loaded, swept, written into a run directory or
-built. The defaults are the CS336 spring-2025 (Llama-style) TinyStories model.
+allowed names come from the registries in :mod:`cs336_basics.config.variants`,
+and :mod:`cs336_basics.model.variants` maps each name to a sibling class, so
+``forward`` never branches on flags. ``__post_init__`` validates every field once
+(names, ranges, divisibility), so an invalid model config cannot be loaded,
+swept, written into a run directory or built. The defaults are the CS336
+spring-2025 (Llama-style) TinyStories model.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from cs336_basics.model.variants import (ATTENTION, BLOCK, FFN, INIT, NORM, POSITION, QK_NORM, REGISTRIES,
-                                         default_d_ff)
+from cs336_basics.config.variants import (ATTENTION, BLOCK, FFN, INIT, NORM, POSITION, QK_NORM, REGISTRIES,
+                                          default_d_ff)
 
 LIMITS = {"vocab_size": 2**22, "context_length": 2**20, "d_model": 2**16, "num_layers": 2**10, "num_heads": 2**10,
           "d_ff": 2**18, "num_experts": 2**10}

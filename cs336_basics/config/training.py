@@ -33,8 +33,26 @@ trains (a sweep looking for the divergence edge goes to 10-100), and low enough 
 ``lr / (1 - beta1^t)`` (beta1 < 1 in float64: a factor below 1e16) stays within float32's range, so such a
 rate diverges as a run instead of failing as arithmetic."""
 
-OPTIMIZER_NAMES = ("adamw", "muon")
-"""The values of ``optimizer.name`` (the builders are chosen in :mod:`cs336_basics.training.step`)."""
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One value of ``optimizer.name``; its builder is ``OPTIMIZER_BUILDERS[name]`` in :mod:`cs336_basics.training.step`
+    (a test checks that the names agree and that each builder reads exactly ``reads``)."""
+
+    doc: str
+    reads: tuple[str, ...]
+    """The OptimizerConfig fields its builder reads (the schedule's and grad_clip are the loop's, for every name)."""
+
+
+_ADAMW_READS = ("lr_max", "beta1", "beta2", "eps", "weight_decay", "decay_all", "foreach", "compile")
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "adamw": OptimizerSpec("AdamW for every parameter (Loshchilov & Hutter 2019)", _ADAMW_READS),
+    "muon": OptimizerSpec("Muon for the blocks' 2-D matrices, AdamW for embeddings, LM head, norms and biases "
+                          "(Jordan 2024)", _ADAMW_READS + ("muon_lr", "muon_momentum", "muon_nesterov",
+                                                           "muon_ns_steps", "muon_weight_decay")),
+}
+"""Every optimizer, by the name ``optimizer.name`` takes: the one list of allowed names."""
+OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 OptimizerName = Literal[OPTIMIZER_NAMES]  # type: ignore[valid-type]
 
 
