@@ -184,8 +184,8 @@ class BudgetPlan:
 
 
 RESERVE_FRACTION = 0.05
-"""The part of the budget no plan spends: the last samples and the report take about 2 s, and a busy machine's
-timing noise the rest (a 9-minute quickstart keeps 27 s)."""
+"""The part of the budget no plan spends: the last samples and the report, and a busy machine's
+timing noise."""
 
 
 def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_tokens: int, eval_tokens: int | None,

@@ -13,9 +13,8 @@
 - Loads check every record of the zip archive (each tensor, the pickle) against
   the CRC-32 stored beside it before ``torch.load`` reads it (``torch.load`` does
   not): a flipped bit is an error naming the file, never silently different
-  weights. The check reads the file once more, from the page cache: on a
-  100 MB checkpoint 0.03-0.09 s (1-3 GB/s, depending on the machine's load)
-  next to 0.15-0.17 s for the load itself.
+  weights. The check reads the file once more, from the page cache, at memory
+  speed: a small cost next to the load itself.
 - State-dict keys never carry ``torch.compile``'s ``_orig_mod.`` or DDP's
   ``module.`` prefix: the wrappers are removed before saving and the prefixes
   are stripped again on load (for checkpoints written by other code).

@@ -18,7 +18,7 @@ mtime, content hash: whole file up to 64 MiB, else 64 sampled blocks) changed,
 and ``open_token_file`` refuses a token file whose manifest does not match the
 tokenizer or model in use, or whose ids fall outside the vocabulary. The ids
 are read, never taken on trust: a chunked scan of the whole file runs at
-memory speed (about 11 GB/s from the page cache: 0.05 s for 500 MB), while a
+memory speed, while a
 manifest's ``min_id``/``max_id`` describe the file only as it was written (a
 file changed in place with its mtime restored looks current). No manifest is
 a warning; a manifest that is not a JSON object with the required keys is an
@@ -33,7 +33,7 @@ in-kernel copy, flushing to disk in the background as it goes; the temp file is
 then renamed into place (no partial file ever carries the final name). The
 assembly overlaps the encoding, so the serial work after the last range is one
 part's copy and a short fsync. (Sending the ids through the pool's pipe
-instead cost the parent ~1.4 s of CPU per 200 MB, taken from the workers.) Invalid UTF-8 in the
+instead would cost the parent CPU time taken from the workers.) Invalid UTF-8 in the
 source is kept as raw bytes (``Tokenizer.encode_bytes`` semantics), so the
 result equals ``tokenizer.encode_bytes(open(path, "rb").read())``, which is
 ``tokenizer.encode(text)`` for a valid UTF-8 file.
