@@ -4,6 +4,11 @@
 to ``benchmarks/results/AREA.jsonl``; ``python -m benchmarks render`` regenerates the
 generated blocks of BENCHMARKS.md and README.md from the records. Each ``bench_AREA.py``
 also runs on its own (``python benchmarks/bench_model.py --quick``) and prints its tables.
+
+Shared by the scripts: ``harness.py`` (measuring, records), ``render.py`` (the text made from the
+records), ``script.py`` (every script's command line), ``corpora.py`` (the data),
+``reference_models.py`` (the standard PyTorch model ours is compared with) and ``standalone.py``
+(the import path of a script run as a file).
 """
 
 # area -> (script module, what it compares); the order of the summary

@@ -28,10 +28,12 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
 from benchmarks.corpora import EOT, GUTENBERG, WEB
-from benchmarks.harness import CACHE, Contender, compare, group, script_main, shared_data
+from benchmarks.harness import CACHE, Contender, compare, group, shared_data
+from benchmarks.script import script_main
+from cs336_basics.fileio import atomic_writer
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 SIZES = {
@@ -70,8 +72,7 @@ def build_corpus(mb: int, data_dir=None) -> Path:
     half = mb * 1_000_000 // 2
     books = _documents(shared_data(GUTENBERG, data_dir), half)
     web = _documents(shared_data(WEB, data_dir), half)
-    tmp = out.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_writer(out, "w") as fh:
         first = True
         # Alternate: one book, then web documents of about the same size.
         for book in books:
@@ -85,7 +86,6 @@ def build_corpus(mb: int, data_dir=None) -> Path:
                     break
         for doc in web:
             fh.write(EOT + doc)
-    tmp.rename(out)
     return out
 
 

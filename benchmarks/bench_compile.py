@@ -31,16 +31,15 @@ interleaved round (above 1: compiling pays off once compiled).
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.harness import Contender, cold_inductor_cache, compare, group, script_main
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
+from benchmarks.harness import Contender, cold_inductor_cache, compare, group
+from benchmarks.script import script_main
 
 from cs336_basics.config import load_config
 from cs336_basics.training.distributed import DistInfo

@@ -24,10 +24,11 @@ import os
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
 from benchmarks.corpora import EOT, GUTENBERG, WEB, text_prefix, tokenizer_dir
-from benchmarks.harness import CACHE, Contender, compare, group, script_main
+from benchmarks.harness import CACHE, Contender, compare, group
+from benchmarks.script import script_main
 
 # The package entry points this script uses (one place, so a restructured package is one edit away).
 from cs336_basics.tokenizer import Tokenizer, tokenize_file

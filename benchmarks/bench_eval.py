@@ -32,17 +32,15 @@ target.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
 from benchmarks.corpora import TINYSTORIES_TRAIN, TINYSTORIES_VALID, text_prefix, token_array, tokenizer_dir
-from benchmarks.harness import Contender, compare, group, script_main
+from benchmarks.harness import Contender, compare, group
+from benchmarks.script import script_main
 
 # The package entry points this script uses (one place, so a restructured package is one edit away).
 from cs336_basics.evaluation import evaluate_loss

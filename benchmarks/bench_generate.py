@@ -45,7 +45,6 @@ decoding loop itself. Whether every contender produced our tokens is recorded.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,10 +52,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
 from benchmarks.corpora import EOT, TINYSTORIES_TRAIN, TINYSTORIES_VALID, text_prefix, tokenizer_dir
-from benchmarks.harness import Contender, cold_inductor_cache, compare, group, script_main
+from benchmarks.harness import Contender, cold_inductor_cache, compare, group
+from benchmarks.script import script_main
 
 # The package entry points this script uses (one place, so a restructured package is one edit away).
 from cs336_basics.export import export_hf

@@ -9,7 +9,7 @@ backward + zeroing the gradients; the loss is PyTorch's for every contender):
   PyTorch's fused SDPA on CPU and CUDA), with ``--shape`` overrides (recorded);
 - ``ours-reference``: the same with ``model.attention=reference``, our
   from-scratch attention kernel (QK^T, mask, softmax with its own backward, V);
-- ``standard``: ``StdGPT`` of ``benchmarks/bench_train.py``, the model written the
+- ``standard``: ``StdGPT`` of ``benchmarks/reference_models.py``, the model written the
   usual way with PyTorch's building blocks (``nn.Linear``, ``nn.RMSNorm``,
   ``F.scaled_dot_product_attention``, RoPE as a complex multiply).
 
@@ -26,17 +26,16 @@ thread (the default here) CPU time is the least disturbed by other jobs.
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_train import StdGPT
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
 from benchmarks.corpora import TINYSTORIES_TRAIN, text_prefix, token_array, tokenizer_dir
-from benchmarks.harness import Contender, compare, group, script_main
+from benchmarks.harness import Contender, compare, group
+from benchmarks.reference_models import StdGPT
+from benchmarks.script import script_main
 
 # The package entry points this script uses (one place, so a restructured package is one edit away).
 from cs336_basics.config import load_config

@@ -39,15 +39,14 @@ temporaries of each step do not page-fault in again). The facts say which path
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.harness import Contender, cold_inductor_cache, compare, group, script_main
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
+from benchmarks.harness import Contender, cold_inductor_cache, compare, group
+from benchmarks.script import script_main
 
 from cs336_basics.config import ModelConfig
 from cs336_basics.model import TransformerLM

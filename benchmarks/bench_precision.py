@@ -22,7 +22,6 @@ here and why (CPU flags, and on a CPU with native bf16 the timed decision).
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
 from benchmarks.bench_train import timed_train
 from benchmarks.corpora import TINYSTORIES_TRAIN, TINYSTORIES_VALID, text_prefix, token_array, tokenizer_dir
-from benchmarks.harness import Contender, Result, compare, group, script_main
+from benchmarks.harness import Contender, Result, compare, group
+from benchmarks.script import script_main
 
 from cs336_basics.config import load_config
 from cs336_basics.hardware import cpu_info

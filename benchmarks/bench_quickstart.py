@@ -30,9 +30,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.harness import REPO, Contender, Timing, compare, group, run_subprocess, script_main
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
+from benchmarks.harness import REPO, Contender, Timing, compare, group, run_subprocess
+from benchmarks.script import script_main
 
 SIZES = {"quick": dict(minutes=9, seeds="0"), "full": dict(minutes=9, seeds="0,1,2")}
 """``seeds``: the ``--seed`` of each run, comma-separated; every contender runs once per seed."""

@@ -23,10 +23,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
 from benchmarks.corpora import GUTENBERG, TINYSTORIES_TRAIN, WEB, text_prefix, tokenizer_dir
-from benchmarks.harness import CACHE, REPO, Contender, compare, group, script_main
+from benchmarks.harness import CACHE, REPO, Contender, compare, group
+from benchmarks.script import script_main
+from cs336_basics.fileio import atomic_writer
 
 SIZES = {
     "quick": dict(mb=50, vocab=2048, repeats=3),
@@ -41,12 +43,10 @@ def input_text(mb: int, data_dir) -> Path:
         return text_prefix(GUTENBERG, mb, data_dir)
     out = CACHE / "corpora" / "english_all_distinct.txt"
     if not out.exists():
-        tmp = out.with_suffix(".tmp")
-        with open(tmp, "wb") as dst:
+        with atomic_writer(out) as dst:
             for part in (GUTENBERG, WEB):
                 with open(text_prefix(part, None, data_dir), "rb") as src:
                     shutil.copyfileobj(src, dst, 1 << 24)
-        tmp.rename(out)
     return out
 
 

@@ -12,7 +12,7 @@ Contenders, run interleaved (one repetition of each per round):
   from-scratch attention kernel;
 - ``ours-compile=true`` (full runs): the same as ours-default with ``train.compile=true``;
 - ``standard-eager`` and ``standard-compiled``: :class:`StandardLoop`, what one
-  writes with stock PyTorch for the same model: ``nn.Embedding``, ``nn.Linear``,
+  writes with stock PyTorch for the same model (``StdGPT`` of ``reference_models.py``): ``nn.Embedding``, ``nn.Linear``,
   ``nn.RMSNorm``, SwiGLU, RoPE (``standard-eager``: a complex multiply, ``torch.polar`` /
   ``view_as_complex``, as in Meta's Llama code; ``standard-eager (real RoPE)`` and ``standard-compiled``: the same
   rotation in real arithmetic, which Inductor fuses), ``F.scaled_dot_product_attention``,
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,15 +54,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
 from benchmarks.corpora import TINYSTORIES_TRAIN, TINYSTORIES_VALID, text_prefix, token_array, tokenizer_dir
-from benchmarks.harness import Contender, Timing, compare, group, script_main
+from benchmarks.harness import Contender, Timing, compare, group
+from benchmarks.reference_models import StdGPT
+from benchmarks.script import script_main
 
 # The package entry points this script uses (one place, so a restructured package is one edit away).
 from cs336_basics.config import load_config
 from cs336_basics.config.accounting import flops_per_token
-from cs336_basics.model import TransformerLM
 from cs336_basics.precision import NAMES as DTYPES
 from cs336_basics.training.loop import train
 from cs336_basics.training.loss import cross_entropy
@@ -77,80 +77,6 @@ SIZES = {
 
 
 # ----------------------------------------------------------------------------- the standard loop
-
-
-def rope_frequencies(d_head: int, context: int, theta: float) -> torch.Tensor:
-    """Meta's ``precompute_freqs_cis``: e^{i t theta^(-2j/D)} as a complex (T, D/2) table."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (D/2,)
-    angles = torch.outer(torch.arange(context, dtype=torch.float32), inv_freq)  # (T, D/2)
-    return torch.polar(torch.ones_like(angles), angles)
-
-
-def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """Meta's ``apply_rotary_emb``: rotate adjacent pairs of x (B, T, H, D) by one complex multiply."""
-    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, T, H, D/2)
-    return torch.view_as_real(pairs * freqs[:, None, :]).flatten(3).type_as(x)
-
-
-def apply_rope_real(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """The same rotation of adjacent pairs in real arithmetic (Inductor generates code for it; it has no complex
-    kernels): (a, b) -> (a cos - b sin, a sin + b cos), with cos and sin read off the complex table."""
-    cos, sin = freqs.real[:, None, :], freqs.imag[:, None, :]  # (T, 1, D/2)
-    a, b = x.float().reshape(*x.shape[:-1], -1, 2).unbind(-1)  # (B, T, H, D/2) each
-    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(3).type_as(x)
-
-
-ROPE_FORMS = {"complex": apply_rope, "real": apply_rope_real}
-
-
-class StdBlock(nn.Module):
-    def __init__(self, d: int, heads: int, d_ff: int, eps: float, rope: str = "complex") -> None:
-        super().__init__()
-        self.heads, self.rope = heads, ROPE_FORMS[rope]
-        self.norm1, self.norm2 = nn.RMSNorm(d, eps=eps), nn.RMSNorm(d, eps=eps)
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
-        self.proj = nn.Linear(d, d, bias=False)
-        self.w1, self.w3 = nn.Linear(d, d_ff, bias=False), nn.Linear(d, d_ff, bias=False)
-        self.w2 = nn.Linear(d_ff, d, bias=False)
-
-    def forward(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).unbind(2)  # (B, T, H, D) each
-        q, k = self.rope(q, freqs), self.rope(k, freqs)
-        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           is_causal=True)  # (B, H, T, D)
-        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
-        y = self.norm2(x)
-        return x + self.w2(F.silu(self.w1(y)) * self.w3(y))
-
-
-class StdGPT(nn.Module):
-    """The Llama-style model written the usual way with PyTorch's own building blocks."""
-
-    def __init__(self, vocab: int, ctx: int, d: int, layers: int, heads: int, d_ff: int, theta: float = 1e4,
-                 eps: float = 1e-5, rope: str = "complex") -> None:
-        super().__init__()
-        self.emb = nn.Embedding(vocab, d)
-        self.blocks = nn.ModuleList(StdBlock(d, heads, d_ff, eps, rope) for _ in range(layers))
-        self.norm = nn.RMSNorm(d, eps=eps)
-        self.head = nn.Linear(d, vocab, bias=False)
-        self.register_buffer("freqs", rope_frequencies(d // heads, ctx, theta), persistent=False)
-
-    @classmethod
-    def like(cls, m, rope: str = "complex") -> StdGPT:
-        """The standard model of the same shape as our ModelConfig ``m`` (Llama-style settings only)."""
-        ours = TransformerLM(m)
-        d_ff = ours.layers[0].ffn.w1.weight.shape[0]
-        model = cls(m.vocab_size, m.context_length, m.d_model, m.num_layers, m.num_heads, d_ff, m.rope_theta, m.norm_eps,
-                    rope)
-        assert sum(p.numel() for p in model.parameters()) == ours.num_parameters(), "not the same shape as ours"
-        return model
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.emb(ids)
-        for block in self.blocks:
-            x = block(x, self.freqs[: ids.shape[1]])
-        return self.head(self.norm(x))
 
 
 class StandardLoop:

@@ -12,20 +12,13 @@ import lzma
 from pathlib import Path
 
 from benchmarks.harness import CACHE, shared_data
+from cs336_basics.fileio import atomic_write_bytes
 
 EOT = "<|endoftext|>"
 TINYSTORIES_TRAIN = "tinystories/tinystories_train_head.txt"
 TINYSTORIES_VALID = "tinystories/tinystories_valid_head1k.txt"
 GUTENBERG = "english/gutenberg_200M.txt.xz"
 WEB = "english/web_english.txt.xz"
-
-
-def _atomic_write(out: Path, data: bytes) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.rename(out)
-    return out
 
 
 def text_prefix(relative: str, mb: float | None, data_dir: str | Path | None = None) -> Path:
@@ -43,7 +36,8 @@ def text_prefix(relative: str, mb: float | None, data_dir: str | Path | None = N
         data = src.read_bytes()[: None if limit < 0 else limit]
     if mb is not None:
         data = data[: data.rfind(b"\n") + 1]
-    return _atomic_write(out, data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(out, data)
 
 
 def tokenizer_dir(text: Path, vocab_size: int) -> Path:

@@ -63,8 +63,8 @@ import numpy as np
 import torch
 from torch import nn
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` and `cs336_basics` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: benchmarks/standalone.py puts the repository on sys.path
+    import standalone  # noqa: F401
 
 from cs336_basics.config import load_config
 from cs336_basics.config.accounting import flops_per_token

@@ -1,4 +1,5 @@
-"""Text generated from the records: the summary and details in BENCHMARKS.md, the speed figures in README.md.
+"""Text generated from the records: the summary and details in BENCHMARKS.md, the speed figures in README.md,
+the tables of docs/questions.md (:mod:`benchmarks.question_tables`).
 
 Each generated block sits between marker comments, ``<!-- bench:NAME:start -->`` and
 ``<!-- bench:NAME:end -->``; everything outside the markers is hand-written and left
@@ -13,11 +14,12 @@ import json
 import statistics
 from pathlib import Path
 
-from benchmarks import AREAS
+from benchmarks import AREAS, question_tables
 from benchmarks.claims import CLAIMS, Claim
 from benchmarks.harness import REPO, RESULTS, VECTOR_FEATURES, cross_ratios, paired_ratios, rates, spread, verdict
 
-BLOCKS = {"BENCHMARKS.md": ("summary", "details"), "README.md": ("readme-speed", "quickstart-transcript")}
+BLOCKS = {"BENCHMARKS.md": ("summary", "details"), "README.md": ("readme-speed", "quickstart-transcript"),
+          "docs/questions.md": ("questions-recipe_cpu", "questions-quickstart_9min")}
 
 
 # ----------------------------------------------------------------------------- records
@@ -319,7 +321,7 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, str]:
     records = load_records(results_dir)
     chosen = {area: latest(records.get(area, [])) for area in AREAS}
     return {"summary": summary(chosen), "details": details(records, chosen, unfinished_starts(results_dir)), "readme-speed": readme_speed(chosen),
-            "quickstart-transcript": quickstart_transcript(records)}
+            "quickstart-transcript": quickstart_transcript(records), **question_tables.blocks()}
 
 
 def rendered(repo: Path = REPO, results_dir: Path = RESULTS) -> dict[Path, str]:

@@ -67,7 +67,7 @@ def _requested_command(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
     """The full parser; given ``argv`` that names a command, only that command's module is imported.
 
-    Registering every command imports what their help texts need (numpy, HTTP code: ~0.3 s);
+    Registering every command imports what their help texts need (numpy, HTTP code);
     a command run skips the others. ``cs336 --help`` and unknown commands still see them all.
     """
     common = _common_options()

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from cs336_basics.errors import UserError, is_disk_full
-from cs336_basics.fileio import atomic_write_text, sha256_file
+from cs336_basics.fileio import atomic_path, atomic_write_text, sha256_file
 from cs336_basics.outputs import DirOutput, check_output_dir
 
 DOC_DELIMITER = b"<|endoftext|>"
@@ -180,11 +180,12 @@ def _verify_sha(path: Path, expected: str | None, source: str) -> str:
     return actual
 
 
-def place(tmp: Path, final: Path, truncated: bool) -> int:
-    """Rename ``tmp`` to ``final``; a prefix that was cut short first loses its partial last document."""
-    if truncated:
-        cut_after_last_delimiter(tmp)
-    os.replace(tmp, final)
+def place(final: Path, write: Callable[[Path], bool]) -> int:
+    """Write ``final`` atomically with ``write(tmp)``, which returns True when it cut the text short: such a
+    prefix first loses its partial last document. Returns the size placed."""
+    with atomic_path(final, fix=None) as tmp:  # a full disk is the caller's to report, with its own advice
+        if write(tmp):
+            cut_after_last_delimiter(tmp)
     return final.stat().st_size
 
 
@@ -207,8 +208,7 @@ def copy_from_dir(remote: RemoteFile, folder: Path, source_dir: Path, *, max_byt
                             "it is incomplete or a different file")
         source_sha = _verify_sha(src, remote.sha256, str(src)) if remote.sha256 else None
     if src.suffix == ".gz":
-        tmp = folder / f".{remote.local_name}.tmp"
-        size = place(tmp, folder / remote.local_name, gunzip(src, tmp, max_bytes, str(src)))
+        size = place(folder / remote.local_name, lambda tmp: gunzip(src, tmp, max_bytes, str(src)))
     else:
         size = copy_prefix(src, folder / remote.local_name, max_bytes).stat().st_size
     return {"source": str(src.resolve()), "source_sha256": source_sha, "size": size}
@@ -237,8 +237,10 @@ def check_download_folder(folder: Path, files: dict[str, RemoteFile], splits, fr
 def copy_prefix(src: str | Path, dst: str | Path, max_bytes: int | None) -> Path:
     """Copy ``src`` to ``dst`` atomically, cut after the last ``<|endoftext|>`` within ``max_bytes``."""
     src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        truncated = _copy_limited(fin, fout, max_bytes)
-    place(tmp, dst, truncated)
+
+    def copy(tmp: Path) -> bool:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            return _copy_limited(fin, fout, max_bytes)
+
+    place(dst, copy)
     return dst

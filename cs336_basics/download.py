@@ -22,7 +22,6 @@ names, ``.gz`` files decompressed.
 from __future__ import annotations
 
 import io
-import os
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,11 +81,8 @@ def download_dataset(name: str, dest: str | Path = "data", splits: list[str] | t
             info(f"{final}: up to date ({final.stat().st_size:,} bytes)")
             out[split] = final
             continue
-        try:
-            with disk_full_is_user_error(final, DISK_FULL_FIX):
-                entry = _place_one(remote, folder, from_dir, max_bytes=max_bytes)
-        finally:
-            (folder / f".{remote.local_name}.tmp").unlink(missing_ok=True)  # left only by a failure
+        with disk_full_is_user_error(final, DISK_FULL_FIX):
+            entry = _place_one(remote, folder, from_dir, max_bytes=max_bytes)
         info(f"{final}: {entry['size']:,} bytes" + (" (prefix cut after the last <|endoftext|>)" if max_bytes else ""))
         out[split] = final
     return out
@@ -117,18 +113,21 @@ def _download_one(remote: RemoteFile, folder: Path, *, max_bytes: int | None) ->
             max_bytes = None  # the limit keeps the whole file: fetched whole and verified
     if max_bytes is None:
         return _place_whole(remote, folder, *fetch_file(hub_file, remote.size, remote.sha256))
-    tmp = folder / f".{remote.local_name}.tmp"
-    with open(tmp, "wb") as out, byte_progress(max_bytes, remote.local_name) as bar:
-        sink = _PrefixSink(out, max_bytes, remote.compressed, str(cached or hub_file.url), bar)
-        if cached is not None:
-            sink.read_from(cached)
-            sink.finish()
-        else:
-            read_prefix(hub_file, sink, meta, None if remote.compressed else max_bytes)
-            sink.finish(None if remote.compressed else meta.size)
+
+    def fetch(tmp: Path) -> bool:
+        with open(tmp, "wb") as out, byte_progress(max_bytes, remote.local_name) as bar:
+            sink = _PrefixSink(out, max_bytes, remote.compressed, str(cached or hub_file.url), bar)
+            if cached is not None:
+                sink.read_from(cached)
+                sink.finish()
+            else:
+                read_prefix(hub_file, sink, meta, None if remote.compressed else max_bytes)
+                sink.finish(None if remote.compressed else meta.size)
+        return sink.truncated
+
+    size = place(folder / remote.local_name, fetch)
     commit = cached.parent.name if cached is not None else meta.commit_hash
-    return {"source": hub_file.url, "commit": commit, "source_sha256": None,
-            "size": place(tmp, folder / remote.local_name, sink.truncated)}
+    return {"source": hub_file.url, "commit": commit, "source_sha256": None, "size": size}
 
 
 def _place_whole(remote: RemoteFile, folder: Path, cached: Path, sha256: str) -> dict[str, Any]:
@@ -143,9 +142,7 @@ def _place_whole(remote: RemoteFile, folder: Path, cached: Path, sha256: str) ->
         raise refuse_error_page(url, reason) if reason is not None else refuse_empty(url)
     final = folder / remote.local_name
     if remote.compressed:
-        tmp = folder / f".{remote.local_name}.tmp"
-        gunzip(cached, tmp, None, str(cached))
-        os.replace(tmp, final)
+        place(final, lambda tmp: gunzip(cached, tmp, None, str(cached)))
     else:
         copy_prefix(cached, final, None)
     return {"source": url, "commit": cached.parent.name, "source_sha256": sha256,

@@ -39,11 +39,15 @@ from cs336_basics.outputs import (
 )
 from cs336_basics.progress import info
 from cs336_basics.runs.checkpoint import model_state_dict
+from cs336_basics.runs.layout import CONFIG_FILE, WEIGHTS_FILE, RunDir
 from cs336_basics.runs.trained import export_safetensors, load_trained_model
 from cs336_basics.tokenizer.gpt2_format import token_to_str
+from cs336_basics.tokenizer.tokenizer_dir import HF_TOKENIZER_FILE, MERGES_FILE, META_FILE, VOCAB_FILE
 
 FORMATS = ("hf", "safetensors")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
+TOKENIZER_FILES = (HF_TOKENIZER_FILE, VOCAB_FILE, MERGES_FILE)
+HF_WEIGHTS_FILE = "model.safetensors"
+"""The weights file of a Hugging Face folder (transformers' name; a run directory's has the same name)."""
 
 
 def _tokenizer_files(tokenizer_dir: Path, out: Path, context_length: int) -> tuple[int | None, list[str]]:
@@ -53,9 +57,9 @@ def _tokenizer_files(tokenizer_dir: Path, out: Path, context_length: int) -> tup
         raise UserError(f"tokenizer directory {tokenizer_dir} lacks {missing[0]}; retrain it with 'cs336 prepare --force'")
     for name in TOKENIZER_FILES:
         shutil.copyfile(tokenizer_dir / name, out / name)
-    meta_path = tokenizer_dir / "meta.json"
+    meta_path = tokenizer_dir / META_FILE
     specials = json.loads(meta_path.read_text(encoding="utf-8")).get("special_tokens", []) if meta_path.is_file() else []
-    vocab = json.loads((tokenizer_dir / "vocab.json").read_text(encoding="utf-8"))
+    vocab = json.loads((tokenizer_dir / VOCAB_FILE).read_text(encoding="utf-8"))
     eos = "<|endoftext|>" if "<|endoftext|>" in specials else (specials[0] if specials else None)
     eos_id = vocab.get(token_to_str(eos.encode("utf-8"))) if eos else None
     token_config = {
@@ -76,9 +80,9 @@ def _tokenizer_files(tokenizer_dir: Path, out: Path, context_length: int) -> tup
     return eos_id, specials
 
 
-HF_FILES = ("config.json", "generation_config.json", "model.safetensors", *TOKENIZER_FILES, "tokenizer_config.json",
+HF_FILES = ("config.json", "generation_config.json", HF_WEIGHTS_FILE, *TOKENIZER_FILES, "tokenizer_config.json",
             "special_tokens_map.json", REMOTE_FILE)
-RAW_FILES = ("model.safetensors", "config.toml")
+RAW_FILES = (WEIGHTS_FILE, CONFIG_FILE)
 EXPORT_DIR = DirOutput("cs336 export", "export folder", has_marker("export"),
                        frozenset((*HF_FILES, *RAW_FILES, MARKER)))
 """An export folder: marked by MARKER; --force replaces one that holds nothing but the files export writes."""
@@ -135,7 +139,7 @@ def export_hf(model, out_dir: str | Path, *, tokenizer_dir: str | Path | None = 
             generation["use_cache"] = False  # CS336ForCausalLM recomputes the whole sequence at every step
             shutil.copyfile(REMOTE_SOURCE, tmp / REMOTE_FILE)
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(tensors, str(tmp / HF_WEIGHTS_FILE), metadata={"format": "pt"})
 
     details = {"format": "hf", "dtype": str(dtype).removeprefix("torch.")}
     return _write_atomically(Path(out_dir), force, fill, details)
@@ -150,7 +154,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: st
     single_file = format == "safetensors" and out.suffix == ".safetensors"
     if single_file:
         check_output_file(out, command=EXPORTED_BY, is_previous=_exported_file, inputs=[checkpoint], force=force,
-                          example="model.safetensors")
+                          example=WEIGHTS_FILE)
     else:
         check_output_dir(out, EXPORT_DIR, inputs=[checkpoint], force=force)
     loaded = load_trained_model(checkpoint)
@@ -163,8 +167,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, format: st
         return export_safetensors(loaded.model, out, metadata=metadata)
     if format == "safetensors":
         def fill(tmp: Path) -> None:
-            export_safetensors(loaded.model, tmp / "model.safetensors", metadata=metadata)
-            dump_config(loaded.config, tmp / "config.toml")
+            folder = RunDir(tmp)  # the run directory's weights and config, by their names there
+            export_safetensors(loaded.model, folder.weights_path, metadata=metadata)
+            dump_config(loaded.config, folder.config_path)
 
         return _write_atomically(out, force, fill, {"format": "safetensors"})
     if loaded.tokenizer_dir is None:

@@ -1,6 +1,11 @@
 """Atomic file and directory writes (readers never see a half-written output, a crash leaves the old one),
 and file hashes.
 
+A file output is written at a temp name beside it (``.NAME.PID.tmp``), fsynced and renamed over
+it (:func:`atomic_path` for any writer, :func:`atomic_writer` for a file object,
+:func:`atomic_write_text`); this module is the one place that renames outputs into place
+(tests/test_one_place.py keeps it so).
+
 A directory output (an export folder, a tokenizer directory) is built in a hidden temp
 directory beside its final name and renamed into place; a previous one is moved aside
 and only the files its writer names are deleted from it, so a file someone else put
@@ -18,25 +23,51 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import IO
 
 from cs336_basics.errors import UserError, disk_full_is_user_error
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write via a temp file + fsync + rename so readers never see a half-written file."""
+@contextmanager
+def atomic_path(path: str | Path, fix: str | None = "free space and rerun") -> Iterator[Path]:
+    """A temp name beside ``path`` (``.NAME.PID.tmp``) for the block to write in any way (a file object, a
+    library that takes a file name, a hard link); when the block ends cleanly the file is fsynced and renamed
+    over ``path``, on any failure it is removed and ``path`` is as it was. A full disk inside the block
+    becomes :class:`~cs336_basics.errors.DiskFullError` naming ``path`` and ``fix`` (``fix=None``: the
+    OSError is left to the caller, which reports it with its own advice)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with disk_full_is_user_error(path), open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with disk_full_is_user_error(path, fix) if fix is not None else nullcontext():
+            yield tmp
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+@contextmanager
+def atomic_writer(path: str | Path, mode: str = "wb", fix: str | None = "free space and rerun") -> Iterator[IO]:
+    """A file opened for writing (``"wb"``, or ``"w"`` for UTF-8 text) that replaces ``path`` atomically when the
+    block ends cleanly (see :func:`atomic_path`)."""
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_writer writes a new file: mode 'wb' or 'w', got {mode!r}")
+    with atomic_path(path, fix) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh:
+        yield fh
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: readers never see a half-written file."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -11,9 +11,8 @@ activations inside ``torch.autocast`` run in the chosen dtype. The rule:
   dot product, which is slower than float32 itself.
 - **CPU with native bf16**: measured. A native instruction is necessary but
   not sufficient: small matrices are bound by memory and dispatch, not by the
-  dot products, and gain nothing (on a 2-core AVX512-BF16 host a 128-wide model
-  ran at the same speed in both dtypes while a 512-wide one ran 1.6x faster in
-  bf16). Models narrower than :data:`MIN_MEASURED_WIDTH` keep float32 without
+  dot products, and gain nothing (benchmarks/results/precision.jsonl times the 128-wide
+  quickstart and the 512-wide assignment shapes in both dtypes). Models narrower than :data:`MIN_MEASURED_WIDTH` keep float32 without
   a measurement; for the others the caller's own step (a training step, an
   evaluation batch) is timed in both dtypes and bf16 is chosen only when it is
   at least :data:`MIN_SPEEDUP` faster. The decision is cached per machine and

@@ -44,21 +44,28 @@ from cs336_basics.tokenizer.pretokenize import DEFAULT_SPECIAL_TOKENS, special_t
 from cs336_basics.tokenizer.text_checks import text_warnings
 from cs336_basics.outputs import check_output_dir
 from cs336_basics.tokenizer.token_files import (
-    check_id_range,
     check_token_output,
     id_range,
     open_token_file,
     source_fingerprint,
     tokenize_file,
 )
-from cs336_basics.tokenizer.tokenizer_dir import TOKENIZER_DIR, load_tokenizer_dir, save_tokenizer_dir
+from cs336_basics.tokenizer.tokenizer_dir import (
+    MERGES_FILE,
+    META_FILE,
+    TOKENIZER_DIR,
+    VOCAB_FILE,
+    load_tokenizer_dir,
+    save_tokenizer_dir,
+)
+from cs336_basics.tokenizer.vocabulary import check_vocab_size_trainable
 
 EXACT_COUNT_LIMIT = 64 << 20  # bytes of validation text that may be encoded in memory to count its tokens
 
 
 def find_split_text(root: Path, split: str) -> Path | None:
     """``root/SPLIT.txt``, else a published file name for that split (TinyStoriesV2-GPT4-*, owt_*)."""
-    candidates = [root / f"{split}.txt"] + [root / name for name, s in sorted(published_names().items()) if s == split]
+    candidates = [DatasetDir(root).text(split)] + [root / name for name, s in sorted(published_names().items()) if s == split]
     return next((p for p in candidates if p.is_file()), None)
 
 
@@ -77,7 +84,7 @@ class PreparedDataset:
 
 def _tokenizer_is_current(tok_dir: Path, vocab_size: int, specials: list[str], source_hash: str) -> bool:
     """True when ``tok_dir`` was trained (by prepare) with these settings on text with this content hash."""
-    if not (tok_dir / "meta.json").is_file():
+    if not (tok_dir / META_FILE).is_file():
         return False
     try:
         _, _, found_specials, meta = load_tokenizer_dir(tok_dir)
@@ -101,12 +108,12 @@ def import_tokenizer(src: Path, tok_dir: Path, specials: list[str]) -> None:
     """Copy a GPT-2-format tokenizer (a tokenizer directory, or any folder with vocab.json + merges.txt,
     e.g. written by Hugging Face ``tokenizers``) into ``tok_dir`` in our directory format."""
     src = Path(src)
-    if (src / "meta.json").is_file():
+    if (src / META_FILE).is_file():
         vocab, merges, specials_found, _ = load_tokenizer_dir(src)
         specials = specials_found or specials
     else:
         folder = src if src.is_dir() else src.parent
-        vocab, merges = load_vocab_merges(folder / "vocab.json", folder / "merges.txt")
+        vocab, merges = load_vocab_merges(folder / VOCAB_FILE, folder / MERGES_FILE)
     present = set(vocab.values())
     missing = [s for s in specials if s.encode("utf-8") not in present]
     if missing:
@@ -137,10 +144,10 @@ def check_dataset(tokenizer, text_paths: dict[str, Path], token_paths: dict[str,
         sample = head.decode("utf-8", errors="ignore")
         ids = tokenizer.encode(sample)
         _check("round trip", tokenizer.decode(ids) == sample, f"decode(encode(x)) != x on the start of {text_path}")
+        # with vocab_size, opening it checks every id against the vocabulary
         tokens = open_token_file(npy, vocab_size=tokenizer.vocab_size, tokenizer_fingerprint=tokenizer.fingerprint)
         if len(tokens):
             ids_range = id_range(tokens)
-            check_id_range(npy, ids_range, tokenizer.vocab_size)
             # the file's first tokens must spell out the start of its text, byte for byte (whatever the encoding)
             first = b"".join(tokenizer.vocab[int(i)] for i in tokens[: min(len(tokens), 2000)])
             with open(text_path, "rb") as fh:
@@ -212,8 +219,8 @@ def prepare_dataset(data_dir: str | Path, vocab_size: int,
     if not root.is_dir():
         raise UserError(f"dataset directory not found: {root} (download one with 'cs336 download tinystories')")
     specials = special_token_list(special_tokens)
-    if tokenizer_from is None and vocab_size < 256 + len(specials):
-        raise UserError(f"--vocab-size must be at least {256 + len(specials)} (256 bytes + special tokens), got {vocab_size}")
+    if tokenizer_from is None:
+        check_vocab_size_trainable(vocab_size, specials)
     texts = {split: find_split_text(root, split) for split in SPLITS}
     if texts["train"] is None:
         raise UserError(f"no training text in {root}: expected train.txt or a published name such as "

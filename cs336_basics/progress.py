@@ -16,7 +16,7 @@ from typing import TypeVar
 
 if "ipykernel" in sys.modules:  # Jupyter / Colab: tqdm.auto picks the notebook widget
     from tqdm.auto import tqdm
-else:  # a terminal: the plain bar, without tqdm.auto's asyncio import (~0.1 s of every command's start-up)
+else:  # a terminal: the plain bar, without tqdm.auto's asyncio import (a cost in every command's start-up)
     from tqdm.std import tqdm
 
 T = TypeVar("T")

@@ -39,7 +39,7 @@ from cs336_basics.prepare import prepare_dataset
 from cs336_basics.progress import Timer, info
 from cs336_basics.reporting.run_report import write_run_report
 from cs336_basics.runs.checkpoint import CheckpointManager
-from cs336_basics.runs.layout import RunDir
+from cs336_basics.runs.layout import SPLITS, DatasetDir, RunDir
 from cs336_basics.runs.metrics import StopReason
 from cs336_basics.runs.trained import load_trained_model
 from cs336_basics.sample import DESCRIPTION, FULL_DATA_HINT, SAMPLE_NAME, extract_sample
@@ -80,16 +80,17 @@ def split_off_validation(src: Path, train_dst: Path, valid_dst: Path, fraction: 
 def _use_sample(data_root: Path, valid: Path | None) -> None:
     extract_sample(data_root)
     if valid is not None:
-        _link_or_copy(valid, data_root / "valid.txt")
+        _link_or_copy(valid, DatasetDir(data_root).text("valid"))
 
 
 def gather_data(data_root: Path, data: Path | str | None, valid: Path | None, max_bytes: int | None) -> None:
     """Put train.txt / valid.txt into ``data_root``: linked local files, a split of one file, a download,
     or the sample bundled with the package (``data="sample"``, or when the download cannot be made)."""
     data_root.mkdir(parents=True, exist_ok=True)
+    ds = DatasetDir(data_root)
     split_stamp = data_root / ".split_source"
     if data is None or data == SAMPLE_NAME or valid is not None:
-        split_stamp.unlink(missing_ok=True)  # train/valid now come from elsewhere than a split file
+        split_stamp.unlink(missing_ok=True)  # this time train/valid come from elsewhere than a split file
     if data == SAMPLE_NAME:
         info(f"using {DESCRIPTION}")
         _use_sample(data_root, valid)
@@ -107,22 +108,22 @@ def gather_data(data_root: Path, data: Path | str | None, valid: Path | None, ma
             info(f"cannot download ({exc.reason}): using {DESCRIPTION} instead; {FULL_DATA_HINT}")
             _use_sample(data_root, valid)
             return
-        _link_or_copy(train, data_root / "train.txt")
-        _link_or_copy(Path(valid_path), data_root / "valid.txt")
+        _link_or_copy(train, ds.text("train"))
+        _link_or_copy(Path(valid_path), ds.text("valid"))
         return
     data = Path(data)
     if valid is not None:
-        _link_or_copy(data, data_root / "train.txt")
-        _link_or_copy(valid, data_root / "valid.txt")
+        _link_or_copy(data, ds.text("train"))
+        _link_or_copy(valid, ds.text("valid"))
         return
     # One file only: hold out its tail. Rewritten only when the source changed, so reruns stay up to date.
     key = f"{data.resolve()} {data.stat().st_size} {data.stat().st_mtime_ns}"
-    if not (split_stamp.is_file() and split_stamp.read_text() == key and (data_root / "valid.txt").is_file()):
-        for name in ("train.txt", "valid.txt"):
-            if (data_root / name).is_symlink():
-                (data_root / name).unlink()
-        split_off_validation(data, data_root / "train.txt", data_root / "valid.txt")
-        split_stamp.write_text(key)
+    if not (split_stamp.is_file() and split_stamp.read_text() == key and ds.text("valid").is_file()):
+        for split in SPLITS:
+            if ds.text(split).is_symlink():
+                ds.text(split).unlink()
+        split_off_validation(data, ds.text("train"), ds.text("valid"))
+        atomic_write_text(split_stamp, key)
 
 
 QUICKSTART_DIR = DirOutput("cs336 quickstart", "quickstart folder",
@@ -184,8 +185,8 @@ class BudgetPlan:
 
 
 RESERVE_FRACTION = 0.05
-"""The part of the budget no plan spends: the last samples and the report take about 2 s, and a busy machine's
-timing noise the rest (a 9-minute quickstart keeps 27 s)."""
+"""The part of the budget no plan spends: the last samples and the report, and a busy machine's
+timing noise."""
 
 
 def plan_budget(seconds: float, step_s: float, tokens_per_step: int, valid_tokens: int, eval_tokens: int | None,
@@ -413,7 +414,7 @@ def run_quickstart(out: str | Path = "quickstart", data: str | Path | None = Non
     summary = {**figures("test", test), **figures("dev", dev),
                "unigram_loss": uni.loss, "unigram_bpb": uni.bits_per_byte, "gain_over_unigram": qs.gain_over_unigram,
                "steps": result.steps, "train_tokens": result.tokens, "checkpoint": str(loaded.checkpoint_path),
-               "seconds": seconds, "samples": samples, "config": str(result.run_dir / "config.toml"),
+               "seconds": seconds, "samples": samples, "config": str(RunDir(result.run_dir).config_path),
                "valid_tokens": len(valid_tokens), "dev_half_tokens": dev.total,
                "test_half_tokens": None if test is None else test.total, "budget_minutes": minutes}
     atomic_write_text(out / "quickstart.json", json.dumps(summary, indent=2) + "\n")

@@ -175,3 +175,55 @@ def test_config_imports_no_torch():
             "print('torch' if 'torch' in sys.modules else '')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"reading a config imported {out}"
+
+
+# ----------------------------------------------------------------------------- benchmarks/
+
+BENCHMARKS = PACKAGE.parent / "benchmarks"
+
+
+def _benchmark_graph() -> dict[str, set[str]]:
+    """benchmarks' modules and the ones of benchmarks each imports, at the top or inside a function (a local
+    import closes a circle as surely as a top-level one)."""
+    names = {path.stem for path in BENCHMARKS.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in BENCHMARKS.glob("*.py"):
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            targets |= {name.split(".")[1] for name in found
+                        if name.startswith("benchmarks.") and name.split(".")[1] in names}
+            targets |= {"__init__"} if "benchmarks" in found else set()
+        graph[path.stem] = targets - {path.stem}
+    return graph
+
+
+def test_benchmarks_import_graph_has_no_cycles():
+    graph = _benchmark_graph()
+    assert graph["render"] and graph["script"], "the walk found no imports: check _benchmark_graph"
+    done: set[str] = set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in stack:
+                raise AssertionError("import cycle in benchmarks/: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+            if nxt not in done:
+                visit(nxt, stack + [nxt])
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [node])
+
+
+def test_benchmarks_change_sys_path_in_one_place():
+    """A script run as a file gets the repository on sys.path from benchmarks/standalone.py, and from nowhere else."""
+    changers = sorted(path.name for path in BENCHMARKS.glob("*.py")
+                      for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                      if isinstance(node, ast.Attribute) and node.attr == "path"
+                      and isinstance(node.value, ast.Name) and node.value.id == "sys")
+    assert set(changers) == {"standalone.py"}, changers

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.bench_train import ROPE_FORMS, STANDARD_LOOPS, StdGPT, rope_frequencies
+from benchmarks.bench_train import STANDARD_LOOPS
+from benchmarks.reference_models import ROPE_FORMS, StdGPT, rope_frequencies
 from cs336_basics.model import ModelConfig
 
 

@@ -14,7 +14,7 @@ def _data_source(text: str):
 
 
 DEFAULT_MINUTES = 9.0
-"""The time budget of a plain ``cs336 quickstart`` (the README promises about 10 minutes on a 2-core laptop)."""
+"""The time budget of a plain ``cs336 quickstart``, in minutes (the README and docs/quickstart.md state it)."""
 
 
 def register(subparsers, parents) -> None:

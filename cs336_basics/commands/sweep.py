@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from cs336_basics.experiments import load_sweep_file, merge_specs
     from cs336_basics.experiments.sweep import SweepRunner
     from cs336_basics.reporting.sweep_report import final_metrics_table
+    from cs336_basics.runs.layout import RunDir
     from cs336_basics.training.loop import train
 
     file_spec = load_sweep_file(args.sweep_file) if args.sweep_file else None
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     outcome = runner.run(train_fn=train, launcher=args.launcher, gpus=_gpus(args.gpus), jobs=args.jobs,
                          report=not args.no_report, inputs=[args.sweep_file] if args.sweep_file else [])
-    run_dirs = [p for p in sorted((outcome.sweep_dir / "runs").glob("*")) if (p / "metrics.jsonl").exists()]
+    run_dirs = [p for p in sorted((outcome.sweep_dir / "runs").glob("*")) if RunDir(p).metrics_path.exists()]
     if run_dirs:
         print(final_metrics_table(run_dirs))
     print(f"sweep directory: {outcome.sweep_dir}" + (f"  report: {outcome.report}" if outcome.report else ""))

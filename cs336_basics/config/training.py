@@ -34,6 +34,15 @@ trains (a sweep looking for the divergence edge goes to 10-100), and low enough 
 rate diverges as a run instead of failing as arithmetic."""
 
 
+def _check_learning_rate(name: str, value: float) -> None:
+    """A ValueError unless ``optimizer.NAME`` (a finite peak rate) is positive and at most :data:`LR_LIMIT`."""
+    if not value > 0:
+        raise ValueError(f"optimizer.{name} must be > 0, got {value}")
+    if value > LR_LIMIT:
+        raise ValueError(f"optimizer.{name} = {value:g} is beyond any learning rate that trains (at most "
+                         f"{LR_LIMIT:g}; typical values are 1e-4 to 1e-2); check the value")
+
+
 @dataclass(frozen=True)
 class OptimizerSpec:
     """One value of ``optimizer.name``; its builder is ``OPTIMIZER_BUILDERS[name]`` in :mod:`cs336_basics.training.step`
@@ -108,20 +117,14 @@ class OptimizerConfig:
             raise ValueError(f"optimizer.compile must be true or false, got {self.compile!r}")
         if self.foreach is not None and not isinstance(self.foreach, bool):
             raise ValueError(f"optimizer.foreach must be true, false or unset, got {self.foreach!r}")
-        if not self.muon_lr > 0:
-            raise ValueError(f"optimizer.muon_lr must be > 0, got {self.muon_lr}")
+        for name in ("lr_max", "muon_lr"):
+            _check_learning_rate(name, getattr(self, name))
         if not 0 <= self.muon_momentum < 1:
             raise ValueError(f"optimizer.muon_momentum must be in [0, 1), got {self.muon_momentum}")
         if not 1 <= self.muon_ns_steps <= 100:
             raise ValueError(f"optimizer.muon_ns_steps must be between 1 and 100, got {self.muon_ns_steps}")
         if self.muon_weight_decay < 0:
             raise ValueError(f"optimizer.muon_weight_decay must be >= 0, got {self.muon_weight_decay}")
-        if not self.lr_max > 0:
-            raise ValueError(f"optimizer.lr_max must be > 0, got {self.lr_max}")
-        for name in ("lr_max", "muon_lr"):
-            if getattr(self, name) > LR_LIMIT:
-                raise ValueError(f"optimizer.{name} = {getattr(self, name):g} is beyond any learning rate that "
-                                 f"trains (at most {LR_LIMIT:g}; typical values are 1e-4 to 1e-2); check the value")
         if not 0 <= self.lr_min <= self.lr_max:
             raise ValueError(f"optimizer.lr_min must be in [0, lr_max = {self.lr_max}], got {self.lr_min}")
         if self.warmup_iters < 0:

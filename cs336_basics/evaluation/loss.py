@@ -47,6 +47,7 @@ from torch import nn
 from cs336_basics.errors import UserError
 from cs336_basics.precision import autocast
 from cs336_basics.progress import progress
+from cs336_basics.tokenizer.vocabulary import check_ids_in_vocabulary
 
 LN2 = math.log(2.0)
 
@@ -191,9 +192,10 @@ def evaluate_loss(model: nn.Module, tokens: np.ndarray, context_length: int, bat
         for index, batch in enumerate(batches):
             rows = np.stack([np.asarray(tokens[w.start:w.end + 1], dtype=np.int64) for w in batch])  # (B, T+1)
             ids = torch.from_numpy(rows).to(device)
-            if vocab_size is not None and (int(ids.max()) >= vocab_size or int(ids.min()) < 0):
-                raise UserError(f"token id {int(ids.max())} is outside the model's vocabulary of {vocab_size}; "
-                                "the token file was made with a different tokenizer than the model was trained on")
+            if vocab_size is not None:
+                check_ids_in_vocabulary((int(ids.min()), int(ids.max())), vocab_size, where="the token data",
+                                        vocabulary="the model's vocabulary", fix="the token file was made with a "
+                                        "different tokenizer than the model was trained on")
             inputs, targets = ids[:, :-1], ids[:, 1:]  # (B, T) each
             positions = torch.arange(inputs.shape[1], device=device)  # (T,)
             score_from = torch.tensor([w.score_from for w in batch], device=device)  # (B,)

@@ -46,11 +46,12 @@ from cs336_basics.fileio import atomic_write_text
 from cs336_basics.outputs import DirOutput, check_output_dir
 from cs336_basics.progress import info
 from cs336_basics.reporting.sweep_report import RESULTS_FILE, SPEC_FILE, read_results, write_sweep_report
+from cs336_basics.runs.layout import METRICS_FILE, PLOTS, REPORT_FILE, RunDir
 from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.records import INTERRUPTED, flatten, summarize_records
 
 TrainFn = Callable[..., Any]
-SWEEP_NAMES = frozenset((SPEC_FILE, RESULTS_FILE, "runs", "configs", "logs", "plots", "report.md"))
+SWEEP_NAMES = frozenset((SPEC_FILE, RESULTS_FILE, "runs", "configs", "logs", PLOTS, REPORT_FILE))
 
 
 def is_sweep_output(directory: Path) -> bool:
@@ -100,7 +101,7 @@ def _append_result(sweep_dir: Path, record: dict[str, Any]) -> None:
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
-    ckpt = run_dir / "checkpoints"
+    ckpt = RunDir(run_dir).checkpoints
     return ckpt.is_dir() and any(ckpt.glob("*.pt"))
 
 
@@ -115,7 +116,7 @@ def _result_from_train(result: Any) -> dict[str, Any]:
 
 
 def _result_from_metrics(run_dir: Path) -> dict[str, Any]:
-    s = summarize_records(read_jsonl(run_dir / "metrics.jsonl"))
+    s = summarize_records(read_jsonl(RunDir(run_dir).metrics_path))
     status = "interrupted" if s.stop_reason in INTERRUPTED else "diverged" if s.diverged else "finished"
     return {"status": status, "diverged": s.diverged,
             "final_val_loss": s.final_val_loss, "best_val_loss": s.best_val_loss, "steps": s.steps,
@@ -167,7 +168,7 @@ class SweepRunner:
                 out.append((run, "done"))
                 continue
             run_dir = run_dir_of(self.sweep_dir, run)
-            summary = summarize_records(read_jsonl(run_dir / "metrics.jsonl"))
+            summary = summarize_records(read_jsonl(RunDir(run_dir).metrics_path))
             if summary.finished:
                 out.append((run, "record"))
             elif _has_checkpoint(run_dir):
@@ -178,9 +179,9 @@ class SweepRunner:
 
     def _set_aside_partial(self, run: PlannedRun) -> None:
         """A run that died before its first checkpoint restarts from scratch; keep its old log."""
-        metrics = run_dir_of(self.sweep_dir, run) / "metrics.jsonl"
+        metrics = RunDir(run_dir_of(self.sweep_dir, run)).metrics_path
         if metrics.exists():
-            metrics.replace(metrics.with_name(f"metrics.abandoned-{int(time.time())}.jsonl"))
+            metrics.replace(metrics.with_name(f"{metrics.stem}.abandoned-{int(time.time())}{metrics.suffix}"))
 
     # -- launchers
 
@@ -258,7 +259,7 @@ class SweepRunner:
                 info(f"sweep {self.spec.name}: run {i}/{len(todo)} {run.name}" + (" (resuming)" if resume else ""))
                 self._finish(run, self._run_inprocess(run, resume, train_fn), outcome)
         outcome.results = read_results(self.sweep_dir)
-        if report and any((self.sweep_dir / "runs").glob("*/metrics.jsonl")):
+        if report and any((self.sweep_dir / "runs").glob(f"*/{METRICS_FILE}")):
             outcome.report = write_sweep_report(self.sweep_dir)
         return outcome
 

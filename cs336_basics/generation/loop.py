@@ -38,6 +38,7 @@ from cs336_basics.generation.decoding import make_decoder
 from cs336_basics.generation.sampling import apply_repetition_penalty, choose_next, make_generator
 from cs336_basics.config.sampling import SamplingParams
 from cs336_basics.generation.streaming import TextStream
+from cs336_basics.tokenizer.vocabulary import check_vocab_agreement
 
 
 @dataclass
@@ -63,9 +64,9 @@ TokenCallback = Callable[[int, str], None]
 
 def check_tokenizer_fits(model: torch.nn.Module, tokenizer) -> None:
     """UserError when the tokenizer has ids the model cannot produce (it belongs to another model)."""
-    if tokenizer.vocab_size > model.config.vocab_size:
-        raise UserError(f"tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}; "
-                        "use the tokenizer the model was trained with (--tokenizer DIR)")
+    check_vocab_agreement(model.config.vocab_size, tokenizer.vocab_size, model="the model's vocabulary size",
+                          tokenizer="the tokenizer",
+                          fix="use the tokenizer the model was trained with (--tokenizer DIR)")
 
 
 def _model_device(model: torch.nn.Module, fallback: str | torch.device | None) -> torch.device:
@@ -138,7 +139,7 @@ def generate(model: torch.nn.Module, tokenizer, prompts: str | Sequence[str],
             for step in range(sampling.max_new_tokens):
                 raw = logits.float()  # (B, V_model)
                 _check_finite_logits(raw)
-                # ids beyond the tokenizer (padded embedding rows) are simply not candidates
+                # ids beyond the tokenizer (rows of a model built with a larger vocab_size) are not candidates
                 scores = raw[:, :vocab_size]  # (B, V_tokenizer)
                 if seen is not None:
                     scores = apply_repetition_penalty(scores, seen, sampling.repetition_penalty)

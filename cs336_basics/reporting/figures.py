@@ -20,6 +20,8 @@ from pathlib import Path
 
 import matplotlib
 
+from cs336_basics.fileio import atomic_write_text, atomic_writer
+
 matplotlib.use("Agg", force=True)  # headless: works without a display, never opens a window
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
@@ -90,13 +92,9 @@ def save_figure(fig, out_stem: str | Path, dpi: int = 110, formats: tuple[str, .
     paths = []
     for fmt in formats:
         path = out_stem.with_suffix(f".{fmt}")
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-        tmp.replace(path)
+        with atomic_writer(path) as fh:
+            fig.savefig(fh, format=fmt, dpi=dpi)
         paths.append(path)
-    description = out_stem.with_name(out_stem.name + ".axes.json")
-    tmp = description.with_name(f".{description.name}.tmp")
-    tmp.write_text(json.dumps(describe_axes(fig, caps)), encoding="utf-8")
-    tmp.replace(description)
+    atomic_write_text(out_stem.with_name(out_stem.name + ".axes.json"), json.dumps(describe_axes(fig, caps)))
     plt.close(fig)
     return paths

@@ -30,6 +30,7 @@ from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
 from cs336_basics.outputs import check_output_file, json_object_with
 from cs336_basics.reporting.figures import pyplot, save_figure, value_limits, wants_log_scale
+from cs336_basics.runs.layout import PLOTS, RunDir
 from cs336_basics.runs.records import (
     MAX_LEGEND_KEYS,
     X_FIELDS,
@@ -69,12 +70,12 @@ def default_out(run_dirs: list[Path], x: str, metric: str) -> Path:
     """A single run's plots/ folder, or a plots/ folder beside several runs."""
     stem = f"{metric}_vs_{x}"
     if len(run_dirs) == 1:
-        return run_dirs[0] / "plots" / stem
+        return RunDir(run_dirs[0]).plots / stem
     parents = {p.resolve().parent for p in run_dirs}
     parent = parents.pop() if len(parents) == 1 else Path.cwd()
     if parent.name == "runs" and (parent.parent / "sweep.json").exists():
         parent = parent.parent  # a sweep's runs/: keep the plots with the sweep
-    return parent / "plots" / stem
+    return parent / PLOTS / stem
 
 
 SIDECAR_KEYS = ("x", "metric", "series")

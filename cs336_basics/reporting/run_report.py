@@ -33,7 +33,7 @@ from cs336_basics.outputs import check_output_file, starts_with
 from cs336_basics.reporting.convergence import PowerLawFit, convergence_report, plot_convergence
 from cs336_basics.reporting.figures import pyplot, save_figure
 from cs336_basics.reporting.plotting import X_LABELS, plot_runs
-from cs336_basics.runs.layout import RunDir
+from cs336_basics.runs.layout import REPORT_FILE, RunDir
 from cs336_basics.runs.metrics import Event, Field
 from cs336_basics.runs.records import as_float, load_run
 
@@ -203,8 +203,8 @@ def write_run_report(run_dir: str | Path, out: str | Path | None = None) -> Path
 
     ``out`` may name a new file or an earlier run report, never a directory or another file."""
     rd = RunDir(Path(run_dir))
-    out_path = Path(out) if out is not None else rd.root / "report.md"
-    check_output_file(out_path, command="cs336 report", is_previous=starts_with(REPORT_HEADING), example="report.md",
+    out_path = Path(out) if out is not None else rd.report_path
+    check_output_file(out_path, command="cs336 report", is_previous=starts_with(REPORT_HEADING), example=REPORT_FILE,
                       inputs=[rd.config_path, rd.metrics_path])
     run = load_run(run_dir)
     if not run.records:

@@ -19,6 +19,7 @@ from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
 from cs336_basics.outputs import check_output_file, starts_with
 from cs336_basics.reporting.plotting import plot_runs
+from cs336_basics.runs.layout import PLOTS, REPORT_FILE
 from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.records import (
     MAX_LEGEND_KEYS,
@@ -114,7 +115,7 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise UserError(f"sweep directory not found: {sweep_dir}")
-    check_output_file(sweep_dir / "report.md", command="cs336 sweep", is_previous=starts_with("# Sweep "),
+    check_output_file(sweep_dir / REPORT_FILE, command="cs336 sweep", is_previous=starts_with("# Sweep "),
                       flag="the sweep report")
     spec_path = sweep_dir / SPEC_FILE
     spec = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.exists() else {}
@@ -143,7 +144,7 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     for metric, x in views:
         if not any(run.curve(metric, x)[0] for run in runs):
             continue
-        stem = sweep_dir / "plots" / f"{metric}_vs_{x}"
+        stem = sweep_dir / PLOTS / f"{metric}_vs_{x}"
         png, _, sidecar = plot_runs([r.path for r in runs], x=x, metric=metric, out=stem)
         lines += [f"![{metric} vs {x}]({png.relative_to(sweep_dir).as_posix()})", ""]
         table = json.loads(sidecar.read_text(encoding="utf-8")).get("keys_table")
@@ -152,6 +153,6 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     diverged = [run.name for run in runs if _status(run, results.get(run.name)) == "diverged"]
     if diverged:
         lines += ["Diverged (stopped early, marked x on the plots): " + ", ".join(diverged) + ".", ""]
-    out = sweep_dir / "report.md"
+    out = sweep_dir / REPORT_FILE
     atomic_write_text(out, "\n".join(lines))
     return out

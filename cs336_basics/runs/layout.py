@@ -8,6 +8,7 @@ A run directory ``runs/NAME/`` holds::
     samples/           generated text during and after training
     plots/             PNG/SVG learning curves
     model.safetensors  the final weights
+    report.md          the run report (cs336 report)
     .lock              held by the trainer while it runs (one trainer per run directory)
 
 A dataset directory ``data/NAME/`` keeps the tokenizer next to the token files::
@@ -42,6 +43,9 @@ SAMPLES = "samples"
 PLOTS = "plots"
 WEIGHTS_FILE = "model.safetensors"
 LOCK_FILE = ".lock"
+REPORT_FILE = "report.md"
+BEST_CHECKPOINT = "best.pt"
+LATEST_CHECKPOINT = "latest.pt"
 TOKENIZER = "tokenizer"
 SPLITS = ("train", "valid")
 
@@ -80,6 +84,10 @@ class RunDir:
     def lock_path(self) -> Path:
         return self.root / LOCK_FILE
 
+    @property
+    def report_path(self) -> Path:
+        return self.root / REPORT_FILE
+
     def exists(self) -> bool:
         return (self.root / CONFIG_FILE).is_file() or (self.root / METRICS_FILE).is_file()
 
@@ -97,7 +105,7 @@ class RunDir:
         return dump_config(cfg, self.config_path)
 
 
-RUN_FILES = frozenset((CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES, PLOTS, WEIGHTS_FILE, LOCK_FILE, "report.md"))
+RUN_FILES = frozenset((CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES, PLOTS, WEIGHTS_FILE, LOCK_FILE, REPORT_FILE))
 
 
 def is_run_dir(directory: Path) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from cs336_basics.config import unused_fields
 from cs336_basics.errors import UserError
+from cs336_basics.runs.layout import RunDir
 from cs336_basics.runs.metrics import DIVERGED, INTERRUPTED, Event, Field, read_jsonl
 
 # The plot/table x axes and the metrics.jsonl field each one reads.
@@ -181,7 +182,7 @@ def summarize_records(records: list[dict[str, Any]]) -> RunSummary:
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "metrics.jsonl").exists() or (path / "config.toml").exists())
+    return path.is_dir() and RunDir(path).exists()
 
 
 def load_run(path: str | Path) -> Run:
@@ -191,13 +192,14 @@ def load_run(path: str | Path) -> Run:
         raise UserError(f"run directory not found: {path}")
     if not is_run_dir(path):
         raise UserError(f"{path} is not a run directory (no metrics.jsonl or config.toml); give runs/NAME")
+    run = RunDir(path)
     config: dict[str, Any] = {}
-    if (path / "config.toml").exists():
+    if run.config_path.exists():
         try:
-            config = flatten(tomllib.loads((path / "config.toml").read_text(encoding="utf-8")))
+            config = flatten(tomllib.loads(run.config_path.read_text(encoding="utf-8")))
         except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"cannot parse {path / 'config.toml'}: {exc}") from exc
-    return Run(path=path, config=config, records=read_jsonl(path / "metrics.jsonl"))
+            raise UserError(f"cannot parse {run.config_path}: {exc}") from exc
+    return Run(path=path, config=config, records=read_jsonl(run.metrics_path))
 
 
 def _sweep_order(folder: Path):

@@ -9,7 +9,6 @@ run's tokenizer by the run-directory lookup rule of :mod:`cs336_basics.runs.layo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from torch import nn
 
 from cs336_basics.config import ModelConfig, RunConfig, from_dict, load_config
 from cs336_basics.config.accounting import count_parameters
-from cs336_basics.errors import UserError, disk_full_is_user_error
+from cs336_basics.errors import UserError
+from cs336_basics.fileio import atomic_path
 from cs336_basics.model import TransformerLM
 from cs336_basics.runs.checkpoint import (
     CheckpointManager,
@@ -40,13 +40,8 @@ def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, s
     # safetensors refuses tensors that share storage (tied embeddings): give each name its own copy
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with disk_full_is_user_error(path):
-            save_file(tensors, str(tmp), metadata=metadata or {})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata or {})
     return path
 
 

@@ -36,6 +36,7 @@ from cs336_basics.tokenizer.counting import (
 )
 from cs336_basics.tokenizer.merging import merge, native_merge_available
 from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN, special_token_list
+from cs336_basics.tokenizer.vocabulary import check_vocab_size_trainable
 from cs336_basics.tokenizer.workers import clamp_workers
 
 INVALID_UTF8_POLICY = "kept as bytes (each undecodable byte is a one-byte 'other' character, as with surrogateescape)"
@@ -95,10 +96,7 @@ def _check_inputs(paths: list[Path], vocab_size: int, special_tokens: list[str])
             raise UserError(f"input is a directory, not a file: {path}")
         if path.stat().st_size == 0:
             raise UserError(f"input file is empty: {path}; give a file with training text")
-    minimum = 256 + len(special_tokens)
-    if vocab_size < minimum:
-        raise UserError(f"vocab_size {vocab_size} is smaller than 256 bytes + {len(special_tokens)} special tokens; "
-                        f"use --vocab-size {minimum} or more")
+    check_vocab_size_trainable(vocab_size, special_tokens)
 
 
 def _peak_rss_mb(who: int) -> float:

@@ -29,6 +29,7 @@ import numpy as np
 import regex
 
 from cs336_basics.errors import UserError
+from cs336_basics.fileio import atomic_write_bytes
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
@@ -147,9 +148,7 @@ def char_class_table() -> bytes:
     data = _compute_class_table()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError:
+        atomic_write_bytes(path, data)
+    except (OSError, UserError):  # UserError: a full disk
         pass
     return data

@@ -18,7 +18,7 @@ mtime, content hash: whole file up to 64 MiB, else 64 sampled blocks) changed,
 and ``open_token_file`` refuses a token file whose manifest does not match the
 tokenizer or model in use, or whose ids fall outside the vocabulary. The ids
 are read, never taken on trust: a chunked scan of the whole file runs at
-memory speed (about 11 GB/s from the page cache: 0.05 s for 500 MB), while a
+memory speed, while a
 manifest's ``min_id``/``max_id`` describe the file only as it was written (a
 file changed in place with its mtime restored looks current). No manifest is
 a warning; a manifest that is not a JSON object with the required keys is an
@@ -33,7 +33,7 @@ in-kernel copy, flushing to disk in the background as it goes; the temp file is
 then renamed into place (no partial file ever carries the final name). The
 assembly overlaps the encoding, so the serial work after the last range is one
 part's copy and a short fsync. (Sending the ids through the pool's pipe
-instead cost the parent ~1.4 s of CPU per 200 MB, taken from the workers.) Invalid UTF-8 in the
+instead would cost the parent CPU time taken from the workers.) Invalid UTF-8 in the
 source is kept as raw bytes (``Tokenizer.encode_bytes`` semantics), so the
 result equals ``tokenizer.encode_bytes(open(path, "rb").read())``, which is
 ``tokenizer.encode(text)`` for a valid UTF-8 file.
@@ -59,10 +59,11 @@ import numpy as np
 
 from cs336_basics.allocator import keep_freed_cpu_memory
 from cs336_basics.errors import UserError, disk_full_is_user_error, not_a_file
-from cs336_basics.fileio import atomic_write_text
+from cs336_basics.fileio import atomic_path, atomic_write_text
 from cs336_basics.outputs import check_output_file
 from cs336_basics.progress import byte_progress, warn
 from cs336_basics.tokenizer.boundaries import find_byte_cut, safe_chunks
+from cs336_basics.tokenizer.vocabulary import check_ids_in_vocabulary, check_vocab_agreement
 from cs336_basics.tokenizer.workers import clamp_workers, worker_pool
 
 FORMAT = 1
@@ -175,16 +176,10 @@ def id_range(tokens: np.ndarray, chunk: int = SCAN_CHUNK) -> tuple[int, int] | N
 
 
 def check_id_range(path: str | Path, ids: tuple[int, int] | None, vocab_size: int) -> None:
-    """UserError when ``ids`` (smallest, largest) leave ``0 .. vocab_size - 1``: an embedding lookup would fail."""
-    if ids is None:
-        return
-    lo, hi = ids
-    rebuild = f"rebuild it with the tokenizer in use: '{tokenize_command(path, force=True)}'"
-    if lo < 0:
-        raise UserError(f"{path} contains the negative token id {lo}; ids must be 0..{vocab_size - 1}, {rebuild}")
-    if hi >= vocab_size:
-        raise UserError(f"{path} contains token id {hi} but the vocabulary in use has {vocab_size} ids "
-                        f"(0..{vocab_size - 1}); {rebuild}")
+    """UserError when the token file's ``ids`` (smallest, largest) leave ``0 .. vocab_size - 1``, with the
+    ``cs336 tokenize`` that rebuilds it."""
+    check_ids_in_vocabulary(ids, vocab_size, where=str(path),
+                            fix=f"rebuild it with the tokenizer in use: '{tokenize_command(path, force=True)}'")
 
 
 def _not_a_token_file(path: Path, detail: str) -> UserError:
@@ -241,9 +236,9 @@ def open_token_file(npy_path: str | Path, *, vocab_size: int | None = None,
         raise UserError(f"{path} holds {arr.dtype} ids but its manifest says {manifest['dtype']} (replaced by "
                         f"other code?); {rebuild}")
     if vocab_size is not None:
-        if manifest["vocab_size"] > vocab_size:
-            raise UserError(f"{path} uses a {manifest['vocab_size']}-token vocabulary but the model has vocab_size "
-                            f"{vocab_size}; set model.vocab_size >= {manifest['vocab_size']}")
+        made_with = manifest["vocab_size"]
+        check_vocab_agreement(vocab_size, made_with, model="model.vocab_size", tokenizer=f"the tokenizer of {path}",
+                              fix=f"set model.vocab_size >= {made_with}")
         # the ids themselves, not the manifest's record of them: a file edited in place keeps its size,
         # and its mtime can be restored, so a manifest that looks current proves nothing about the ids
         check_id_range(path, id_range(arr), vocab_size)
@@ -511,13 +506,12 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
     dtype = dtype_for(tokenizer.vocab_size)
     n_pieces = 1 if workers == 1 else max(workers * 8, -(-size // MAX_RANGE))
     ranges = plan_ranges(input_path, size, n_pieces, tokenizer.special_tokens)
-    out_tmp = out_path.parent / f".{out_path.name}.{os.getpid()}.tmp"
     work_dir: Path | None = None  # the workers' parts, in a folder made here (so removing it removes only them)
     started = time.perf_counter()
     total, ids_range = 0, None
     full = "free space and rerun (the token file there before, if any, is unchanged)"
     try:
-        with (disk_full_is_user_error(out_path, full), open(out_tmp, "wb") as fh,
+        with (atomic_path(out_path, full) as out_tmp, open(out_tmp, "wb") as fh,
               byte_progress(size, f"tokenize {input_path.name}") as bar):
             fh.write(npy_header(dtype, 0))  # placeholder until the count is known
             syncer = _Syncer(fh)
@@ -545,11 +539,10 @@ def tokenize_file(tokenizer, input_path: str | Path, out_path: str | Path, worke
             fh.seek(0)
             fh.write(npy_header(dtype, total))
             syncer.finish()
-        # Drop the old manifest first: a crash after the rename then leaves "no manifest" (stale), never a lie.
-        manifest_path(out_path).unlink(missing_ok=True)
-        os.replace(out_tmp, out_path)
+            # Drop the old manifest before the rename: a crash after it then leaves "no manifest" (stale), never
+            # a lie.
+            manifest_path(out_path).unlink(missing_ok=True)
     finally:
-        out_tmp.unlink(missing_ok=True)
         if work_dir is not None:
             shutil.rmtree(work_dir, ignore_errors=True)
     elapsed = time.perf_counter() - started

@@ -26,8 +26,12 @@ from cs336_basics.outputs import DirOutput, has_files
 from cs336_basics.tokenizer.gpt2_format import load_vocab_merges, save_vocab_merges, token_to_str
 from cs336_basics.tokenizer.pretokenize import GPT2_PATTERN
 
-FILES = ("vocab.json", "merges.txt", "tokenizer.json", "meta.json")
-TOKENIZER_DIR = DirOutput("cs336 tokenizer train", "tokenizer directory", has_files("meta.json", "vocab.json", "merges.txt"),
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
+HF_TOKENIZER_FILE = "tokenizer.json"
+META_FILE = "meta.json"
+FILES = (VOCAB_FILE, MERGES_FILE, HF_TOKENIZER_FILE, META_FILE)
+TOKENIZER_DIR = DirOutput("cs336 tokenizer train", "tokenizer directory", has_files(META_FILE, VOCAB_FILE, MERGES_FILE),
                           frozenset(FILES))
 """A tokenizer directory as an output: recognised by its files; replacing one deletes only :data:`FILES`."""
 
@@ -75,13 +79,13 @@ def save_tokenizer_dir(out_dir: str | Path, vocab: dict[int, bytes], merges: lis
     out_dir = Path(out_dir)
 
     def fill(tmp: Path) -> None:
-        save_vocab_merges(vocab, merges, tmp / "vocab.json", tmp / "merges.txt")
+        save_vocab_merges(vocab, merges, tmp / VOCAB_FILE, tmp / MERGES_FILE)
         pattern = (meta or {}).get("pattern", GPT2_PATTERN)
         hf = hf_tokenizer_json(vocab, merges, list(special_tokens), pattern)
-        (tmp / "tokenizer.json").write_text(json.dumps(hf, ensure_ascii=False), encoding="utf-8")
+        (tmp / HF_TOKENIZER_FILE).write_text(json.dumps(hf, ensure_ascii=False), encoding="utf-8")
         full_meta = {"format": 1, "special_tokens": list(special_tokens), "pattern": pattern,
                      "vocab_size": len(vocab), "num_merges": len(merges), **(meta or {})}
-        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1, ensure_ascii=False), encoding="utf-8")
+        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=1, ensure_ascii=False), encoding="utf-8")
 
     try:
         replace_dir_atomically(out_dir, fill, FILES)
@@ -113,8 +117,8 @@ def load_tokenizer_dir(directory: str | Path) -> tuple[dict[int, bytes], list[tu
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"tokenizer directory not found: {directory} (train one with 'cs336 tokenizer train')")
-    vocab, merges = load_vocab_merges(directory / "vocab.json", directory / "merges.txt")
-    meta_path = directory / "meta.json"
+    vocab, merges = load_vocab_merges(directory / VOCAB_FILE, directory / MERGES_FILE)
+    meta_path = directory / META_FILE
     if not meta_path.is_file():
         # without it the special tokens are unknown and would be encoded as plain text
         raise UserError(f"{meta_path} is missing (it lists the special tokens); restore it, or retrain the tokenizer "
@@ -130,6 +134,6 @@ def load_tokenizer_dir(directory: str | Path) -> tuple[dict[int, bytes], list[tu
     merged = [t for t in vocab.values() if len(t) > 1 and t not in special_bytes]
     if merged and not merges:
         # every multi-byte token is made by a merge: without merges the tokenizer would be byte-level
-        raise UserError(f"{directory / 'merges.txt'} holds no merges but vocab.json has {len(merged)} multi-byte "
+        raise UserError(f"{directory / MERGES_FILE} holds no merges but vocab.json has {len(merged)} multi-byte "
                         "tokens that only merges produce; restore merges.txt or retrain the tokenizer")
     return vocab, merges, specials, meta

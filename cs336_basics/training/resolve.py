@@ -19,9 +19,10 @@ from typing import Any
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
 from cs336_basics.runs.checkpoint import CheckpointManager
-from cs336_basics.runs.layout import RunDir
+from cs336_basics.runs.layout import DatasetDir, RunDir
 from cs336_basics.runs.metrics import read_jsonl
 from cs336_basics.runs.trained import find_checkpoint
+from cs336_basics.tokenizer.vocabulary import check_vocab_agreement
 from cs336_basics.training.step import optimizer_layout
 
 
@@ -39,10 +40,10 @@ def resolve_vocab_size(cfg, tokenizer, tokenizer_dir: Path | None):
         return cfg
     if vocab is None:
         return dataclasses.replace(cfg, model=cfg.model.with_changes(vocab_size=tokenizer.vocab_size))
-    if vocab != tokenizer.vocab_size:
-        raise UserError(f"model.vocab_size is {vocab:,} but the tokenizer in {tokenizer_dir} has "
-                        f"{tokenizer.vocab_size:,} tokens; set model.vocab_size={tokenizer.vocab_size} "
-                        "(or leave it unset to take the tokenizer's)")
+    check_vocab_agreement(vocab, tokenizer.vocab_size, model="model.vocab_size",
+                          tokenizer=f"the tokenizer in {tokenizer_dir}", exact=True,
+                          fix=f"set model.vocab_size={tokenizer.vocab_size} (or leave it unset to take the "
+                              "tokenizer's)")
     return cfg
 
 
@@ -57,7 +58,7 @@ def require_validation(cfg, valid: Path | None) -> None:
     off = "or pass --set train.eval_interval=0 to train without validation"
     data = cfg.data
     if data.dataset_dir:
-        expected = Path(data.dataset_dir) / "valid.npy"
+        expected = DatasetDir(Path(data.dataset_dir)).tokens("valid")
         state = "is a directory, not a token file" if expected.is_dir() else "does not exist"
         raise UserError(f"no validation data: {expected} {state}; make it with 'cs336 prepare --data "
                         f"{data.dataset_dir}' (or 'cs336 tokenize'), point data.valid_path at a validation token "

@@ -13,8 +13,7 @@
   dense bf16 peaks of common GPUs; unknown devices get no MFU rather than a guess.
 - CPU runs on Linux ask glibc's allocator to keep freed memory for reuse
   (:func:`cs336_basics.allocator.keep_freed_cpu_memory`): without it each step
-  page-faults its activations in again (about 160,000 faults and 5-10 % of a
-  step at the assignment's shape).
+  page-faults its activations in again.
 """
 
 from __future__ import annotations
