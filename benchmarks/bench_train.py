@@ -64,7 +64,7 @@ from benchmarks.harness import Contender, Timing, compare, group, script_main
 from cs336_basics.config import load_config
 from cs336_basics.config.accounting import flops_per_token
 from cs336_basics.model import TransformerLM
-from cs336_basics.precision import NAMES as DTYPES
+from cs336_basics.runtime.precision import NAMES as DTYPES
 from cs336_basics.training.loop import train
 from cs336_basics.training.loss import cross_entropy
 from cs336_basics.training.optimizer import AdamW

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from cs336_basics.errors import UserError
-from cs336_basics.hardware import CpuInfo
-from cs336_basics.precision import MIN_SPEEDUP, choose_dtype, decide_from_timings
 from cs336_basics.runs.metrics import read_jsonl
+from cs336_basics.runtime.devices import CpuInfo
+from cs336_basics.runtime.precision import MIN_SPEEDUP, choose_dtype, decide_from_timings
 from cs336_basics.training import train
 from tests.training_fixtures import make_byte_dataset, tiny_config, train_losses
 
@@ -113,7 +113,7 @@ def dataset(tmp_path_factory) -> Path:
 
 def _native_cpu(monkeypatch, cache_dir: Path, float32_s: float | None = None, bfloat16_s: float | None = None):
     """Make this machine look like a native-bf16 CPU; optionally replace the timed trial steps."""
-    import cs336_basics.precision as precision
+    import cs336_basics.runtime.precision as precision
     import cs336_basics.training.step as step
 
     monkeypatch.setattr(precision, "cpu_info", lambda: NATIVE)
@@ -212,7 +212,7 @@ def test_eval_and_generate_use_the_same_rule(dataset, tmp_path, monkeypatch):
 
 
 def test_inference_measurement_times_a_real_forward_pass(tmp_path, monkeypatch):
-    import cs336_basics.precision as precision
+    import cs336_basics.runtime.precision as precision
     from cs336_basics.model import ModelConfig, TransformerLM
 
     monkeypatch.setattr(precision, "cpu_info", lambda: NATIVE)

@@ -318,7 +318,7 @@ def test_keep_freed_cpu_memory_makes_a_repeated_large_allocation_fault_free():
     repeat maps and faults in 16,384 fresh pages."""
     script = textwrap.dedent("""
         import resource, sys, torch
-        from cs336_basics.allocator import keep_freed_cpu_memory
+        from cs336_basics.runtime.allocator import keep_freed_cpu_memory
         if sys.argv[1] == "tuned":
             assert keep_freed_cpu_memory()
         def faults_of_one_step():

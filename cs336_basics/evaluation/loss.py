@@ -45,8 +45,8 @@ import torch
 from torch import nn
 
 from cs336_basics.errors import UserError
-from cs336_basics.precision import autocast
 from cs336_basics.progress import progress
+from cs336_basics.runtime.precision import autocast
 
 LN2 = math.log(2.0)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 
 from cs336_basics.errors import UserError
-from cs336_basics.precision import autocast
+from cs336_basics.runtime.precision import autocast
 from cs336_basics.generation.decoding import make_decoder
 from cs336_basics.generation.sampling import apply_repetition_penalty, choose_next, make_generator
 from cs336_basics.config.sampling import SamplingParams

@@ -1,8 +1,8 @@
 """Where and in what precision a run executes: device auto-detection, autocast dtype, FLOP accounting for MFU.
 
-- device ``auto``: CUDA, else Apple MPS, else CPU (:func:`cs336_basics.hardware.resolve_device`).
+- device ``auto``: CUDA, else Apple MPS, else CPU (:func:`cs336_basics.runtime.devices.resolve_device`).
 - dtype ``auto``: bfloat16 autocast on CUDA and on CPUs where bf16 is native and
-  measured faster (:mod:`cs336_basics.precision`; parameters and optimizer state
+  measured faster (:mod:`cs336_basics.runtime.precision`; parameters and optimizer state
   stay float32), float32 elsewhere. On CUDA, TF32 matmuls are enabled too: a
   float32 run then gets tensor-core speed at ~1e-3 relative precision, the
   usual trade for training.
@@ -12,7 +12,7 @@
   device's peak. The peak is ``train.peak_tflops`` when set, else a table of
   dense bf16 peaks of common GPUs; unknown devices get no MFU rather than a guess.
 - CPU runs on Linux ask glibc's allocator to keep freed memory for reuse
-  (:func:`cs336_basics.allocator.keep_freed_cpu_memory`): without it each step
+  (:func:`cs336_basics.runtime.allocator.keep_freed_cpu_memory`): without it each step
   page-faults its activations in again (about 160,000 faults and 5-10 % of a
   step at the assignment's shape).
 """
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from cs336_basics.allocator import keep_freed_cpu_memory
-from cs336_basics.precision import choose_dtype
+from cs336_basics.runtime.allocator import keep_freed_cpu_memory
+from cs336_basics.runtime.precision import choose_dtype
 
 # dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets
 _BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "H100 PCIe": 756.0, "A100": 312.0, "L40S": 362.0, "L40": 181.0,

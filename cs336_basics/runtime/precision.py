@@ -39,7 +39,7 @@ import torch
 
 from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
-from cs336_basics.hardware import CpuInfo, cpu_info
+from cs336_basics.runtime.devices import CpuInfo, cpu_info
 
 MIN_SPEEDUP = 1.10
 """bf16 must beat float32 by this factor to be chosen: below it the gain is within timing noise and
