@@ -41,7 +41,7 @@ import numpy as np
 from cs336_basics.errors import UserError
 from cs336_basics.tokenizer import native as native_ext
 from cs336_basics.tokenizer.boundaries import safe_chunks
-from cs336_basics.tokenizer.decoding import IncrementalDecoder, decode_ids
+from cs336_basics.tokenizer.detokenize import IncrementalDecoder, decode_ids
 from cs336_basics.tokenizer.gpt2_format import MAX_TOKEN_ID, load_vocab_merges
 from cs336_basics.tokenizer.pretokenize import (
     char_class_table,
