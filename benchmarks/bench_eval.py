@@ -13,7 +13,7 @@ torch thread.
 Every repetition also records how far each of those five losses lies from a
 reference computed apart from ``evaluate_loss``, in a setting where padding would
 leak if a mask were wrong: the windows are built from their definition (the module
-docstring of ``cs336_basics.evaluation.loss``), every window is right-padded with
+docstring of ``cs336_basics.evaluation.token_file_loss``), every window is right-padded with
 random token ids to the full context and all of them run as batches of full rows,
 and each row is scored on its own targets only (per-token ``F.cross_entropy``
 summed in float64). The default token counts leave a short final window (63

@@ -53,10 +53,10 @@ def test_the_padded_reference_agrees_with_evaluate_loss_to_rounding():
 
 
 def test_the_padded_reference_exposes_a_score_mask_that_is_ignored(monkeypatch):
-    from cs336_basics.evaluation import loss
+    from cs336_basics.evaluation import token_file_loss
 
-    score = loss._score_batch
-    monkeypatch.setattr(loss, "_score_batch",
+    score = token_file_loss._score_batch
+    monkeypatch.setattr(token_file_loss, "_score_batch",
                         lambda logits, targets, mask: score(logits, targets, torch.ones_like(mask)))
     assert _largest_difference(*_eval_case()) > 1e-4  # overlapping targets of the sliding windows scored twice
 

@@ -3,7 +3,7 @@
 Loads the model with :func:`cs336_basics.runs.trained.load_trained_model`,
 finds the run's validation file and tokenizer by the run-directory lookup rule
 (:func:`cs336_basics.runs.layout.resolve_data`), scores the whole token file
-with :func:`~cs336_basics.evaluation.loss.evaluate_loss`, and with sample
+with :func:`~cs336_basics.evaluation.token_file_loss.evaluate_loss`, and with sample
 settings also generates from fixed prompts with a fixed seed and reports the
 generation metrics of :mod:`.text_metrics` (with the samples' perplexity under
 a second, reference checkpoint when one is given).
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from cs336_basics.errors import UserError
-from cs336_basics.evaluation.loss import bytes_per_token_from_manifest, evaluate_loss, evaluation_mode
+from cs336_basics.evaluation.token_file_loss import bytes_per_token_from_manifest, evaluate_loss, evaluation_mode
 from cs336_basics.evaluation.samples import training_vocabulary
 from cs336_basics.evaluation.text_metrics import generation_metrics, reference_perplexity
 from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, SamplingParams, generate
