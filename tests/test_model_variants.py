@@ -14,7 +14,7 @@ from cs336_basics.config.accounting import count_parameters
 from cs336_basics.config.variants import ATTENTION, REGISTRIES, attention_kernel
 from cs336_basics.model import TransformerLM
 from cs336_basics.model.attention import ReferenceAttention, SDPAAttention
-from cs336_basics.model.variants import ATTENTION_KERNELS, CLASSES
+from cs336_basics.model.variant_classes import ATTENTION_KERNELS, CLASSES
 
 TINY = dict(vocab_size=40, context_length=16, d_model=32, num_layers=2, num_heads=4, num_experts=3)
 
