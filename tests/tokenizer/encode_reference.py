@@ -3,12 +3,12 @@
 Slow on purpose (for each pre-token, every merge in creation order scans the
 whole pre-token), so tests use it on small vocabularies or short texts only.
 Nothing here is shared with the implementation: pre-tokenization and special-token
-splitting come from ``tests/pretokenize_reference.py``.
+splitting come from ``tests/tokenizer/pretokenize_reference.py``.
 """
 
 from __future__ import annotations
 
-from tests.pretokenize_reference import GPT2_PATTERN, pretokenize, split_specials
+from tests.tokenizer.pretokenize_reference import GPT2_PATTERN, pretokenize, split_specials
 
 EOT = "<|endoftext|>"
 

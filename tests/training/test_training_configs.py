@@ -10,7 +10,7 @@ import pytest
 from cs336_basics.config import load_config
 from cs336_basics.training.resolve import total_steps
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))

@@ -17,7 +17,7 @@ import regex
 
 from cs336_basics.tokenizer.boundaries import SafeChunker, cut_candidates, find_byte_cut, find_text_cut
 from tests.conftest import GPT2_DIR, PATHS, REPO, TINYSTORIES_VALID, fixture_bytes
-from tests.encode_reference import gpt2_tokenizer
+from tests.tokenizer.encode_reference import gpt2_tokenizer
 
 EOT = "<|endoftext|>"
 SPECIALS = [EOT, EOT + EOT, "<|a b|>"]  # the last one contains a space: cuts inside it must be refused

@@ -16,7 +16,7 @@ from cs336_basics.tokenizer.token_files import (dtype_for, manifest_path, open_t
                                                 read_manifest, staleness, tokenize_file)
 from cs336_basics.tokenizer.tokenizer import Tokenizer, _native_module
 from tests.conftest import GPT2_DIR, run_cli
-from tests.encode_reference import gpt2_tokenizer, make_tokenizer, truncated_gpt2
+from tests.tokenizer.encode_reference import gpt2_tokenizer, make_tokenizer, truncated_gpt2
 
 EOT = "<|endoftext|>"
 NATIVE = _native_module() is not None  # file tokenization is tested on whichever path this install has

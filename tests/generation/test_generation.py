@@ -12,7 +12,7 @@ import torch
 from cs336_basics.errors import UserError
 from cs336_basics.generation import DEFAULT_PROMPTS, Sampler, SamplingParams, generate, results_to_markdown
 from cs336_basics.model import ModelConfig, TransformerLM
-from tests.test_generation_streaming import ByteTokenizer
+from tests.generation.test_generation_streaming import ByteTokenizer
 
 POSITIONS = ["learned", "sinusoidal", "rope", "none"]
 

@@ -1,4 +1,4 @@
-"""Encoding is exact: equal to the handout's loop (tests/encode_reference.py) and to tiktoken on GPT-2.
+"""Encoding is exact: equal to the handout's loop (tests/tokenizer/encode_reference.py) and to tiktoken on GPT-2.
 
 Every test runs on both paths (the C encoder and the pure-Python fallback).
 """
@@ -16,7 +16,7 @@ from cs336_basics.errors import UserError
 from cs336_basics.tokenizer.tokenizer import Tokenizer, merge_buckets, merge_scan
 from tests.conftest import (GPT2_DIR, MULTILINGUAL, PATHS, TINYSTORIES_TRAIN, TINYSTORIES_VALID, fixture_text,
                             mixed_corpus)
-from tests.encode_reference import (gpt2_tiktoken, gpt2_tokenizer, make_tokenizer, reference_encode,
+from tests.tokenizer.encode_reference import (gpt2_tiktoken, gpt2_tokenizer, make_tokenizer, reference_encode,
                                     truncated_gpt2)
 
 EOT = "<|endoftext|>"

@@ -15,7 +15,7 @@ from benchmarks import AREAS, render
 from benchmarks.claims import CLAIMS, Claim
 from benchmarks.harness import paired_ratios, verdict
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?")
 # what a speed or throughput figure looks like in prose
 FIGURE = re.compile(r"\b\d+(?:\.\d+)?(?:\s*[-–]\s*\d+(?:\.\d+)?)?x\b|\d[\d,.]*\s*(?:tok/s|tokens/s|MB/s|GB/s|s/step)\b")

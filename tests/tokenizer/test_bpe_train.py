@@ -10,8 +10,8 @@ from cs336_basics.errors import UserError
 from cs336_basics.tokenizer import train_bpe
 from cs336_basics.tokenizer.bpe_train import train_bpe_detailed
 from cs336_basics.tokenizer.merging import merge, native_merge_available
-from tests.bpe_reference import pretoken_counts_reference, train_bpe_reference
 from tests.conftest import PATHS, mixed_corpus, native_path, require_native
+from tests.tokenizer.bpe_reference import pretoken_counts_reference, train_bpe_reference
 
 EOT = "<|endoftext|>"
 

@@ -1,6 +1,6 @@
 """Export parity: our Llama-style TransformerLM vs transformers' LlamaForCausalLM loading the exported folder.
 
-Every other variant is covered by tests/test_export_variants.py."""
+Every other variant is covered by tests/interop/test_export_variants.py."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ import pytest
 
 from cs336_basics.tokenizer.bpe_train import train_bpe
 from cs336_basics.tokenizer.merging import merge_python
-from tests.bpe_reference import pretoken_counts_reference, train_bpe_reference
 from tests.conftest import require_native
+from tests.tokenizer.bpe_reference import pretoken_counts_reference, train_bpe_reference
 
 EOT = "<|endoftext|>"
 

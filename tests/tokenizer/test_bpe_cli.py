@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from cs336_basics.errors import UserError
 from cs336_basics.tokenizer.tokenizer import Tokenizer
 from cs336_basics.tokenizer.tokenizer_dir import load_tokenizer_dir, save_tokenizer_dir
-from tests.bpe_reference import train_bpe_reference
 from tests.conftest import MULTILINGUAL, fixture_text, run_cli
+from tests.tokenizer.bpe_reference import train_bpe_reference
 
 EOT = "<|endoftext|>"
 

@@ -1,7 +1,7 @@
 """The slow, obviously-correct BPE trainer: the oracle every fast path is compared with (test-only).
 
 It follows the definition literally: pre-tokenize with the regex module after splitting on
-special tokens (both in ``tests/pretokenize_reference.py``, not the package's code), then, for
+special tokens (both in ``tests/tokenizer/pretokenize_reference.py``, not the package's code), then, for
 every merge, recount every adjacent pair of every distinct pre-token from scratch (weighted by
 its frequency), take the pair with the highest count, ties going to the lexicographically
 greatest ``(bytes, bytes)``, and merge it left to right, non-overlapping, in every pre-token.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.pretokenize_reference import GPT2_PATTERN, pretokenize_bytes
+from tests.tokenizer.pretokenize_reference import GPT2_PATTERN, pretokenize_bytes
 
 
 def merge_word(word: tuple[bytes, ...], pair: tuple[bytes, bytes]) -> tuple[bytes, ...]:

@@ -17,7 +17,7 @@ import pytest
 
 from cs336_basics.tokenizer.boundaries import safe_chunks
 from tests.conftest import GPT2_DIR
-from tests.encode_reference import gpt2_tiktoken, gpt2_tokenizer
+from tests.tokenizer.encode_reference import gpt2_tiktoken, gpt2_tokenizer
 
 EOT = "<|endoftext|>"
 

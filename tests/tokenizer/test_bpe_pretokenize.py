@@ -14,8 +14,8 @@ from cs336_basics.tokenizer.pretokenize import (CLASS_LETTER, CLASS_NUMBER, CLAS
                                                 _compute_class_table, char_class_table, pretokenize_bytes,
                                                 pretokenize_reference, split_on_special)
 from tests.conftest import MULTILINGUAL, fixture_bytes, require_native
-from tests.pretokenize_reference import pretokenize_bytes as oracle_pretokenize_bytes
-from tests.pretokenize_reference import split_specials
+from tests.tokenizer.pretokenize_reference import pretokenize_bytes as oracle_pretokenize_bytes
+from tests.tokenizer.pretokenize_reference import split_specials
 
 
 @pytest.fixture

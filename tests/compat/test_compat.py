@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from cs336_basics.compat import spring2024 as c24
 from cs336_basics.compat import spring2025 as c25
-from tests.bpe_reference import train_bpe_reference
+from tests.tokenizer.bpe_reference import train_bpe_reference
 
 torch.manual_seed(0)
 ATOL = 1e-5

@@ -238,7 +238,7 @@ def test_sweep_file_format(tmp_path, base_toml):
 
 
 def test_shipped_presets_expand():
-    presets = sorted((Path(__file__).resolve().parents[1] / "configs" / "experiments").glob("*.toml"))
+    presets = sorted((Path(__file__).resolve().parents[2] / "configs" / "experiments").glob("*.toml"))
     sweep_files = [p for p in presets if "[sweep]" in p.read_text()]
     assert len(sweep_files) >= 8, [p.name for p in presets]
     for path in sweep_files:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from cs336_basics.tokenizer.counting import chunk_boundaries, count_bytes, count_pretokens
 from cs336_basics.tokenizer.pretokenize import CLASS_SPACE, char_class_table
 from tests.conftest import PATHS, native_path
-from tests.pretokenize_reference import pretokenize_bytes
+from tests.tokenizer.pretokenize_reference import pretokenize_bytes
 
 EOT = "<|endoftext|>"
 

@@ -25,7 +25,7 @@ from cs336_basics.model.transformer import TransformerLM
 from cs336_basics.runs.checkpoint import save_checkpoint
 from cs336_basics.tokenizer.tokenizer import Tokenizer
 from tests.conftest import run_cli
-from tests.test_export import _tiny_tokenizer_dir
+from tests.interop.test_export import _tiny_tokenizer_dir
 
 TINY = dict(vocab_size=261, context_length=64, d_model=32, num_layers=2, num_heads=4, rope_theta=1000.0,
             norm_eps=1e-6, num_experts=4)
