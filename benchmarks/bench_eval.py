@@ -23,7 +23,7 @@ window. A model whose causal mask let a position see later ones, a pass that
 scored padded or already-scored targets, or one that padded the short window into
 a batch without a mask, moves the loss far beyond float32 rounding; a correct
 build differs by rounding alone (the metric: the largest relative difference of
-the five). tests/test_benchmark_anchors.py breaks the score mask and the causal
+the five). tests/benchmarks/test_benchmark_anchors.py breaks the score mask and the causal
 mask on purpose and checks that the reference then disagrees by far more than the
 target.
 

@@ -5,7 +5,7 @@ torch needs, are the registries of :mod:`cs336_basics.config.variants`; this mod
 maps each of them to the sibling class that implements it, so building a model
 is a dictionary look-up and ``forward`` never branches on flags. ``auto``
 attention names no class of its own: :func:`~cs336_basics.config.variants.attention_kernel`
-resolves it to one of the kernels below first. ``tests/test_model_variants.py``
+resolves it to one of the kernels below first. ``tests/model/test_model_variants.py``
 checks that each map holds exactly the names its registry implements.
 
 The interfaces each axis' classes share:

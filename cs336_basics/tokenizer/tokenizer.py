@@ -5,7 +5,7 @@ special tokens (longest first, never split), split each remaining segment into
 GPT-2 pre-tokens, and within each pre-token apply the merges in creation order
 (the *rank of the pair*, not of the merged bytes; a merge whose rank is below
 one already applied is never applied again, as in the handout's
-"for each merge in order" loop). ``tests/encode_reference.py`` is that loop,
+"for each merge in order" loop). ``tests/tokenizer/encode_reference.py`` is that loop,
 written plainly, and every fast path here is tested against it.
 
 Fast paths, all giving identical ids:
