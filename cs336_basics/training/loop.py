@@ -47,7 +47,7 @@ from cs336_basics.config.accounting import flops_per_token
 from cs336_basics.errors import UserError
 from cs336_basics.evaluation import bytes_per_token_from_manifest, evaluate_loss
 from cs336_basics.evaluation.samples import write_training_samples
-from cs336_basics.hardware import resolve_device
+from cs336_basics.runtime.devices import resolve_device
 from cs336_basics.outputs import check_output_dir
 from cs336_basics.progress import info, progress
 from cs336_basics.runs.checkpoint import (
@@ -67,7 +67,7 @@ from cs336_basics.runs.metrics import MetricsLog
 from cs336_basics.runs.trained import export_safetensors
 from cs336_basics.tokenizer import Tokenizer
 from cs336_basics.tokenizer.token_files import read_manifest
-from cs336_basics.training import console, runtime
+from cs336_basics.training import console, placement
 from cs336_basics.training.budget import BudgetPlanner, TimeBudget
 from cs336_basics.training.data import open_tokens
 from cs336_basics.training.divergence import DivergenceRule
@@ -163,7 +163,7 @@ class Trainer:
         # 1. Everything that can reject the run, before anything in the run directory is created or changed.
         t = cfg.train
         self.device = rank_device(self.device, self.dist)
-        runtime.configure_backends(self.device)
+        placement.configure_backends(self.device)
         paths = resolve_data(cfg, strict=True)
         check_output_dir(Path(t.runs_dir) / t.run_name, RUN_DIR, flag="the run directory",
                          fix="choose another --run-name or --runs-dir",
@@ -224,7 +224,7 @@ class Trainer:
         self.train_step = TrainStep(self.parts, self.device, t.grad_accum_steps, cfg.optimizer.grad_clip, self.dist,
                                     self.timings)
         self.flops_per_token = flops_per_token(cfg.model)["train"]
-        self.peak = runtime.peak_flops(self.device, self.dtype, t.peak_tflops)
+        self.peak = placement.peak_flops(self.device, self.dtype, t.peak_tflops)
         self.stop = StopRequest(announce=self.main)
         self._bar = None
         self._last_train: tuple[float | None, float] = (None, float("nan"))
