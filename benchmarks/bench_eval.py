@@ -13,7 +13,7 @@ torch thread.
 Every repetition also records how far each of those five losses lies from a
 reference computed apart from ``evaluate_loss``, in a setting where padding would
 leak if a mask were wrong: the windows are built from their definition (the module
-docstring of ``cs336_basics.evaluation.loss``), every window is right-padded with
+docstring of ``cs336_basics.evaluation.token_file_loss``), every window is right-padded with
 random token ids to the full context and all of them run as batches of full rows,
 and each row is scored on its own targets only (per-token ``F.cross_entropy``
 summed in float64). The default token counts leave a short final window (63
@@ -23,7 +23,7 @@ window. A model whose causal mask let a position see later ones, a pass that
 scored padded or already-scored targets, or one that padded the short window into
 a batch without a mask, moves the loss far beyond float32 rounding; a correct
 build differs by rounding alone (the metric: the largest relative difference of
-the five). tests/test_benchmark_anchors.py breaks the score mask and the causal
+the five). tests/benchmarks/test_benchmark_anchors.py breaks the score mask and the causal
 mask on purpose and checks that the reference then disagrees by far more than the
 target.
 

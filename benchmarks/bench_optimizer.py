@@ -29,7 +29,7 @@ its path between repetitions, which the identical state layout of the paths
 allows: they do the same work on the same memory, and the machine holds one
 copy of the 48-layer state (2.5 GB) instead of five (PyTorch's adds its two moments). A repetition is ``steps``
 calls of ``step()``, with the CPU allocator set up as a training run sets it
-(``runtime.configure_backends``: freed memory is kept for reuse, so the
+(``placement.configure_backends``: freed memory is kept for reuse, so the
 temporaries of each step do not page-fault in again). The facts say which path
 ``foreach=None`` takes on a CPU.
 
@@ -52,7 +52,7 @@ from cs336_basics.config import ModelConfig
 from cs336_basics.model import TransformerLM
 from cs336_basics.training import fused_adamw
 from cs336_basics.training import optimizer as adamw
-from cs336_basics.training import runtime
+from cs336_basics.training import placement
 from cs336_basics.training.optimizer import AdamW, param_groups
 
 SIZES = {
@@ -104,7 +104,7 @@ def measure(settings: dict, data_dir) -> dict:
 
 def _measure(settings: dict) -> dict:
     torch.set_num_threads(settings["threads"])
-    runtime.configure_backends(torch.device("cpu"))
+    placement.configure_backends(torch.device("cpu"))
     groups = []
     for layers in (int(x) for x in str(settings["layers"]).split(",")):
         opt, anchor, tensors, count = optimizers_for(layers)

@@ -37,8 +37,8 @@ from benchmarks.harness import Contender, Result, compare, group
 from benchmarks.script import script_main
 
 from cs336_basics.config import load_config
-from cs336_basics.hardware import cpu_info
-from cs336_basics.precision import MIN_SPEEDUP
+from cs336_basics.runtime.devices import cpu_info
+from cs336_basics.runtime.precision import MIN_SPEEDUP
 from cs336_basics.training.distributed import DistInfo
 from cs336_basics.training.step import choose_training_dtype
 

@@ -64,7 +64,7 @@ from benchmarks.script import script_main
 # The package entry points this script uses (one place, so a restructured package is one edit away).
 from cs336_basics.config import load_config
 from cs336_basics.config.accounting import flops_per_token
-from cs336_basics.precision import NAMES as DTYPES
+from cs336_basics.runtime.precision import NAMES as DTYPES
 from cs336_basics.training.loop import train
 from cs336_basics.training.loss import cross_entropy
 from cs336_basics.training.optimizer import AdamW

@@ -9,7 +9,7 @@ run uses, not re-implementations):
    :func:`~cs336_basics.training.step.build_training_parts`, bf16 autocast
    (``train.dtype=auto`` on CUDA) and ``torch.compile`` (``train.compile``):
    tokens/s after the warm-up steps (which pay the compilation), MFU against
-   the bf16 peak of :func:`~cs336_basics.training.runtime.peak_flops`, peak
+   the bf16 peak of :func:`~cs336_basics.training.placement.peak_flops`, peak
    memory, and the loss, which must fall (the script fails otherwise);
 2. **eager training**: the same without ``torch.compile``;
 3. **attention kernels**: eager training steps with the from-scratch kernel
@@ -70,10 +70,10 @@ from cs336_basics.config import load_config
 from cs336_basics.config.accounting import flops_per_token
 from cs336_basics.evaluation import evaluate_loss
 from cs336_basics.generation import SamplingParams, generate
-from cs336_basics.hardware import resolve_device
-from cs336_basics.precision import cache_path, choose_dtype
+from cs336_basics.runtime.devices import resolve_device
+from cs336_basics.runtime.precision import cache_path, choose_dtype
 from cs336_basics.tokenizer import Tokenizer
-from cs336_basics.training import runtime
+from cs336_basics.training import placement
 from cs336_basics.training.data import open_tokens
 from cs336_basics.training.distributed import DistInfo, init_distributed, process_group_backend, shutdown_distributed
 from cs336_basics.training.step import TrainStep, build_training_parts
@@ -178,7 +178,7 @@ def train_section(settings: dict, tokens: np.ndarray, device: torch.device, *, d
     measured = times[warmup:]
     tokens_per_step = cfg.train.batch_size * cfg.model.context_length
     tokens_per_s = tokens_per_step * len(measured) / sum(measured)
-    peak = runtime.peak_flops(device, parts.dtype, None)
+    peak = placement.peak_flops(device, parts.dtype, None)
     memory, memory_kind = peak_memory_mb(device)
     del parts, step
     return {"compiled": compile_model, "attention": attention, "dtype": dtype, "steps": len(measured),
@@ -260,7 +260,7 @@ def default_out(device: torch.device) -> Path:
 def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     device = resolve_device(args.device, "--device")
-    runtime.configure_backends(device)
+    placement.configure_backends(device)
     settings = TINY if args.tiny else FULL
     if args.steps:
         settings = {**settings, "compiled_steps": args.steps}

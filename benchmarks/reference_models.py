@@ -7,7 +7,7 @@ PyTorch's own building blocks (``nn.Embedding``, ``nn.Linear``, ``nn.RMSNorm``, 
 our ``ModelConfig``s and checks that it has exactly our parameter count. RoPE comes in two forms
 (:data:`ROPE_FORMS`): Meta's complex multiply (``torch.polar`` / ``view_as_complex``, as in the Llama
 code) and the same rotation in real arithmetic, which Inductor fuses (it has no complex kernels);
-tests/test_benchmark_anchors.py checks that both give the same model.
+tests/benchmarks/test_benchmark_anchors.py checks that both give the same model.
 """
 
 from __future__ import annotations

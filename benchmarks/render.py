@@ -5,7 +5,7 @@ Each generated block sits between marker comments, ``<!-- bench:NAME:start -->``
 ``<!-- bench:NAME:end -->``; everything outside the markers is hand-written and left
 alone. Per area the latest *full* record is used when there is one, else the latest
 quick record, and every row says which kind it comes from. Rendering the committed
-records must reproduce the committed blocks exactly (tests/test_benchmark_records.py).
+records must reproduce the committed blocks exactly (tests/benchmarks/test_benchmark_records.py).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from cs336_basics.evaluation.baseline import unigram_baseline
 from cs336_basics.evaluation.heldout import HeldOutSplit, bytes_per_token, split_at_document, token_byte_lengths
 from cs336_basics.fileio import atomic_write_bytes, atomic_write_text
 from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, SamplingParams, generate
-from cs336_basics.hardware import resolve_device
+from cs336_basics.runtime.devices import resolve_device
 from cs336_basics.hub import NetworkError
 from cs336_basics.model.transformer import TransformerLM
 from cs336_basics.outputs import DirOutput, check_output_dir, has_marker, write_marker

@@ -14,7 +14,7 @@
 # too; pass pytest arguments to choose others, e.g.
 #
 #     scripts/sanitize_native.sh                            # tokenizer + BPE tests, not slow
-#     scripts/sanitize_native.sh tests/test_bpe_train.py -m slow
+#     scripts/sanitize_native.sh tests/tokenizer/test_bpe_train.py -m slow
 #
 # Needs gcc (or CC naming a compiler with the sanitizer runtimes), git and the test extras.
 set -euo pipefail
@@ -43,7 +43,7 @@ done < <(cd "$work" && find cs336_basics -name '*.c' | sort)
 [[ $status -eq 0 ]] || exit 2
 
 if [[ $# -eq 0 ]]; then
-    set -- tests/test_tokenizer_*.py tests/test_bpe_*.py tests/test_native.py -m "not slow" \
+    set -- tests/tokenizer/test_tokenizer_*.py tests/tokenizer/test_bpe_*.py tests/tokenizer/test_native.py -m "not slow" \
         -k "not address_space and not bounded_while_streaming"
 fi
 

@@ -18,11 +18,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cs336_basics"
 
 LAYERS: list[list[str]] = [
     ["errors"],
-    ["fileio", "progress", "allocator"],
+    ["fileio", "progress"],
     ["config"],
     ["outputs"],
-    ["hardware"],
-    ["precision"],
+    ["runtime"],
     ["tokenizer", "hub", "model"],
     ["datasets", "sample"],
     ["runs"],

@@ -18,11 +18,11 @@ from torch import nn
 from cs336_basics.config import ModelConfig
 from cs336_basics.config.variants import attention_kernel
 from cs336_basics.errors import UserError
-from cs336_basics.hardware import resolve_device
 from cs336_basics.model import TransformerLM
 from cs336_basics.model.attention import ReferenceAttention, SDPAAttention
-from cs336_basics.precision import autocast, choose_dtype
-from cs336_basics.training import distributed, rng, runtime
+from cs336_basics.runtime.devices import resolve_device
+from cs336_basics.runtime.precision import autocast, choose_dtype
+from cs336_basics.training import distributed, placement, rng
 from cs336_basics.training.data import batch_to_device, windows_to_batch
 from cs336_basics.training.distributed import DistInfo, process_group_backend, rank_device
 from cs336_basics.training.optimizer import use_foreach
@@ -50,9 +50,9 @@ def test_configure_backends_turns_tf32_on_for_cuda_only():
     try:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-        runtime.configure_backends(torch.device("cpu"))
+        placement.configure_backends(torch.device("cpu"))
         assert torch.backends.cuda.matmul.allow_tf32 is False
-        runtime.configure_backends(CUDA)
+        placement.configure_backends(CUDA)
         assert torch.backends.cuda.matmul.allow_tf32 is True and torch.backends.cudnn.allow_tf32 is True
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
@@ -122,17 +122,17 @@ def test_cpu_batches_are_not_copied_and_other_devices_are_not_pinned():
 ])
 def test_peak_table_reads_device_names(name, tflops):
     expected = tflops * 1e12 if tflops else None
-    assert runtime.table_peak_flops(name, torch.bfloat16) == expected
-    assert runtime.peak_flops(CUDA, torch.bfloat16, None, device_name=name) == expected
+    assert placement.table_peak_flops(name, torch.bfloat16) == expected
+    assert placement.peak_flops(CUDA, torch.bfloat16, None, device_name=name) == expected
 
 
 def test_peak_flops_rules(monkeypatch):
-    assert runtime.table_peak_flops("NVIDIA H100 80GB HBM3", torch.float32) is None  # no bf16 peak for float32
-    assert runtime.peak_flops(torch.device("cpu"), torch.bfloat16, None) is None
-    assert runtime.peak_flops(torch.device("cpu"), torch.float32, 2.5) == 2.5e12  # configured wins everywhere
+    assert placement.table_peak_flops("NVIDIA H100 80GB HBM3", torch.float32) is None  # no bf16 peak for float32
+    assert placement.peak_flops(torch.device("cpu"), torch.bfloat16, None) is None
+    assert placement.peak_flops(torch.device("cpu"), torch.float32, 2.5) == 2.5e12  # configured wins everywhere
     asked = []
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: asked.append(device) or "NVIDIA A100-PCIE-40GB")
-    assert runtime.peak_flops(CUDA, torch.bfloat16, None) == 312e12
+    assert placement.peak_flops(CUDA, torch.bfloat16, None) == 312e12
     assert asked == [CUDA]
 
 
@@ -230,7 +230,7 @@ def test_float16_runs_build_a_grad_scaler_and_step_through_it(monkeypatch):
     import numpy as np
 
     from cs336_basics.config import RunConfig, apply_overrides
-    from cs336_basics.precision import DtypeChoice
+    from cs336_basics.runtime.precision import DtypeChoice
     from cs336_basics.training import step as step_module
 
     monkeypatch.setattr(step_module, "choose_training_dtype",

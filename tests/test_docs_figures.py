@@ -58,7 +58,7 @@ ALLOWED: list[tuple[str, str]] = [
      "sizes the tokenizer code uses as parameters (encoding sniff window, source hash, holdout cap, "
      "chunk bounds, hash-slot key), stated where the docs describe that code"),
     (r"\d+ MiB of new words must fit in \d+ MiB|\d+ MiB file without a single newline in \d+ MiB",
-     "limits, not measurements: the address-space caps tests/test_tokenizer_stream.py sets (RLIMIT_AS) "
+     "limits, not measurements: the address-space caps tests/tokenizer/test_tokenizer_stream.py sets (RLIMIT_AS) "
      "and the input sizes it streams under them"),
 ]
 _ALLOWED = [re.compile(pattern) for pattern, _ in ALLOWED]

@@ -24,7 +24,7 @@ def report_lines() -> tuple[list[tuple[str, str]], bool]:
     """(label, value) rows, and whether every C extension loaded."""
     from cs336_basics import __file__ as package_file
     from cs336_basics import __version__
-    from cs336_basics.hardware import RELEVANT_CPU_FEATURES, cpu_info, torch_summary
+    from cs336_basics.runtime.devices import RELEVANT_CPU_FEATURES, cpu_info, torch_summary
     from cs336_basics.tokenizer import native
 
     cpu = cpu_info()

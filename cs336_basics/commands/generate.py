@@ -113,9 +113,9 @@ def sampling_params(args: argparse.Namespace) -> SamplingParams:
 
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.generation import generate
-    from cs336_basics.generation.loop import check_tokenizer_fits
-    from cs336_basics.hardware import resolve_device
-    from cs336_basics.precision import choose_inference_dtype
+    from cs336_basics.generation.autoregressive import check_tokenizer_fits
+    from cs336_basics.runtime.devices import resolve_device
+    from cs336_basics.runtime.precision import choose_inference_dtype
     from cs336_basics.runs.trained import load_trained_model
 
     if args.max_new_tokens < 0:

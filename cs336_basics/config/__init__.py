@@ -12,7 +12,7 @@ costs no more than the config itself.
   :class:`TrainConfig`, :class:`LoggingConfig`;
 - :mod:`.variants`: the allowed names of each model variant axis with the
   structural facts code without torch needs (the classes behind them are in
-  :mod:`cs336_basics.model.variants`);
+  :mod:`cs336_basics.model.variant_classes`);
 - :mod:`.files`: reading and writing config files, ``--set`` overrides, the
   type-driven checks behind both, and ``--help-config``;
 - :mod:`.sampling`: :class:`SamplingParams`, what ``cs336 generate`` and the

@@ -2,7 +2,7 @@
 
 Variants are picked by name (``position="rope"``, ``ffn="swiglu"``, ...); the
 allowed names come from the registries in :mod:`cs336_basics.config.variants`,
-and :mod:`cs336_basics.model.variants` maps each name to a sibling class, so
+and :mod:`cs336_basics.model.variant_classes` maps each name to a sibling class, so
 ``forward`` never branches on flags. ``__post_init__`` validates every field once
 (names, ranges, divisibility), so an invalid model config cannot be loaded,
 swept, written into a run directory or built. The defaults are the CS336

@@ -7,7 +7,7 @@ and FLOP accounting, which decoder a KV cache can use, which config fields apply
 validates against them at load time, so an invalid name never reaches a sweep, a run
 directory or a model constructor.
 
-The classes that implement the names live in :mod:`cs336_basics.model.variants`, a plain
+The classes that implement the names live in :mod:`cs336_basics.model.variant_classes`, a plain
 map per axis; this module imports nothing of the model, so reading or validating a config
 never imports torch. Adding a variant = one entry here, its class, and one entry in that
 map; a test checks that both list the same names.

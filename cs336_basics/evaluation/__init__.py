@@ -1,6 +1,6 @@
 """Evaluation: know whether a run is good while it trains.
 
-- :mod:`.loss`: validation loss / perplexity / bits per byte / top-k accuracy over a whole
+- :mod:`.token_file_loss`: validation loss / perplexity / bits per byte / top-k accuracy over a whole
   token file, in non-overlapping or sliding windows (:func:`evaluate_loss`).
 - :mod:`.text_metrics`: quality metrics of generated text (:func:`generation_metrics`).
 - :mod:`.samples`: samples from fixed prompts during training (:func:`write_training_samples`).
@@ -11,14 +11,6 @@ Reports and plots that read finished runs live in :mod:`cs336_basics.reporting`.
 docs/evaluation.md explains the choices and answers the questions that motivated them.
 """
 
-from cs336_basics.evaluation.loss import (
-    EvalResult,
-    Window,
-    bytes_per_token_from_manifest,
-    evaluate_loss,
-    evaluation_mode,
-    plan_windows,
-)
 from cs336_basics.evaluation.samples import read_samples, training_vocabulary, write_training_samples
 from cs336_basics.evaluation.text_metrics import (
     distinct_n,
@@ -27,6 +19,14 @@ from cs336_basics.evaluation.text_metrics import (
     reference_perplexity,
     repetition_rate,
     word_vocabulary,
+)
+from cs336_basics.evaluation.token_file_loss import (
+    EvalResult,
+    Window,
+    bytes_per_token_from_manifest,
+    evaluate_loss,
+    evaluation_mode,
+    plan_windows,
 )
 
 __all__ = [

@@ -3,7 +3,7 @@
 Loads the model with :func:`cs336_basics.runs.trained.load_trained_model`,
 finds the run's validation file and tokenizer by the run-directory lookup rule
 (:func:`cs336_basics.runs.layout.resolve_data`), scores the whole token file
-with :func:`~cs336_basics.evaluation.loss.evaluate_loss`, and with sample
+with :func:`~cs336_basics.evaluation.token_file_loss.evaluate_loss`, and with sample
 settings also generates from fixed prompts with a fixed seed and reports the
 generation metrics of :mod:`.text_metrics` (with the samples' perplexity under
 a second, reference checkpoint when one is given).
@@ -18,13 +18,13 @@ from typing import Any
 import torch
 
 from cs336_basics.errors import UserError
-from cs336_basics.evaluation.loss import bytes_per_token_from_manifest, evaluate_loss, evaluation_mode
+from cs336_basics.evaluation.token_file_loss import bytes_per_token_from_manifest, evaluate_loss, evaluation_mode
 from cs336_basics.evaluation.samples import training_vocabulary
 from cs336_basics.evaluation.text_metrics import generation_metrics, reference_perplexity
 from cs336_basics.generation import DEFAULT_PROMPTS, READING_TEMPERATURE, READING_TOP_P, SamplingParams, generate
-from cs336_basics.hardware import resolve_device
+from cs336_basics.runtime.devices import resolve_device
 from cs336_basics.config.variants import POSITION
-from cs336_basics.precision import choose_inference_dtype
+from cs336_basics.runtime.precision import choose_inference_dtype
 from cs336_basics.runs.layout import RunDir, resolve_data
 from cs336_basics.runs.trained import LoadedModel, load_trained_model
 from cs336_basics.tokenizer import Tokenizer
@@ -62,7 +62,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
                         reference_checkpoint: str | Path | None = None, dtype: str = "auto") -> dict[str, Any]:
     """The work of ``cs336 eval``: loss, perplexity, bits/byte and top-k accuracy of a checkpoint over a whole
     token file (default: the run's validation file), plus generation metrics when ``samples`` is given (or a
-    reference checkpoint). ``dtype`` is resolved like ``train.dtype`` (:mod:`cs336_basics.precision`), timed on
+    reference checkpoint). ``dtype`` is resolved like ``train.dtype`` (:mod:`cs336_basics.runtime.precision`), timed on
     this evaluation's own forward pass. Returns JSON-able results."""
     run_device = resolve_device(device, option="--device")
     loaded = load_trained_model(checkpoint, device=run_device)

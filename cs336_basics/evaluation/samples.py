@@ -27,8 +27,8 @@ import numpy as np
 
 from cs336_basics.config import load_config
 from cs336_basics.errors import UserError
-from cs336_basics.evaluation.loss import evaluation_mode
 from cs336_basics.evaluation.text_metrics import generation_metrics, reference_perplexity, word_vocabulary
+from cs336_basics.evaluation.token_file_loss import evaluation_mode
 from cs336_basics.fileio import atomic_write_text
 from cs336_basics.generation import READING_TEMPERATURE, READING_TOP_P, Sampler, results_to_markdown
 from cs336_basics.runs.layout import RunDir, resolve_data

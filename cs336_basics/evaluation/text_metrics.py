@@ -41,7 +41,7 @@ from typing import Any
 import regex
 import torch
 
-from cs336_basics.evaluation.loss import evaluation_mode
+from cs336_basics.evaluation.token_file_loss import evaluation_mode
 
 _WORD = regex.compile(r"\w+(?:'\w+)*|[^\w\s]")
 _LETTERS = regex.compile(r"\p{L}+")

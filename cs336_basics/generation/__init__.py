@@ -1,6 +1,6 @@
 """Text generation from a trained Transformer LM: sampling, KV-cache decoding, streaming, ``Sampler``.
 
-- :func:`generate` (:mod:`.loop`): batched prompts, stop at end-of-text and
+- :func:`generate` (:mod:`.autoregressive`): batched prompts, stop at end-of-text and
   at stop strings, seeds, streaming via ``on_token``.
 - :class:`~cs336_basics.config.sampling.SamplingParams`: what to generate
   (temperature / top-k / top-p / repetition penalty, length, stop strings),
@@ -14,7 +14,7 @@
 """
 
 from cs336_basics.config.sampling import SamplingParams
-from cs336_basics.generation.loop import GenerationResult, generate
+from cs336_basics.generation.autoregressive import GenerationResult, generate
 from cs336_basics.generation.sampler import (
     DEFAULT_PROMPTS,
     READING_TEMPERATURE,

@@ -3,7 +3,7 @@
 The training loop (samples every eval interval) and the evaluation report both
 want "the same prompts, the same options, a given seed, on the model as it is
 now". A Sampler holds those choices once; :meth:`Sampler.sample` runs
-:func:`~.loop.generate` on the current weights and leaves the model's
+:func:`~.autoregressive.generate` on the current weights and leaves the model's
 train/eval mode as it found it. :func:`results_to_markdown` renders results for
 ``samples/step_XXXXXXX.md`` files.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from cs336_basics.generation.loop import GenerationResult, generate
+from cs336_basics.generation.autoregressive import GenerationResult, generate
 from cs336_basics.config.sampling import SamplingParams
 
 DEFAULT_PROMPTS = [

@@ -8,7 +8,7 @@ external weights can be loaded into any of them with ``load_state_dict``.
 The config side lives in :mod:`cs336_basics.config`, which imports no torch:
 :class:`ModelConfig` and the presets (re-exported here for code that builds
 models), the variant names (:mod:`cs336_basics.config.variants`; the classes
-behind them are :mod:`.variants`), and the parameter, memory and FLOP counts of
+behind them are :mod:`.variant_classes`), and the parameter, memory and FLOP counts of
 a config (:mod:`cs336_basics.config.accounting`).
 """
 

@@ -1,7 +1,7 @@
 """Transformer blocks: where the normalisations and residual connections go.
 
 Sibling classes picked by ``ModelConfig.block`` (the map in
-:mod:`cs336_basics.model.variants`; :func:`~cs336_basics.model.transformer.build_block`
+:mod:`cs336_basics.model.variant_classes`; :func:`~cs336_basics.model.transformer.build_block`
 assembles one block from a config):
 
 - :class:`PreNormBlock` ``x += Attn(N1(x)); x += FFN(N2(x))`` (GPT-2 and Llama;

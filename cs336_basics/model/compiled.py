@@ -32,7 +32,7 @@ The ``auto`` attention kernel needs nothing here: it is resolved to a concrete
 kernel when the model is built.
 
 To see what breaks a graph: ``torch._dynamo.explain(fn)(*args).break_reasons``, or
-run with ``TORCH_LOGS=graph_breaks``; ``tests/test_model_compile.py`` asserts that
+run with ``TORCH_LOGS=graph_breaks``; ``tests/model/test_model_compile.py`` asserts that
 every model variant traces its training step and a KV-cache decoding step into
 single graphs. Reference: the PyTorch ``torch.compile`` programming model
 (https://pytorch.org/docs/stable/torch.compiler.html).

@@ -21,7 +21,7 @@ the course (``w1`` in, ``w2`` out, ``w3`` the gate of the gated variants):
 Every FFN has ``aux_loss`` (the MoE load-balancing loss of its last forward,
 unscaled); dense FFNs report None so the model only sums real losses. Each is
 built from a config by ``from_config`` (the map in
-:mod:`cs336_basics.model.variants` maps ``ModelConfig.ffn`` to the class).
+:mod:`cs336_basics.model.variant_classes` maps ``ModelConfig.ffn`` to the class).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@
   old ``sigma = d_model^-1/2`` with ``c = 1``, 0.010 and 0.019 above it with ``c = 4``).
 - Normalisation gains: ones (biases of LayerNorm: zeros).
 
-Schemes (``ModelConfig.init``, the map in :mod:`cs336_basics.model.variants`)
+Schemes (``ModelConfig.init``, the map in :mod:`cs336_basics.model.variant_classes`)
 run once the layers have drawn their weights, so every scheme consumes the
 same random numbers and two models built from one seed differ only where a
 scheme changes them:

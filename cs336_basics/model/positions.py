@@ -1,7 +1,7 @@
 """Position information: learned, sinusoidal, rotary (RoPE) or none (NoPE).
 
 A position *scheme* (one per ``ModelConfig.position`` name, mapped to its class in
-:mod:`cs336_basics.model.variants`) hands the model its two parts: an absolute
+:mod:`cs336_basics.model.variant_classes`) hands the model its two parts: an absolute
 encoding added at the bottom and a rotation applied inside attention. Two
 families, each with an identity member so the model never branches on a flag:
 

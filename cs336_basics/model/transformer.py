@@ -43,7 +43,7 @@ from cs336_basics.model.blocks import PreNormBlock
 from cs336_basics.model.init import make_generator, tied_embedding_std
 from cs336_basics.model.kv_cache import KVCache
 from cs336_basics.model.layers import Embedding, Linear, dropout_or_identity
-from cs336_basics.model.variants import ATTENTION_KERNELS, BLOCKS, FFNS, INITS, NORMS, POSITIONS, QK_NORMS
+from cs336_basics.model.variant_classes import ATTENTION_KERNELS, BLOCKS, FFNS, INITS, NORMS, POSITIONS, QK_NORMS
 
 
 def build_block(cfg: ModelConfig, rotary: nn.Module | None = None, *, device=None, dtype=None,

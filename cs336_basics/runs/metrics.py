@@ -131,7 +131,7 @@ INTERRUPTED = (StopReason.SIGINT, StopReason.SIGTERM)
 
 def eval_fields(event: Event, result: Any, best_val_loss: float | None = None) -> dict[str, Any]:
     """The fields of an ``eval`` or ``eval_full`` record from an evaluation result
-    (:class:`~cs336_basics.evaluation.loss.EvalResult`); ``eval`` also carries the best loss so far."""
+    (:class:`~cs336_basics.evaluation.EvalResult`); ``eval`` also carries the best loss so far."""
     fields: dict[str, Any] = {Field.VAL_LOSS: result.loss, Field.VAL_PPL: result.perplexity,
                               Field.VAL_BPB: result.bits_per_byte, Field.VAL_TOP1: result.top1,
                               Field.VAL_TOP5: result.top5, Field.VAL_TOKENS: result.num_tokens}

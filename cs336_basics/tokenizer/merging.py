@@ -23,7 +23,7 @@ whose count is stale is re-pushed with the true count; the first popped entry wh
 current is the true maximum.
 
 The C engine (``_bpe_merge``) implements the same algorithm with an indexed heap; both are compared
-with the slow oracle in tests/bpe_reference.py.
+with the slow oracle in tests/tokenizer/bpe_reference.py.
 """
 
 from __future__ import annotations

@@ -57,11 +57,11 @@ from typing import Any
 
 import numpy as np
 
-from cs336_basics.allocator import keep_freed_cpu_memory
 from cs336_basics.errors import UserError, disk_full_is_user_error, not_a_file
 from cs336_basics.fileio import atomic_path, atomic_write_text
 from cs336_basics.outputs import check_output_file
 from cs336_basics.progress import byte_progress, warn
+from cs336_basics.runtime.allocator import keep_freed_cpu_memory
 from cs336_basics.tokenizer.boundaries import find_byte_cut, safe_chunks
 from cs336_basics.tokenizer.vocabulary import check_ids_in_vocabulary, check_vocab_agreement
 from cs336_basics.tokenizer.workers import clamp_workers, worker_pool

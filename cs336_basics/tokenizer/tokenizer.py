@@ -5,7 +5,7 @@ special tokens (longest first, never split), split each remaining segment into
 GPT-2 pre-tokens, and within each pre-token apply the merges in creation order
 (the *rank of the pair*, not of the merged bytes; a merge whose rank is below
 one already applied is never applied again, as in the handout's
-"for each merge in order" loop). ``tests/encode_reference.py`` is that loop,
+"for each merge in order" loop). ``tests/tokenizer/encode_reference.py`` is that loop,
 written plainly, and every fast path here is tested against it.
 
 Fast paths, all giving identical ids:
@@ -41,7 +41,7 @@ import numpy as np
 from cs336_basics.errors import UserError
 from cs336_basics.tokenizer import native as native_ext
 from cs336_basics.tokenizer.boundaries import safe_chunks
-from cs336_basics.tokenizer.decoding import IncrementalDecoder, decode_ids
+from cs336_basics.tokenizer.detokenize import IncrementalDecoder, decode_ids
 from cs336_basics.tokenizer.gpt2_format import MAX_TOKEN_ID, load_vocab_merges
 from cs336_basics.tokenizer.pretokenize import (
     char_class_table,

@@ -25,7 +25,7 @@ which is accurate to 1 ulp but not correctly rounded, while the kernel's
   decay's and the addition's roundings of a parameter that already differs), and
   with the same gradients these add up at most linearly over steps.
 
-``tests/test_optimizer_fused.py`` checks all three over 100 steps, the last
+``tests/training/test_optimizer_fused.py`` checks all three over 100 steps, the last
 element by element against the sum of the per-step bounds.
 
 **What it takes.** CPU float32 tensors, dense and contiguous, with a gradient and

@@ -34,17 +34,18 @@ from cs336_basics.config import to_dict
 from cs336_basics.config.accounting import flops_per_token
 from cs336_basics.errors import ExitCode
 from cs336_basics.evaluation import EvalResult
-from cs336_basics.hardware import resolve_device
 from cs336_basics.progress import info, progress
 from cs336_basics.runs.checkpoint import CheckpointManager, model_state_dict
 from cs336_basics.runs.lock import RunLock
 from cs336_basics.runs.metrics import Event, Field, StopReason
 from cs336_basics.runs.train_state import TrainState
 from cs336_basics.runs.trained import export_safetensors
-from cs336_basics.training import console, runtime
+from cs336_basics.runtime.devices import resolve_device
+from cs336_basics.training import console, placement
 from cs336_basics.training.distributed import (DistInfo, any_rank, barrier, init_distributed, rank_device,
                                                shutdown_distributed)
 from cs336_basics.training.divergence import DivergenceRule
+from cs336_basics.training.evaluations import Evaluations
 from cs336_basics.training.memory import out_of_memory_is_user_error
 from cs336_basics.training.nonfinite import NonFiniteGuard, NonFiniteState, check_weights, nonfinite_stop_message
 from cs336_basics.training.resolve import truncate_metrics
@@ -57,7 +58,7 @@ from cs336_basics.training.signals import StopRequest
 from cs336_basics.training.step import StepResult, StepTimings, TrainStep, build_training_parts
 from cs336_basics.training.throughput import ThroughputWindow
 from cs336_basics.training.trackers import build_trackers, require_available
-from cs336_basics.training.evaluations import Evaluations
+
 
 @dataclass
 class TrainResult:
@@ -102,7 +103,7 @@ class Trainer:
         self.lock: RunLock | None = None
         try:
             self.device = rank_device(self.device, self.dist)
-            runtime.configure_backends(self.device)
+            placement.configure_backends(self.device)
             inputs = check_inputs(cfg, resume, self.dist, self.device)  # 1. nothing is written before this passes
             self.lock = RunLock(inputs.rundir.lock_path)
             claim_run_dir(inputs, self.lock, self.main, cfg.train.overwrite or resume == "auto", self.dist)  # 2.
@@ -133,7 +134,7 @@ class Trainer:
         self.train_step = TrainStep(self.parts, self.device, t.grad_accum_steps, cfg.optimizer.grad_clip, self.dist,
                                     self.timings)
         self.flops_per_token = flops_per_token(cfg.model)["train"]
-        self.peak = runtime.peak_flops(self.device, self.parts.dtype, t.peak_tflops)
+        self.peak = placement.peak_flops(self.device, self.parts.dtype, t.peak_tflops)
         self.stop = StopRequest(announce=self.main)
         self.guard = NonFiniteGuard(t.max_nonfinite)
         self.window = ThroughputWindow(self.tokens_per_step)

@@ -20,7 +20,7 @@ estimate adds, in bytes:
 
 The estimate is what the run needs *at least*, so that a refused run could not
 have run: activations count 2 bytes wherever the autocast may be half precision
-(:mod:`cs336_basics.precision`: CUDA, or a CPU model at least
+(:mod:`cs336_basics.runtime.precision`: CUDA, or a CPU model at least
 ``MIN_MEASURED_WIDTH`` wide), and PyTorch keeps more than the itemised list
 (rotated queries and keys, contiguous head splits, norm statistics). Checked
 against the peak resident memory of two float32 training steps on a CPU over
@@ -51,7 +51,7 @@ import torch
 from cs336_basics.config.accounting import activation_elements, count_parameters
 from cs336_basics.config.variants import FFN, attention_kernel
 from cs336_basics.errors import UserError
-from cs336_basics.precision import MIN_MEASURED_WIDTH
+from cs336_basics.runtime.precision import MIN_MEASURED_WIDTH
 
 try:  # Unix only: the address-space limit
     import resource

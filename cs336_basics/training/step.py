@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from cs336_basics.hardware import resolve_device
 from cs336_basics.model import TransformerLM
 from cs336_basics.model.compiled import compile_model
-from cs336_basics.precision import DtypeChoice, autocast, choose_dtype, shape_key
 from cs336_basics.runs.checkpoint import unwrap_model
-from cs336_basics.training import runtime
+from cs336_basics.runtime.devices import resolve_device
+from cs336_basics.runtime.precision import DtypeChoice, autocast, choose_dtype, shape_key
+from cs336_basics.training import placement
 from cs336_basics.training.clipping import clip_grad_norm_tensor
 from cs336_basics.training.data import BatchSampler
 from cs336_basics.training.distributed import DistInfo, all_reduce_mean
@@ -233,7 +233,7 @@ def measure_step_seconds(cfg, train_tokens: np.ndarray, steps: int = 3, warmup: 
     run whose loop re-plans from the speed it sees anyway.
     """
     device = resolve_device(cfg.train.device)
-    runtime.configure_backends(device)
+    placement.configure_backends(device)
     parts = build_training_parts(cfg, train_tokens, device, total_steps=warmup + steps)
     parts.wrap(cfg.train.compile, DistInfo(), device)
     step = TrainStep(parts, device, cfg.train.grad_accum_steps, cfg.optimizer.grad_clip)

@@ -15,7 +15,7 @@ import torch
 
 from cs336_basics.cli import main
 from cs336_basics.config import ModelConfig, OptimizerConfig
-from cs336_basics.evaluation.loss import _score_batch
+from cs336_basics.evaluation.token_file_loss import _score_batch
 from cs336_basics.generation.sampling import SamplingParams, choose_next, make_generator
 from cs336_basics.model.transformer import TransformerLM
 from cs336_basics.runs.metrics import read_jsonl

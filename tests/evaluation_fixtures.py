@@ -1,6 +1,0 @@
-"""Fixtures shared by the tests/test_evaluation*.py modules (imported by name into each module)."""
-
-from __future__ import annotations
-
-
-
