@@ -45,6 +45,8 @@ class ExitCode(IntEnum):
     """Bad input or usage: a :class:`UserError`, an unreadable file, an unknown option."""
     DIVERGED = 3
     """``cs336 train``: the run diverged (non-finite or exploding loss); its good checkpoints are kept."""
+    RUNS_FAILED = 4
+    """``cs336 sweep``: one or more runs failed (their errors are in the sweep's ``results.jsonl``); the others are kept."""
     SIGINT = 130
     """Stopped by SIGINT (Ctrl-C): 128 + the signal number, the shell convention."""
     SIGTERM = 143

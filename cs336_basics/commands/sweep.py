@@ -17,7 +17,7 @@ import shlex
 import sys
 
 from cs336_basics.commands import config_file, positive_int
-from cs336_basics.errors import UserError
+from cs336_basics.errors import ExitCode, UserError
 
 
 def register(subparsers, parents) -> None:
@@ -94,5 +94,5 @@ def run(args: argparse.Namespace) -> int:
     failed = [n for n in outcome.failed if outcome.results.get(n, {}).get("status") == "failed"]
     if failed:
         print(f"cs336 sweep: {len(failed)} run(s) failed: {', '.join(failed)} (see results.jsonl)", file=sys.stderr)
-        return 1
+        return ExitCode.RUNS_FAILED
     return 0

@@ -151,7 +151,11 @@ class Trainer:
         s.tokens = int(checkpoint.tokens) if checkpoint.tokens is not None else s.step * self.tokens_per_step
         s.best_val_loss, s.final_val_loss = checkpoint.best_val_loss, checkpoint.final_val_loss
         s.wallclock_offset = checkpoint.wallclock
-        s.wandb_run_id = checkpoint.wandb_run_id
+        # a W&B run continues only when this run directory continues; a run started from another run's
+        # checkpoint (train.checkpoint, --resume PATH) logs into a W&B run of its own
+        same_run = (self.resumed_from is not None
+                    and self.resumed_from.resolve().parent == self.rundir.checkpoints.resolve())
+        s.wandb_run_id = checkpoint.wandb_run_id if same_run else None
         s.last_ckpt_step = s.last_eval_step = s.step
         self.divergence.start_loss = checkpoint.start_loss
         self.divergence.moved = any(self.parts.schedule(i) > 0

@@ -20,7 +20,7 @@ from cs336_basics.errors import UserError
 from cs336_basics.fileio import atomic_write_text
 from cs336_basics.runs.checkpoint import CheckpointManager
 from cs336_basics.runs.layout import DatasetDir, RunDir
-from cs336_basics.runs.metrics import read_jsonl
+from cs336_basics.runs.metrics import Field, read_jsonl
 from cs336_basics.runs.trained import find_checkpoint
 from cs336_basics.tokenizer.vocabulary import check_vocab_agreement
 from cs336_basics.training.step import optimizer_layout
@@ -169,6 +169,6 @@ def prepare_fresh_run_dir(run: RunDir, overwrite: bool) -> None:
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop records of steps after ``step`` (written after the checkpoint we resume from)."""
     records = read_jsonl(path)
-    kept = [r for r in records if not (isinstance(r.get("step"), (int, float)) and r["step"] > step)]
+    kept = [r for r in records if not (isinstance(r.get(Field.STEP), (int, float)) and r[Field.STEP] > step)]
     if len(kept) != len(records):
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

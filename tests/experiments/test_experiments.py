@@ -497,3 +497,19 @@ def test_unset_values_are_labelled_default_and_sweep_order_is_kept(tmp_path):
     labels = [s["label"] for s in json.loads(sidecar.read_text())["series"]]
     assert labels == ["d_ff=256", "d_ff=default"]  # zeta first: the sweep's order, not alphabetical
     assert "| zeta | 256 |" in final_metrics_table([sweep]) and "| alpha | default |" in final_metrics_table([sweep])
+
+
+def test_cli_sweep_with_a_failed_run_exits_with_runs_failed(tmp_path, base_toml, monkeypatch, capsys):
+    """A run that raises is recorded and the others go on; the command's exit code says some failed (4), never
+    the internal-error code 1."""
+    from cs336_basics.cli import main
+    from cs336_basics.errors import ExitCode
+    from cs336_basics.training import loop
+
+    monkeypatch.setattr(loop, "train", FakeTrain(fail={"lr_max=0.01": ValueError("boom")}))
+    code = main(["sweep", "--config", str(base_toml), "--grid", "optimizer.lr_max=0.003,0.01", "--out",
+                 str(tmp_path / "s"), "--no-report"])
+    assert code == ExitCode.RUNS_FAILED == 4
+    assert "1 run(s) failed: lr_max=0.01" in capsys.readouterr().err
+    [results] = (tmp_path / "s").rglob("results.jsonl")
+    assert {r["name"]: r["status"] for r in read_jsonl(results)} == {"lr_max=0.003": "finished", "lr_max=0.01": "failed"}

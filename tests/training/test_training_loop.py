@@ -249,6 +249,35 @@ def test_trackers_receive_every_logged_event(dataset, tmp_path, monkeypatch):
     assert ckpt["wandb_run_id"] == "abc123"  # a resumed run continues the same W&B run
 
 
+def test_wandb_run_continues_only_in_the_same_run_directory(dataset, tmp_path, monkeypatch):
+    """Resuming a run continues its W&B run; a new run started from that run's checkpoint gets a W&B run of its own."""
+    import cs336_basics.training.loop as loop
+    from cs336_basics.training.trackers import Tracker
+
+    given = []
+
+    class Recorder(Tracker):
+        def __init__(self, run_id):
+            self.run_id = run_id or "fresh"
+
+        def log(self, event, step, values):
+            pass
+
+        def close(self):
+            pass
+
+    def build(logging, run_name, root, config, wandb_run_id):
+        given.append(wandb_run_id)
+        return [Recorder(wandb_run_id)]
+
+    monkeypatch.setattr(loop, "build_trackers", build)
+    first = train(tiny_config(dataset, tmp_path, "train.total_steps=4", "train.stop_at_step=2"))
+    train(tiny_config(dataset, tmp_path, "train.total_steps=4"), resume="auto")
+    train(tiny_config(dataset, tmp_path, "train.total_steps=4", "train.run_name=other",
+                      f"train.checkpoint={first.run_dir / 'checkpoints' / 'latest.pt'}"))
+    assert given == [None, "fresh", None]
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
