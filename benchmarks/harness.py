@@ -272,12 +272,16 @@ def group(gid: str, title: str, results: Sequence[Result], *, size: str = "", se
             "metrics": metrics or {}, "facts": facts or {}}
 
 
-def git_state() -> dict[str, Any]:
+def git_state(repo: Path = REPO) -> dict[str, Any]:
+    """The commit measured and whether the tree differed from it. The records' own files
+    (``benchmarks/results/``) do not count: a run appends its start line there before it measures."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False).stdout
 
-    status = git("status", "--porcelain").splitlines()
-    return {"commit": git("rev-parse", "HEAD") or "unknown",
+    results = RESULTS.relative_to(REPO).as_posix() + "/"
+    status = [line for line in git("status", "--porcelain", "--untracked-files=all").splitlines()
+              if line and not line[3:].strip('"').startswith(results)]  # "XY PATH": two status letters, a space
+    return {"commit": git("rev-parse", "HEAD").strip() or "unknown",
             "dirty": any(not line.startswith("??") for line in status),
             "untracked": any(line.startswith("??") for line in status)}
 

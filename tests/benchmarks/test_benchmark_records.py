@@ -159,3 +159,29 @@ def test_a_start_line_without_a_record_after_it_is_reported(tmp_path):
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     assert [u["date"] for u in render.unfinished_starts(tmp_path)["eval"]] == ["d2"]
     assert [r["date"] for r in render.load_records(tmp_path)["eval"]] == ["d1", "d3"]
+
+
+def test_git_state_ignores_only_the_records_own_files(tmp_path):
+    """A run appends its start line to benchmarks/results/ before measuring; that alone must not mark the tree
+    dirty, while a change anywhere else must."""
+    import subprocess
+
+    from benchmarks.harness import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "train.jsonl").write_text("{}\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    assert git_state(tmp_path) | {"commit": None} == {"commit": None, "dirty": False, "untracked": False}
+    (tmp_path / "benchmarks" / "results" / "train.jsonl").write_text("{}\n{\"event\": \"start\"}\n")
+    (tmp_path / "benchmarks" / "results" / "new.jsonl").write_text("{}\n")
+    assert git_state(tmp_path)["dirty"] is False and git_state(tmp_path)["untracked"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    (tmp_path / "scratch.py").write_text("")
+    assert git_state(tmp_path)["dirty"] is True and git_state(tmp_path)["untracked"] is True
