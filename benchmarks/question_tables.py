@@ -15,6 +15,7 @@ so the choices these tables support were made without the test half.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -93,6 +94,31 @@ def quickstart_table(records: list[dict]) -> str:
     return "\n".join(rows)
 
 
+SWEEPS = ("ffn_width_cpu", "ffn_cpu", "position_cpu", "norm_cpu", "moe_cpu", "dropout_cpu", "lr_cpu",
+          "batch_size_cpu", "parallel_cpu")
+"""Sections 1 to 7: the sweeps of ``configs/experiments/NAME.toml`` (``scripts/question_sweeps.sh`` reruns them)."""
+
+
+def _loss(value) -> str:
+    if not isinstance(value, (int, float)):
+        return "none"  # the run ended before its first evaluation
+    return f"{value:.4f}" if math.isfinite(value) else "not finite"
+
+
+def sweep_table(records: list[dict]) -> str:
+    """One sweep's runs as its ``results.jsonl`` has them: what each changes, how it ended, its validation loss."""
+    rows = ["| run | what changes | status | steps | final val loss | lowest val loss |", "|---|---|---|---:|---:|---:|"]
+    for r in records:
+        changes = ", ".join(f"`{key}={value}`" for key, value in r.get("config_diff", {}).items()) or "the base config"
+        rows.append(f"| {r['name']} | {changes} | {r['status']} | {r['steps']:,} | {_loss(r.get('final_val_loss'))} | "
+                    f"{_loss(r.get('best_val_loss'))} |")
+    return "\n".join(rows)
+
+
 def blocks(records_dir: Path = QUESTION_RECORDS) -> dict[str, str]:
-    return {"questions-recipe_cpu": recipe_table(read_records("recipe_cpu", records_dir)),
-            "questions-quickstart_9min": quickstart_table(read_records("quickstart_9min", records_dir))}
+    out = {"questions-recipe_cpu": recipe_table(read_records("recipe_cpu", records_dir)),
+           "questions-quickstart_9min": quickstart_table(read_records("quickstart_9min", records_dir))}
+    for name in SWEEPS:
+        if (records_dir / f"{name}.jsonl").exists():
+            out[f"questions-{name}"] = sweep_table(read_records(name, records_dir))
+    return out

@@ -19,7 +19,8 @@ from benchmarks.claims import CLAIMS, Claim
 from benchmarks.harness import REPO, RESULTS, VECTOR_FEATURES, cross_ratios, paired_ratios, rates, spread, verdict
 
 BLOCKS = {"BENCHMARKS.md": ("summary", "details"), "README.md": ("readme-speed", "quickstart-transcript"),
-          "docs/questions.md": ("questions-recipe_cpu", "questions-quickstart_9min")}
+          "docs/questions.md": ("questions-recipe_cpu", "questions-quickstart_9min",
+                                *(f"questions-{name}" for name in question_tables.SWEEPS))}
 
 
 # ----------------------------------------------------------------------------- records
