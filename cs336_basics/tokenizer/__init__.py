@@ -2,7 +2,7 @@
 
 from cs336_basics.tokenizer import native
 
-native.require_if_asked()  # CS336_REQUIRE_NATIVE=1: a broken C build is an import error, not a slow fallback
+native.require_if_asked(native.TOKENIZER)  # CS336_REQUIRE_NATIVE=1: a broken C build is an import error, not a slow fallback
 
 from cs336_basics.tokenizer.bpe_train import train_bpe  # noqa: E402
 from cs336_basics.tokenizer.token_files import open_token_file, read_manifest, tokenize_file  # noqa: E402

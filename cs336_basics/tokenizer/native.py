@@ -125,11 +125,15 @@ def warn_if_fallback(what: str, names: tuple[str, ...] = tuple(EXTENSIONS)) -> b
     return True
 
 
-def require_if_asked() -> None:
-    """Raise ImportError naming every missing extension when ``CS336_REQUIRE_NATIVE`` is set."""
+def require_if_asked(names: tuple[str, ...]) -> None:
+    """Raise ImportError naming every missing extension of ``names`` when ``CS336_REQUIRE_NATIVE`` is set.
+
+    Each package asks for its own extensions when it is imported (the tokenizer for its three, the training
+    package for AdamW's): loading another package's extension from here would import that package, and
+    ``cs336_basics.training`` imports the tokenizer."""
     if not os.environ.get(REQUIRE_ENV):
         return
-    broken = [s for s in status() if not s.loaded]
+    broken = [name for name in names if loaded(name) is None]
     if broken:
-        detail = "; ".join(f"{s.name}: {s.reason}" for s in broken)
+        detail = "; ".join(f"{name}: {_REASONS[name]}" for name in broken)
         raise ImportError(f"{REQUIRE_ENV} is set but C extensions are unavailable ({detail}); {BUILD_HINT}")

@@ -50,6 +50,7 @@ from torch import Tensor
 from cs336_basics.tokenizer import native
 
 EXTENSION = "_adamw_native"
+native.require_if_asked((EXTENSION,))  # CS336_REQUIRE_NATIVE=1: a broken C build is an import error
 
 ULPS_OF_UPDATE = 3
 """Per step, the most a parameter's update may differ from the per-tensor loop's (PyTorch's ``sqrt``), in ulps of
