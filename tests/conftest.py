@@ -126,7 +126,7 @@ def require_native(module: str) -> None:
     """
     import importlib
 
-    from cs336_basics.tokenizer import native
+    from cs336_basics.runtime import native
 
     if os.environ.get("CS336_NO_NATIVE"):
         pytest.skip(f"CS336_NO_NATIVE is set: the C extension {module} is disabled")

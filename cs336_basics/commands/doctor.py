@@ -25,7 +25,7 @@ def report_lines() -> tuple[list[tuple[str, str]], bool]:
     from cs336_basics import __file__ as package_file
     from cs336_basics import __version__
     from cs336_basics.runtime.devices import RELEVANT_CPU_FEATURES, cpu_info, torch_summary
-    from cs336_basics.tokenizer import native
+    from cs336_basics.runtime import native
 
     cpu = cpu_info()
     rows = [("cs336_basics", f"{__version__} ({package_file.rsplit('/', 1)[0]})"),

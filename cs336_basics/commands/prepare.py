@@ -40,7 +40,7 @@ def register(subparsers, parents) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.prepare import prepare_dataset
-    from cs336_basics.tokenizer import native as native_ext
+    from cs336_basics.runtime import native as native_ext
     from cs336_basics.tokenizer.pretokenize import DEFAULT_SPECIAL_TOKENS
 
     specials = chosen_special_tokens(args, DEFAULT_SPECIAL_TOKENS)

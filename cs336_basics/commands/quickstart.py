@@ -52,7 +52,7 @@ def register(subparsers, parents) -> None:
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.fileio import atomic_write_text
     from cs336_basics.quickstart import run_quickstart
-    from cs336_basics.tokenizer import native as native_ext
+    from cs336_basics.runtime import native as native_ext
 
     native_ext.warn_if_fallback("cs336 quickstart")
     result = run_quickstart(args.out, args.data, args.valid, minutes=args.minutes or None,

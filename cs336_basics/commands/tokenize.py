@@ -36,7 +36,7 @@ def register(subparsers, parents) -> None:
 def run(args: argparse.Namespace) -> int:
     from cs336_basics.progress import warn
     from cs336_basics.runtime.allocator import keep_freed_cpu_memory
-    from cs336_basics.tokenizer import native as native_ext
+    from cs336_basics.runtime import native as native_ext
     from cs336_basics.tokenizer.text_checks import text_warnings
     from cs336_basics.tokenizer.token_files import tokenize_file
     from cs336_basics.tokenizer.tokenizer import Tokenizer

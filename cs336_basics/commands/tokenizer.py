@@ -94,7 +94,7 @@ def _show(token: bytes) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from cs336_basics.progress import warn
-    from cs336_basics.tokenizer import native as native_ext
+    from cs336_basics.runtime import native as native_ext
     from cs336_basics.tokenizer.bpe_train import train_bpe_detailed
     from cs336_basics.tokenizer.pretokenize import DEFAULT_SPECIAL_TOKENS, GPT2_PATTERN
     from cs336_basics.tokenizer.text_checks import text_warnings

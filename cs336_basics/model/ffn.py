@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from cs336_basics.model.layers import Linear, gelu, silu, softmax
+from cs336_basics.model.layers import Linear, gelu, silu, softmax, swiglu_gate
 
 
 class DenseFFN(nn.Module):
@@ -83,7 +83,7 @@ class SwiGLU(DenseFFN):
         self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype, generator=generator)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.w2(silu(self.w1(x)) * self.w3(x))
+        return self.w2(swiglu_gate(self.w1(x), self.w3(x)))
 
 
 class MoEFFN(nn.Module):

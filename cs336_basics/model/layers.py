@@ -13,6 +13,10 @@ Notable choices:
 - :class:`RMSNorm` and :class:`LayerNorm` compute in float32 and cast back, so
   they are stable under bf16 autocast (the 2025 handout's recipe).
 - :func:`softmax` subtracts the row maximum so ``exp`` never overflows.
+- On CPU float32 and bf16 tensors, :class:`RMSNorm` and :func:`swiglu_gate` run the
+  one-pass C kernels of :mod:`cs336_basics.model.fused_layers` when they are built
+  (same maths, closed-form backward); the tensor-operation forms here are their oracles
+  and what compilers and other devices run.
 - :func:`gelu` is the exact erf form (GPT-2 used the tanh approximation; the
   course uses the exact one).
 
@@ -30,6 +34,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from cs336_basics.model import fused_layers
 from cs336_basics.model.init import init_embedding_, init_linear_
 
 
@@ -83,8 +88,15 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
+        module = fused_layers.rms_norm_kernel(x, self.weight)
+        if module is not None:
+            return fused_layers.NativeRMSNorm.apply(x, self.weight, self.eps, module)
+        return self.reference_forward(x)
+
+    def reference_forward(self, x: Tensor) -> Tensor:
+        """The same normalisation in PyTorch operations (compiled models, other devices, the kernel's oracle)."""
         if x.dtype in (torch.bfloat16, torch.float16):  # normalise in float32, hand back the input dtype
-            return self.forward(x.float()).to(x.dtype)
+            return self.reference_forward(x.float()).to(x.dtype)
         inv_rms = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., 1)
         return x * inv_rms * self.weight  # a bf16 weight is promoted to float32 by the product
 
@@ -142,6 +154,14 @@ def gelu(x: Tensor) -> Tensor:
 def silu(x: Tensor) -> Tensor:
     """SiLU / swish: ``x * sigmoid(x)``."""
     return x * torch.sigmoid(x)
+
+
+def swiglu_gate(a: Tensor, b: Tensor) -> Tensor:
+    """SwiGLU's gate ``silu(a) * b``; on CPU float32/bf16 tensors the one-pass C kernel computes it."""
+    module = fused_layers.gate_kernel(a, b)
+    if module is not None:
+        return fused_layers.NativeSwiGLUGate.apply(a, b, module)
+    return silu(a) * b
 
 
 def identity(x: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """Byte-level BPE: training (``train_bpe``), encoding (``Tokenizer``), file formats and token files."""
 
-from cs336_basics.tokenizer import native
+from cs336_basics.runtime import native
 
 native.require_if_asked(native.TOKENIZER)  # CS336_REQUIRE_NATIVE=1: a broken C build is an import error, not a slow fallback
 

@@ -38,7 +38,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from cs336_basics.progress import byte_progress
-from cs336_basics.tokenizer import native as native_ext
+from cs336_basics.runtime import native as native_ext
 from cs336_basics.tokenizer.pretokenize import (
     CLASS_SPACE,
     GPT2_PATTERN,

@@ -32,7 +32,7 @@ import heapq
 from collections import defaultdict
 from collections.abc import Callable
 
-from cs336_basics.tokenizer import native as native_ext
+from cs336_basics.runtime import native as native_ext
 
 _bpe_merge = native_ext.loaded("_bpe_merge")  # None without a compiler: the Python path gives identical results
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from cs336_basics.errors import UserError
-from cs336_basics.tokenizer import native as native_ext
+from cs336_basics.runtime import native as native_ext
 from cs336_basics.tokenizer.boundaries import safe_chunks
 from cs336_basics.tokenizer.detokenize import IncrementalDecoder, decode_ids
 from cs336_basics.tokenizer.gpt2_format import MAX_TOKEN_ID, load_vocab_merges

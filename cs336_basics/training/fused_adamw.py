@@ -34,7 +34,7 @@ parameters, non-contiguous or CUDA tensors) goes to the optimizer's other paths.
 Writing through raw addresses bypasses autograd's version counters, so they are
 bumped as an in-place PyTorch op would bump them.
 
-The extension is optional (:mod:`cs336_basics.tokenizer.native`: built at install,
+The extension is optional (:mod:`cs336_basics.runtime.native`: built at install,
 ``CS336_NO_NATIVE`` disables it, ``CS336_REQUIRE_NATIVE`` makes its absence an
 import error); without it every tensor takes the other paths.
 """
@@ -47,7 +47,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from cs336_basics.tokenizer import native
+from cs336_basics.runtime import native
 
 EXTENSION = "_adamw_native"
 native.require_if_asked((EXTENSION,))  # CS336_REQUIRE_NATIVE=1: a broken C build is an import error

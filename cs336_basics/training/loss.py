@@ -15,6 +15,10 @@ recomputed. At the assignment's shape (16 x 256 positions, vocab 10,000) each
 (N, V) float32 buffer is 160 MB. The loss is computed in float32 even when the
 logits are bf16 (autocast).
 
+On the CPU, float32 and bf16 logits take the C kernel of
+:mod:`cs336_basics.training.fused_cross_entropy` when it is built: the same maths
+in one pass per row; :func:`cross_entropy_torch_ops` always runs the form here.
+
 Reference: the softmax/cross-entropy gradient, e.g. Goodfellow et al., *Deep
 Learning* (2016), section 6.2.2.3.
 """
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from cs336_basics.training import fused_cross_entropy
 
 
 class _CrossEntropy(torch.autograd.Function):
@@ -65,5 +71,15 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"cross_entropy: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} "
                          "must agree on every dimension but the last")
+    vocab = logits.shape[-1]
+    flat, flat_targets = logits.reshape(-1, vocab), targets.reshape(-1).long()  # (N, V), (N,)
+    module = fused_cross_entropy.kernel_for(flat, flat_targets)
+    if module is not None:
+        return fused_cross_entropy.NativeCrossEntropy.apply(flat, flat_targets, module)
+    return _CrossEntropy.apply(flat, flat_targets)
+
+
+def cross_entropy_torch_ops(logits: Tensor, targets: Tensor) -> Tensor:
+    """:func:`cross_entropy` always in PyTorch operations: the oracle of the C kernel's fast path."""
     vocab = logits.shape[-1]
     return _CrossEntropy.apply(logits.reshape(-1, vocab), targets.reshape(-1).long())  # (N, V), (N,)

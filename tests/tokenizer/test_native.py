@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cs336_basics.tokenizer import native
+from cs336_basics.runtime import native
 from tests.conftest import REPO, run_cli
 
 # A Python prelude that makes one extension unimportable, as a failed build would.
@@ -79,7 +79,7 @@ def test_require_native_covers_the_optimizer_kernel():
 
 def test_a_missing_optimizer_kernel_does_not_warn_about_tokenizing():
     """Tokenizing never uses the AdamW kernel, so its absence is not reported as a slow tokenizer."""
-    code = ("from cs336_basics.tokenizer import native\n"
+    code = ("from cs336_basics.runtime import native\n"
             "print(native.warn_if_fallback('cs336 prepare', native.TOKENIZER))")
     proc = _run_blocked("_adamw_native", code)
     assert proc.returncode == 0, proc.stderr

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cs336_basics.tokenizer import native
+from cs336_basics.runtime import native
 from cs336_basics.training import fused_adamw
 from cs336_basics.training.clipping import clip_grad_norm
 from cs336_basics.training.optimizer import AdamW, use_fused

@@ -14,11 +14,13 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cs336_basics.training import fused_cross_entropy
 from cs336_basics.training.clipping import clip_grad_norm
 from cs336_basics.training.data import BatchSampler, get_batch
-from cs336_basics.training.loss import cross_entropy
+from cs336_basics.training.loss import cross_entropy, cross_entropy_torch_ops
 from cs336_basics.training.optimizer import AdamW, param_groups
 from cs336_basics.training.schedule import lr_constant_schedule, lr_cosine_schedule, lr_wsd_schedule
+from tests.conftest import require_native
 
 # ----------------------------------------------------------------------------- oracles
 
@@ -99,10 +101,20 @@ def test_cross_entropy_bf16_logits_give_float32_loss_and_bf16_grad():
 
 def test_cross_entropy_second_backward_through_a_retained_graph_is_an_error_not_a_wrong_gradient():
     logits = torch.randn(4, 6, requires_grad=True)
-    loss = cross_entropy(logits, torch.tensor([0, 1, 2, 3]))
+    loss = cross_entropy_torch_ops(logits, torch.tensor([0, 1, 2, 3]))  # its float32 backward scales in place
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+def test_cross_entropy_kernel_allows_a_second_backward_with_the_same_gradient():
+    require_native(fused_cross_entropy.EXTENSION)
+    logits = torch.randn(4, 6, requires_grad=True)
+    loss = cross_entropy(logits, torch.tensor([0, 1, 2, 3]))
+    loss.backward(retain_graph=True)
+    first = logits.grad.clone()
+    loss.backward()  # the kernel overwrites nothing it saved
+    torch.testing.assert_close(logits.grad, 2 * first, rtol=0, atol=0)
 
 
 def test_cross_entropy_shape_mismatch_is_a_clear_error():

@@ -1,18 +1,22 @@
 """The optional C accelerators: load them once, say which engine runs, and why.
 
-Four extension modules are built from ``cs336_basics/**/*.c`` at ``pip install``:
+Six extension modules are built from ``cs336_basics/**/*.c`` at ``pip install``:
 
 - ``tokenizer._bpe_count``     pre-tokenize and count (BPE training, first phase);
 - ``tokenizer._bpe_merge``     the incremental merge engine (BPE training, second phase);
 - ``tokenizer._encode_native`` the encoder's pre-tokenizer and merge loop;
 - ``training._adamw_native``   AdamW's update of CPU float32 tensors in one pass
-  (:mod:`cs336_basics.training.fused_adamw`).
+  (:mod:`cs336_basics.training.fused_adamw`);
+- ``model._layers_native``       RMSNorm and the SwiGLU gate over CPU float32 or bf16
+  activations, forward and backward (:mod:`cs336_basics.model.fused_layers`);
+- ``training._cross_entropy_native`` the loss's forward and backward over CPU float32 or bf16
+  logits, one pass per row (:mod:`cs336_basics.training.fused_cross_entropy`).
 
-The registry lives here, with the tokenizer's three, so that ``cs336 doctor`` and
-``CS336_REQUIRE_NATIVE`` cover every extension; it names modules of higher layers
-only as strings (importing one imports nothing of ours but its package).
-Each has a pure-Python fallback with identical results (for AdamW: the same
-update within the ulp bound its docstring states), much slower. pip hides the
+The registry lives here, in the runtime layer below every package that has C code, so
+that ``cs336 doctor`` and ``CS336_REQUIRE_NATIVE`` cover every extension; it names the
+modules only as strings (importing one imports nothing of ours but its package).
+Each has a pure-Python fallback with identical results (for AdamW, the
+cross-entropy and the layers: the same results within the bounds their docstrings state), much slower. pip hides the
 compiler's output, so a failed build would go unnoticed; this module keeps the
 reason an extension is unavailable, and:
 
@@ -37,10 +41,13 @@ EXTENSIONS = {
     "_bpe_merge": "BPE training: merges",
     "_encode_native": "encoding",
     "_adamw_native": "AdamW steps on CPU float32 parameters",
+    "_cross_entropy_native": "cross-entropy over CPU float32 and bf16 logits",
+    "_layers_native": "RMSNorm and the SwiGLU gate over CPU float32 and bf16 activations",
 }
 TOKENIZER = ("_bpe_count", "_bpe_merge", "_encode_native")
 """The extensions that tokenizing (training a tokenizer, encoding) uses."""
-PACKAGES = {"_adamw_native": "cs336_basics.training"}
+PACKAGES = {"_adamw_native": "cs336_basics.training", "_cross_entropy_native": "cs336_basics.training",
+            "_layers_native": "cs336_basics.model"}
 """The package of an extension that does not live in ``cs336_basics.tokenizer``."""
 DISABLE_ENV = "CS336_NO_NATIVE"
 REQUIRE_ENV = "CS336_REQUIRE_NATIVE"
@@ -128,9 +135,9 @@ def warn_if_fallback(what: str, names: tuple[str, ...] = tuple(EXTENSIONS)) -> b
 def require_if_asked(names: tuple[str, ...]) -> None:
     """Raise ImportError naming every missing extension of ``names`` when ``CS336_REQUIRE_NATIVE`` is set.
 
-    Each package asks for its own extensions when it is imported (the tokenizer for its three, the training
-    package for AdamW's): loading another package's extension from here would import that package, and
-    ``cs336_basics.training`` imports the tokenizer."""
+    Each package asks for its own extensions when it is imported (the tokenizer for its three, the model for
+    its layers', the training package for AdamW's and the loss's): loading another package's extension from here
+    would import that package, and ``cs336_basics.training`` imports the tokenizer."""
     if not os.environ.get(REQUIRE_ENV):
         return
     broken = [name for name in names if loaded(name) is None]
