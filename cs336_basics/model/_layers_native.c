@@ -1,4 +1,4 @@
-/* _layers_native: RMSNorm and the SwiGLU gate, forward and backward, each in one pass over memory.
+/* _layers_native: RMSNorm, the SwiGLU gate and RoPE, forward and backward, each in one pass over memory.
  *
  * rms_norm_forward(x, weight, y, inv_rms, rows, dim, eps, bf16, threads) -> None
  *     For row i of x (rows, dim): inv_rms[i] = 1 / sqrt(sum_j x_ij^2 / dim + eps), y_ij = x_ij * inv_rms[i] * w_j.
@@ -10,21 +10,28 @@
  *     out = silu(a) * b = a * sigmoid(a) * b, elementwise.
  * swiglu_backward(a, b, grad_out, grad_a, grad_b, n, bf16, threads) -> None
  *     With s = sigmoid(a): grad_b = grad_out * a * s and grad_a = grad_out * b * s * (1 + a * (1 - s)).
+ * rope(x, batch, heads, tokens, dim, stride_b, stride_h, stride_t, cos_sin, out, sign, bf16, threads) -> None
+ *     Each pair (x_2i, x_2i+1) of row (b, h, t) of x becomes (x_2i c - x_2i+1 s, x_2i s + x_2i+1 c), with c and s
+ *     the cosine and sine of the pair's angle at token t (cos_sin (tokens, dim / 2, 2), float32) and s negated
+ *     when sign is -1 (the rotation back: RoPE's backward). x may be any strided view whose last dimension is
+ *     contiguous (a slice of the fused qkv projection); out is contiguous (batch, heads, tokens, dim).
  *
- * Buffers are given by address (tensor.data_ptr()) and are contiguous; x, y, grad_y, grad_x, a, b, out and the
+ * Buffers are given by address (tensor.data_ptr()) and, but for RoPE's input, contiguous; x, y, grad_y, grad_x, a, b, out and the
  * gradients of a and b are float32 or, with bf16 = 1, bfloat16; weight, inv_rms and grad_w_parts are always
  * float32. Every computation is in float32 and each result is rounded once to the buffer's dtype.
  *
  * Why: as PyTorch operations, RMSNorm's forward is six passes over the activations (square, mean, add, rsqrt,
  * two products) and its backward about ten, and SwiGLU's gate three and seven; autograd also keeps the
  * intermediate tensors. Here a row of RMSNorm (2 KB at d_model 512) is read once and reused from the cache, the
- * gate reads its inputs once per direction, and the saved state is the inputs (plus one float per row).
+ * gate reads its inputs once per direction, and the saved state is the inputs (plus one float per row). RoPE
+ * as PyTorch's complex multiply upcasts bf16 to float32, copies a strided view to contiguous memory, multiplies
+ * and rounds back: four passes where the kernel makes one, reading the strided view directly.
  *
  * Shared with the loss's kernel (_vector_math.h): the vectorisable exp, reductions in LANES partial results
  * (the AVX-512, AVX2 and baseline builds give the same bits), and rows split between POSIX threads with the GIL
  * released.
  *
- * Reference: Zhang and Sennrich (2019), RMSNorm; Shazeer (2020), GLU variants.
+ * Reference: Zhang and Sennrich (2019), RMSNorm; Shazeer (2020), GLU variants; Su et al. (2021), RoPE.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -164,6 +171,35 @@ CLONES static void gate_backward_range(void *context, int64_t begin, int64_t end
     }
 }
 
+/* ----------------------------------------------------------------------------- RoPE */
+
+typedef struct {
+    const void *x;
+    int64_t heads, tokens, dim;     /* x is (batch, heads, tokens, dim) */
+    int64_t stride_b, stride_h, stride_t; /* x's strides in elements; its last dimension is contiguous */
+    const float *cos_sin;           /* (tokens, dim / 2, 2): cos and sin of each pair's angle */
+    void *out;                      /* (batch, heads, tokens, dim), contiguous */
+    float sign;                     /* +1 rotates by the angles, -1 by their opposites (the backward) */
+    int bf16;
+} Rope;
+
+CLONES static void rope_rows(void *context, int64_t begin, int64_t end, int part) {
+    const Rope *k = (const Rope *)context;
+    const int64_t d = k->dim;
+    float row[d > 0 ? d : 1];
+    for (int64_t i = begin; i < end; i++) { /* row i = (b, h, t) */
+        const int64_t t = i % k->tokens, h = (i / k->tokens) % k->heads, b = i / (k->tokens * k->heads);
+        load_floats(k->x, k->bf16, b * k->stride_b + h * k->stride_h + t * k->stride_t, row, d);
+        const float *cs = k->cos_sin + t * d;
+        for (int64_t j = 0; j < d; j += 2) {
+            const float c = cs[j], s = k->sign * cs[j + 1], x0 = row[j], x1 = row[j + 1];
+            row[j] = x0 * c - x1 * s;
+            row[j + 1] = x0 * s + x1 * c;
+        }
+        store_floats(k->out, k->bf16, i * d, row, d);
+    }
+}
+
 /* ----------------------------------------------------------------------------- Python entry points */
 
 static int addresses(PyObject *const *objects, void **out, int count) {
@@ -261,7 +297,32 @@ static PyObject *swiglu_backward(PyObject *module, PyObject *args) {
     return run(n, 1, threads, gate_backward_range, &k);
 }
 
+static PyObject *rope(PyObject *module, PyObject *args) {
+    PyObject *obj[3];
+    long long batch, heads, tokens, dim, sb, sh, st;
+    double sign;
+    int bf16, threads;
+    void *ptr[3];
+    if (!PyArg_ParseTuple(args, "OLLLLLLLOOdpi", &obj[0], &batch, &heads, &tokens, &dim, &sb, &sh, &st, &obj[1],
+                          &obj[2], &sign, &bf16, &threads))
+        return NULL;
+    if (batch < 0 || heads < 0 || tokens < 0 || dim < 2 || dim % 2 || dim > MAX_DIM) {
+        PyErr_Format(PyExc_ValueError, "need an even 2 <= dim <= %d and no negative size, got dim %lld", MAX_DIM, dim);
+        return NULL;
+    }
+    const int64_t rows = batch * heads * tokens;
+    if (rows == 0)
+        Py_RETURN_NONE;
+    if (addresses(obj, ptr, 3) < 0)
+        return NULL;
+    Rope k = {ptr[0], heads, tokens, dim, sb, sh, st, ptr[1], ptr[2], (float)sign, bf16};
+    return run(rows, dim, threads, rope_rows, &k);
+}
+
 static PyMethodDef module_methods[] = {
+    {"rope", rope, METH_VARARGS,
+     "rope(x, batch, heads, tokens, dim, stride_b, stride_h, stride_t, cos_sin, out, sign, bf16, threads): rotate "
+     "the pairs (2i, 2i+1) of every row of x by the angles (sign +1) or their opposites (-1) into a contiguous out"},
     {"rms_norm_forward", rms_norm_forward, METH_VARARGS,
      "rms_norm_forward(x, weight, y, inv_rms, rows, dim, eps, bf16, threads): y = x / rms(x) * weight, row by row"},
     {"rms_norm_backward", rms_norm_backward, METH_VARARGS,

@@ -1,4 +1,4 @@
-"""RMSNorm and the SwiGLU gate in one pass over memory each way: the C kernel ``_layers_native``.
+"""RMSNorm, the SwiGLU gate and RoPE in one pass over memory each way: the C kernel ``_layers_native``.
 
 As PyTorch operations, RMSNorm's forward is six passes over the activations
 (square, mean, add, rsqrt, two products) and its backward about ten, and the
@@ -12,10 +12,15 @@ float32, with the closed-form gradients:
   saved for the backward: ``x`` and one float per row (``r``).
 - SwiGLU gate, ``out = a s b`` with ``s = sigmoid(a)``:
   ``db = dout a s`` and ``da = dout b s (1 + a (1 - s))``; saved: ``a`` and ``b``.
+- RoPE, each pair ``(x_2i, x_2i+1)`` rotated by its angle: the backward rotates the
+  gradient back by the opposite angle; saved: the angles' cosines and sines. The
+  kernel reads the queries and keys straight from their strided view of the fused
+  ``qkv`` projection and writes them contiguous, as attention wants them, where the
+  complex multiply upcasts, copies, multiplies and rounds back in four passes.
 
 **Same results, within stated bounds.** The PyTorch forms in
 :mod:`cs336_basics.model.layers` (``RMSNorm.reference_forward``, :func:`~cs336_basics.model.layers.silu`)
-stay the test oracles. For float32 the two differ by float32 rounding in a
+and :meth:`~cs336_basics.model.positions.RotaryEmbedding.reference_rotate` stay the test oracles. For float32 the two differ by float32 rounding in a
 different order (and the kernel's own ``exp``, accurate to a few ulps, in the
 sigmoid); for bf16 the kernel rounds once, at the end, where the PyTorch form
 rounds after every operation, so the kernel is closer to the exact value.
@@ -82,6 +87,45 @@ def gate_kernel(a: Tensor, b: Tensor) -> ModuleType | None:
         return None
     module = kernel()
     return module if module is not None and fits(a, b) else None
+
+
+def rotation_kernel(x: Tensor, rotation: Tensor) -> ModuleType | None:
+    """The kernel when it can rotate ``x (B, H, T, D)`` by ``rotation`` (complex ``(T, D/2)``: the same positions
+    for every row); None inside a ``torch.compile`` trace."""
+    if torch.compiler.is_compiling():
+        return None
+    module = kernel()
+    ok = (module is not None and x.dtype in _DTYPES and x.is_cpu and x.layout is torch.strided and x.dim() == 4
+          and x.stride(-1) == 1 and 2 <= x.shape[-1] <= MAX_DIM and x.shape[-1] % 2 == 0
+          and rotation.dtype is torch.complex64 and rotation.is_cpu
+          and tuple(rotation.shape) == (x.shape[-2], x.shape[-1] // 2))
+    return module if ok else None
+
+
+def _rotate(module: ModuleType, x: Tensor, cos_sin: Tensor, sign: float) -> Tensor:
+    """``x (B, H, T, D)`` rotated by the angles of ``cos_sin (T, D/2, 2)`` (``sign`` -1: by their opposites)."""
+    out = torch.empty(x.shape, dtype=x.dtype)  # (B, H, T, D), contiguous
+    module.rope(x.data_ptr(), *x.shape, *x.stride()[:3], cos_sin.data_ptr(), out.data_ptr(), sign,
+                x.dtype is torch.bfloat16, torch.get_num_threads())
+    return out
+
+
+class NativeRotation(torch.autograd.Function):
+    """``apply(x (B, H, T, D), rotation (T, D/2) complex, module)`` -> ``x`` with RoPE applied, contiguous."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, rotation: Tensor, module: ModuleType) -> Tensor:
+        cos_sin = torch.view_as_real(rotation).contiguous()  # (T, D/2, 2) float32: cos, sin
+        ctx.save_for_backward(cos_sin)
+        ctx.module = module
+        return _rotate(module, x, cos_sin, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (cos_sin,) = ctx.saved_tensors
+        if grad_out.stride(-1) != 1:
+            grad_out = grad_out.contiguous()
+        return _rotate(ctx.module, grad_out, cos_sin, -1.0), None, None
 
 
 def rms_norm_kernel(x: Tensor, weight: Tensor) -> ModuleType | None:

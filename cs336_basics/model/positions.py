@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from cs336_basics.errors import UserError
+from cs336_basics.model import fused_layers
 from cs336_basics.model.layers import Embedding
 
 
@@ -125,7 +126,18 @@ class RotaryEmbedding(_Frequencies):
         return torch.polar(torch.ones_like(angles), angles)
 
     def rotate(self, x: Tensor, rotation: Tensor) -> Tensor:
-        """Rotate the pairs of ``x (..., T, d)`` by ``rotation`` (from :meth:`rotation`, broadcastable)."""
+        """Rotate the pairs of ``x (..., T, d)`` by ``rotation`` (from :meth:`rotation`, broadcastable).
+
+        CPU float32/bf16 queries and keys ``(B, H, T, d)`` with one position per token take the one-pass C
+        kernel of :mod:`cs336_basics.model.fused_layers`; anything else runs :meth:`reference_rotate`.
+        """
+        module = fused_layers.rotation_kernel(x, rotation)
+        if module is not None:
+            return fused_layers.NativeRotation.apply(x, rotation, module)
+        return self.reference_rotate(x, rotation)
+
+    def reference_rotate(self, x: Tensor, rotation: Tensor) -> Tensor:
+        """:meth:`rotate` as one complex multiply in PyTorch operations (the kernel's oracle)."""
         # A pair (x_2i, x_2i+1) rotated by angle a is the complex number x_2i + i x_2i+1 times
         # e^{ia}: one complex multiply reads x once and writes once, and its backward is one
         # multiply by the conjugate, where the real-arithmetic form (rotate_pairs) runs four

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from cs336_basics.model import fused_layers as fused
 from cs336_basics.model.layers import RMSNorm, silu, swiglu_gate
+from cs336_basics.model.positions import RotaryEmbedding, rotate_pairs
 from tests.conftest import require_native
 
 
@@ -189,3 +190,45 @@ def test_layers_take_the_kernel_only_where_it_fits(monkeypatch):
     layer(x)
     swiglu_gate(x, x)
     assert len(calls) == 2
+
+
+def rope_inputs(dtype, seed=0, batch=2, heads=3, tokens=11, dim=8):
+    """Queries as attention slices them out of the fused qkv projection: a strided (B, H, T, D) view."""
+    g = torch.Generator().manual_seed(seed)
+    qkv = torch.randn(batch, tokens, 3, heads, dim, generator=g).to(dtype)
+    q = qkv.movedim(-4, -2)[:, 0]  # (B, H, T, D), not contiguous
+    rope = RotaryEmbedding(dim, theta=100.0)
+    return q, rope, rope.rotation(torch.arange(5, 5 + tokens))
+
+
+def test_rope_float32_matches_float64_and_the_complex_multiply():
+    q, rope, rotation = rope_inputs(torch.float32)
+    grad_out = torch.randn(q.shape)
+    got = run(lambda x: rope.rotate(x, rotation), (q,), grad_out)
+    ref = run(lambda x: rope.reference_rotate(x, rotation), (q,), grad_out)
+    cos, sin = torch.view_as_real(rotation).double().unbind(-1)
+    exact = run(lambda x: rotate_pairs(x, cos, sin), (q.double(),), grad_out.double())
+    assert got[0].is_contiguous()  # as attention wants it
+    for g, r, e in zip(got, ref, exact):
+        torch.testing.assert_close(g, r, rtol=fused.FLOAT32_RTOL, atol=fused.FLOAT32_ATOL)
+        assert_float32_close(g, e)
+
+
+def test_rope_bf16_is_rounded_once():
+    q, rope, rotation = rope_inputs(torch.bfloat16, seed=1, dim=64, tokens=40)
+    grad_out = torch.randn(q.shape).bfloat16()
+    got = run(lambda x: rope.rotate(x, rotation), (q,), grad_out)
+    cos, sin = torch.view_as_real(rotation).double().unbind(-1)
+    exact = run(lambda x: rotate_pairs(x, cos, sin), (q.double(),), grad_out.double())
+    for g, e in zip(got, exact):
+        assert_within_bf16_ulps(g, e)
+
+
+def test_rope_takes_the_kernel_only_for_shared_positions():
+    q, rope, rotation = rope_inputs(torch.float32)
+    assert fused.rotation_kernel(q, rotation) is not None
+    per_row = rope.rotation(torch.arange(11).expand(2, 1, 11))  # (B, 1, T, D/2): per-row positions
+    assert fused.rotation_kernel(q, per_row) is None
+    assert fused.rotation_kernel(q.double(), rotation) is None
+    assert fused.rotation_kernel(q[..., :4], rotation) is None  # the angles are for 8 dimensions
+    torch.testing.assert_close(rope.rotate(q, per_row), rope.reference_rotate(q, per_row))
