@@ -112,13 +112,16 @@ def status() -> list[ExtensionStatus]:
 
 
 def fallback_reason(names: tuple[str, ...] = tuple(EXTENSIONS)) -> str | None:
-    """Why any of ``names`` runs in Python right now (None when all run in C)."""
+    """Why any of ``names`` runs in Python right now (None when all run in C).
+
+    Only ``names`` are loaded: loading AdamW's extension imports the training package, and with it torch
+    (a second of start-up for a tokenizing command)."""
     if disabled():
         return f"{DISABLE_ENV} is set"
-    broken = [s for s in status() if s.name in names and not s.loaded]
+    broken = [name for name in names if loaded(name) is None]
     if not broken:
         return None
-    return "; ".join(f"{s.name} {s.reason}" for s in broken)
+    return "; ".join(f"{name} {_REASONS[name]}" for name in broken)
 
 
 def warn_if_fallback(what: str, names: tuple[str, ...] = tuple(EXTENSIONS)) -> bool:

@@ -13,6 +13,9 @@
   SIGKILL leaves no worker behind waiting forever on the task queue. Leaving
   the ``with`` block normally closes and joins the pool; an exception
   (KeyboardInterrupt included) terminates it and waits for the workers to exit.
+  A process started with SIGINT ignored (a background job of a non-interactive
+  shell: the shell's way of keeping Ctrl-C from its background jobs) keeps
+  ignoring it while the pool starts too, as Python does everywhere else.
 """
 
 from __future__ import annotations
@@ -78,15 +81,16 @@ def worker_pool(processes: int, initializer: Callable[..., None] | None = None,
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     # While the pool starts, Ctrl-C is only noted: raised in the middle of a fork it would be swallowed by
     # a fork hook ("Exception ignored") or kill a worker that is not ignoring SIGINT yet. The parent acts on
-    # it inside the try below, where it stops the pool.
+    # it inside the try below, where it stops the pool. An ignored SIGINT stays ignored.
     pressed: list[int] = []
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum)) if in_main else None
+    noting = (threading.current_thread() is threading.main_thread()
+              and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum)) if noting else None
     try:
         pool = multiprocessing.get_context(method).Pool(processes, initializer=_start_worker,
                                                         initargs=(os.getpid(), initializer, initargs))
     finally:
-        if in_main:  # None: a handler installed outside Python, whose place Python's default takes
+        if noting:  # None: a handler installed outside Python, whose place Python's default takes
             signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
     try:
         if pressed:

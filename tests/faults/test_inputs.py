@@ -182,14 +182,19 @@ def test_a_sweep_key_given_twice_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- worker processes
-# The child runs `cs336 tokenize` with an encoder slowed by DELAY seconds per chunk, so the workers are busy
-# when a signal arrives; fork hands the slowed class to the workers.
+# The child runs `cs336 tokenize` with an encoder slowed by DELAY seconds per range, so the workers are busy
+# when a signal arrives; fork hands the slowed class to the workers. Each range first creates a file named
+# after its worker's pid in MARKERS, so the test knows when every worker is inside its work. SIGINT starts at
+# Python's default, as in a terminal: a test run started as a background job of a non-interactive shell hands
+# its children SIGINT ignored, and the CLI keeps ignoring a signal its launcher ignores.
 SLOW_TOKENIZE = """
-import sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from cs336_basics.tokenizer.tokenizer import Tokenizer
 encode = Tokenizer.encode_to_array
-delay = float(sys.argv.pop(1))
+delay, markers = float(sys.argv.pop(1)), sys.argv.pop(1)
 def slow(self, data):
+    open(os.path.join(markers, str(os.getpid())), "a").close()
     time.sleep(delay)
     return encode(self, data)
 Tokenizer.encode_to_array = slow
@@ -204,24 +209,29 @@ def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=300)
 
 
-def _start_slow_tokenize(dataset: Path, out: Path, workers: str,
-                         delay: float) -> tuple[subprocess.Popen, list[psutil.Process]]:
+def _start_slow_tokenize(dataset: Path, out: Path, workers: str, delay: float,
+                         markers: Path) -> tuple[subprocess.Popen, list[psutil.Process]]:
     """The slowed tokenize in its own session (so a signal can go to its whole group, as Ctrl-C does), once
-    its workers are running: (the process, its workers)."""
+    two workers are inside a range (each has left its marker in ``markers``): (the process, those workers)."""
+    markers.mkdir()
     env = {**os.environ, "CS336_NO_PROGRESS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_TOKENIZE, str(delay), "tokenize", "--tokenizer",
-                             str(dataset / "tokenizer"), "--input", str(dataset / "train.txt"), "--out", str(out),
-                             "--workers", workers], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    deadline = time.monotonic() + 60
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TOKENIZE, str(delay), str(markers), "tokenize",
+                             "--tokenizer", str(dataset / "tokenizer"), "--input", str(dataset / "train.txt"),
+                             "--out", str(out), "--workers", workers], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        children = psutil.Process(proc.pid).children(recursive=True)
-        if len(children) >= 2:
-            return proc, children
-        assert proc.poll() is None, proc.communicate()
+        pids = {int(marker.name) for marker in markers.iterdir()}
+        if len(pids) >= 2:
+            workers_now = psutil.Process(proc.pid).children()
+            if pids <= {p.pid for p in workers_now}:
+                return proc, [p for p in workers_now if p.pid in pids]
+            break
+        if proc.poll() is not None:
+            raise AssertionError(f"the tokenize ended before two workers began a range: {proc.communicate()}")
         time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("the workers never started")
+    os.killpg(proc.pid, signal.SIGKILL)  # its whole session: no 600 s worker may outlive the test
+    raise AssertionError(f"two workers of the tokenize never began a range: {proc.communicate()}")
 
 
 def _gone(processes: list[psutil.Process], timeout: float) -> bool:
@@ -267,12 +277,11 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_output(dataset, tmp_path):
     before = snapshot(dataset)
     out = tmp_path / "out"
     out.mkdir()
-    proc, workers = _start_slow_tokenize(dataset, out / "t.npy", "100000", delay=0.3)
+    # 600 s per range: the run cannot end on its own before the signal, nor within the test after it
+    proc, workers = _start_slow_tokenize(dataset, out / "t.npy", "100000", delay=600, markers=tmp_path / "m")
     try:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
-        started = time.monotonic()
-        _, err = proc.communicate(timeout=30)
-        assert time.monotonic() - started < 10, err
+        _, err = proc.communicate(timeout=60)  # about a second, even on busy CPUs
         assert proc.returncode == 130 and "cs336: interrupted" in err and "Traceback" not in err, err
         assert _gone(workers, 5), [p.pid for p in workers]
     finally:
@@ -284,9 +293,8 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_output(dataset, tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
                     reason="the parent-death signal is Linux's; needs 2 CPUs for a worker pool")
 def test_no_worker_outlives_a_killed_parent(dataset, tmp_path):
-    # each worker is inside a 60 s task: only the kernel's parent-death signal ends it within seconds
-    proc, workers = _start_slow_tokenize(dataset, tmp_path / "t.npy", "2", delay=60)
-    time.sleep(0.5)
+    # each worker is inside a 600 s range: only the kernel's parent-death signal ends it within seconds
+    proc, workers = _start_slow_tokenize(dataset, tmp_path / "t.npy", "2", delay=600, markers=tmp_path / "m")
     proc.kill()
     proc.wait(timeout=30)  # not communicate(): a surviving worker holds the output pipes open
     try:

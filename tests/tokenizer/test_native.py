@@ -86,14 +86,19 @@ def test_a_missing_optimizer_kernel_does_not_warn_about_tokenizing():
     assert proc.stdout.strip() == "False" and "warning:" not in proc.stderr
 
 
-def test_tokenize_warns_once_when_it_falls_back(tmp_path):
+def _tokenize_args(tmp_path) -> list[str]:
+    """`cs336 tokenize` arguments for a byte tokenizer and a small text, both written under ``tmp_path``."""
     from cs336_basics.tokenizer.tokenizer_dir import save_tokenizer_dir
 
     vocab = {i: bytes([i]) for i in range(256)}
     save_tokenizer_dir(tmp_path / "tok", vocab, [], [])
     (tmp_path / "in.txt").write_text("hello world\n" * 100, encoding="utf-8")
-    args = ["tokenize", "--tokenizer", str(tmp_path / "tok"), "--input", str(tmp_path / "in.txt"),
+    return ["tokenize", "--tokenizer", str(tmp_path / "tok"), "--input", str(tmp_path / "in.txt"),
             "--out", str(tmp_path / "out.npy"), "--workers", "1"]
+
+
+def test_tokenize_warns_once_when_it_falls_back(tmp_path):
+    args = _tokenize_args(tmp_path)
     code = f"from cs336_basics.cli import main; raise SystemExit(main({args!r}))"
     proc = _run_blocked("_encode_native", code)
     assert proc.returncode == 0, proc.stderr
@@ -104,6 +109,18 @@ def test_tokenize_warns_once_when_it_falls_back(tmp_path):
     # with every extension present there is no warning
     proc = run_cli(*args[:-2], "--workers", "1", "--force")
     assert proc.returncode == 0 and "warning:" not in proc.stderr
+
+
+def test_tokenize_loads_neither_the_optimizer_kernel_nor_torch(tmp_path):
+    """Loading AdamW's extension imports the training package and torch: a second of start-up that
+    `cs336 tokenize` does not need, and a Ctrl-C inside torch's import aborts the process (SIGABRT)."""
+    code = ("import sys\nfrom cs336_basics.cli import main\n"
+            f"print(main({_tokenize_args(tmp_path)!r}), 'torch' in sys.modules, "
+            "'cs336_basics.training._adamw_native' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "CS336_NO_PROGRESS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "0 False False", proc.stdout
 
 
 def test_fallback_reason_and_warning_follow_the_disable_variable(monkeypatch, capsys):
