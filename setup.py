@@ -29,15 +29,27 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
+            if "-fopenmp" in ext.extra_compile_args:  # a compiler without OpenMP: POSIX threads instead
+                ext.extra_compile_args.remove("-fopenmp")
+                ext.extra_link_args.remove("-fopenmp")
+                print(f"WARNING: {ext.name} built without OpenMP ({exc})")
+                return self.build_extension(ext)
             print(f"WARNING: could not build {ext.name} ({exc}); using its pure-Python fallback")
+
+
+OPENMP_MARKERS = ("#pragma omp", "_vector_math.h")
+"""A C file that has an OpenMP pragma or includes the kernels' header (which has one) is built with ``-fopenmp``:
+its threads are then those of the OpenMP runtime torch loads, not threads of its own competing with them."""
 
 
 def native_extensions():
     exts = []
     for src in sorted(Path("cs336_basics").rglob("*.c")):
         name = ".".join(src.with_suffix("").parts)
-        exts.append(Extension(name, [str(src)], extra_compile_args=["-O3", "-std=c11", "-fno-math-errno",
-                                                                  "-fno-trapping-math"]))
+        flags = ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math"]
+        text = src.read_text(encoding="utf-8")
+        openmp = ["-fopenmp"] if any(marker in text for marker in OPENMP_MARKERS) else []
+        exts.append(Extension(name, [str(src)], extra_compile_args=flags + openmp, extra_link_args=openmp))
     return exts
 
 

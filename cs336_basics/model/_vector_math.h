@@ -11,8 +11,9 @@
  *   and the loader picks the best the CPU has. The code is ISO C (-std=c11), where no multiply-add is contracted
  *   into an FMA, and reductions keep LANES explicit partial results: every build computes the same operations
  *   in the same order, so all give the same bits.
- * - parallel_rows: split rows [0, rows) into contiguous ranges, one per POSIX thread (the caller's included),
- *   when there are enough elements to repay starting a thread.
+ * - parallel_rows: split rows [0, rows) into contiguous ranges, one per thread, when there are enough elements
+ *   to repay it: on torch's OpenMP threads when built with -fopenmp (setup.py asks for it), else on POSIX
+ *   threads started for the call.
  *
  * Reference: W. J. Cody and W. Waite, Software Manual for the Elementary Functions (1980).
  */
@@ -82,6 +83,7 @@ static inline float exp_f32(float x) {
  * to `threads` threads (fewer when rows * row_elements is small); returns the number of ranges. */
 typedef void (*RowsBody)(void *context, int64_t begin, int64_t end, int part);
 
+#ifndef _OPENMP
 typedef struct {
     RowsBody body;
     void *context;
@@ -94,6 +96,7 @@ static void *rows_thread_main(void *arg) {
     s->body(s->context, s->begin, s->end, s->part);
     return NULL;
 }
+#endif
 
 static inline int rows_ranges(int64_t rows, int64_t row_elements, int threads) {
     if (threads > MAX_THREADS)
@@ -106,10 +109,21 @@ static inline int rows_ranges(int64_t rows, int64_t row_elements, int threads) {
 }
 
 static int parallel_rows(int64_t rows, int ranges, RowsBody body, void *context) {
+    const int64_t per = (rows + ranges - 1) / ranges;
+#ifdef _OPENMP
+    /* torch's own OpenMP runtime (the process has one libgomp.so.1): its worker threads are already running,
+     * and spinning after torch's last parallel region, so they take a range at once; threads of our own
+     * would compete with them for the cores. */
+#pragma omp parallel for num_threads(ranges) schedule(static, 1)
+    for (int k = 0; k < ranges; k++) {
+        int64_t begin = per * k < rows ? per * k : rows;
+        int64_t end = per * (k + 1) < rows ? per * (k + 1) : rows;
+        body(context, begin, end, k);
+    }
+#else
     RowsShare shares[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS] = {0};
-    const int64_t per = (rows + ranges - 1) / ranges;
     for (int k = 0; k < ranges; k++) {
         int64_t begin = per * k < rows ? per * k : rows;
         int64_t end = per * (k + 1) < rows ? per * (k + 1) : rows;
@@ -124,6 +138,7 @@ static int parallel_rows(int64_t rows, int ranges, RowsBody body, void *context)
         else
             rows_thread_main(&shares[k]); /* no thread could be started: do its range here */
     }
+#endif
     return ranges;
 }
 

@@ -24,8 +24,9 @@
  * only fused operations are the two fmaf calls above. The kernel exists in three builds (AVX-512, AVX2+FMA,
  * baseline x86-64/other) picked once at import from what the CPU supports (isa(), use_isa()); all three
  * compute the same correctly rounded operations, so they give the same bits. The elements of the whole list are split into
- * `threads` equal ranges, one per POSIX thread, when there are enough of them to repay starting a thread;
- * the GIL is released while the threads run.
+ * `threads` equal ranges when there are enough of them to repay a thread: on torch's OpenMP threads when built
+ * with -fopenmp (setup.py asks for it), else on POSIX threads started for the call; the GIL is released while
+ * they run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -150,10 +151,12 @@ static void run_share(const Share *s) {
     }
 }
 
+#ifndef _OPENMP
 static void *thread_main(void *arg) {
     run_share((const Share *)arg);
     return NULL;
 }
+#endif
 
 /* Run the update over every tensor on `threads` threads (this one included); 0 on success. */
 static int run_all(const Tensor *tensors, Py_ssize_t count, int64_t total, int threads, const Hyper *h) {
@@ -164,8 +167,6 @@ static int run_all(const Tensor *tensors, Py_ssize_t count, int64_t total, int t
     if (threads < 1)
         threads = 1;
     Share shares[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
     int64_t per = (total + threads - 1) / threads;
     per = (per + ALIGN_ELEMENTS - 1) / ALIGN_ELEMENTS * ALIGN_ELEMENTS;
     for (int k = 0; k < threads; k++) {
@@ -173,6 +174,15 @@ static int run_all(const Tensor *tensors, Py_ssize_t count, int64_t total, int t
         int64_t end = per * (k + 1) < total ? per * (k + 1) : total;
         shares[k] = (Share){tensors, count, begin, end, h};
     }
+#ifdef _OPENMP
+    /* torch's own OpenMP runtime: its worker threads are already running (spinning after torch's last parallel
+     * region), so they take a share at once, where threads of our own would compete with them for the cores */
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; k++)
+        run_share(&shares[k]);
+#else
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
     for (int k = 1; k < threads; k++)
         started[k] = pthread_create(&ids[k], NULL, thread_main, &shares[k]) == 0;
     run_share(&shares[0]);
@@ -182,6 +192,7 @@ static int run_all(const Tensor *tensors, Py_ssize_t count, int64_t total, int t
         else
             run_share(&shares[k]); /* no thread could be started: do its share here */
     }
+#endif
     return 0;
 }
 

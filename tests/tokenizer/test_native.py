@@ -43,9 +43,10 @@ def test_doctor_lists_versions_devices_features_and_extensions():
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for label in ("cs336_basics", "python", "torch version", "torch build", "torch devices", "cpu features",
-                  "avx512_bf16", "amx_bf16", "C _bpe_count", "C _bpe_merge", "C _encode_native", "C _adamw_native"):
+                  "avx512_bf16", "amx_bf16", "C _bpe_count", "C _bpe_merge", "C _encode_native", "C _adamw_native",
+                  "C _cross_entropy_native", "C _layers_native"):
         assert label in out, label
-    assert out.count(" loaded (") == len(native.EXTENSIONS) == 4
+    assert out.count(" loaded (") == len(native.EXTENSIONS) == 6
 
 
 def test_doctor_names_a_missing_extension_and_exits_1():
