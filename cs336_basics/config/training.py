@@ -195,8 +195,8 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Autocast dtype; auto means bf16 on CUDA and on a CPU with native bf16 where the run's own step measured
     faster in it (cached per machine and shape), float32 elsewhere. Parameters and optimizer state stay float32."""
-    compile: bool = False
-    """Wrap the model in torch.compile."""
+    compile: bool | Literal["auto"] = "auto"
+    """Wrap the model in torch.compile: true, false, or auto (CPU: eager, which runs the C kernels; CUDA: compiled for runs of at least 2,000 planned steps). The decision is written to metrics.jsonl."""
     max_nonfinite: int = 5
     """Consecutive non-finite losses/gradients before the run stops (each such step skips its update)."""
     divergence_loss: float | None = None

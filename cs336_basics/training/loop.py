@@ -42,6 +42,7 @@ from cs336_basics.runs.train_state import TrainState
 from cs336_basics.runs.trained import export_safetensors
 from cs336_basics.runtime.devices import resolve_device
 from cs336_basics.training import console, placement
+from cs336_basics.training.compile_choice import choose_compile
 from cs336_basics.training.distributed import (DistInfo, any_rank, barrier, init_distributed, rank_device,
                                                shutdown_distributed)
 from cs336_basics.training.divergence import DivergenceRule
@@ -129,7 +130,8 @@ class Trainer:
         if inputs.checkpoint is not None:
             self._restore(inputs.checkpoint)
         self.ckpts = CheckpointManager(self.rundir.checkpoints, t.keep_last)
-        self.parts.wrap(t.compile, self.dist, self.device)
+        self.compile_choice = choose_compile(t.compile, self.device, self.plan.total)
+        self.parts.wrap(self.compile_choice.compiled, self.dist, self.device)
         self.timings = StepTimings()
         self.train_step = TrainStep(self.parts, self.device, t.grad_accum_steps, cfg.optimizer.grad_clip, self.dist,
                                     self.timings)
@@ -203,10 +205,11 @@ class Trainer:
         s.wandb_run_id = next((t.run_id for t in trackers if t.run_id), s.wandb_run_id)
         self._log(Event.START if self.resumed_from is None else Event.RESUME, total_steps=self.plan.total,
                   world_size=self.dist.world_size, device=str(self.device), **self.parts.dtype_choice.record(),
+                  **self.compile_choice.record(),
                   num_params=sum(p.numel() for p in self.model.parameters()),
                   resumed_from=str(self.resumed_from) if self.resumed_from else None)
         info(f"training {cfg.train.run_name}: {self.plan.describe()} x {self.tokens_per_step:,} tokens on "
-             f"{self.device}, {self.parts.dtype_choice.describe()}"
+             f"{self.device}, {self.parts.dtype_choice.describe()}, {self.compile_choice.describe()}"
              + (f", resuming at step {s.step}" if self.resumed_from else "") + f" -> {self.rundir.root}")
 
     def _train(self, bar) -> StopReason:

@@ -31,6 +31,7 @@ from cs336_basics.runtime.devices import resolve_device
 from cs336_basics.runtime.precision import DtypeChoice, autocast, choose_dtype, shape_key
 from cs336_basics.training import placement
 from cs336_basics.training.clipping import clip_grad_norm_tensor
+from cs336_basics.training.compile_choice import choose_compile
 from cs336_basics.training.data import BatchSampler
 from cs336_basics.training.distributed import DistInfo, all_reduce_mean
 from cs336_basics.training.loss import cross_entropy
@@ -235,7 +236,7 @@ def measure_step_seconds(cfg, train_tokens: np.ndarray, steps: int = 3, warmup: 
     device = resolve_device(cfg.train.device)
     placement.configure_backends(device)
     parts = build_training_parts(cfg, train_tokens, device, total_steps=warmup + steps)
-    parts.wrap(cfg.train.compile, DistInfo(), device)
+    parts.wrap(choose_compile(cfg.train.compile, device, cfg.train.total_steps or 0).compiled, DistInfo(), device)
     step = TrainStep(parts, device, cfg.train.grad_accum_steps, cfg.optimizer.grad_clip)
     times = []
     for i in range(warmup + steps):
