@@ -4,7 +4,9 @@ Contenders, run interleaved (one repetition of each per round):
 
 - ``ours-default``: exactly what ``cs336 train`` runs with no ``--config``: the
   default config (``load_config(None, ...)``, so ``model.attention="auto"``, which
-  is PyTorch's fused SDPA on CPU and CUDA), trained by the public ``train()``.
+  is PyTorch's fused SDPA on CPU and CUDA, and ``train.compile="auto"``, eager on the
+  CPU with the C kernels of RMSNorm, SwiGLU, RoPE, the loss and AdamW), trained by the
+  public ``train()``.
   Only the data paths, the run directory, the batch size, the step count and the
   evaluation/checkpoint cadence are set (and, with ``--quick``, a smaller shape
   through ``--shape``, recorded in the settings);
@@ -23,6 +25,11 @@ Contenders, run interleaved (one repetition of each per round):
   on this machine (an untimed probe run decides it first): bf16 autocast where our
   run uses it (a CPU with native bf16 at this shape), float32 otherwise, so both
   sides compute in the same precision.
+
+A second group (full runs) repeats ``ours-default`` against the two eager standard loops at the
+quickstart's dimensions (d_model 128, 4 layers, 4 heads, context 128, vocab 2048, batch 16), 20 steps
+per repetition after 2 warm-up steps. Each group records what ``train.compile=auto`` and
+``train.dtype=auto`` chose for ours-default, and the compilation seconds of the compiled contenders.
 
 Each repetition of ours is one ``train()`` call of ``warmup + steps`` steps; its
 time is the sum of the last ``steps`` per-step times in the run's
@@ -71,8 +78,9 @@ from cs336_basics.training.optimizer import AdamW
 
 SIZES = {
     "quick": dict(shape="model.d_model=256 model.num_heads=8", batch=4, steps=2, warmup=1, repeats=3, threads=1,
-                  compile_ours=False, components=True),
-    "full": dict(shape="", batch=16, steps=3, warmup=1, repeats=5, threads=2, compile_ours=True, components=True),
+                  compile_ours=False, components=True, quickstart_steps=0, quickstart_warmup=0),
+    "full": dict(shape="", batch=16, steps=3, warmup=1, repeats=5, threads=2, compile_ours=True, components=True,
+                 quickstart_steps=20, quickstart_warmup=2),
 }
 
 
@@ -206,33 +214,40 @@ STANDARD_LOOPS = (("standard-eager", False, "complex"), ("standard-eager (real R
 """The anchors (name, compiled, RoPE form): eager in both RoPE forms (whichever is faster there), compiled with the
 real-valued form Inductor fuses (it generates no code for complex multiplies)."""
 
+QUICKSTART_SHAPE = ("model.vocab_size=2048 model.d_model=128 model.num_heads=4 model.context_length=128")
+"""The quickstart's dimensions (configs/quickstart.toml) on the default config's architecture, so the standard loop
+builds the same model (the quickstart's tied embeddings and init have no standard counterpart)."""
 
-def measure(settings: dict, data_dir) -> dict:
-    torch.set_num_threads(settings["threads"])
-    text = text_prefix(TINYSTORIES_TRAIN, None, data_dir)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_train."))
+
+def compile_seconds(cfg) -> float | None:
+    """The first step's time of the last run of ``cfg`` (``train.compile=true``: the compilation and one step)."""
+    events = [json.loads(line) for line in (Path(cfg.train.runs_dir) / cfg.train.run_name / "metrics.jsonl").read_text(
+        encoding="utf-8").splitlines()]
+    first = next((e for e in events if e.get("event") == "train" and e["step"] == 1), None)
+    return round(cfg.train.batch_size * cfg.model.context_length / first["tokens_per_s"], 2) if first else None
+
+
+def steps_group(gid: str, label: str, settings: dict, text: str, valid_text: str, tmp: Path, variants: dict,
+                anchors) -> tuple[dict, object]:
+    """Our variants and the standard loops at one shape, interleaved, as a record group (and the shape's config)."""
     probe = our_config(settings, tmp, tmp / "runs", "probe")
-    dataset = tmp / "data"
+    dataset = tmp / f"data-{gid}"
     dataset.mkdir()
     tok = tokenizer_dir(text, probe.model.vocab_size)
     train_ids = token_array(tok, text)
     np.save(dataset / "train.npy", train_ids)
-    np.save(dataset / "valid.npy", token_array(tok, text_prefix(TINYSTORIES_VALID, None, data_dir),
-                                               4 * probe.model.context_length))
-    runs = tmp / "runs"
+    np.save(dataset / "valid.npy", token_array(tok, valid_text, 4 * probe.model.context_length))
+    runs = tmp / f"runs-{gid}"
     dtype = chosen_dtype(our_config(settings, dataset, runs, "dtype-probe"))
-    variants = {"ours-default": [], "ours-reference": ["model.attention=reference"]}
-    if settings["compile_ours"]:
-        variants["ours-compile=true"] = ["train.compile=true"]
-    contenders = [Contender(name, timed_train(our_config(settings, dataset, runs, name, *extra), settings["warmup"]))
-                  for name, extra in variants.items()]
+    configs = {name: our_config(settings, dataset, runs, name, *extra) for name, extra in variants.items()}
+    contenders = [Contender(name, timed_train(c, settings["warmup"])) for name, c in configs.items()]
     cfg = our_config(settings, dataset, runs, "standard")
-    compile_s = {}
-    for name, compiled, rope in STANDARD_LOOPS:
+    warmup_s = {}
+    for name, compiled, rope in anchors:
         loop = StandardLoop(cfg, train_ids, compiled, dtype, rope)
         start = time.perf_counter()
         loop.step()  # warm-up (and compilation)
-        compile_s[name] = round(time.perf_counter() - start, 2)
+        warmup_s[name] = round(time.perf_counter() - start, 2)
 
         def block(loop=loop):
             for _ in range(settings["steps"]):
@@ -254,17 +269,41 @@ def measure(settings: dict, data_dir) -> dict:
     metrics = {f"MFU {r.name}": [train_flops * tokens / t / peak for t in r.wall] for r in results}
     m = cfg.model
     dtype_name = str(dtype).removeprefix("torch.")
-    steps_group = group(
-        "steps", f"training steps: d_model {m.d_model}, {m.num_layers} layers, {m.num_heads} heads, context "
-        f"{m.context_length}, vocab {m.vocab_size}, batch {cfg.train.batch_size}, {settings['steps']} steps per "
-        f"repetition, {settings['threads']} thread(s)", results, metrics=metrics,
-        size=f"d_model {m.d_model}, batch {cfg.train.batch_size}, {settings['threads']} thread(s)",
-        facts={"autocast dtype (train.dtype=auto for ours-default; the standard loops use the same)": dtype_name,
-               f"{dtype_name} matmul peak GFLOP/s (best between rounds)": round(peak / 1e9, 1),
-               "model FLOPs per token (6N + 12LdT)": train_flops,
-               "warm-up and compile seconds of the standard loops": compile_s,
-               "training tokens (TinyStories head)": int(len(train_ids))})
-    groups = [steps_group]
+    compiled_ours = {name: compile_seconds(c) for name, c in configs.items() if c.train.compile is True}
+    start = json.loads((runs / "ours-default" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[0])  # a run
+    # of ours-default has just ended: its first record holds its decisions
+    facts = {"autocast dtype (train.dtype=auto for ours-default; the standard loops use the same)": dtype_name,
+             "train.compile=auto for ours-default chose": f"{'compiled' if start['compile'] else 'eager'} "
+                                                         f"({start['compile_reason']})",
+             f"{dtype_name} matmul peak GFLOP/s (best between rounds)": round(peak / 1e9, 1),
+             "model FLOPs per token (6N + 12LdT)": train_flops,
+             "warm-up and compile seconds of the standard loops (first step)": warmup_s,
+             "training tokens (TinyStories head)": int(len(train_ids))}
+    if compiled_ours:
+        facts["compile seconds of ours (first step, last repetition; not in the timed steps)"] = compiled_ours
+    title = (f"{label}: d_model {m.d_model}, {m.num_layers} layers, {m.num_heads} heads, context {m.context_length}, "
+             f"vocab {m.vocab_size}, batch {cfg.train.batch_size}, {settings['steps']} steps per repetition, "
+             f"{settings['threads']} thread(s)")
+    return group(gid, title, results, metrics=metrics, facts=facts,
+                 size=f"d_model {m.d_model}, batch {cfg.train.batch_size}, {settings['threads']} thread(s)"), cfg
+
+
+def measure(settings: dict, data_dir) -> dict:
+    torch.set_num_threads(settings["threads"])
+    text = text_prefix(TINYSTORIES_TRAIN, None, data_dir)
+    valid_text = text_prefix(TINYSTORIES_VALID, None, data_dir)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_train."))
+    variants = {"ours-default": [], "ours-reference": ["model.attention=reference"]}
+    if settings["compile_ours"]:
+        variants["ours-compile=true"] = ["train.compile=true"]
+    steps, cfg = steps_group("steps", "training steps", settings, text, valid_text, tmp, variants, STANDARD_LOOPS)
+    groups = [steps]
+    if settings.get("quickstart_steps"):
+        small = dict(settings, shape=QUICKSTART_SHAPE, steps=settings["quickstart_steps"],
+                     warmup=settings["quickstart_warmup"])
+        quick, _ = steps_group("quickstart_steps", "training steps at the quickstart's shape", small, text,
+                               valid_text, tmp, {"ours-default": []}, STANDARD_LOOPS[:2])
+        groups.append(quick)
     if settings["components"]:
         groups.append(measure_components(cfg, settings["repeats"]))
     import shutil
@@ -272,8 +311,8 @@ def measure(settings: dict, data_dir) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     notes = ["ours-attention=sdpa is not run separately: on CPU and CUDA `attention=auto` (ours-default) already is "
              "PyTorch's fused SDPA kernel.",
-             "torch.compile (inductor) warns that it does not generate code for complex operators: the standard "
-             "loop's RoPE multiply runs as in eager mode inside the compiled model."]
+             "standard-eager multiplies RoPE's pairs as complex numbers; standard-eager (real RoPE) and "
+             "standard-compiled use the real-valued form, which Inductor fuses."]
     return {"groups": groups, "notes": notes, "torch_threads": torch.get_num_threads()}
 
 

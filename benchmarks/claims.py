@@ -78,6 +78,10 @@ CLAIMS: list[Claim] = [
     Claim("train", "steps", "training step speed, ours-compile=true / standard compiled", "ours-compile=true",
           "standard-compiled", target=1.0),
     Claim("train", "steps", "MFU of ours-default", "MFU ours-default", measure="metric", target=0.85),
+    Claim("train", "quickstart_steps", "training step speed at the quickstart shape, ours-default / standard eager",
+          "ours-default", "standard-eager", target=1.0),
+    Claim("train", "quickstart_steps", "training step speed at the quickstart shape, ours-default / standard eager "
+          "(real RoPE)", "ours-default", "standard-eager (real RoPE)", target=1.0),
     Claim("train", "components", "cross-entropy fwd+bwd speed, ours / F.cross_entropy", "ours cross_entropy",
           "F.cross_entropy"),
     Claim("train", "components", "AdamW step speed, ours / torch.optim.AdamW(fused=True)", "ours AdamW",
