@@ -8,7 +8,7 @@ and the same command with the handout recipe (with the command's dropout rule: `
 overrides for AdamW, cosine, SwiGLU, handout init and untied embeddings; the command adds
 dropout itself when the run repeats its data, as ``cs336 quickstart --set`` would run it),
 once per seed of ``--seeds`` each (``--seed``), the two alternating, as whole commands, and
-records, per run, the wall minutes, the bits per byte on the test half of the validation
+records, per run, the wall minutes, the training tokens per second, the bits per byte on the test half of the validation
 stories (the held-out half that nothing is chosen on), on the development half beside it,
 and the improvement over the unigram baseline on the test half in nats per token, parsed
 from the command's own summary lines. The run sizes itself to the machine
@@ -80,6 +80,16 @@ def summary_metrics(stdout: str) -> dict[str, float]:
     return found
 
 
+def training_rate(stdout: str) -> float:
+    """Training tokens per second of one quickstart: the tokens of its ``completed at step N (T tokens)`` line over
+    the ``train`` seconds of its ``time (s):`` line (the training phase, its evaluations included)."""
+    tokens = re.search(r"quickstart: completed at step \d+ \(([\d,]+) tokens\)", stdout)
+    seconds = re.search(r"^time \(s\):.*?train ([\d.]+)", stdout, re.MULTILINE)
+    if tokens is None or seconds is None:
+        raise RuntimeError(f"the quickstart printed no token count or training time; its output ends:\n{stdout[-2000:]}")
+    return int(tokens.group(1).replace(",", "")) / float(seconds.group(1))
+
+
 def parse_seeds(text: str) -> list[int]:
     seeds = [int(part) for part in str(text).split(",") if part.strip()]
     if not seeds:
@@ -105,7 +115,8 @@ def measure(settings: dict, data_dir) -> dict:
                     [sys.executable, "-m", "cs336_basics.cli", "quickstart", "--data", "sample", "--out", str(out),
                      "--minutes", str(settings["minutes"]), "--seed", str(seed), *sets], env, merge_stderr=True)
                 outputs[name].append(stdout.replace(str(out), "qs"))
-                found = {"minutes": wall / 60, **summary_metrics(stdout)}
+                found = {"minutes": wall / 60, **summary_metrics(stdout),
+                         "training tokens per second": training_rate(stdout)}
                 for key, value in found.items():
                     metrics.setdefault(prefix + key, []).append(value)
                 curves[name] = _curve(out / "runs" / "quickstart" / "metrics.jsonl")
