@@ -116,7 +116,7 @@ def test_train_shortcuts_resolve_to_their_config_keys(tmp_path):
         (0.002, 0.0001, 3, "cpu", True, True)
     assert t.seed == 9  # --set comes after the shortcuts
     plain = resolve_config(build_parser(["train"]).parse_args(["train"]))
-    assert (plain.train.compile, plain.train.run_name, plain.logging.quiet) == (False, "run", False)
+    assert (plain.train.compile, plain.train.run_name, plain.logging.quiet) == ("auto", "run", False)
     _assert_one_line_error(run_cli("train", "--batch-size", "0"))
 
 

@@ -8,10 +8,10 @@
   compiled step against the eager one (``ours-compile=true`` beside ``ours-default``), and
   compiling costs its start-up time on top. MPS support in Inductor is incomplete.
 - **CUDA: compiled when the run is long enough to repay the compilation**, i.e. at least
-  :data:`CUDA_MIN_STEPS` planned steps. The threshold is an estimate, not a measurement of
-  this code (no GPU was available to measure it): compiling a model of the assignment's
-  size takes about a minute, and a fused step saves some tens of percent of a step of
-  tenths of a second, so a run of a few thousand steps gets its minute back.
+  :data:`CUDA_MIN_STEPS` planned steps. Compiling costs a fixed start-up time and saves a
+  fraction of every step, so only a long enough run gets its start-up back. The threshold
+  is an estimate, not a measurement of this code on a GPU (none was available to measure
+  it); ``benchmarks/gpu_check.py`` times the compiled step where one is.
 
 The decision is written to the run's first ``metrics.jsonl`` record (``compile``,
 ``compile_reason``) and printed with the dtype, as the dtype decision is.
