@@ -80,26 +80,31 @@ def rms_norm_fits(x: Tensor, weight: Tensor) -> bool:
             and weight.dtype is torch.float32 and weight.shape == x.shape[-1:])
 
 
-def gate_kernel(a: Tensor, b: Tensor) -> ModuleType | None:
-    """The kernel when it can compute ``silu(a) * b``; None inside a ``torch.compile`` trace (checked first, so a
-    trace never reaches the extension's loader)."""
+def _kernel_if(fits_now) -> ModuleType | None:
+    """The kernel when it is loaded and ``fits_now()`` holds; None inside a ``torch.compile`` trace (checked first,
+    so a trace never reaches the extension's loader)."""
     if torch.compiler.is_compiling():
         return None
     module = kernel()
-    return module if module is not None and fits(a, b) else None
+    return module if module is not None and fits_now() else None
+
+
+def gate_kernel(a: Tensor, b: Tensor) -> ModuleType | None:
+    """The kernel when it can compute ``silu(a) * b``; None inside a ``torch.compile`` trace."""
+    return _kernel_if(lambda: fits(a, b))
+
+
+def rotation_fits(x: Tensor, rotation: Tensor) -> bool:
+    """Whether the kernel can rotate ``x (B, H, T, D)`` by ``rotation`` (complex ``(T, D/2)``: the same positions
+    for every row)."""
+    return (x.dtype in _DTYPES and x.is_cpu and x.layout is torch.strided and x.dim() == 4 and x.stride(-1) == 1
+            and 2 <= x.shape[-1] <= MAX_DIM and x.shape[-1] % 2 == 0 and rotation.dtype is torch.complex64
+            and rotation.is_cpu and tuple(rotation.shape) == (x.shape[-2], x.shape[-1] // 2))
 
 
 def rotation_kernel(x: Tensor, rotation: Tensor) -> ModuleType | None:
-    """The kernel when it can rotate ``x (B, H, T, D)`` by ``rotation`` (complex ``(T, D/2)``: the same positions
-    for every row); None inside a ``torch.compile`` trace."""
-    if torch.compiler.is_compiling():
-        return None
-    module = kernel()
-    ok = (module is not None and x.dtype in _DTYPES and x.is_cpu and x.layout is torch.strided and x.dim() == 4
-          and x.stride(-1) == 1 and 2 <= x.shape[-1] <= MAX_DIM and x.shape[-1] % 2 == 0
-          and rotation.dtype is torch.complex64 and rotation.is_cpu
-          and tuple(rotation.shape) == (x.shape[-2], x.shape[-1] // 2))
-    return module if ok else None
+    """The kernel when it can rotate ``x`` by ``rotation``; None inside a ``torch.compile`` trace."""
+    return _kernel_if(lambda: rotation_fits(x, rotation))
 
 
 def _rotate(module: ModuleType, x: Tensor, cos_sin: Tensor, sign: float) -> Tensor:
@@ -130,10 +135,7 @@ class NativeRotation(torch.autograd.Function):
 
 def rms_norm_kernel(x: Tensor, weight: Tensor) -> ModuleType | None:
     """The kernel when it can normalise ``x`` with ``weight``; None inside a ``torch.compile`` trace."""
-    if torch.compiler.is_compiling():
-        return None
-    module = kernel()
-    return module if module is not None and rms_norm_fits(x, weight) else None
+    return _kernel_if(lambda: rms_norm_fits(x, weight))
 
 
 class NativeRMSNorm(torch.autograd.Function):
